@@ -1,0 +1,349 @@
+"""Fans and variance-scaling initializers: Xavier/Glorot, Kaiming/He and PyTorch's default.
+
+Every function fills its tensor in place and returns it, like ``torch.nn.init``. Layouts follow
+PyTorch: Linear ``(out, in)``, ConvNd ``(C_out, C_in/groups, *k)``, ConvTranspose
+``(C_in, C_out/groups, *k)``.
+
+Two fan conventions are offered (``convention=``):
+
+- ``"torch"`` (default): exactly ``torch.nn.init._calculate_fan_in_and_fan_out``. With
+  r = prod(size[2:]): fan_in = size(1)·r, fan_out = size(0)·r. For a grouped conv this makes
+  fan_in per group but fan_out the *full* C_out, and for a ConvTranspose it swaps the two.
+- ``"true"``: the fans one output or input unit really sees. Grouped convs use per-group fan_out,
+  and ConvTranspose dims are swapped back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "fans",
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "torch_default_",
+    "xavier_normal_",
+    "xavier_uniform_",
+]
+
+FanConvention = Literal["torch", "true"]
+FanMode = Literal["fan_in", "fan_out"]
+NormalVariant = Literal["torch", "tf_truncated"]
+Nonlinearity = Literal[
+    "linear",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "selu",
+]
+
+# Std of a standard normal truncated to [-2, 2]. Keras/TF divide by it so that the truncated
+# draw keeps the variance the scheme asks for (tensorflow#16344).
+TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+
+# --------------------------------------------------------------------------- validation helpers
+# Shared with orthogonal.py and zero.py so every initializer rejects bad input the same way.
+
+
+def _check_choice(name: str, value: object, allowed: tuple[object, ...], fn: str) -> None:
+    if value not in allowed:
+        options = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{fn}: unknown {name}={value!r}; use one of {options}")
+
+
+def _check_float(w: Tensor, fn: str) -> None:
+    if not isinstance(w, Tensor):
+        raise TypeError(f"{fn}: expected a torch.Tensor, got {type(w).__name__}")
+    if not w.is_floating_point():
+        raise TypeError(
+            f"{fn}: needs a real floating-point tensor, got dtype {w.dtype}; create the weight "
+            "with a float dtype (e.g. torch.float32) or convert it with .float()"
+        )
+
+
+def _check_weight(
+    w: Tensor, fn: str, *, min_dim: int = 2, max_dim: int | None = None, hint: str = ""
+) -> None:
+    """Raise unless ``w`` is a non-empty weight with ``min_dim <= w.dim() <= max_dim``."""
+    if not isinstance(w, Tensor):
+        raise TypeError(f"{fn}: expected a torch.Tensor, got {type(w).__name__}")
+    if w.dim() < min_dim or (max_dim is not None and w.dim() > max_dim):
+        if max_dim == min_dim:
+            want = f"a {min_dim}-D weight"
+        elif max_dim is None:
+            want = f"a weight with at least {min_dim} dims"
+        else:
+            want = f"a {min_dim}-D to {max_dim}-D weight"
+        fix = (
+            hint or "pass a Linear (out, in) or ConvNd (C_out, C_in/groups, *k) weight, not a bias"
+        )
+        raise ValueError(f"{fn}: needs {want}, got shape {tuple(w.shape)}; {fix}")
+    if w.numel() == 0:
+        raise ValueError(
+            f"{fn}: got an empty tensor of shape {tuple(w.shape)}; every dimension of a weight "
+            "must be at least 1"
+        )
+
+
+def _check_groups(w: Tensor, groups: int, fn: str) -> None:
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
+    if groups > 1 and w.dim() < 3:
+        raise ValueError(
+            f"{fn}: groups={groups} needs a conv weight (3-D to 5-D), got shape {tuple(w.shape)}; "
+            "use groups=1 for Linear weights"
+        )
+    if w.size(0) % groups:
+        raise ValueError(
+            f"{fn}: dim 0 of shape {tuple(w.shape)} ({w.size(0)}) is not divisible by "
+            f"groups={groups}; pass the groups the layer was built with"
+        )
+
+
+# ------------------------------------------------------------------------------------------ fans
+
+
+def fans(
+    w: Tensor,
+    *,
+    convention: FanConvention = "torch",
+    groups: int = 1,
+    transposed: bool = False,
+) -> tuple[int, int]:
+    """Return ``(fan_in, fan_out)`` of a Linear or conv weight.
+
+    With r = prod(w.shape[2:]) (1 for Linear):
+
+    - ``convention="torch"``: fan_in = size(1)·r, fan_out = size(0)·r, whatever ``groups`` and
+      ``transposed`` say (they are still validated). This is what ``torch.nn.init`` uses.
+    - ``convention="true"``, ordinary conv: fan_in = size(1)·r, fan_out = size(0)/groups·r.
+    - ``convention="true"``, ``transposed=True`` (layout ``(C_in, C_out/groups, *k)``):
+      fan_in = size(0)/groups·r, fan_out = size(1)·r.
+
+    Example:
+        >>> w = torch.empty(32, 1, 3, 3)  # depthwise conv, groups=32
+        >>> fans(w, groups=32)
+        (9, 288)
+        >>> fans(w, convention="true", groups=32)
+        (9, 9)
+    """
+    _check_weight(w, "fans")
+    _check_choice("convention", convention, get_args(FanConvention), "fans")
+    _check_groups(w, groups, "fans")
+    if not isinstance(transposed, bool):
+        raise TypeError(f"fans: transposed must be a bool, got {transposed!r}")
+    if transposed and w.dim() < 3:
+        raise ValueError(
+            f"fans: transposed=True needs a ConvTranspose weight (3-D to 5-D), got shape "
+            f"{tuple(w.shape)}"
+        )
+    r = math.prod(w.shape[2:])
+    if convention == "torch":
+        return w.size(1) * r, w.size(0) * r
+    if transposed:
+        return w.size(0) // groups * r, w.size(1) * r
+    return w.size(1) * r, w.size(0) // groups * r
+
+
+# ------------------------------------------------------------------------------- sampling helpers
+
+
+def _gain(nonlinearity: str, a: float, fn: str) -> float:
+    _check_choice("nonlinearity", nonlinearity, get_args(Nonlinearity), fn)
+    return torch.nn.init.calculate_gain(nonlinearity, a)
+
+
+def _fill_normal(w: Tensor, std: float, variant: str, generator: torch.Generator | None) -> Tensor:
+    if variant == "torch":
+        return torch.nn.init.normal_(w, 0.0, std, generator=generator)
+    # Truncating at ±2σ' shrinks the std by TRUNCATED_NORMAL_STD; σ' undoes that.
+    sigma = std / TRUNCATED_NORMAL_STD
+    return torch.nn.init.trunc_normal_(
+        w, 0.0, sigma, -2.0 * sigma, 2.0 * sigma, generator=generator
+    )
+
+
+def _fill_uniform(w: Tensor, std: float, generator: torch.Generator | None) -> Tensor:
+    bound = math.sqrt(3.0) * std  # U(-b, b) has variance b²/3
+    return torch.nn.init.uniform_(w, -bound, bound, generator=generator)
+
+
+# ---------------------------------------------------------------------------------------- Xavier
+
+
+def _xavier_std(
+    w: Tensor, gain: float, convention: str, groups: int, transposed: bool, fn: str
+) -> float:
+    _check_weight(w, fn)
+    _check_float(w, fn)
+    fan_in, fan_out = fans(w, convention=convention, groups=groups, transposed=transposed)
+    return gain * math.sqrt(2.0 / (fan_in + fan_out))
+
+
+def xavier_uniform_(
+    w: Tensor,
+    gain: float = 1.0,
+    *,
+    convention: FanConvention = "torch",
+    groups: int = 1,
+    transposed: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill ``w`` from U(-a, a) with a = gain·√(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010).
+
+    Fans come from :func:`fans` with ``convention``, ``groups`` and ``transposed``; the default
+    reproduces ``torch.nn.init.xavier_uniform_``.
+
+    Example:
+        >>> w = xavier_uniform_(torch.empty(256, 128), generator=torch.Generator().manual_seed(0))
+    """
+    std = _xavier_std(w, gain, convention, groups, transposed, "xavier_uniform_")
+    return _fill_uniform(w, std, generator)
+
+
+def xavier_normal_(
+    w: Tensor,
+    gain: float = 1.0,
+    *,
+    variant: NormalVariant = "torch",
+    convention: FanConvention = "torch",
+    groups: int = 1,
+    transposed: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill ``w`` with zero-mean noise of std σ = gain·√(2 / (fan_in + fan_out)).
+
+    ``variant="torch"`` draws N(0, σ²) like ``torch.nn.init.xavier_normal_``.
+    ``variant="tf_truncated"`` follows Keras/TF ``glorot_normal``: N(0, σ'²) truncated to ±2σ'
+    with σ' = σ / 0.87962566, so the final variance is still σ².
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> w = xavier_normal_(torch.empty(64, 3, 3, 3), variant="tf_truncated", generator=g)
+    """
+    _check_choice("variant", variant, get_args(NormalVariant), "xavier_normal_")
+    std = _xavier_std(w, gain, convention, groups, transposed, "xavier_normal_")
+    return _fill_normal(w, std, variant, generator)
+
+
+# --------------------------------------------------------------------------------------- Kaiming
+
+
+def _kaiming_std(
+    w: Tensor,
+    a: float,
+    mode: str,
+    nonlinearity: str,
+    convention: str,
+    groups: int,
+    transposed: bool,
+    fn: str,
+) -> float:
+    _check_weight(w, fn)
+    _check_float(w, fn)
+    _check_choice("mode", mode, get_args(FanMode), fn)
+    gain = _gain(nonlinearity, a, fn)
+    fan_in, fan_out = fans(w, convention=convention, groups=groups, transposed=transposed)
+    return gain / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+
+
+def kaiming_normal_(
+    w: Tensor,
+    a: float = 0.0,
+    *,
+    mode: FanMode = "fan_in",
+    nonlinearity: Nonlinearity = "leaky_relu",
+    variant: NormalVariant = "torch",
+    convention: FanConvention = "torch",
+    groups: int = 1,
+    transposed: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill ``w`` with zero-mean noise of std σ = gain / √fan (He et al., 2015).
+
+    gain = ``torch.nn.init.calculate_gain(nonlinearity, a)`` (√2 for the defaults a = 0,
+    "leaky_relu"); fan is fan_in or fan_out by ``mode``. ``variant`` works as in
+    :func:`xavier_normal_` (``"tf_truncated"`` is Keras ``he_normal``). torchvision's ResNets use
+    ``mode="fan_out", nonlinearity="relu"``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> w = kaiming_normal_(torch.empty(64, 64, 3, 3), mode="fan_out", nonlinearity="relu",
+        ...                     generator=g)
+    """
+    _check_choice("variant", variant, get_args(NormalVariant), "kaiming_normal_")
+    std = _kaiming_std(w, a, mode, nonlinearity, convention, groups, transposed, "kaiming_normal_")
+    return _fill_normal(w, std, variant, generator)
+
+
+def kaiming_uniform_(
+    w: Tensor,
+    a: float = 0.0,
+    *,
+    mode: FanMode = "fan_in",
+    nonlinearity: Nonlinearity = "leaky_relu",
+    convention: FanConvention = "torch",
+    groups: int = 1,
+    transposed: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Fill ``w`` from U(-b, b) with b = √3·gain / √fan, i.e. variance gain²/fan.
+
+    Same gain and fan rules as :func:`kaiming_normal_`; the uniform bound is √3 times the std, not
+    the std itself (pytorch#30947).
+
+    Example:
+        >>> w = kaiming_uniform_(torch.empty(128, 256), generator=torch.Generator().manual_seed(0))
+    """
+    std = _kaiming_std(w, a, mode, nonlinearity, convention, groups, transposed, "kaiming_uniform_")
+    return _fill_uniform(w, std, generator)
+
+
+# --------------------------------------------------------------------------------- torch default
+
+
+def torch_default_(
+    w: Tensor,
+    bias: Tensor | None = None,
+    *,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """PyTorch's Linear/ConvNd ``reset_parameters`` rule: w, bias ~ U(-b, b), b = 1/√fan_in.
+
+    fan_in is torch's (:func:`fans` with ``convention="torch"``), so it is per group for grouped
+    convs and the swapped one for ConvTranspose, exactly as the modules do. The weight's std is
+    1/√(3·fan_in), a sixth of He's variance. The weight is drawn before the bias, so with a
+    generator seeded like ``torch.manual_seed`` the result equals a freshly built module's.
+
+    Example:
+        >>> lin = torch.nn.Linear(20, 10)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> _ = torch_default_(lin.weight, lin.bias, generator=g)
+    """
+    _check_weight(w, "torch_default_")
+    _check_float(w, "torch_default_")
+    if bias is not None:
+        _check_float(bias, "torch_default_ (bias)")
+        if bias.dim() != 1:
+            raise ValueError(
+                f"torch_default_: bias must be 1-D, got shape {tuple(bias.shape)}; pass the "
+                "weight as the first argument and the bias second"
+            )
+    fan_in, _ = fans(w)
+    bound = 1.0 / math.sqrt(fan_in)
+    torch.nn.init.uniform_(w, -bound, bound, generator=generator)
+    if bias is not None:
+        torch.nn.init.uniform_(bias, -bound, bound, generator=generator)
+    return w
