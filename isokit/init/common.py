@@ -1,0 +1,84 @@
+"""Pieces every model-level scheme shares: device-independent draws, biases, norms, options."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from isokit.init.layers import WeightSlot, bias_params, reset_norms
+from isokit.init.registry import Context
+
+
+def fill_on_cpu(t: torch.Tensor, fill: Callable[[torch.Tensor], object]) -> None:
+    """Run ``fill`` on a CPU tensor and copy the result into ``t``.
+
+    Drawing on the CPU makes a seeded scheme give the same numbers on every device, and lets a
+    CPU ``torch.Generator`` serve models that live on a GPU.
+    """
+    if t.device.type == "cpu":
+        fill(t)
+        return
+    tmp = torch.empty(t.shape, dtype=t.dtype)
+    fill(tmp)
+    t.copy_(tmp)
+
+
+def check_choice(option: str, value: object, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"option {option}={value!r} is not valid; choose one of "
+            + ", ".join(repr(c) for c in choices)
+        )
+
+
+def per_layer(value: float | dict[str, float], name: str, option: str, default: float) -> float:
+    """Resolve a float option given either as one value or as a ``{glob: value}`` map."""
+    if isinstance(value, dict):
+        for pattern, v in value.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                return float(v)
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"option {option} must be a number or a {{glob: number}} map")
+    return float(value)
+
+
+def finish_biases(ctx: Context, bias: str) -> None:
+    """Zero the weight layers' biases (``bias="zero"``) or keep them (``"keep"``)."""
+    check_choice("bias", bias, ("zero", "keep"))
+    for name, p in bias_params(ctx.model):
+        if bias == "zero":
+            p.zero_()
+        ctx.report.add(name, p.shape, "zero" if bias == "zero" else "kept")
+
+
+def finish_norms(ctx: Context, gamma: dict[str, float] | None = None) -> None:
+    """Norm layers: γ = 1 (or ``gamma[name]``), β = 0, BatchNorm statistics (0, 1)."""
+    gamma = gamma or {}
+    for name in reset_norms(ctx.model, gamma=gamma):
+        module = ctx.model.get_submodule(name)
+        for pname in ("weight", "bias"):
+            p = getattr(module, pname, None)
+            if isinstance(p, nn.Parameter):
+                value = gamma.get(name, 1.0) if pname == "weight" else 0.0
+                ctx.report.add(f"{name}.{pname}", p.shape, f"const {value:g}")
+
+
+def report_slot(ctx: Context, slot: WeightSlot, rule: str, options: str = "", flags=()) -> None:
+    ctx.report.add(slot.name, slot.shape, rule, options, flags)
+
+
+def hook_target(model: nn.Module, layer: str) -> nn.Module:
+    """The module whose forward output is ``layer``'s output.
+
+    ``nn.MultiheadAttention`` applies ``out_proj`` functionally, so hooks on ``out_proj``
+    never fire; the attention module itself produces its output.
+    """
+    parent_name, _, leaf = layer.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if leaf == "out_proj" and isinstance(parent, nn.MultiheadAttention):
+        return parent
+    return model.get_submodule(layer)

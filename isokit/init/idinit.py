@@ -1,0 +1,127 @@
+"""The IDInit model recipe (``idinit.md`` §7–§8): identity everywhere, IDIZ on branch ends.
+
+1. Every layer on a residual branch gets IDI_τ (IDIC_τ for convolutions) except the branch's
+   last layer, which gets IDIZ_ε (IDIZC_ε).
+2. Every other weight layer (stem, projection shortcuts, transitions, head) is main stem and
+   gets IDI_τ / IDIC_τ.
+3. Biases 0, norms γ = 1 and β = 0, embeddings kept; loosening (τ-only, std 1e-6) on IDI
+   layers only; attention per projection (q, k, v IDI; the output projection IDIZ).
+"""
+
+from __future__ import annotations
+
+from isokit.init.common import (
+    check_choice,
+    fill_on_cpu,
+    finish_biases,
+    finish_norms,
+    per_layer,
+    report_slot,
+)
+from isokit.init.identity import idi_, idiz_, loosening_representable, unused_input_channels
+from isokit.init.layers import embedding_modules, head_layer, unsupported_modules
+from isokit.init.registry import Context, register
+
+IDINIT_OPTIONS = (
+    "tau", "eps", "contract", "loose", "loose_std", "conv_mode", "flatten_order", "depthwise",
+    "residual_last", "idiz_single_input", "head", "head_name", "embeddings", "last_norm_gamma",
+    "bias", "unsupported",
+)
+
+
+@register(
+    "idinit",
+    description="IDInit: padded identity IDI_τ on every layer, zero-preserving IDIZ_ε on the "
+    "last layer of each residual branch, patch-maintain convolutions",
+    reference="Pan et al., ICLR 2025 (arXiv 2503.04626)",
+    options=IDINIT_OPTIONS,
+)
+def idinit(
+    ctx: Context,
+    *,
+    tau: float | dict[str, float] = 1.0,
+    eps: float = 1e-6,
+    contract: str = "truncate",
+    loose: str | None = "tau",
+    loose_std: float = 1e-6,
+    conv_mode: str = "patch",
+    flatten_order: str = "torch",
+    depthwise: str = "centre",
+    residual_last: str = "idiz",
+    idiz_single_input: str = "alternate",
+    head: str = "idi",
+    head_name: str | None = None,
+    embeddings: str = "keep",
+    last_norm_gamma: float = 1.0,
+    bias: str = "zero",
+    unsupported: str = "keep",
+) -> None:
+    """Apply IDInit; every option is one of the uncertain points of ``idinit.md`` §9.
+
+    Options (defaults first): ``tau`` (1.0, or a ``{glob: τ}`` map per layer), ``eps`` (1e-6),
+    ``contract`` ("truncate" | "tile"), ``loose`` ("tau" | "all" | None), ``loose_std`` (1e-6),
+    ``conv_mode`` ("patch" | "channel"), ``flatten_order`` ("torch" | "tap"), ``depthwise``
+    ("centre" | "patch"), ``residual_last`` ("idiz" | "zero" | "idi_eps"),
+    ``idiz_single_input`` ("alternate" | "plain"), ``head`` ("idi" | "zero" | "keep"),
+    ``head_name`` (the classifier's module name if not ``fc``/``head``/``classifier``),
+    ``embeddings`` ("keep" | "idi"), ``last_norm_gamma`` (1.0 | 0.0), ``bias`` ("zero" |
+    "keep"), ``unsupported`` ("keep" | "raise").
+    """
+    check_choice("head", head, ("idi", "zero", "keep"))
+    check_choice("embeddings", embeddings, ("keep", "idi"))
+    check_choice("unsupported", unsupported, ("keep", "raise"))
+    check_choice("residual_last", residual_last, ("idiz", "zero", "idi_eps"))
+    model = ctx.model
+    skipped = unsupported_modules(model)
+    if skipped and unsupported == "raise":
+        raise ValueError(
+            f"IDInit does not cover {', '.join(skipped)} (ConvTranspose/RNN layers); "
+            "pass unsupported='keep' to keep their initialization"
+        )
+    roles = ctx.roles()
+    slots = ctx.slots
+    head_module = head_name or head_layer(model, slots, set(roles))
+    idi_options = dict(contract=contract, conv_mode=conv_mode, flatten_order=flatten_order,
+                       depthwise=depthwise, loose=loose, loose_std=loose_std)
+    for slot in slots:
+        t = slot.tensor
+        if slot.module == head_module and head != "idi":
+            if head == "zero":
+                t.zero_()
+            report_slot(ctx, slot, "zero" if head == "zero" else "kept", "head")
+        elif roles.get(slot.module) == "last":
+            idiz_(t, eps, mode=residual_last, single_input=idiz_single_input,
+                  flatten_order=flatten_order, groups=slot.groups)
+            rule = {"idiz": "idiz", "zero": "zero", "idi_eps": "idi-eps"}[residual_last]
+            if slot.kind == "conv" and residual_last == "idiz":
+                rule = "idizc"
+            report_slot(ctx, slot, rule, f"eps={eps:g}")
+        else:
+            tau_l = per_layer(tau, slot.module, "tau", 1.0)
+            fill_on_cpu(t, lambda w, s=slot, tl=tau_l: idi_(
+                w, tl, groups=s.groups, generator=ctx.generator, **idi_options))
+            rule = "idi"
+            if slot.kind == "conv":
+                depthwise_centre = t.shape[1] == 1 and depthwise == "centre"
+                rule = "idic-channel" if conv_mode == "channel" or depthwise_centre else (
+                    "idic-patch")
+            flags = []
+            unused = unused_input_channels(t, groups=slot.groups)
+            if unused:
+                n_in = t.shape[1] * slot.groups
+                flags.append(f"unused input channels: {unused}/{n_in}")
+            if loose is not None and not loosening_representable(t.dtype, tau_l, loose_std):
+                flags.append(f"dtype {t.dtype} too coarse for loosening std {loose_std:g}")
+            report_slot(ctx, slot, rule, f"tau={tau_l:g} loose={loose}", flags)
+    finish_biases(ctx, bias)
+    gamma = {b.norm: float(last_norm_gamma) for b in ctx.branches if b.norm is not None}
+    finish_norms(ctx, gamma)
+    for name in embedding_modules(model):
+        weight = model.get_submodule(name).weight
+        if embeddings == "idi":
+            fill_on_cpu(weight, lambda w: idi_(w, 1.0))
+        ctx.report.add(f"{name}.weight", weight.shape, "idi" if embeddings == "idi" else "kept",
+                       "embedding")
+    for name in skipped:
+        for pname, p in model.get_submodule(name).named_parameters():
+            ctx.report.add(f"{name}.{pname}", p.shape, "kept", flags=["unsupported layer"])

@@ -1,0 +1,110 @@
+"""LSUV: orthonormal init, then rescale each layer on a real batch to unit output spread."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from isokit.init.common import check_choice, fill_on_cpu, finish_biases, report_slot
+from isokit.init.orthogonal import orthogonal_
+from isokit.init.registry import Context, register
+
+_HOOKED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
+           nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def _execution_order(model: nn.Module, data: torch.Tensor) -> list[str]:
+    names = {m: n for n, m in model.named_modules() if isinstance(m, _HOOKED)}
+    order: list[str] = []
+
+    def record(module, args, output):
+        name = names[module]
+        if name not in order:
+            order.append(name)
+
+    handles = [m.register_forward_hook(record) for m in names]
+    try:
+        model(data)
+    finally:
+        for h in handles:
+            h.remove()
+    return order
+
+
+def _output_stat(model: nn.Module, layer: nn.Module, data: torch.Tensor, criterion: str) -> float:
+    captured = []
+    handle = layer.register_forward_hook(lambda m, a, out: captured.append(out.detach()))
+    try:
+        model(data)
+    finally:
+        handle.remove()
+    out = captured[0].double()
+    return float(out.std() if criterion == "std" else out.var())
+
+
+@register(
+    "lsuv",
+    description="layer-sequential unit variance: orthonormal weights rescaled layer by layer "
+    "until each output has unit spread on a batch (needs data=)",
+    reference="Mishkin & Matas, ICLR 2016",
+    options=("target", "tol", "max_iter", "criterion", "order"),
+    needs_data=True,
+)
+def lsuv(
+    ctx: Context,
+    *,
+    target: float = 1.0,
+    tol: float = 0.1,
+    max_iter: int = 10,
+    criterion: str = "std",
+    order: str = "execution",
+) -> None:
+    """LSUV with the reference package's semantics by default.
+
+    ``criterion="std"``: while |std − target| > tol, W ← W·target/std (ducha-aiki/lsuv);
+    ``"var"``: while |Var − target| > tol, W ← W/√Var (the paper). Layers are visited in
+    execution order (``order="registration"`` follows the reference package). A layer whose
+    output spread is 0 is skipped, not divided.
+    """
+    check_choice("criterion", criterion, ("std", "var"))
+    check_choice("order", order, ("execution", "registration"))
+    data = ctx.data
+    model = ctx.model
+    if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.dim() < 1:
+        raise TypeError("lsuv needs data= a floating tensor batch of shape (B, ...)")
+    if data.shape[0] < 2:
+        raise ValueError("lsuv needs a batch of at least 2 examples to measure a spread")
+    if not tol > 0 or not target > 0:
+        raise ValueError("lsuv needs target > 0 and tol > 0")
+    param = next(model.parameters(), None)
+    if param is not None:
+        data = data.to(device=param.device, dtype=param.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        layers = _execution_order(model, data)
+        if order == "registration":
+            layers = [n for n, m in model.named_modules() if n in set(layers)]
+        for slot in ctx.slots:
+            fill_on_cpu(slot.tensor, lambda w: orthogonal_(w, generator=ctx.generator))
+        finish_biases(ctx, "zero")
+        for name in layers:
+            layer = model.get_submodule(name)
+            stat = float("nan")
+            for attempt in range(max_iter + 1):
+                stat = _output_stat(model, layer, data, criterion)
+                if stat == 0.0 or abs(stat - target) <= tol or attempt == max_iter:
+                    break
+                layer.weight.mul_(target / stat if criterion == "std" else stat**-0.5)
+            flags = ["output spread 0: skipped"] if stat == 0.0 else []
+            if stat != 0.0 and abs(stat - target) > tol:
+                flags.append(f"not converged in {max_iter} steps ({criterion} {stat:.3g})")
+            ctx.report.add(f"{name}.weight", layer.weight.shape, "lsuv",
+                           f"{criterion}={stat:.4g}", flags)
+        hooked = set(layers)
+        for slot in ctx.slots:
+            if slot.module not in hooked:
+                report_slot(ctx, slot, "orthogonal", "not reached by hooks: not rescaled",
+                            ["lsuv skipped (applied functionally, e.g. attention)"])
+    finally:
+        model.train(was_training)
