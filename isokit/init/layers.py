@@ -128,13 +128,37 @@ def reset_norms(model: nn.Module, *, gamma: dict[str, float] | None = None) -> l
     return names
 
 
+class RemovedNorm(nn.Identity):
+    """The identity map standing in for a removed normalization layer.
+
+    It keeps the removed layer's ``eps``, because some modules read it in their forward
+    (``nn.TransformerEncoderLayer`` compares ``norm1.eps`` with ``norm2.eps``).
+    """
+
+    def __init__(self, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+
+
+def _keep_python_path(module: nn.Module, args: tuple) -> None:
+    return None
+
+
+_FUSED = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
+
+
 def replace_norms(model: nn.Module) -> list[str]:
-    """Replace every normalization module by ``nn.Identity`` (Fixup, SkipInit, ReZero, T-Fixup)."""
+    """Replace every normalization module by :class:`RemovedNorm` (Fixup, SkipInit, ReZero, ...)."""
     removed = [n for n, m in model.named_modules() if is_norm(m) and n]
     for name in removed:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, nn.Identity())
+        setattr(parent, child, RemovedNorm(getattr(parent.get_submodule(child), "eps", 1e-5)))
+        if isinstance(parent, _FUSED) and not getattr(parent, "_isokit_no_fastpath", False):
+            # The fused fast path applies LayerNorm itself; any hook makes PyTorch take the
+            # Python path, which honours the removed norms.
+            parent.register_forward_pre_hook(_keep_python_path)
+            parent._isokit_no_fastpath = True
     return removed
 
 

@@ -204,3 +204,21 @@ def test_report_has_a_row_for_every_parameter():
 
 def test_top_level_package_lists_schemes():
     assert "idinit" in str(isokit.init.schemes())
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_norm_removal_on_torch_encoder_survives_its_fast_path(norm_first):
+    def encoder():
+        layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True,
+                                           norm_first=norm_first)
+        return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    x = torch.randn(3, 5, 16)
+    rezero = apply(encoder(), "rezero", seed=0).eval()
+    with torch.no_grad():  # eval + no_grad is where PyTorch takes its fused fast path
+        assert torch.equal(rezero(x), x)
+        tfix = apply(encoder(), "t-fixup", seed=0).eval()
+        y = tfix(x)
+    assert not any(isinstance(m, nn.LayerNorm) for m in tfix.modules())
+    # Without LayerNorm the output rows are not standardized.
+    assert (y.std(dim=-1) - 1).abs().max() > 0.05

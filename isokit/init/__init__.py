@@ -1,0 +1,54 @@
+"""Initializers: the IDInit family and the baselines it is compared with.
+
+Tensor-level functions follow ``torch.nn.init`` (in place, trailing underscore, ``generator=``);
+:func:`apply` initializes a whole model with a named scheme and :func:`schemes` lists them.
+
+Example:
+    >>> import isokit
+    >>> from isokit.models import ResNet
+    >>> model = isokit.init.apply(ResNet(depth=20), "idinit", seed=0)
+    >>> print(isokit.init.schemes())  # doctest: +SKIP
+"""
+
+# Importing the scheme modules registers them.
+from isokit.init import control, idinit, lsuv, standard  # noqa: F401
+from isokit.init.branches import find_branches
+from isokit.init.identity import idi_, idiz_, loosening_representable, unused_input_channels
+from isokit.init.orthogonal import delta_orthogonal_, dirac_, eye_, orthogonal_
+from isokit.init.registry import apply, get_scheme, schemes
+from isokit.init.report import InitReport, InitRow
+from isokit.init.variance import (
+    fans,
+    kaiming_normal_,
+    kaiming_uniform_,
+    torch_default_,
+    xavier_normal_,
+    xavier_uniform_,
+)
+from isokit.init.zero import hadamard, zero_, zero_matrix
+
+__all__ = [
+    "InitReport",
+    "InitRow",
+    "apply",
+    "delta_orthogonal_",
+    "dirac_",
+    "eye_",
+    "fans",
+    "find_branches",
+    "get_scheme",
+    "hadamard",
+    "idi_",
+    "idiz_",
+    "kaiming_normal_",
+    "kaiming_uniform_",
+    "loosening_representable",
+    "orthogonal_",
+    "schemes",
+    "torch_default_",
+    "unused_input_channels",
+    "xavier_normal_",
+    "xavier_uniform_",
+    "zero_",
+    "zero_matrix",
+]
