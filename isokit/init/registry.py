@@ -120,7 +120,8 @@ def register(
 
 def schemes() -> SchemeList:
     """Every scheme :func:`apply` accepts, with a one-line description and its reference."""
-    return SchemeList(_REGISTRY[k] for k in _REGISTRY)
+    # IDInit first, then the baselines in registration order.
+    return SchemeList(sorted(_REGISTRY.values(), key=lambda s: s.name != "idinit"))
 
 
 def get_scheme(name: str) -> Scheme:
