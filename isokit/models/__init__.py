@@ -7,6 +7,7 @@ Every model exposes ``taps`` (ordered module names marking depth, input excluded
 from isokit.models.activations import ACTIVATIONS, Erf, make_activation
 from isokit.models.convnet import ConvNet
 from isokit.models.mlp import MLP
+from isokit.models.residual_mlp import ResidualBlock, ResidualMLP
 from isokit.models.resnet import BasicBlock, PadShortcut, ResNet
 from isokit.models.transformer import EncoderBlock, FeedForward, SelfAttention, Transformer
 
@@ -19,6 +20,8 @@ __all__ = [
     "Erf",
     "FeedForward",
     "PadShortcut",
+    "ResidualBlock",
+    "ResidualMLP",
     "ResNet",
     "SelfAttention",
     "Transformer",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from isokit.models import ACTIVATIONS, MLP, ConvNet, ResNet, Transformer
+from isokit.models import ACTIVATIONS, MLP, ConvNet, ResidualMLP, ResNet, Transformer
 
 MODELS = [
     (lambda: MLP(12, 16, 3, out_features=5), (2, 12)),
@@ -16,7 +16,16 @@ MODELS = [
      (2, 3, 16, 16)),
     (lambda: Transformer(2, 16, 4, 32, 6, norm="post", gate="scalar"), (2, 6, 16)),
     (lambda: Transformer(2, 16, 4, 32, 6, norm="none"), (2, 6, 16)),
+    (lambda: ResidualMLP(12, 16, 3, out_features=4, gate="scalar"), (2, 12)),
+    (lambda: ResidualMLP(None, 16, 3, branch_layers=1, scale=0.5), (2, 16)),
 ]
+
+
+def test_one_layer_residual_block_is_the_theory_model():
+    model = ResidualMLP(None, 8, 1, activation="tanh", branch_layers=1, scale=0.3)
+    x = torch.randn(3, 8)
+    fc = model.blocks[0].fc1
+    assert torch.allclose(model(x), x + 0.3 * torch.tanh(fc(x)))
 
 
 @pytest.mark.parametrize(("make", "shape"), MODELS)

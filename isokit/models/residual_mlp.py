@@ -1,0 +1,106 @@
+"""A residual MLP: the setting of residual-network mean-field and free-probability theory."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from isokit.models.activations import check_positive_int, make_activation
+from isokit.structure import ResidualBranch
+
+
+class ResidualBlock(nn.Module):
+    """``x + scale · branch(x)``: ``branch`` is ``φ(fc1 x)`` or ``fc2 φ(fc1 x)``.
+
+    With one layer the block is ``x + a·φ(W x + b)``, the model of ``theory.md`` §4; with two it
+    is the usual pre-activation-free residual MLP block whose last layer IDIZ and Fixup act on.
+    """
+
+    def __init__(self, width: int, activation: str, branch_layers: int, scale: float,
+                 gate: str | None, bias: bool) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, width, bias=bias)
+        self.act = make_activation(activation)
+        self.fc2 = nn.Linear(width, width, bias=bias) if branch_layers == 2 else None
+        self.scale = float(scale)
+        self.gate = nn.Parameter(torch.ones(())) if gate == "scalar" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.fc1(x))
+        if self.fc2 is not None:
+            y = self.fc2(y)
+        if self.gate is not None:
+            y = self.gate * y
+        return x + self.scale * y
+
+
+class ResidualMLP(nn.Module):
+    """An input layer, ``depth`` residual blocks of equal width and an optional head.
+
+    Args:
+        in_features: input dimension; ``None`` (or equal to ``width``) skips the input layer,
+            so the blocks act on the input directly as in the theory.
+        width: the residual stream's width.
+        depth: number of residual blocks.
+        out_features: size of an optional linear head.
+        activation: a name from :data:`isokit.models.activations.ACTIVATIONS`.
+        branch_layers: 1 (``x + a·φ(Wx + b)``) or 2 (``x + a·W₂φ(W₁x + b₁) + …``).
+        scale: the fixed branch multiplier ``a``.
+        gate: ``None`` or ``"scalar"`` (a learnable branch gate, initially 1).
+        bias: whether the layers have biases.
+
+    Taps are the block outputs ``blocks.0 … blocks.{depth-1}`` (and ``head``).
+
+    Example:
+        >>> model = ResidualMLP(None, 64, depth=8, branch_layers=1, scale=0.5)
+        >>> model.taps[-1]
+        'blocks.7'
+    """
+
+    def __init__(
+        self,
+        in_features: int | None,
+        width: int,
+        depth: int,
+        out_features: int | None = None,
+        activation: str = "relu",
+        *,
+        branch_layers: int = 2,
+        scale: float = 1.0,
+        gate: str | None = None,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        check_positive_int(width, "width")
+        check_positive_int(depth, "depth")
+        if branch_layers not in (1, 2):
+            raise ValueError(f"branch_layers must be 1 or 2, got {branch_layers!r}")
+        if gate not in (None, "scalar"):
+            raise ValueError(f"gate must be None or 'scalar', got {gate!r}")
+        self.stem = None
+        if in_features is not None and in_features != width:
+            check_positive_int(in_features, "in_features")
+            self.stem = nn.Linear(in_features, width, bias=bias)
+        self.blocks = nn.ModuleList(
+            ResidualBlock(width, activation, branch_layers, scale, gate, bias)
+            for _ in range(depth)
+        )
+        self.head = None if out_features is None else nn.Linear(width, out_features, bias=bias)
+        self.taps = [f"blocks.{i}" for i in range(depth)] + ([] if self.head is None else ["head"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if self.stem is not None:
+            x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return x if self.head is None else self.head(x)
+
+    def residual_branches(self) -> list[ResidualBranch]:
+        """One branch per block: ``fc1`` (and ``fc2``), gated by the block's gate if any."""
+        out = []
+        for i, block in enumerate(self.blocks):
+            layers = (f"blocks.{i}.fc1",) + ((f"blocks.{i}.fc2",) if block.fc2 is not None else ())
+            out.append(ResidualBranch(layers=layers,
+                                      gate=f"blocks.{i}.gate" if block.gate is not None else None))
+        return out
