@@ -1,0 +1,298 @@
+"""The report's figures, one function per figure kind; styling lives in :mod:`.style`.
+
+1. singular-value quantile bands against depth, one panel per scheme (:func:`spectrum_figure`);
+2. and 3. statistics against depth, every scheme on one axis per model (:func:`stats_figure`),
+   with theory lines where :func:`isokit.theory.overlay` has one;
+4. histograms of σ at the first, middle and last tap (:func:`histogram_figure`);
+5. the forward signal q_l and c_l (:func:`signal_figure`);
+6. loss curves when results carry a ``training`` section (:func:`training_figure`).
+
+Each returns a :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot); render it inside
+``matplotlib.rc_context(style())``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from isokit.report.series import Curve, SignalCurve, weighted_quantiles
+from isokit.report.style import (
+    DYNAMIC_RANGE,
+    EDGE_HANDLES,
+    THEORY_HANDLE,
+    LogAxis,
+    Palette,
+    depth_axis,
+    grid_shape,
+    legend_below,
+    log_ticks,
+    new_figure,
+    no_finite_values,
+)
+
+__all__ = [
+    "histogram_figure",
+    "signal_figure",
+    "spectrum_figure",
+    "stats_figure",
+    "training_figure",
+]
+
+# (model, scheme) -> isokit.theory.Overlay (depth, m1, var, label, citation)
+Overlays = dict
+
+
+# ------------------------------------------------------------------------------ 1. spectra
+
+
+def spectrum_figure(model: str, curves: Sequence[Curve], schemes: Sequence[str],
+                    not_applicable: dict[str, str], palette: Palette) -> Figure:
+    """Quantile bands of σ against depth, one panel per scheme, shared log axis."""
+    by_scheme = {c.scheme: c for c in curves}
+    nrows, ncols = grid_shape(len(schemes), 4)
+    width = 2.85 * ncols + 0.6
+    fig = new_figure(width, 2.35 * nrows + 0.7)
+    axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False)
+    axis = LogAxis()
+    quant = {}
+    for c in curves:
+        rows = []
+        for samples in c.sigma:
+            if samples is None:
+                rows.append(np.full(5, np.nan))
+            else:
+                rows.append(weighted_quantiles(samples[0], samples[1],
+                                               (0.05, 0.25, 0.5, 0.75, 0.95)))
+        quant[c.scheme] = np.array(rows)
+        axis.add(quant[c.scheme])
+    axis.add(np.array([1.0]))
+    bottom, top = axis.limits()
+    for ax, scheme in zip(axes.flat, schemes, strict=False):
+        ax.set_title(scheme, color=palette.color(scheme))
+        ax.axhline(1.0, color="0.25", ls=":", lw=1)
+        c = by_scheme.get(scheme)
+        if c is None or np.all(np.isnan(quant.get(scheme, np.array([np.nan])))):
+            why = "not applicable" if scheme in not_applicable else "no spectrum measured"
+            ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center",
+                    color="0.45", fontsize=10, style="italic")
+            ax.set_yscale("log")
+            ax.set_ylim(bottom, top)
+            log_ticks(ax, bottom, top)
+            continue
+        # Matrix-free profiles have densities only at some taps: join the ones measured.
+        seen = ~np.isnan(quant[scheme][:, 2])
+        q, depth = np.clip(quant[scheme][seen], bottom, top), c.depth[seen]
+        color = palette.color(scheme)
+        ax.fill_between(depth, q[:, 0], q[:, 4], color=color, alpha=0.18, lw=0)
+        ax.fill_between(depth, q[:, 1], q[:, 3], color=color, alpha=0.38, lw=0)
+        ax.plot(depth, q[:, 2], color=color, lw=1.8, marker="o" if len(depth) < 8 else None,
+                markersize=3)
+        zero = quant[scheme][:, 0] < bottom * 10 ** 0.3
+        if zero.any():
+            ax.plot(c.depth[zero], np.full(zero.sum(), bottom), "v", color=color,
+                    markersize=6, clip_on=False)
+        ax.set_yscale("log")
+        ax.set_ylim(bottom, top)
+        log_ticks(ax, bottom, top)
+    for ax in axes.flat[len(schemes):]:
+        ax.set_visible(False)
+    for ax in axes.flat:
+        depth_axis(ax)
+    for ax in axes[-1]:
+        ax.set_xlabel("depth l (tap index)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("singular value σ of ∂h_l/∂x")
+    fig.suptitle(f"Singular values against depth: {model}", fontweight="bold")
+    band = [Line2D([], [], color="0.3", lw=1.8, label="median"),
+            Line2D([], [], color="0.3", lw=7, alpha=0.38, label="25–75 %"),
+            Line2D([], [], color="0.3", lw=7, alpha=0.18, label="5–95 %"),
+            Line2D([], [], color="0.25", ls=":", lw=1, label="σ = 1 (isometry)"),
+            Line2D([], [], ls="none", marker="v", color="0.3", markersize=7,
+                   label="σ = 0 (rank-deficient), drawn at the bottom edge")]
+    legend_below(fig, band, width_in=width)
+    return fig
+
+
+# ------------------------------------------------------------------------------ 2, 3. vs depth
+
+
+def stats_figure(models: Sequence[str], curves: Sequence[Curve], rows: Sequence[tuple],
+                 palette: Palette, *, title: str, overlays: Overlays | None = None) -> Figure:
+    """Rows of statistics (``(stat, ylabel)``) against depth, one column per model."""
+    ncols = len(models)
+    width = min(3.8 * ncols + 0.8, 17)
+    fig = new_figure(width, 2.7 * len(rows) + 1.1)
+    axes = fig.subplots(len(rows), ncols, sharex="col", squeeze=False)
+    present: list[str] = []
+    has_theory = False
+    has_inf = False
+    for j, model in enumerate(models):
+        mc = [c for c in curves if c.model == model]
+        for i, (stat, ylabel) in enumerate(rows):
+            ax = axes[i, j]
+            axis = LogAxis(floor=1e-12)
+            theory = []
+            for c in mc:
+                axis.add(c.median(stat), *c.band(stat))
+                ov = (overlays or {}).get((model, c.scheme))
+                vals = getattr(ov, stat, None) if ov is not None else None
+                if vals is not None:
+                    theory.append((c.scheme, np.asarray(ov.depth), np.asarray(vals, float)))
+                    axis.add(vals)
+            for c in mc:
+                med = c.median(stat)
+                has_inf |= bool(np.isposinf(med).any())
+                axis.draw(ax, c.depth, med, *c.band(stat), color=palette.color(c.scheme),
+                          marker=palette.marker(c.scheme))
+                present.append(c.scheme)
+            for scheme, depth, vals in theory:
+                has_theory = True
+                axis.draw(ax, depth, vals, None, None, color=palette.color(scheme),
+                          marker=None, ls="--", lw=1.4)
+            if not mc:
+                ax.text(0.5, 0.5, "no profile", transform=ax.transAxes, ha="center",
+                        color="0.45", style="italic")
+            else:
+                no_finite_values(ax, axis)
+            if i == 0:
+                ax.set_title(model)
+            if j == 0:
+                ax.set_ylabel(ylabel)
+            if i == len(rows) - 1:
+                ax.set_xlabel("depth l (tap index)")
+            depth_axis(ax)
+    handles = palette.handles(present)
+    if has_theory:
+        handles.append(THEORY_HANDLE)
+    if has_inf:
+        handles.append(EDGE_HANDLES[0])
+    handles.append(EDGE_HANDLES[1])
+    fig.suptitle(title, fontweight="bold")
+    legend_below(fig, handles, width_in=width)
+    return fig
+
+
+# ------------------------------------------------------------------------------ 4. histograms
+
+
+def _three_taps(curves: Sequence[Curve]) -> list[tuple[str, int]]:
+    """First, middle and last tap with a spectrum (SLQ taps may be sparse; a dead tap has none)."""
+    idx = sorted({i for c in curves for i, s in enumerate(c.sigma) if s is not None})
+    if not idx:
+        return []
+    middle = min(idx, key=lambda i: (abs(i - (len(curves[0].depth) - 1) / 2), i))
+    return [("first", idx[0]), ("middle", middle), ("last", idx[-1])]
+
+
+def histogram_figure(models: Sequence[str], curves: Sequence[Curve],
+                     palette: Palette) -> Figure:
+    """Histograms of σ at the first, middle and last tap; one row per model."""
+    fig = new_figure(11.5, 2.6 * len(models) + 1.1)
+    axes = fig.subplots(len(models), 3, squeeze=False)
+    present: list[str] = []
+    zeros_seen = False
+    for i, model in enumerate(models):
+        mc = [c for c in curves if c.model == model and any(s is not None for s in c.sigma)]
+        picks = _three_taps(mc)
+        for j in range(3):
+            ax = axes[i, j]
+            if j >= len(picks):
+                ax.text(0.5, 0.5, "no spectrum", transform=ax.transAxes, ha="center",
+                        color="0.45", style="italic")
+                ax.set_title(model, fontsize=10)
+                continue
+            where, k = picks[j]
+            here = [c for c in mc if c.sigma[k] is not None]
+            pos = np.concatenate([c.sigma[k][0][c.sigma[k][0] > 0] for c in here])
+            if pos.size == 0:
+                pos = np.array([1.0])
+            lo = max(pos.min(), pos.max() / DYNAMIC_RANGE)
+            bins = np.geomspace(lo / 1.05, pos.max() * 1.05, 40)
+            for c in here:
+                s, w = c.sigma[k]
+                keep = s >= lo
+                zeros_seen |= bool((~keep).any())
+                if keep.any():
+                    ax.hist(np.clip(s[keep], bins[0], bins[-1]), bins=bins, weights=w[keep],
+                            histtype="step", lw=1.6, color=palette.color(c.scheme))
+                present.append(c.scheme)
+            ax.axvline(1.0, color="0.25", ls=":", lw=1)
+            ax.set_xscale("log")
+            log_ticks(ax, bins[0], bins[-1], axis="x")
+            ax.set_title(f"{model}: {where} tap ({mc[0].names[k]})", fontsize=10)
+            ax.set_xlabel("singular value σ (log scale)")
+            if j == 0:
+                ax.set_ylabel("fraction of singular values")
+    fig.suptitle("Distribution of singular values at three depths", fontweight="bold")
+    handles = palette.handles(present)
+    if zeros_seen:
+        handles.append(Line2D([], [], ls="none", label="σ = 0 left out (rank-deficient)"))
+    legend_below(fig, handles, width_in=11.5)
+    return fig
+
+
+# ------------------------------------------------------------------------------ 5. signal
+
+
+def signal_figure(models: Sequence[str], signals: Sequence[SignalCurve],
+                  palette: Palette) -> Figure:
+    """Forward signal: q_l (log) and c_l against depth, one column per model."""
+    ncols = len(models)
+    width = min(3.8 * ncols + 0.8, 17)
+    fig = new_figure(width, 6.5)
+    axes = fig.subplots(2, ncols, sharex="col", squeeze=False)
+    present: list[str] = []
+    for j, model in enumerate(models):
+        ms = [s for s in signals if s.model == model]
+        axis = LogAxis(floor=1e-30)
+        for s in ms:
+            axis.add(s.median("q"), *s.band("q"))
+        for s in ms:
+            color, marker = palette.color(s.scheme), palette.marker(s.scheme)
+            axis.draw(axes[0, j], s.depth, s.median("q"), *s.band("q"), color=color,
+                      marker=marker)
+            axes[1, j].plot(s.depth, s.median("cos"), color=color, marker=marker,
+                            markersize=3.5, lw=1.8, markevery=max(1, len(s.depth) // 12))
+            present.append(s.scheme)
+        lowest = min((np.nanmin(s.cos) for s in ms if np.isfinite(s.cos).any()), default=0.0)
+        axes[1, j].set_ylim(-1.05 if lowest < -0.05 else -0.05, 1.05)
+        axes[0, j].set_title(model)
+        axes[1, j].set_xlabel("depth l (tap index)")
+        depth_axis(axes[0, j])
+        depth_axis(axes[1, j])
+    axes[0, 0].set_ylabel("q_l = mean h² per unit")
+    axes[1, 0].set_ylabel("c_l = mean cosine between inputs")
+    fig.suptitle("Forward signal: activation size and input correlation", fontweight="bold")
+    handles = palette.handles(present) + [EDGE_HANDLES[1]]
+    legend_below(fig, handles, width_in=width)
+    return fig
+
+
+# ------------------------------------------------------------------------------ 6. training
+
+
+def training_figure(training: dict, palette: Palette) -> Figure | None:
+    """Loss curves from a ``training`` section: ``{"curves": [{model, scheme, step, loss}]}``."""
+    runs = [r for r in training.get("curves", []) if r.get("loss")]
+    if not runs:
+        return None
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    width = min(3.8 * len(models) + 0.8, 17)
+    fig = new_figure(width, 3.8)
+    axes = fig.subplots(1, len(models), squeeze=False)[0]
+    for ax, model in zip(axes, models, strict=True):
+        for r in (r for r in runs if r["model"] == model):
+            loss = np.asarray(r["loss"], dtype=float)
+            step = np.asarray(r.get("step", np.arange(1, loss.size + 1)), dtype=float)
+            ax.plot(step, loss, color=palette.color(r["scheme"]), lw=1.4)
+        ax.set_yscale("log")
+        ax.set_title(model)
+        ax.set_xlabel("training step")
+    axes[0].set_ylabel("training loss (log scale)")
+    fig.suptitle("Loss curves", fontweight="bold")
+    legend_below(fig, palette.handles([r["scheme"] for r in runs]), width_in=width)
+    return fig

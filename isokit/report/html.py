@@ -1,0 +1,219 @@
+"""``report.html``: one self-contained page (figures inlined as base64 PNG, no external assets).
+
+The page opens offline in any browser and can be mailed as one file. Every piece of text that comes
+from a config or a results file goes through :func:`html.escape`, so a model label such as
+``<script>`` shows up as text.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FigureImage", "RankRow", "render_html"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FigureImage:
+    """One rendered figure: a file stem, a title and caption, and its PNG bytes."""
+
+    name: str
+    title: str
+    caption: str
+    png: bytes
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankRow:
+    """One line of the ranking table: a scheme on a model, ranked by isometry gap at the last tap.
+
+    ``status`` is ``"ok"`` or ``"not applicable"``; statistics are medians over seeds (and
+    examples) at the last tap, ``None`` where not measured.
+    """
+
+    model: str
+    scheme: str
+    rank: int | None
+    status: str
+    gap: float | None = None
+    var: float | None = None
+    cond: float | None = None
+    m1: float | None = None
+    seeds: int = 0
+    note: str = ""
+
+
+_CSS = """
+body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
+ color:#1b1b1b;background:#fff;max-width:1180px;margin:0 auto;padding:24px}
+h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin-top:1.8em;
+ border-bottom:1px solid #ccc;padding-bottom:.2em}h3{font-size:1.05em;margin:1.2em 0 .3em}
+.meta{color:#555;font-size:.92em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.92em}
+th,td{border:1px solid #d0d0d0;padding:3px 9px;text-align:left}
+th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.na td{color:#777;font-style:italic}
+figure{margin:1.2em 0 2em}figure img{max-width:100%;height:auto;border:1px solid #e3e3e3}
+figcaption{color:#333;font-size:.93em;margin-top:.3em}
+pre{background:#f6f6f6;padding:10px;overflow-x:auto;font-size:.85em}
+.files{color:#666;font-size:.85em}
+"""
+
+_HOW_TO_READ = """
+<p>Each probe measures the input–output Jacobian <i>J<sub>l</sub> = ∂h<sub>l</sub>/∂x</i> of the
+model at every <em>tap</em> (a block output) for a few random inputs, at initialization. A network
+is <em>dynamically isometric</em> when all singular values σ of <i>J<sub>l</sub></i> are close to 1
+at every depth: signals and gradients then pass through without being amplified, shrunk or
+distorted.</p>
+<ul>
+<li><b>m1</b> = mean σ²: the average gain. It should stay near 1 across depth; exponential growth
+or decay means exploding or vanishing signals.</li>
+<li><b>Scale-free variance</b> = m2/m1² − 1: the spread of σ² around its mean, independent of
+scale. 0 means every direction is scaled alike.</li>
+<li><b>Isometry gap</b> = log m1 − mean log σ² (log of the arithmetic over the geometric mean
+of σ²): 0 exactly when all σ are equal, ∞ when some σ is 0 (the Jacobian has lost rank).
+The ranking uses it at the last tap.</li>
+<li><b>Condition number</b> σ<sub>max</sub>/σ<sub>min</sub>: 1 is ideal; ∞ marks a
+rank-deficient Jacobian. Infinite values are drawn at the top edge of the plots with a ▲.</li>
+<li><b>Forward signal</b>: q<sub>l</sub> is the mean squared activation at tap l, c<sub>l</sub>
+the mean cosine similarity between the activations of different inputs. c<sub>l</sub> → 1 means
+all inputs collapse onto one direction.</li>
+</ul>
+<p>Lines are medians over seeds and inputs; bands span the spread across them. Dashed lines in
+a scheme's colour are theory predictions where isokit has one for that model and scheme (listed
+under "Theory lines" with their sources). A scheme marked
+<i>not applicable</i> could not be applied to that model (for example Fixup needs residual
+branches), and the message says why.</p>
+"""
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
+        return f"{value:.3e}"
+    return f"{value:.4g}"
+
+
+def _ranking_table(rows: Sequence[RankRow]) -> str:
+    if not rows:
+        return "<p>No Jacobian profiles were computed, so there is no ranking.</p>"
+    out: list[str] = []
+    for model in dict.fromkeys(r.model for r in rows):
+        out.append(f"<h3>{html.escape(model)}</h3>")
+        out.append(
+            "<table class='ranking'><thead><tr><th>rank</th><th>scheme</th>"
+            "<th>isometry gap</th><th>scale-free var.</th><th>cond</th><th>m1</th>"
+            "<th>seeds</th><th>note</th></tr></thead><tbody>"
+        )
+        for r in (r for r in rows if r.model == model):
+            cls = " class='na'" if r.status != "ok" else ""
+            rank = "–" if r.rank is None else str(r.rank)
+            out.append(
+                f"<tr{cls}><td class='num'>{rank}</td><td>{html.escape(r.scheme)}</td>"
+                f"<td class='num'>{_fmt(r.gap)}</td><td class='num'>{_fmt(r.var)}</td>"
+                f"<td class='num'>{_fmt(r.cond)}</td><td class='num'>{_fmt(r.m1)}</td>"
+                f"<td class='num'>{r.seeds}</td><td>{html.escape(r.note or r.status)}</td></tr>"
+            )
+        out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _figure(fig: FigureImage) -> str:
+    data = base64.b64encode(fig.png).decode("ascii")
+    files = ""
+    if fig.files:
+        links = ", ".join(
+            f"<a href='{html.escape(f, quote=True)}'>{html.escape(f)}</a>" for f in fig.files
+        )
+        files = f"<div class='files'>Files: {links}</div>"
+    return (
+        f"<figure id='{html.escape(fig.name, quote=True)}'>"
+        f"<h3>{html.escape(fig.title)}</h3>"
+        f"<img src='data:image/png;base64,{data}' alt='{html.escape(fig.title, quote=True)}'>"
+        f"<figcaption>{html.escape(fig.caption)}</figcaption>{files}</figure>"
+    )
+
+
+def _kv_table(items: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in items.items()
+    )
+    return f"<table class='env'>{rows}</table>"
+
+
+def render_html(
+    *,
+    title: str,
+    figures: Sequence[FigureImage],
+    ranking: Sequence[RankRow],
+    not_applicable: Sequence[tuple[str, str, str]],
+    config: dict[str, Any],
+    environment: dict[str, Any],
+    created: str,
+    notes: Sequence[str] = (),
+    theory: Sequence[tuple[str, str, str, str]] = (),
+) -> str:
+    """The whole page as a string.
+
+    ``not_applicable`` holds ``(model, scheme, message)``; ``theory`` holds ``(model, scheme,
+    label, citation)`` for every theory line drawn.
+    """
+    na = ""
+    if not_applicable:
+        items = "".join(
+            f"<li><b>{html.escape(s)}</b> on <b>{html.escape(m)}</b>: {html.escape(msg)}</li>"
+            for m, s, msg in not_applicable
+        )
+        na = f"<h2>Not applicable</h2><ul>{items}</ul>"
+    theory_html = ""
+    if theory:
+        items = "".join(
+            f"<li><b>{html.escape(s)}</b> on <b>{html.escape(m)}</b>: {html.escape(label)}. "
+            f"<span class='meta'>{html.escape(cite)}</span></li>"
+            for m, s, label, cite in theory
+        )
+        theory_html = f"<h2>Theory lines</h2><ul>{items}</ul>"
+    note_html = "".join(f"<p class='meta'>{html.escape(n)}</p>" for n in notes)
+    toc = "".join(
+        f"<li><a href='#{html.escape(f.name, quote=True)}'>{html.escape(f.title)}</a></li>"
+        for f in figures
+    )
+    config_text = json.dumps(config, indent=2, sort_keys=False, default=str)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+<p class="meta">Generated {html.escape(created)} by isokit
+{html.escape(str(environment.get("isokit", "")))}.</p>
+{note_html}
+<h2>Ranking: isometry gap at the last tap</h2>
+<p>Lower is closer to dynamical isometry (0 is perfect). Medians over seeds and inputs; schemes
+with equal (e.g. infinite) gaps are ordered by their scale-free variance.</p>
+{_ranking_table(ranking)}
+<h2>How to read this report</h2>
+{_HOW_TO_READ}
+<h2>Figures</h2>
+<ol>{toc}</ol>
+{"".join(_figure(f) for f in figures)}
+{theory_html}
+{na}
+<h2>Environment</h2>
+{_kv_table(environment)}
+<h2>Configuration</h2>
+<pre>{html.escape(config_text)}</pre>
+</body></html>
+"""

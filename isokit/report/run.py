@@ -1,0 +1,262 @@
+"""Running a config: every model × scheme × seed through init and the probes, into :class:`Results`.
+
+For each combination the model is built under ``torch.manual_seed(seed)`` (inside a forked RNG, so
+the caller's global RNG is left alone), initialized with ``isokit.init.apply(..., seed=seed)``, and
+probed on inputs drawn from a generator seeded by ``seed``. Everything runs on the CPU in a fixed
+order, so the same config and seeds give the same numbers. A scheme that does not fit a model
+(``ValueError`` from ``apply``, e.g. Fixup on an MLP without residual branches) is recorded as
+*not applicable* with its message, and the run carries on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import sys
+import time
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from isokit.report.config import Config, ConfigError, InputSpec, load_config, parse_config
+from isokit.report.results import Results, RunRecord, environment, load_results, now_utc
+
+__all__ = ["draw_inputs", "make_report", "probe_text", "run_config"]
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+#: Byte budget of the exact tier unless ``method_options.max_memory`` says otherwise.
+DEFAULT_MAX_MEMORY = 2 * 2**30
+
+
+def draw_inputs(spec: InputSpec, shape: Sequence[int], seed: int) -> torch.Tensor:
+    """``spec.examples`` unit-variance inputs of ``shape`` from a generator seeded by ``seed``."""
+    gen = torch.Generator().manual_seed(int(seed))
+    size = (spec.examples, *shape)
+    if spec.distribution == "gaussian":
+        return torch.randn(size, generator=gen)
+    if spec.distribution == "uniform":
+        # U(-√3, √3) has unit variance, so the theory's q¹ = σ_w² applies to every distribution.
+        return (torch.rand(size, generator=gen) * 2.0 - 1.0) * math.sqrt(3.0)
+    return torch.randint(0, 2, size, generator=gen).float() * 2.0 - 1.0
+
+
+def _probe_functions() -> dict[str, Any]:
+    # The module, not the package: `isokit.probe.profile` may be the function once exported.
+    module = importlib.import_module("isokit.probe.profile")
+    return {"profile": module.profile, "block": module.block_profile, "signal": module.signal}
+
+
+def _accepted(fn: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` that ``fn`` takes (block_profile takes fewer than profile)."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in options.items() if k in params}
+
+
+def _run_one(
+    config: Config, model_spec, scheme_spec, seed: int, probes: dict[str, Any]
+) -> RunRecord:
+    from isokit.init import apply, get_scheme
+
+    base = {"model": model_spec.label, "scheme": scheme_spec.label, "seed": seed}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_spec.build()
+    inputs = draw_inputs(config.inputs, model_spec.input_shape, seed)
+    data = inputs if get_scheme(scheme_spec.name).needs_data else None
+    try:
+        apply(model, scheme_spec.name, seed=seed, data=data, **scheme_spec.options)
+    except ValueError as exc:
+        # e.g. Fixup on a model without residual branches: recorded, and the run goes on.
+        return RunRecord(**base, status="not applicable", message=str(exc))
+    except TypeError as exc:  # an option of the wrong type: the config's fault
+        index = [s.label for s in config.schemes].index(scheme_spec.label)
+        raise ConfigError(f"schemes[{index}].options", f"{exc}; fix the option") from None
+    meta = {**base, "model_kind": model_spec.kind, "scheme_name": scheme_spec.name}
+    dtype = _DTYPES[config.dtype]
+    # A fixed memory budget: the probe's default (half the free RAM) changes from run to run,
+    # and with it the exact tier's plan, the auto method's choice and the recorded metadata.
+    options = {"max_memory": DEFAULT_MAX_MEMORY, **config.method_options}
+    out: dict[str, Any] = {}
+    # Dead or zeroed Jacobians (Fixup's zero head, ZerO) are expected here; their statistics
+    # are well defined (inf) and numpy's divide-by-zero warnings would only be noise.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if config.probes["profile"]:
+            out["profile"] = probes["profile"](
+                model, inputs, method=config.method, dtype=dtype, seed=seed, meta=dict(meta),
+                progress=False, **options,
+            )
+        if config.probes["block"]:
+            fn = probes["block"]
+            out["block"] = fn(model, inputs, dtype=dtype, meta=dict(meta), progress=False,
+                              **_accepted(fn, options))
+        if config.probes["signal"]:
+            fn = probes["signal"]
+            out["signal"] = fn(model, inputs, dtype=dtype, seed=seed,
+                               **_accepted(fn, {"taps": options.get("taps", "auto")}))
+    return RunRecord(**base, status="ok", **out)
+
+
+def run_config(
+    config: Config, *, quiet: bool = False, command: Sequence[str] | None = None
+) -> Results:
+    """Run every model × scheme × seed of ``config``; return the :class:`Results` (no files)."""
+    from tqdm.auto import tqdm
+
+    probes = _probe_functions()
+    combos = [(m, s, seed) for m in config.models for s in config.schemes for seed in config.seeds]
+    start = time.perf_counter()
+    records = []
+    # A fixed thread count makes reductions (and so the last bits) the same on every run; one
+    # thread is also the fastest for these small kernels on a shared machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        with tqdm(total=len(combos), disable=quiet, unit="run", file=sys.stderr,
+                  dynamic_ncols=True) as bar:
+            for model_spec, scheme_spec, seed in combos:
+                bar.set_postfix_str(f"{model_spec.label} · {scheme_spec.label} · seed {seed}")
+                records.append(_run_one(config, model_spec, scheme_spec, seed, probes))
+                bar.update()
+        env = {**environment(), "seeds": list(config.seeds)}
+    finally:
+        torch.set_num_threads(threads)
+    return Results(
+        config=config, records=records, environment=env,
+        command=list(command) if command is not None else list(sys.argv),
+        created=now_utc(), elapsed_s=round(time.perf_counter() - start, 3),
+    )
+
+
+def make_report(
+    config: str | Path | Config | None = None,
+    *,
+    out: str | Path,
+    from_results: str | Path | None = None,
+    quiet: bool = False,
+    command: Sequence[str] | None = None,
+) -> Path:
+    """``isokit report``: validate, run (or load ``from_results``), render into ``out``.
+
+    Returns the path of ``report.html``. Nothing is written before the config validates, and
+    every file appears complete or not at all.
+    """
+    from isokit.report.publish import render
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--out", f"{out} exists and is not a directory; pass a directory")
+    if from_results is not None:
+        if config is not None:
+            raise ConfigError("--from", "re-rendering takes no CONFIG; drop one of the two")
+        results = load_results(from_results)
+    else:
+        cfg = config if isinstance(config, Config) else load_config(config)
+        results = run_config(cfg, quiet=quiet, command=command)
+    return render(results, out, quiet=quiet)
+
+
+# --------------------------------------------------------------------------------------------
+# `isokit probe`: one model × one scheme from flags
+
+
+def _flag_model(model: str, depth, width, activation, in_features, norm) -> dict[str, Any]:
+    table: dict[str, Any] = {"kind": model}
+    if model == "mlp":
+        table.update(in_features=in_features or width or 64, width=width or 64, depth=depth or 8)
+    elif model == "convnet":
+        table.update(in_channels=3, channels=width or 16, depth=depth or 8)
+    elif model == "resnet":
+        table.update(depth=depth or 20, width=width or 16)
+    else:
+        d_model = width or 32
+        table.update(depth=depth or 4, d_model=d_model, heads=4, d_ff=4 * d_model, seq_len=8)
+    if activation is not None:
+        table["activation"] = activation
+    if norm is not None:
+        table["norm"] = norm
+    return table
+
+
+def _flag_for(key: str) -> str:
+    """The ``isokit probe`` flag behind a config key (``models[0].depth`` → ``--depth``)."""
+    if key.startswith("schemes[0].options"):
+        return "--option " + key.split(".")[-1] if key.count(".") > 1 else "--option"
+    if key.startswith("schemes"):
+        return "--scheme"
+    if key.startswith("seeds"):
+        return "--seed"
+    last = key.split(".")[-1]
+    if last.startswith("models[") or last == "input_shape":
+        return "--model"
+    return "--" + {"width": "width", "channels": "width", "d_model": "width"}.get(
+        last, last.replace("_", "-"))
+
+
+def _parse_options(options: Sequence[str]) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("--option", f"expected KEY=VALUE, got {item!r}")
+        try:
+            parsed[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed[key.strip()] = value  # a bare word is a string
+    return parsed
+
+
+def _median(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(np.median(values)) if values.size else math.nan
+
+
+def probe_text(
+    *,
+    model: str,
+    scheme: str,
+    options: Sequence[str] = (),
+    depth: int | None = None,
+    width: int | None = None,
+    activation: str | None = None,
+    in_features: int | None = None,
+    norm: str | None = None,
+    image_size: int = 8,
+    examples: int = 4,
+    seed: int = 0,
+    method: str = "auto",
+) -> str:
+    """``isokit probe``: probe one model with one scheme; return a table of statistics per tap."""
+    from isokit.report.series import fmt_number, tap_series
+
+    table = {
+        "models": [_flag_model(model, depth, width, activation, in_features, norm)],
+        "schemes": [{"name": scheme, "options": _parse_options(options)}],
+        "seeds": [seed], "method": method,
+        "inputs": {"examples": examples, "image_size": image_size},
+        "probes": {"profile": True, "block": False, "signal": False},
+    }
+    try:
+        cfg = parse_config(table, source="command line")
+        record = _run_one(cfg, cfg.models[0], cfg.schemes[0], seed, _probe_functions())
+    except ConfigError as exc:  # name the flag, not the config key
+        raise ConfigError(_flag_for(exc.key), exc.message) from None
+    head = f"{cfg.models[0].label} · {scheme} · seed {seed} · {examples} examples"
+    if record.status != "ok":
+        return f"{head}\nnot applicable: {record.message}"
+    cols = ("m1", "var", "gap", "cond", "sigma_min", "sigma_max")
+    rows = [("tap", "depth", "D", *cols)]
+    for tap in tap_series(record.profile):
+        rows.append((tap.name, str(tap.depth), str(tap.D),
+                     *(fmt_number(_median(tap.stats[c])) for c in cols)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                       enumerate(zip(r, widths, strict=True))) for r in rows]
+    method_note = getattr(record.profile, "meta", {}) or {}
+    return "\n".join([head, f"method: {method_note.get('method', method)}"
+                      f" (medians over examples; var = scale-free variance, gap = isometry gap)",
+                      *lines])

@@ -1,0 +1,255 @@
+"""What the figures and tables plot, read out of Profiles and aggregated over seeds and examples.
+
+The report draws one line per model × scheme; its value at a depth is the median over every seed
+and example, and its band spans the 10th to 90th percentiles. Infinite values (the condition
+number or isometry gap of a rank-deficient tap) stay infinite here; the figures decide how to
+draw them. Nothing in this module calls autograd: it reads numbers that the probes computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from isokit.probe.stats import zero_threshold
+from isokit.report.html import RankRow
+from isokit.report.results import Results, RunRecord
+
+__all__ = [
+    "Curve",
+    "SignalCurve",
+    "collect_curves",
+    "collect_signals",
+    "fmt_number",
+    "group_records",
+    "ranking",
+    "sigma_samples",
+    "tap_series",
+]
+
+BAND = (10.0, 90.0)  # percentiles of the shaded band
+
+
+def fmt_number(value: float) -> str:
+    """A compact, fixed-width-friendly number: ``inf``, ``nan``, ``0.1234``, ``1.23e+05``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
+        return f"{value:.3e}"
+    return f"{value:.4g}"
+
+
+def tap_series(profile):
+    """The taps of a Profile (kept as a function so a future layout change is one edit)."""
+    return list(profile.taps)
+
+
+def sigma_samples(tap, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray] | None:
+    """Singular values of one tap over all examples with their weights (summing to 1).
+
+    Exact taps give every value with equal weight; SLQ taps give the Ritz nodes ``√θ`` with
+    their quadrature weights; taps with only moments give ``None``.
+    """
+    eps = float(np.finfo(np.float32 if "32" in str(dtype) else np.float64).eps)
+    if tap.singular_values is not None:
+        s = np.asarray(tap.singular_values, dtype=float)
+        # Values at or below the rank threshold are round-off, not tiny singular values: show
+        # them as the zeros they are (the rule isokit.probe.stats uses for cond and gap).
+        tau = zero_threshold(s.max(axis=-1, keepdims=True), tap.r, n_rows=tap.D,
+                             n_cols=tap.n_in, eps=eps)
+        s = np.where(s <= tau, 0.0, s).ravel()
+        return s, np.full(s.size, 1.0 / max(s.size, 1))
+    if tap.density is not None and "nodes" in tap.density:
+        theta = np.clip(np.asarray(tap.density["nodes"], dtype=float), 0.0, None)
+        w = np.asarray(tap.density["weights"], dtype=float)
+        keep = w > 0
+        if not keep.any():
+            return None
+        sigma = np.sqrt(theta)
+        # Ritz values of a Gram carry an absolute error ~ ε·λ_max, i.e. √ε·σ_max in σ: below
+        # that (scaled like the exact tier's rank rule) a node is a zero eigenvalue.
+        tau = math.sqrt(max(tap.D, tap.n_in) * eps) * sigma[keep].max()
+        sigma = np.where(sigma <= tau, 0.0, sigma)
+        return sigma[keep], w[keep] / w[keep].sum()
+    return None
+
+
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles ``qs`` (in [0, 1]) of a weighted sample (step CDF, no interpolation)."""
+    order = np.argsort(values)
+    v, w = values[order], weights[order]
+    cdf = np.cumsum(w)
+    cdf /= cdf[-1]
+    idx = np.searchsorted(cdf, np.asarray(qs), side="left").clip(0, v.size - 1)
+    return v[idx]
+
+
+def group_records(results: Results) -> dict[tuple[str, str], list[RunRecord]]:
+    """Records by ``(model, scheme)`` in config order (seeds grouped together)."""
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for r in results.records:
+        groups.setdefault((r.model, r.scheme), []).append(r)
+    return groups
+
+
+@dataclass(kw_only=True, eq=False)
+class Curve:
+    """A statistic of one model × scheme against depth: median and band over seeds × examples.
+
+    ``values[name]`` is ``[L, n]`` (every seed and example per depth); ``median``, ``lo``, ``hi``
+    are ``[L]``. ``sigma`` holds per depth the pooled singular values and weights (or ``None``).
+    """
+
+    model: str
+    scheme: str
+    depth: np.ndarray
+    names: list[str]
+    values: dict[str, np.ndarray]
+    sigma: list[tuple[np.ndarray, np.ndarray] | None]
+    seeds: int
+
+    def median(self, name: str) -> np.ndarray:
+        return _nan_quantile(self.values.get(name), 50.0, len(self.depth))
+
+    def band(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self.depth)
+        return (_nan_quantile(self.values.get(name), BAND[0], n),
+                _nan_quantile(self.values.get(name), BAND[1], n))
+
+
+def _nan_quantile(values: np.ndarray | None, q: float, n: int) -> np.ndarray:
+    if values is None or values.size == 0:
+        return np.full(n, np.nan)
+    out = np.full(values.shape[0], np.nan)
+    for i, row in enumerate(values):
+        row = row[~np.isnan(row)]
+        if row.size:
+            # "inverted_cdf" keeps infinities infinite instead of producing nan from inf - inf.
+            out[i] = np.percentile(row, q, method="inverted_cdf")
+    return out
+
+
+STATS = ("m1", "var", "gap", "cond", "sigma_max", "sigma_min")
+
+
+def _curve(model: str, scheme: str, profiles: list) -> Curve | None:
+    taps0 = profiles[0].taps
+    if not taps0:
+        return None
+    names = [t.name for t in taps0]
+    depth = np.array([t.depth for t in taps0])
+    values: dict[str, np.ndarray] = {}
+    for stat in STATS:
+        rows = []
+        for p in profiles:
+            rows.append(np.stack([np.asarray(t.stats.get(stat, np.full(t.n_examples, np.nan)),
+                                             dtype=float) for t in p.taps]))
+        values[stat] = np.concatenate(rows, axis=1)
+    sigma: list[tuple[np.ndarray, np.ndarray] | None] = []
+    for i in range(len(taps0)):
+        parts = [sigma_samples(p.taps[i], str(p.meta.get("dtype", "float64")))
+                 for p in profiles]
+        parts = [x for x in parts if x is not None]
+        if parts:
+            s = np.concatenate([x[0] for x in parts])
+            w = np.concatenate([x[1] for x in parts]) / len(parts)
+            sigma.append((s, w))
+        else:
+            sigma.append(None)
+    return Curve(model=model, scheme=scheme, depth=depth, names=names, values=values,
+                 sigma=sigma, seeds=len(profiles))
+
+
+def collect_curves(results: Results, *, section: str = "taps") -> list[Curve]:
+    """One :class:`Curve` per model × scheme that ran, from ``profile`` results (``section =
+    "taps"``) or the per-block local Jacobians of ``block_profile`` (``section = "blocks"``)."""
+    key = "profile" if section == "taps" else "block"
+    out = []
+    for (model, scheme), records in group_records(results).items():
+        profiles = [getattr(r, key) for r in records if r.ok and getattr(r, key) is not None]
+        if profiles:
+            curve = _curve(model, scheme, profiles)
+            if curve is not None:
+                out.append(curve)
+    return out
+
+
+@dataclass(kw_only=True, eq=False)
+class SignalCurve:
+    """Forward signal of one model × scheme: ``q``, ``cos`` and ``grad`` ``[L, seeds]``."""
+
+    model: str
+    scheme: str
+    depth: np.ndarray
+    q: np.ndarray
+    cos: np.ndarray
+    grad: np.ndarray
+
+    def median(self, name: str) -> np.ndarray:
+        return _nan_quantile(getattr(self, name), 50.0, len(self.depth))
+
+    def band(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        v = getattr(self, name)
+        return _nan_quantile(v, 0.0, len(self.depth)), _nan_quantile(v, 100.0, len(self.depth))
+
+
+def _signal_of(record: RunRecord):
+    if record.signal is not None:
+        return record.signal
+    profile = record.profile
+    return None if profile is None else getattr(profile, "signal", None)
+
+
+def collect_signals(results: Results) -> list[SignalCurve]:
+    """One :class:`SignalCurve` per model × scheme with a forward signal (spread over seeds)."""
+    out = []
+    for (model, scheme), records in group_records(results).items():
+        signals = [s for s in (_signal_of(r) for r in records if r.ok) if s is not None]
+        if not signals:
+            continue
+        stack = {k: np.stack([np.asarray(getattr(s, k), dtype=float) for s in signals], axis=1)
+                 for k in ("q", "cos", "grad")}
+        out.append(SignalCurve(model=model, scheme=scheme,
+                               depth=np.arange(1, len(signals[0].taps) + 1), **stack))
+    return out
+
+
+def _last(curve: Curve, stat: str) -> float:
+    return float(curve.median(stat)[-1])
+
+
+def ranking(results: Results, curves: Iterable[Curve] | None = None) -> list[RankRow]:
+    """Schemes ranked per model by the median isometry gap at the last tap (lower is better).
+
+    Ties and infinite gaps are broken by the scale-free variance, then by the label; schemes
+    that did not apply come last without a rank.
+    """
+    curves = list(collect_curves(results) if curves is None else curves)
+    by_key = {(c.model, c.scheme): c for c in curves}
+    rows: list[RankRow] = []
+    for model in (m.label for m in results.config.models):
+        measured = []
+        for scheme in (s.label for s in results.config.schemes):
+            c = by_key.get((model, scheme))
+            if c is not None:
+                measured.append(c)
+        def sort_key(c: Curve) -> tuple[float, float, str]:
+            gap, var = _last(c, "gap"), _last(c, "var")
+            return (math.inf if math.isnan(gap) else gap,
+                    math.inf if math.isnan(var) else var, c.scheme)
+        for rank, c in enumerate(sorted(measured, key=sort_key), start=1):
+            rows.append(RankRow(
+                model=model, scheme=c.scheme, rank=rank, status="ok", gap=_last(c, "gap"),
+                var=_last(c, "var"), cond=_last(c, "cond"), m1=_last(c, "m1"), seeds=c.seeds,
+                note=f"last tap: {c.names[-1]}",
+            ))
+        for m, s, msg in results.not_applicable():
+            if m == model and (m, s) not in by_key:
+                rows.append(RankRow(model=model, scheme=s, rank=None, status="not applicable",
+                                    note="not applicable: " + msg.split(";")[0][:120]))
+    return rows

@@ -1,0 +1,373 @@
+"""End-to-end report: files exist and parse, numbers round-trip, reruns are identical."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import json
+import math
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from isokit.report import Results, load_results, make_report, publish, render, run_config
+from isokit.report.io import OutputDir, write_atomic
+from isokit.report.series import collect_curves, ranking
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class _Page(HTMLParser):
+    """Collects what the tests look at: images, inline SVGs, tables, external references."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.imgs: list[str] = []
+        self.svgs = 0
+        self.tables = 0
+        self.rows: list[list[str]] = []
+        self.external: list[str] = []
+        self.scripts = 0
+        self._row: list[str] | None = None
+        self._cell = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.imgs.append(attrs.get("src", ""))
+        elif tag == "svg":
+            self.svgs += 1
+        elif tag == "table":
+            self.tables += 1
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = True
+            if self._row is not None:
+                self._row.append("")
+        elif tag == "script":
+            self.scripts += 1
+        for key in ("src", "href"):
+            value = attrs.get(key) or ""
+            if value.startswith(("http:", "https:", "//")) or (tag == "link"):
+                self.external.append(value)
+
+    def handle_endtag(self, tag):
+        if tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+        elif tag in ("td", "th"):
+            self._cell = False
+
+    def handle_data(self, data):
+        if self._cell and self._row:
+            self._row[-1] += data
+
+
+def _page(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    return page
+
+
+def _figure_names(out: Path) -> set[str]:
+    return {p.stem for p in (out / "figures").iterdir()}
+
+
+# ------------------------------------------------------------------------------------ files
+
+
+def test_every_file_exists_and_parses(small_report):
+    out = small_report.out
+    assert {p.name for p in out.iterdir()} == {"results.json", "report.html", "ranking.csv",
+                                               "summary.csv", "figures"}
+    names = _figure_names(out)
+    expected = {"moments", "conditioning", "histograms", "signal", "blocks",
+                "spectrum_mlp-tanh-w6-d3", "spectrum_resnet8-w2-none"}
+    assert names == expected
+    for name in names:
+        png = (out / "figures" / f"{name}.png").read_bytes()
+        assert png.startswith(PNG) and len(png) > 5000
+        root = ET.parse(out / "figures" / f"{name}.svg").getroot()
+        assert root.tag.endswith("svg")
+    json.loads((out / "results.json").read_text(encoding="utf-8"))  # strict JSON parses
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "temporary files left"
+
+
+def test_html_is_self_contained_and_holds_every_figure_and_the_table(small_report):
+    page = _page(small_report.out / "report.html")
+    n_figures = len(list((small_report.out / "figures").glob("*.png")))
+    assert len(page.imgs) + page.svgs == n_figures
+    for src in page.imgs:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
+    assert page.external == [] and page.scripts == 0
+    ranked = [r for r in page.rows if len(r) == 8 and r[0].strip().isdigit()]
+    # every applicable model × scheme has a ranked row: 3 on the MLP, 4 on the ResNet
+    assert len(ranked) == 3 + 4
+    text = (small_report.out / "report.html").read_text(encoding="utf-8")
+    assert "How to read this report" in text and "not applicable" in text
+
+
+def test_ranking_csv_matches_the_ranking(small_report):
+    with open(small_report.out / "ranking.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    mlp = [r for r in rows if r["model"] == "mlp-tanh-w6-d3"]
+    assert [r["status"] for r in mlp].count("not applicable") == 1  # fixup
+    ranks = [int(r["rank"]) for r in rows if r["rank"]]
+    assert sorted(ranks) == [1, 1, 2, 2, 3, 3, 4]
+    # ranked by the gap at the last tap: non-decreasing within each model
+    for model in {r["model"] for r in rows}:
+        gaps = [float(r["gap"]) for r in rows if r["model"] == model and r["rank"]]
+        assert gaps == sorted(gaps)
+
+
+def test_summary_csv_is_tidy_and_matches_the_profiles(small_report):
+    with open(small_report.out / "summary.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    keys = [(r["model"], r["scheme"], r["tap"], r["statistic"]) for r in rows]
+    assert len(keys) == len(set(keys))  # one row per model × scheme × tap × statistic
+    ok = [r for r in small_report.results.records if r.ok]
+    expected = {(r.model, r.scheme, t.name, s) for r in ok for t in r.profile.taps
+                for s in t.stats}
+    assert set(keys) == expected
+    record = ok[0]
+    tap = record.profile.taps[-1]
+    pooled = np.concatenate([t.stats["m1"] for r in ok if (r.model, r.scheme) == (
+        record.model, record.scheme) for t in r.profile.taps if t.name == tap.name])
+    row = next(r for r in rows if (r["model"], r["scheme"], r["tap"], r["statistic"]) == (
+        record.model, record.scheme, tap.name, "m1"))
+    assert float(row["median"]) == pytest.approx(float(np.median(pooled)), rel=1e-12)
+    assert int(row["n"]) == pooled.size
+
+
+def test_not_applicable_is_recorded_with_its_message(small_report):
+    na = [r for r in small_report.results.records if r.status != "ok"]
+    assert [(r.model, r.scheme) for r in na] == [("mlp-tanh-w6-d3", "fixup")]
+    assert "residual" in na[0].message and na[0].profile is None
+
+
+def test_infinite_statistics_survive_json_and_the_figures(small_report):
+    # ZerO and Fixup zero the ResNet's head, so its last tap has an infinite isometry gap.
+    loaded = load_results(small_report.out)
+    gaps = [r.profile.taps[-1].stats["gap"] for r in loaded.records
+            if r.ok and r.model.startswith("resnet") and r.scheme in ("fixup", "zero")]
+    assert gaps and all(np.isposinf(g).all() for g in gaps)
+    rows = ranking(loaded)
+    resnet = [r for r in rows if r.model.startswith("resnet")]
+    assert [math.isinf(r.gap) for r in resnet] == sorted(math.isinf(r.gap) for r in resnet)
+
+
+# ------------------------------------------------------------------------------ round trips
+
+
+def test_results_json_loads_back_into_equal_profiles(small_report):
+    original = small_report.results
+    loaded = load_results(small_report.out / "results.json")
+    assert len(loaded.records) == len(original.records)
+    for a, b in zip(original.records, loaded.records, strict=True):
+        assert (a.model, a.scheme, a.seed, a.status) == (b.model, b.scheme, b.seed, b.status)
+        for key in ("profile", "block", "signal"):
+            pa, pb = getattr(a, key), getattr(b, key)
+            assert (pa is None) == (pb is None)
+            if pa is None:
+                continue
+            assert type(pb) is type(pa)
+            assert json.dumps(pa.to_dict()) == json.dumps(pb.to_dict())
+        if a.profile is not None:
+            for ta, tb in zip(a.profile.taps, b.profile.taps, strict=True):
+                np.testing.assert_array_equal(ta.singular_values, tb.singular_values)
+                for stat, values in ta.stats.items():
+                    np.testing.assert_array_equal(values, tb.stats[stat])
+    assert loaded.config.to_dict() == original.config.to_dict()
+    env = loaded.environment
+    for key in ("isokit", "torch", "numpy", "scipy", "matplotlib", "python", "platform",
+                "device"):
+        assert env[key]
+    assert loaded.command == ["pytest"] and loaded.created.endswith("Z")
+
+
+def test_rerender_from_results_without_recomputing(small_report, tmp_path, monkeypatch):
+    import isokit.report.run as run_module
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("--from must not run the probes")
+
+    monkeypatch.setattr(run_module, "run_config", no_compute)
+    other = tmp_path / "other"
+    page = make_report(out=other, from_results=small_report.out / "results.json", quiet=True)
+    assert page == other / "report.html" and page.is_file()
+    assert _figure_names(other) == _figure_names(small_report.out)
+    # results.json is carried over unchanged, byte for byte
+    assert (other / "results.json").read_bytes() == (small_report.out / "results.json").read_bytes()
+
+
+def _numbers_only(text: str) -> dict:
+    """results.json without what describes the run rather than the numbers."""
+    data = json.loads(text)
+
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items()
+                    if k not in ("created", "elapsed_s", "command")}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip(data)
+
+
+def test_same_seed_gives_byte_identical_numbers(small_report):
+    again = run_config(small_report.config, quiet=True, command=["pytest"])
+    first = _numbers_only((small_report.out / "results.json").read_text(encoding="utf-8"))
+    second = _numbers_only(again.to_json())  # exactly what render() writes as results.json
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+
+def test_different_seed_gives_different_numbers(small_report):
+    base = small_report.config
+    cfg = dataclasses.replace(base, seeds=(1,), models=base.models[:1], schemes=base.schemes[:1])
+    other = run_config(cfg, quiet=True)
+    a = small_report.results.records[0].profile.taps[0].singular_values
+    b = other.records[0].profile.taps[0].singular_values
+    assert not np.array_equal(a, b)
+
+
+# ----------------------------------------------------------------------------- robustness
+
+
+def test_config_text_is_escaped_in_html(small_report, tmp_path, monkeypatch):
+    monkeypatch.setattr(publish, "build_figures", lambda *a, **k: [])  # only the text matters
+    evil = "<script>alert('x')</script>"
+    cfg = dataclasses.replace(small_report.config, title=evil)
+    results = dataclasses.replace(small_report.results, config=cfg)
+    render(results, tmp_path / "evil", quiet=True)
+    text = (tmp_path / "evil" / "report.html").read_text(encoding="utf-8")
+    assert evil not in text and "&lt;script&gt;" in text
+    assert _page(tmp_path / "evil" / "report.html").scripts == 0
+
+
+def test_a_failed_render_leaves_nothing_partial(small_report, tmp_path, monkeypatch):
+    out = tmp_path / "fresh"
+    monkeypatch.setattr(publish, "build_figures", lambda *a, **k: [])  # fail fast, late
+
+    def boom(**kwargs):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(publish, "render_html", boom)
+    with pytest.raises(RuntimeError):
+        render(small_report.results, out, quiet=True)
+    assert not out.exists()
+
+    # An existing report is left exactly as it was.
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "report.html").write_text("old", encoding="utf-8")
+    with pytest.raises(RuntimeError):
+        render(small_report.results, existing, quiet=True)
+    assert [p.name for p in existing.iterdir()] == ["report.html"]
+    assert (existing / "report.html").read_text(encoding="utf-8") == "old"
+
+
+def test_a_failure_while_writing_leaves_only_complete_files(small_report, tmp_path, monkeypatch):
+    monkeypatch.setattr(publish, "build_figures", lambda *a, **k: [])
+    real_write = OutputDir.write
+
+    def failing_write(self, name, data):
+        if name == "report.html":  # fail half-way through writing the page
+            (self._staging / name).write_text(data[: len(data) // 2], encoding="utf-8")
+            raise OSError("disk full")
+        return real_write(self, name, data)
+
+    monkeypatch.setattr(OutputDir, "write", failing_write)
+    out = tmp_path / "half"
+    with pytest.raises(OSError, match="disk full"):
+        render(small_report.results, out, quiet=True)
+    names = sorted(p.name for p in out.iterdir())
+    # finished files only, no temp dir
+    assert names == ["ranking.csv", "results.json", "summary.csv"]
+    assert load_results(out).config.to_dict() == small_report.config.to_dict()
+
+
+def test_output_dir_moves_finished_files_only(tmp_path):
+    out = tmp_path / "a" / "b"
+    with pytest.raises(KeyboardInterrupt), OutputDir(out) as od:
+        od.write("figures/one.txt", "1")
+        raise KeyboardInterrupt
+    assert (out / "figures" / "one.txt").read_text() == "1"
+    assert [p.name for p in out.iterdir()] == ["figures"]  # the staging dir is gone
+    with pytest.raises(ValueError), OutputDir(tmp_path / "c") as od:
+        od.write("../escape.txt", "x")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "escape.txt").exists()
+    write_atomic(tmp_path / "x.txt", "y")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_training_section_adds_loss_curves(small_report, tmp_path):
+    training = {"curves": [
+        {"model": "mlp-tanh-w6-d3", "scheme": s, "seed": 0, "step": [1, 2, 3],
+         "loss": [2.0, 1.0 + i, 0.5]} for i, s in enumerate(("idinit", "orthogonal"))]}
+    results = dataclasses.replace(small_report.results, training=training)
+    render(results, tmp_path / "trained", quiet=True)
+    assert "training" in _figure_names(tmp_path / "trained")
+    back = load_results(tmp_path / "trained")
+    assert back.training == training
+    assert "training" not in _figure_names(small_report.out)
+
+
+def test_theory_overlay_is_drawn_where_one_applies(small_report):
+    if publish._theory_overlay() is None:
+        pytest.skip("isokit.theory.overlay is not there yet")
+    overlays = publish.overlays_for(small_report.results,
+                                          collect_curves(small_report.results))
+    assert ("mlp-tanh-w6-d3", "orthogonal") in overlays
+    assert not any(model.startswith("resnet") for model, _ in overlays)
+    assert "Theory lines" in (small_report.out / "report.html").read_text(encoding="utf-8")
+
+
+def test_missing_or_failing_theory_means_no_line_not_a_crash(small_report, monkeypatch, capsys):
+    curves = collect_curves(small_report.results)
+    monkeypatch.setattr(publish, "_theory_overlay", lambda: None)
+    assert publish.overlays_for(small_report.results, curves) == {}
+
+    def broken(**kwargs):
+        raise ValueError("no formula for this activation")
+
+    monkeypatch.setattr(publish, "_theory_overlay", lambda: broken)
+    assert publish.overlays_for(small_report.results, curves) == {}
+    assert "no formula for this activation" in capsys.readouterr().err
+
+
+def test_results_from_another_file_are_rejected_with_the_reason(tmp_path):
+    from isokit.report import ResultsError
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"schema": "something-else"}), encoding="utf-8")
+    with pytest.raises(ResultsError, match="not an isokit results file"):
+        load_results(path)
+    path.write_text("{", encoding="utf-8")
+    with pytest.raises(ResultsError, match="not valid JSON"):
+        load_results(path)
+    assert isinstance(Results, type)
+
+
+@pytest.mark.slow
+def test_default_report_compares_every_required_scheme(tmp_path):
+    """The packaged default runs end to end (its run time is measured by
+    benchmarks/bench_report.py, not asserted here)."""
+    page = make_report(None, out=tmp_path / "default", quiet=True)
+    assert page.is_file()
+    loaded = load_results(tmp_path / "default")
+    assert {r.status for r in loaded.records} == {"ok", "not applicable"}
+    required = {"idinit", "kaiming-normal", "xavier-normal", "orthogonal", "torch-default",
+                "fixup", "rezero", "zero"}
+    assert {r.scheme for r in loaded.records} == required
+    # Fixup and ReZero need residual branches: applicable to the ResNet, not to the MLPs.
+    for r in loaded.records:
+        if r.scheme in ("fixup", "rezero"):
+            assert (r.status == "ok") == (r.model.lower().startswith("resnet")), r.model
