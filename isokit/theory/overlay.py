@@ -87,8 +87,9 @@ def overlay(
     Applies to an ``MLP`` whose input width equals its hidden width (the setting of the theory)
     under Gaussian-law schemes (Kaiming, Xavier, torch default: i.i.d. entries, whose products
     follow the Marchenko–Pastur law at large width whatever the entry distribution) or
-    orthogonal ones, and to a ``ConvNet`` with ``in_channels == channels`` under
-    delta-orthogonal, which is an orthogonal fully connected net of channel width (§5). Taps
+    orthogonal ones, and to a linear ``ConvNet`` with ``in_channels == channels`` under
+    delta-orthogonal, an exact isometry up to the gain (§5). (With a nonlinearity the §5 law
+    holds per position only, not for the pooled spectrum a probe measures.) Taps
     must be the post-activations (the models' default taps, the head excluded).
     ``input_second_moment`` is ``E[x_i²]`` of the probe inputs, which sets ``q¹``.
 
@@ -106,7 +107,10 @@ def overlay(
         act = args.get("activation", "relu")
         fan_in = width
         prefix = "acts."
-    elif kind == "convnet" and scheme == "delta-orthogonal":
+    elif kind == "convnet" and scheme == "delta-orthogonal" and args.get("activation") == "linear":
+        # Nonlinear delta-orthogonal CNNs follow the orthogonal FC law per position only; the
+        # whole-input Jacobian pools positions whose gains differ, which raises v well above
+        # the per-position prediction (tests/theory/test_probe_agreement.py), so no line.
         n_in, width, depth = args.get("in_channels"), args.get("channels"), args.get("depth")
         act = args.get("activation", "relu")
         fan_in = width * args.get("kernel_size", 3) ** 2

@@ -38,10 +38,17 @@ def test_torch_default_decays_like_one_third_per_linear_layer():
     np.testing.assert_allclose(ov.m1, (1 / 3) ** np.arange(1, 7))
 
 
-def test_delta_orthogonal_convnet_uses_channel_width():
+def test_linear_delta_orthogonal_convnet_is_an_exact_isometry():
     ov = overlay(kind="convnet", model_args=dict(in_channels=8, channels=8, depth=4,
-                 activation="tanh"), scheme="delta-orthogonal")
-    assert ov is not None and ov.var.shape == (4,) and np.all(np.diff(ov.var) > 0)
+                 activation="linear"), scheme="delta-orthogonal")
+    np.testing.assert_allclose(ov.m1, 1.0)
+    np.testing.assert_allclose(ov.var, 0.0, atol=1e-12)
+
+
+def test_nonlinear_delta_orthogonal_convnet_gets_no_pooled_line():
+    # The per-position law does not describe the pooled spectrum the probe measures.
+    assert overlay(kind="convnet", model_args=dict(in_channels=8, channels=8, depth=4,
+                   activation="tanh"), scheme="delta-orthogonal") is None
 
 
 @pytest.mark.parametrize(
