@@ -1,0 +1,47 @@
+"""Probes: the input–output Jacobian of any PyTorch model at every depth, and its spectrum.
+
+:func:`profile` measures ``J_l = ∂h_l/∂x`` per example at every tap — exactly in one
+forward-mode pass (streamed Grams), or matrix-free (random-tangent moments, stochastic Lanczos
+quadrature, Ritz bounds) when the exact tier does not fit in memory. :func:`block_profile`
+gives each block's local Jacobian, :func:`signal` the forward signal and gradient norms, and
+:func:`stats` the isometry statistics of a spectrum. Results are :class:`Profile` objects that
+round-trip through JSON.
+
+Example:
+    >>> import torch, isokit
+    >>> from isokit.models import MLP
+    >>> model = isokit.init.apply(MLP(32, 32, depth=4, activation="tanh"), "orthogonal", seed=0)
+    >>> prof = isokit.probe.profile(model, torch.randn(2, 32))
+    >>> prof.stat("m1").shape
+    (4,)
+"""
+
+from isokit.probe.exact import ProbeMemoryError, estimate_exact_memory
+from isokit.probe.lanczos import LanczosResult, lanczos, ritz_bounds, slq_density, slq_moments
+from isokit.probe.moments import TraceMoments, rademacher, trace_moments
+from isokit.probe.profile import block_profile, profile, signal
+from isokit.probe.result import Profile, Signal, TapSpectrum
+from isokit.probe.stats import stats
+from isokit.probe.taps import TapError, resolve_taps
+
+__all__ = [
+    "LanczosResult",
+    "ProbeMemoryError",
+    "Profile",
+    "Signal",
+    "TapError",
+    "TapSpectrum",
+    "TraceMoments",
+    "block_profile",
+    "estimate_exact_memory",
+    "lanczos",
+    "profile",
+    "rademacher",
+    "resolve_taps",
+    "ritz_bounds",
+    "signal",
+    "slq_density",
+    "slq_moments",
+    "stats",
+    "trace_moments",
+]

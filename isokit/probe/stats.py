@@ -1,0 +1,232 @@
+"""Spectral statistics of a Jacobian from its singular values (``probes.md`` §5).
+
+For one tap and one example, ``s_1 ≥ … ≥ s_r ≥ 0`` are the ``r = min(D, n_in)`` singular values of
+``J = ∂h/∂x`` (structural zeros of the larger Gram are never included) and ``λ_i = s_i²``.
+
+========================  =========================================================================
+name                      formula
+========================  =========================================================================
+``m1``, ``m2``, ``m3``    ``m_k = (1/r)·Σ λ_i^k``; ``m1 = ‖J‖_F²/r``
+``var``                   scale-free variance (``sfvar``) ``m2/m1² − 1 = Var(λ)/mean(λ)²``
+``sigma_max``             ``s_1``
+``sigma_min``             ``s_r``
+``cond``                  ``s_1/s_r``; ``+inf`` when ``s_r ≤ τ``
+``gap``                   isometry gap ``log m1 − (1/r)·Σ log λ_i``; ``+inf`` when some ``s_i ≤ τ``
+``mean_log_s``            ``(1/r)·Σ log s_i``; ``−inf`` when some ``s_i ≤ τ``
+``near``                  ``(1/r)·#{i : |log s_i| ≤ log(1 + band)}``, i.e. ``s_i ∈ [1/1.1, 1.1]``
+                          (inclusive, 1e-12 relative slack for round-off)
+``near_rel``              the same for ``s_i/√m1`` (shape only)
+``erank``                 Roy–Vetterli effective rank ``exp(−Σ p_i log p_i)``, ``p_i = s_i/Σ_j s_j``
+``pr``                    participation ratio ``(Σλ)²/Σλ² = r·m1²/m2 = r/(1 + var)``
+``zero_frac``             ``(1/r)·#{i : s_i ≤ τ}``
+``lmax_over_m1``          ``s_1²/m1``
+========================  =========================================================================
+
+The zero threshold is ``τ = max(n_rows, n_cols)·ε·s_1`` (NumPy's ``matrix_rank`` rule), with
+``ε`` the machine epsilon of the probe dtype (float64 by default); without ``n_rows``/``n_cols``
+the spectrum length ``r`` stands in for ``max(D, n_in)``. Values at or below ``τ`` count as zero in
+every logarithmic statistic, so round-off noise never turns an infinite gap into a large finite
+one.
+
+``near`` uses the band ``[1/(1+band), 1+band]`` (``[1/1.1, 1.1]`` for the default ``band = 0.1``),
+symmetric in ``log s``. ``probes.md`` §5 writes the band as ``|log s| ≤ δ``, i.e.
+``[e^{−0.1}, e^{0.1}] = [0.905, 1.105]``; the two differ by 0.5 % at the edges.
+
+**Degenerate spectra** (``s_1`` at or below the smallest normal float64, i.e. ``J = 0``, e.g. an
+all-dead ReLU network): every moment, ``sigma_*``, ``near``, ``near_rel``, ``erank``, ``pr`` and
+``lmax_over_m1`` is 0, ``zero_frac = 1``, ``cond = gap = +inf``, ``mean_log_s = −inf``, and
+``var = degenerate_var``. Following ``probes.md`` §6 the default is NaN (``0/0``); the
+:class:`~isokit.probe.profile.Profile` passes ``degenerate_var=+inf`` instead so that it carries no
+NaN: a dead Jacobian is infinitely far from isometry by every distance-to-isometry measure
+(``var``, ``gap``, ``cond``), and ``+inf`` neither poisons means over depth into NaN nor breaks
+plots (matplotlib skips non-finite points). Test :func:`degenerate_mask` (or the Profile's
+``degenerate`` flag) rather than the values.
+
+Every statistic is computed from ``t = s/s_1`` and rescaled, so spectra near the float64 range
+limits (``s ~ 1e-200`` deep in an ordered phase) give finite, correct scale-free statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["STAT_NAMES", "degenerate_mask", "saturated_mask", "stats", "zero_threshold"]
+
+#: Names of the statistics returned by :func:`stats`, in a stable order.
+STAT_NAMES: tuple[str, ...] = (
+    "m1",
+    "m2",
+    "m3",
+    "var",
+    "sigma_max",
+    "sigma_min",
+    "cond",
+    "gap",
+    "mean_log_s",
+    "near",
+    "near_rel",
+    "erank",
+    "pr",
+    "zero_frac",
+    "lmax_over_m1",
+)
+
+_F64_EPS = float(np.finfo(np.float64).eps)
+_TINY = float(np.finfo(np.float64).tiny)
+
+
+def _as_spectra(singular_values: np.ndarray | Sequence[float]) -> np.ndarray:
+    s = np.asarray(
+        singular_values.detach().cpu().numpy()
+        if hasattr(singular_values, "detach")
+        else singular_values,
+        dtype=np.float64,
+    )
+    if s.ndim == 0 or s.shape[-1] == 0:
+        raise ValueError(
+            f"stats needs at least one singular value along the last axis, got shape {s.shape}"
+        )
+    if not np.all(np.isfinite(s)):
+        raise ValueError("singular values must be finite (overflow in the forward pass?)")
+    if np.any(s < 0):
+        raise ValueError("singular values must be non-negative")
+    return -np.sort(-s, axis=-1)  # descending
+
+
+def zero_threshold(
+    sigma_max: np.ndarray | float,
+    r: int,
+    *,
+    n_rows: int | None = None,
+    n_cols: int | None = None,
+    eps: float = _F64_EPS,
+) -> np.ndarray:
+    """``τ = max(n_rows, n_cols)·ε·s_1`` (``r`` stands in for the larger dimension if unknown)."""
+    big = max(n_rows or 0, n_cols or 0) or r
+    return np.asarray(sigma_max, dtype=np.float64) * (big * eps)
+
+
+def degenerate_mask(singular_values: np.ndarray | Sequence[float]) -> np.ndarray | bool:
+    """``True`` where the spectrum vanishes (``s_1`` at or below the smallest normal float64)."""
+    s = _as_spectra(singular_values)
+    out = s[..., 0] <= _TINY
+    return bool(out) if out.ndim == 0 else out
+
+
+def saturated_mask(
+    singular_values: np.ndarray | Sequence[float], *, eps: float = _F64_EPS
+) -> np.ndarray | bool:
+    """``True`` where ``s_r/s_1 < 1e3·ε`` (``probes.md`` §6): statistics using ``s_r`` are
+    unreliable.
+
+    Degenerate spectra are saturated too.
+    """
+    s = _as_spectra(singular_values)
+    out = ~(s[..., -1] >= 1e3 * eps * s[..., 0]) | (s[..., 0] <= _TINY)
+    return bool(out) if out.ndim == 0 else out
+
+
+def stats(
+    singular_values: np.ndarray | Sequence[float],
+    *,
+    n_rows: int | None = None,
+    n_cols: int | None = None,
+    band: float = 0.1,
+    eps: float = _F64_EPS,
+    degenerate_var: float = math.nan,
+) -> dict[str, float] | dict[str, np.ndarray]:
+    """The statistics of the module docstring for one spectrum or a batch of spectra.
+
+    Args:
+        singular_values: ``[r]`` or ``[..., r]`` non-negative values (any order; sorted here).
+        n_rows, n_cols: ``D`` and ``n_in`` of the Jacobian, for the zero threshold ``τ``.
+        band: half-width of ``near`` in ``log(1 + band)`` units (``[1/1.1, 1.1]`` for 0.1).
+        eps: machine epsilon of the dtype the Jacobian was computed in.
+        degenerate_var: ``var`` of a vanishing spectrum (NaN per ``probes.md`` §6; the Profile
+            stores ``+inf``).
+
+    Returns:
+        ``{name: value}`` over :data:`STAT_NAMES`: Python floats for one spectrum, arrays of the
+        leading shape for a batch.
+    """
+    if not band > 0:
+        raise ValueError(f"band must be positive, got {band}")
+    s = _as_spectra(singular_values)
+    r = s.shape[-1]
+    s1 = s[..., 0]
+    degenerate = s1 <= _TINY
+    safe1 = np.where(degenerate, 1.0, s1)
+    t = s / safe1[..., None]  # in [0, 1], t_1 = 1 unless degenerate
+    t2 = t * t
+    mu1, mu2, mu3 = t2.mean(-1), (t2 * t2).mean(-1), (t2 * t2 * t2).mean(-1)
+    scale2 = safe1 * safe1
+    with np.errstate(over="ignore", under="ignore"):
+        m1 = mu1 * scale2
+        m2 = mu2 * scale2**2
+        m3 = mu3 * scale2**3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.maximum(mu2 / mu1**2 - 1.0, 0.0)  # ≥ 0 by Cauchy–Schwarz; clip round-off
+
+    tau_rel = zero_threshold(1.0, r, n_rows=n_rows, n_cols=n_cols, eps=eps)
+    is_zero = t <= tau_rel
+    any_zero = is_zero.any(-1)
+    zero_frac = is_zero.mean(-1)
+    sr = s[..., -1]
+    cond = np.where(t[..., -1] <= tau_rel, math.inf, safe1 / np.where(sr > 0, sr, 1.0))
+
+    with np.errstate(divide="ignore"):
+        log_t = np.where(is_zero, -math.inf, np.log(np.where(is_zero, 1.0, t)))
+    finite_mean_log_t = np.where(is_zero, 0.0, log_t).mean(-1)
+    mean_log_s = np.where(any_zero, -math.inf, finite_mean_log_t + np.log(safe1))
+    # gap = log mean(λ) − mean(log λ), scale-free: log mu1 − 2·mean(log t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(any_zero, math.inf, np.log(mu1) - 2.0 * finite_mean_log_t)
+    gap = np.where(np.isinf(gap), gap, np.maximum(gap, 0.0))
+
+    lim = math.log1p(band) * (1 + 1e-12)  # inclusive band, with slack for round-off
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_s = np.where(is_zero | (s <= 0), -math.inf, np.log(np.where(s > 0, s, 1.0)))
+        log_rel = log_t - 0.5 * np.log(mu1)[..., None]
+    near = (np.abs(log_s) <= lim).mean(-1)
+    near_rel = (np.abs(np.where(is_zero, -math.inf, log_rel)) <= lim).mean(-1)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = t / t.sum(-1, keepdims=True)
+        ent = -np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0).sum(-1)
+        erank = np.exp(ent)
+        pr = r * mu1**2 / mu2
+        lmax_over_m1 = 1.0 / mu1
+
+    out = {
+        "m1": m1,
+        "m2": m2,
+        "m3": m3,
+        "var": var,
+        "sigma_max": s1,
+        "sigma_min": sr,
+        "cond": cond,
+        "gap": gap,
+        "mean_log_s": mean_log_s,
+        "near": near,
+        "near_rel": near_rel,
+        "erank": erank,
+        "pr": pr,
+        "zero_frac": zero_frac,
+        "lmax_over_m1": lmax_over_m1,
+    }
+    if np.any(degenerate):
+        fill = {
+            "var": degenerate_var,
+            "cond": math.inf,
+            "gap": math.inf,
+            "mean_log_s": -math.inf,
+            "zero_frac": 1.0,
+        }
+        for name in out:
+            out[name] = np.where(degenerate, fill.get(name, 0.0), out[name])
+    if s.ndim == 1:
+        return {name: float(value) for name, value in out.items()}
+    return {name: np.asarray(value, dtype=np.float64) for name, value in out.items()}

@@ -1,0 +1,238 @@
+"""Resolving tap specifications and capturing tap outputs inside function transforms.
+
+A *tap* is a module whose output marks one depth (``probes.md`` §1). :func:`resolve_taps` turns a
+specification into an ordered list of module names:
+
+- ``"auto"``: the model's ``taps`` attribute if it has one; else the children of a top-level
+  :class:`torch.nn.Sequential`; else the children of the largest ``nn.ModuleList``/``nn.Sequential``
+  found anywhere in the model (the repeated blocks).
+- a list of module names (an unknown name raises :class:`TapError` listing close matches);
+- a predicate ``(name, module) -> bool`` evaluated over ``model.named_modules()`` (root excluded).
+
+:func:`run_with_taps` follows the rules of ``probes.md`` §2: hooks are registered for the call only
+and removed in ``finally``; the capture container is created inside the (possibly transformed)
+call and the captured tensors are returned from it; each capture is cloned, so later in-place
+operations (``ReLU(inplace=True)``, ``x += skip``) cannot rewrite it; a tap module that runs more
+than once per forward is rejected.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+__all__ = [
+    "TapCall",
+    "TapError",
+    "TapSpec",
+    "first_tensor",
+    "resolve_taps",
+    "run_with_taps",
+]
+
+TapSpec = str | Sequence[str] | Callable[[str, nn.Module], bool]
+
+
+class TapError(ValueError):
+    """A tap specification that cannot be resolved, or a tap that misbehaves during a forward."""
+
+
+class _StopForward(Exception):  # noqa: N818 - control flow, not an error
+    """Raised by the hook of the last tap needed, to skip the rest of the forward pass."""
+
+
+def resolve_taps(model: nn.Module, taps: TapSpec = "auto") -> list[str]:
+    """Resolve ``taps`` to an ordered list of distinct module names of ``model`` (module doc)."""
+    modules = dict(model.named_modules())
+    if isinstance(taps, str):
+        if taps != "auto":
+            # A single name is accepted as a one-element list.
+            return resolve_taps(model, [taps])
+        names = _auto_taps(model, modules)
+    elif callable(taps):
+        names = []
+        for name, module in model.named_modules():
+            if name and taps(name, module):
+                names.append(name)
+        if not names:
+            raise TapError("the tap predicate selected no module of the model")
+    else:
+        names = list(taps)
+        if not names:
+            raise TapError("the tap list is empty; pass module names or 'auto'")
+    for name in names:
+        if not isinstance(name, str):
+            raise TapError(f"tap names must be strings, got {name!r}")
+        if name not in modules or name == "":
+            close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
+            hint = f"; close matches: {', '.join(close)}" if close else ""
+            raise TapError(
+                f"the model {type(model).__name__} has no module named {name!r}{hint} "
+                "(tap names come from model.named_modules())"
+            )
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise TapError(f"duplicate tap names: {', '.join(dup)}")
+    return names
+
+
+def _auto_taps(model: nn.Module, modules: dict[str, nn.Module]) -> list[str]:
+    declared = getattr(model, "taps", None)
+    if declared is not None:
+        if isinstance(declared, str) or not isinstance(declared, Sequence):
+            raise TapError(
+                f"{type(model).__name__}.taps must be a sequence of module names, got {declared!r}"
+            )
+        return list(declared)
+    if isinstance(model, nn.Sequential):
+        names = [name for name, _ in model.named_children()]
+        if names:
+            return names
+    best: tuple[int, str] | None = None
+    for name, module in modules.items():
+        if name and isinstance(module, nn.ModuleList | nn.Sequential):
+            n = len(module)
+            if n >= 2 and (best is None or n > best[0]):
+                best = (n, name)
+    if best is None:
+        raise TapError(
+            f"cannot infer taps for {type(model).__name__}: it has no `taps` attribute, is not an "
+            "nn.Sequential and holds no ModuleList/Sequential of at least two blocks; pass "
+            "taps=[module names] or a predicate (name, module) -> bool"
+        )
+    prefix = best[1]
+    return [f"{prefix}.{child}" for child, _ in modules[prefix].named_children()]
+
+
+def first_tensor(value: Any) -> Tensor:
+    """The tensor a module returns, or the first tensor of a tuple/list output."""
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, tuple | list):
+        for item in value:
+            if isinstance(item, Tensor):
+                return item
+    raise TapError(f"a tap module returned {type(value).__name__}, not a tensor")
+
+
+def _replace_first(value: Any, new: Tensor) -> Any:
+    if isinstance(value, Tensor):
+        return new
+    items = list(value)
+    for i, item in enumerate(items):
+        if isinstance(item, Tensor):
+            items[i] = new
+            break
+    return type(value)(items) if isinstance(value, tuple) else items
+
+
+@dataclass
+class TapCall:
+    """What one forward pass with taps produced.
+
+    Attributes:
+        output: the model output (``None`` if the forward stopped early).
+        outputs: tap outputs in tap order (cloned; ``None`` for taps after an early stop).
+        inputs: the first positional input of each tap module (if requested).
+        args: the remaining positional and keyword arguments of each tap module call (if inputs
+            were requested), for re-running the module alone.
+    """
+
+    output: Any
+    outputs: list[Tensor | None]
+    inputs: list[Tensor | None] = field(default_factory=list)
+    args: list[tuple[tuple, dict] | None] = field(default_factory=list)
+
+
+def run_with_taps(
+    model: nn.Module,
+    tap_modules: Sequence[nn.Module],
+    x: Tensor,
+    *,
+    stop_after: int | None = None,
+    replace: dict[int, Tensor] | None = None,
+    add: dict[int, Tensor] | None = None,
+    capture_inputs: bool = False,
+    clone: bool = True,
+) -> TapCall:
+    """Call ``model(x)`` with hooks on ``tap_modules`` and return the captures (``probes.md`` §2).
+
+    Safe inside ``torch.func`` transforms when called from the transformed function: the capture
+    lists are created here, per call, and returned.
+
+    Args:
+        model: the module to call.
+        tap_modules: the tap modules, in tap order.
+        x: the model input.
+        stop_after: index of the last tap needed; the forward stops right after it.
+        replace: ``{tap index: tensor}`` — that tap's output is replaced (the rest of the forward
+            sees the given tensor, reshaped to the output's shape).
+        add: ``{tap index: tensor}`` — the tensor is added to that tap's output (zero
+            perturbations for gradient signals).
+        capture_inputs: also capture each tap module's first positional input and its other
+            arguments.
+        clone: clone captured tensors (needed whenever the forward may modify them in place).
+    """
+    n = len(tap_modules)
+    outputs: list[Tensor | None] = [None] * n
+    inputs: list[Tensor | None] = [None] * n
+    args_out: list[tuple[tuple, dict] | None] = [None] * n
+    seen = [0] * n
+    handles = []
+    replace = replace or {}
+    add = add or {}
+
+    def make_hook(i: int):
+        def hook(module, args, kwargs, out):
+            seen[i] += 1
+            if seen[i] > 1:
+                raise TapError(
+                    f"tap #{i} ({type(module).__name__}) ran more than once in one forward pass; "
+                    "shared modules cannot be taps (tap each call site instead)"
+                )
+            h = first_tensor(out)
+            if i in add:
+                h = h + add[i]
+                out = _replace_first(out, h)
+            if i in replace:
+                h = replace[i].reshape(h.shape)
+                h = h.clone() if clone else h
+                out = _replace_first(out, h)
+            outputs[i] = h.clone() if clone else h
+            if capture_inputs:
+                if not args or not isinstance(args[0], Tensor):
+                    raise TapError(
+                        f"tap #{i} ({type(module).__name__}) has no positional tensor input"
+                    )
+                inputs[i] = args[0].clone() if clone else args[0]
+                args_out[i] = (tuple(args[1:]), dict(kwargs))
+            if stop_after is not None and i == stop_after:
+                raise _StopForward
+            return out if (i in add or i in replace) else None
+
+        return hook
+
+    result = None
+    try:
+        for i, module in enumerate(tap_modules):
+            handles.append(module.register_forward_hook(make_hook(i), with_kwargs=True))
+        try:
+            result = model(x)
+        except _StopForward:
+            result = None
+    finally:
+        for handle in handles:
+            handle.remove()
+    if stop_after is None:
+        missing = [i for i in range(n) if seen[i] == 0]
+        if missing:
+            raise TapError(
+                f"tap(s) #{', #'.join(map(str, missing))} never ran in the forward pass; every "
+                "tap must be a module the model calls exactly once"
+            )
+    return TapCall(output=result, outputs=outputs, inputs=inputs, args=args_out)
+
