@@ -34,7 +34,7 @@ test-slow: install
 lint: install
 	$(VENV)/bin/ruff check isokit tests benchmarks analyses
 
-check-report: install
+check-report: report
 	$(PY) -m isokit.report.screenshot $(OUT)
 
 bench: install
