@@ -16,7 +16,7 @@ __all__ = ["main"]
 
 _EPILOG = """\
 examples:
-  isokit report --out out/report                  # the default comparison (about a minute on 2 cores)
+  isokit report --out out/report                  # the default comparison (~1 min, 2 cores)
   isokit report analyses/configs/resnet_schemes.toml --out out/resnet
   isokit report --from out/report/results.json --out out/rerender   # re-plot, no recompute
   isokit probe --model mlp --depth 16 --activation tanh --scheme orthogonal

@@ -34,6 +34,10 @@ resolve its small singular values: the tap is flagged ``gram_unreliable`` for th
 spectrum is recomputed with ``torch.linalg.svdvals`` of ``J`` (re-sweeping the tap when only its
 Gram was kept). ``svd=True`` uses ``svdvals`` throughout. On CUDA, ``driver="gesvd"``.
 
+The memory plan lives in :mod:`isokit.probe.plan`, the sweeps and Gram accumulators in
+:mod:`isokit.probe.sweeps`; this module holds the driver :func:`exact_spectra`, its results
+(:class:`ExactTap`, :class:`ExactResult`) and re-exports the public names of both.
+
 All functions here expect the hygienic probe copy of the model (:mod:`isokit.probe.hygiene`) and
 inputs already on its device and in its dtype; :func:`tap_grams` is the self-contained entry
 point used by the tests to compare the Grams with a dense ``jacrev`` reference.
@@ -42,7 +46,6 @@ point used by the tests to compare the Grams with a dense ``jacrev`` reference.
 from __future__ import annotations
 
 import math
-import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -50,8 +53,34 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.func import jvp, vjp, vmap
 
+from isokit.probe.plan import (
+    JOINT_COMFORT_BYTES,
+    ExactPlan,
+    ProbeMemoryError,
+    _reverse_split,
+    available_memory,
+    default_max_memory,
+    estimate_exact_memory,
+    plan_exact,
+)
+from isokit.probe.sweeps import (
+    _F64,
+    GRAM_RTOL,
+    _basis,
+    _from_gram,
+    _gram_of,
+    _joint_sweep,
+    _primal_taps,
+    _reverse_rows,
+    _segment_push,
+    _Slot,
+    _svdvals,
+    check_chain,
+)
+from isokit.probe.sweeps import (
+    _eigvalsh as _eigvalsh,  # re-exported (benchmarks)
+)
 from isokit.probe.taps import TapError, resolve_taps, run_with_taps
 
 __all__ = [
@@ -68,331 +97,7 @@ __all__ = [
     "tap_grams",
 ]
 
-#: ``λ_min/λ_max`` below this makes a Gram unreliable (§3.4): recompute with ``svdvals``.
-GRAM_RTOL = 1e-12
-#: A trailing tap with ``REVERSE_RATIO·D_l ≤ n_in`` is computed in reverse mode.
-REVERSE_RATIO = 4
-#: Live tangent-sized tensors per chunk column at the widest layer: activations, skip, scratch,
-#: and above all the ``im2col`` buffer of a CPU 3×3 convolution (9× its input). Measured: about
-#: 13 for a CIFAR BasicBlock in float64 on CPU.
-ACT_FACTOR = 12
-#: The joint sweep is preferred while its estimate stays below this, whatever the chain.
-JOINT_COMFORT_BYTES = 512 * 2**20
-#: Live tangents may always use this much, even when the stored Grams are smaller.
-LIVE_FLOOR_BYTES = 256 * 2**20
-#: Target number of tangent columns per vmapped call when choosing the example chunk.
-_TARGET_COLUMNS = 256
-_F64 = torch.float64
 _SLOW_PATH = re.compile(r"performance drop|batching rule|fall(ing)? ?back", re.IGNORECASE)
-
-
-class ProbeMemoryError(MemoryError):
-    """The exact probe's memory estimate exceeds ``max_memory``."""
-
-
-# --------------------------------------------------------------------------------------- memory
-
-
-def available_memory(device: torch.device | str | None = None) -> int:
-    """Free memory in bytes: ``MemAvailable`` (or ``os.sysconf``) on CPU, free memory on CUDA."""
-    device = torch.device(device or "cpu")
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
-        return 4 * 2**30
-
-
-def default_max_memory(device: torch.device | str | None = None) -> int:
-    """The default budget: half the free RAM on CPU, 80 % of the free memory on CUDA."""
-    device = torch.device(device or "cpu")
-    fraction = 0.8 if device.type == "cuda" else 0.5
-    return int(fraction * available_memory(device))
-
-
-def _storage_live(
-    n_in: int, dims: Sequence[int], strategy: str, c: int, svd: bool
-) -> tuple[int, int]:
-    """(stored floats, live tangent floats) per example for one sweep."""
-    max_d = max(dims)
-    max_r = max(min(d, n_in) for d in dims)
-    if strategy == "joint":
-        storage = sum(d * n_in if (svd or d > n_in) else d * d for d in dims)
-        live = c * (sum(dims) + ACT_FACTOR * max_d)
-    elif strategy == "chained":
-        pairs = [dims[0]] + [a + b for a, b in zip(dims[:-1], dims[1:], strict=True)]
-        storage = max(pairs) * n_in + max_r * max_r
-        live = c * (ACT_FACTOR + 1) * max_d
-    else:
-        raise ValueError(f"unknown strategy {strategy!r}")
-    return storage, live
-
-
-def estimate_exact_memory(
-    n_in: int,
-    dims: Sequence[int],
-    *,
-    strategy: str = "joint",
-    chunk_size: int | None = None,
-    example_chunk: int = 1,
-    svd: bool = False,
-    param_bytes: int = 0,
-) -> int:
-    """Bytes needed by one exact sweep over taps of output sizes ``dims`` (float64 storage).
-
-    ``joint``: ``Σ_l D_l·min(D_l, n_in)`` stored (``D_l·n_in`` with ``svd``) plus ``c·Σ_l D_l``
-    captured tangents and ``ACT_FACTOR·c·max D`` live ones, per example in flight.
-    ``chained``: ``max_l (D_{l−1} + D_l)·n_in`` columns, the largest ``r×r`` Gram, and the live
-    tangents of one chunk. ``param_bytes`` (the float64 model copy) is added once.
-    """
-    if not dims:
-        return int(param_bytes)
-    c = min(n_in, chunk_size or n_in)
-    storage, live = _storage_live(n_in, dims, strategy, c, svd)
-    return int(8 * example_chunk * (storage + live) + param_bytes)
-
-
-@dataclass(kw_only=True)
-class ExactPlan:
-    """How :func:`exact_spectra` will run (see :func:`plan_exact`)."""
-
-    strategy: str  # "joint" | "chained" | "groups"
-    chunk_size: int
-    example_chunk: int
-    groups: list[list[int]]  # forward tap indices per sweep
-    reverse: list[int]  # tap indices in reverse mode
-    bytes: int
-    max_memory: int
-    reason: str
-
-
-def _chunk_candidates(n_in: int) -> list[int]:
-    out, c = [], n_in
-    while c >= 1:
-        out.append(c)
-        if c <= 8:
-            break
-        c = (c + 1) // 2
-    return out
-
-
-def _reverse_split(n_in: int, dims: Sequence[int], mode: str) -> tuple[list[int], list[int]]:
-    n = len(dims)
-    if mode == "forward":
-        return list(range(n)), []
-    if mode == "reverse":
-        return [], list(range(n))
-    if mode != "auto":
-        raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
-    k = n
-    while k > 0 and REVERSE_RATIO * dims[k - 1] <= n_in:
-        k -= 1
-    return list(range(k)), list(range(k, n))
-
-
-def plan_exact(
-    n_in: int,
-    dims: Sequence[int],
-    *,
-    n_examples: int,
-    max_memory: int,
-    chunk_size: int | None = None,
-    svd: bool = False,
-    strategy: str = "auto",
-    mode: str = "auto",
-    chain_ok: bool | None = None,
-    param_bytes: int = 0,
-    allow_groups: bool = True,
-    example_chunk_size: int | None = None,
-) -> ExactPlan:
-    """Choose strategy, chunk sizes and tap groups so that the estimate fits ``max_memory``.
-
-    ``chain_ok`` says whether the chained sweep is valid (``None``: unknown, so it is not used
-    unless ``strategy="chained"``). ``example_chunk_size`` fixes the number of examples per
-    sweep (default: one, unless the chunks are so small that ``vmap``-ping a few examples
-    together reaches 256 tangent columns; one example at a time keeps the peak memory lowest).
-    Raises :class:`ProbeMemoryError` when nothing fits.
-    """
-    fwd, rev = _reverse_split(n_in, dims, mode)
-    rev_bytes = 0
-    if rev:
-        # Reverse taps keep their rows J_l (D_l × n_in) and one chunk of cotangent products.
-        rev_bytes = 8 * sum(2 * dims[i] * n_in for i in rev) + param_bytes
-        if rev_bytes > max_memory:
-            raise ProbeMemoryError(
-                f"exact reverse mode needs ~{_fmt(rev_bytes)} but max_memory is "
-                f"{_fmt(max_memory)}; use method='lanczos' or raise max_memory"
-            )
-    fdims = [dims[i] for i in fwd]
-    cands = [chunk_size] if chunk_size else _chunk_candidates(n_in)
-
-    def best(strat: str, taps: list[int]) -> tuple[int, int] | None:
-        # The largest chunk that fits, but keeping the live tangents within
-        # max(storage/2, LIVE_FLOOR): bigger chunks add memory, hardly speed.
-        ds = [dims[i] for i in taps]
-        fallback = None
-        for c in cands:
-            est = estimate_exact_memory(
-                n_in, ds, strategy=strat, chunk_size=c, svd=svd, param_bytes=param_bytes
-            )
-            if est > max_memory:
-                continue
-            storage, live = _storage_live(n_in, ds, strat, c, svd)
-            if chunk_size or 8 * live <= max(4 * storage, LIVE_FLOOR_BYTES):
-                return c, est
-            fallback = fallback or (c, est)
-        return fallback
-
-    def example_chunk(strat: str, c: int, taps: list[int]) -> tuple[int, int]:
-        ds = [dims[i] for i in taps]
-        if example_chunk_size:
-            bc = max(1, min(n_examples, int(example_chunk_size)))
-        else:
-            bc = max(1, min(n_examples, -(-_TARGET_COLUMNS // c)))
-        while True:
-            est = estimate_exact_memory(
-                n_in,
-                ds,
-                strategy=strat,
-                chunk_size=c,
-                example_chunk=bc,
-                svd=svd,
-                param_bytes=param_bytes,
-            )
-            if est <= max_memory or bc == 1:
-                return bc, est
-            bc = max(1, bc // 2)
-
-    if not fwd:
-        return ExactPlan(
-            strategy="joint",
-            chunk_size=cands[0],
-            example_chunk=1,
-            groups=[],
-            reverse=rev,
-            bytes=rev_bytes,
-            max_memory=max_memory,
-            reason="all taps in reverse mode",
-        )
-    joint = best("joint", fwd) if strategy in ("auto", "joint") else None
-    chained = best("chained", fwd) if strategy in ("auto", "chained") else None
-    choice = None
-    if strategy == "joint" and joint:
-        choice = "joint"
-    elif strategy == "chained" and chained:
-        if chain_ok is False:
-            raise TapError("the taps do not form a chain; the chained sweep is invalid here")
-        choice = "chained"
-    elif strategy == "auto":
-        if joint and joint[1] <= JOINT_COMFORT_BYTES:
-            choice = "joint"
-        elif chained and chain_ok:
-            choice = "joint" if joint and joint[1] <= 2 * chained[1] else "chained"
-        elif joint:
-            choice = "joint"
-    elif strategy not in ("joint", "chained", "groups"):
-        raise ValueError(f"strategy must be auto, joint, chained or groups, got {strategy!r}")
-    if choice is not None:
-        c = (joint if choice == "joint" else chained)[0]
-        bc, est = example_chunk(choice, c, fwd)
-        joint_txt = (
-            f"joint ~{_fmt(joint[1])}"
-            if joint
-            else "joint over budget"
-            if strategy == "auto"
-            else f"forced {choice}"
-        )
-        return ExactPlan(
-            strategy=choice,
-            chunk_size=c,
-            example_chunk=bc,
-            groups=[fwd],
-            reverse=rev,
-            bytes=max(est, rev_bytes),
-            max_memory=max_memory,
-            reason=f"{choice} sweep (~{_fmt(est)}; {joint_txt}; budget {_fmt(max_memory)})",
-        )
-    if not allow_groups and strategy != "groups":
-        best_single = min(
-            estimate_exact_memory(
-                n_in, fdims, strategy=st, chunk_size=cands[-1], svd=svd, param_bytes=param_bytes
-            )
-            for st in (("joint", "chained") if chain_ok else ("joint",))
-        )
-        raise ProbeMemoryError(
-            f"one exact sweep needs at least ~{_fmt(best_single)} but max_memory is "
-            f"{_fmt(max_memory)}"
-        )
-    # Several joint sweeps over consecutive groups of taps.
-    c = cands[-1] if chunk_size is None else chunk_size
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for i in fwd:
-        trial = current + [i]
-        est = estimate_exact_memory(
-            n_in, [dims[j] for j in trial], chunk_size=c, svd=svd, param_bytes=param_bytes
-        )
-        if est <= max_memory:
-            current = trial
-            continue
-        if not current:
-            need = estimate_exact_memory(
-                n_in, [dims[i]], chunk_size=c, svd=svd, param_bytes=param_bytes
-            )
-            raise ProbeMemoryError(
-                f"the exact probe needs at least ~{_fmt(need)} for tap #{i} (D={dims[i]}, "
-                f"n_in={n_in}) but max_memory is {_fmt(max_memory)}; use method='lanczos', "
-                "fewer taps, or a larger max_memory"
-            )
-        groups.append(current)
-        current = [i]
-    groups.append(current)
-    c_best = c
-    for cand in cands:  # the largest chunk that every group can afford
-        if all(
-            estimate_exact_memory(
-                n_in, [dims[j] for j in g], chunk_size=cand, svd=svd, param_bytes=param_bytes
-            )
-            <= max_memory
-            for g in groups
-        ):
-            c_best = cand
-            break
-    est = max(
-        estimate_exact_memory(
-            n_in, [dims[j] for j in g], chunk_size=c_best, svd=svd, param_bytes=param_bytes
-        )
-        for g in groups
-    )
-    return ExactPlan(
-        strategy="groups",
-        chunk_size=c_best,
-        example_chunk=1,
-        groups=groups,
-        reverse=rev,
-        bytes=max(est, rev_bytes),
-        max_memory=max_memory,
-        reason=f"{len(groups)} joint sweeps over tap groups (~{_fmt(est)} each; one sweep "
-        f"would need ~{_fmt(estimate_exact_memory(n_in, fdims, chunk_size=c_best, svd=svd))}; "
-        f"budget {_fmt(max_memory)})",
-    )
-
-
-def _fmt(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 # --------------------------------------------------------------------------------------- results
@@ -438,244 +143,6 @@ class ExactResult:
     n_sweeps: int
     chain_checked: bool | None
     warnings: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------------------- helpers
-
-
-def _svdvals(M: Tensor) -> Tensor:
-    if M.is_cuda:
-        return torch.linalg.svdvals(M, driver="gesvd")
-    return torch.linalg.svdvals(M)
-
-
-def _eigvalsh(G: Tensor) -> Tensor:
-    """Ascending eigenvalues of a batch of symmetric ``[b, r, r]`` float64 matrices.
-
-    Always ``torch.linalg.eigvalsh`` (LAPACK ``syevd`` through torch's BLAS). SciPy's LAPACK is
-    no faster single-threaded, and mixing its OpenBLAS thread pool with torch's OpenMP pool
-    oversubscribes the cores (both spin-wait), which made whole probes 10–50× slower on a
-    loaded 2-core machine.
-    """
-    return torch.linalg.eigvalsh(G)
-
-
-def _gram_of(C: Tensor, *, rows: bool) -> Tensor:
-    """``C Cᵀ`` (``rows=True``) or ``CᵀC`` of a batch ``[b, p, q]`` in float64, symmetric."""
-    C = C.to(_F64)
-    return C @ C.transpose(1, 2) if rows else C.transpose(1, 2) @ C
-
-
-def _from_gram(G: Tensor) -> tuple[Tensor, Tensor]:
-    """``[b, r, r]`` Gram → (descending ``s`` ``[b, r]``, unreliable ``[b]``)."""
-    G = 0.5 * (G + G.transpose(-1, -2))
-    lam = _eigvalsh(G).clamp_min(0)
-    lmax, lmin = lam[:, -1], lam[:, 0]
-    unreliable = (lmax > 0) & (lmin < GRAM_RTOL * lmax)
-    return lam.flip(-1).sqrt(), unreliable
-
-
-def _basis(start: int, stop: int, n_in: int, in_shape, *, dtype, device) -> Tensor:
-    E = torch.zeros(stop - start, n_in, dtype=dtype, device=device)
-    E[torch.arange(stop - start, device=device), torch.arange(start, stop, device=device)] = 1
-    return E.reshape(stop - start, *in_shape)
-
-
-class _Slot:
-    """Per-tap, per-example-chunk accumulator: a Gram or the columns."""
-
-    def __init__(self, bc: int, D: int, n_in: int, keep_cols: bool, device) -> None:
-        self.D, self.n_in, self.keep_cols = D, n_in, keep_cols
-        if keep_cols:
-            self.cols = torch.zeros(bc, n_in, D, dtype=_F64, device=device)
-            self.gram = None
-        else:
-            self.cols = None
-            self.gram = None  # allocated by the first chunk
-
-    def add(self, start: int, Y: Tensor) -> None:  # Y: [bc, c, D] = (J E_S)ᵀ
-        Y = Y.to(_F64)
-        if self.keep_cols:
-            self.cols[:, start : start + Y.shape[1]] = Y
-        elif start == 0 and Y.shape[1] == self.n_in:
-            self.gram = _gram_of(Y, rows=False)  # one chunk: B = YᵀY
-        elif self.gram is None:
-            self.gram = Y.transpose(1, 2) @ Y
-        else:
-            self.gram.baddbmm_(Y.transpose(1, 2), Y)
-
-    def finish(self, *, svd: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None, bool]:
-        """(s, unreliable, svd_used, gram, needs_resweep)."""
-        # cols: [bc, n_in, D]; the r-side Gram is A = JᵀJ when D > n_in
-        G = _gram_of(self.cols, rows=self.n_in < self.D) if self.keep_cols else self.gram
-        s, bad = _from_gram(G)
-        use_svd = torch.ones_like(bad) if svd else bad
-        if bool(use_svd.any()):
-            if self.keep_cols:
-                s = s.clone()
-                s[use_svd] = _svdvals(self.cols[use_svd])
-            else:
-                return s, bad, use_svd, G, True
-        return s, bad, use_svd, G, False
-
-
-# --------------------------------------------------------------------------------------- sweeps
-
-
-def _joint_sweep(
-    model: nn.Module,
-    mods: Sequence[nn.Module],
-    X: Tensor,
-    c: int,
-    keep_cols: Sequence[bool],
-    progress=None,
-    on_done=None,
-) -> list:
-    """One forward sweep over all input basis chunks for the taps ``mods`` (stops after the last).
-
-    ``X`` is ``[bc, *in_shape]``; returns one filled slot per tap, or, with ``on_done``, what
-    ``on_done(slot)`` returns for each slot, called as soon as the last chunk is in (the slot and
-    that tap's chunk are released right away, so the Grams never pile up).
-    """
-    in_shape = tuple(X.shape[1:])
-    n_in = math.prod(in_shape)
-    last = len(mods) - 1
-
-    def g(x: Tensor) -> tuple[Tensor, ...]:
-        call = run_with_taps(model, mods, x.unsqueeze(0), stop_after=last)
-        return tuple(h.reshape(-1) for h in call.outputs)
-
-    def push(x: Tensor, V: Tensor) -> tuple[Tensor, ...]:
-        return vmap(lambda v: jvp(g, (x,), (v,))[1])(V)
-
-    if X.shape[0] == 1:  # one example: skip a vmap level (less dispatch per op)
-
-        def batched(X: Tensor, V: Tensor) -> tuple[Tensor, ...]:
-            return tuple(Y.unsqueeze(0) for Y in push(X[0], V))
-
-    else:
-        batched = vmap(push, in_dims=(0, None))
-    slots: list[_Slot | None] | None = None
-    done: list = [None] * len(mods)
-    for start in range(0, n_in, c):
-        stop = min(n_in, start + c)
-        V = _basis(start, stop, n_in, in_shape, dtype=X.dtype, device=X.device)
-        Ys = list(batched(X, V))
-        del V
-        if slots is None:
-            slots = [
-                _Slot(X.shape[0], Y.shape[-1], n_in, keep, X.device)
-                for Y, keep in zip(Ys, keep_cols, strict=True)
-            ]
-        for k, slot in enumerate(slots):
-            slot.add(start, Ys[k])
-            Ys[k] = None
-            if on_done is not None and stop == n_in:
-                done[k] = on_done(slot)
-                slots[k] = None
-        del Ys
-        if progress is not None:
-            progress.update(stop - start)
-    assert slots is not None
-    return done if on_done is not None else slots
-
-
-def _primal_taps(model: nn.Module, mods: Sequence[nn.Module], X: Tensor) -> list[Tensor]:
-    call = run_with_taps(model, mods, X)
-    out = []
-    for h in call.outputs:
-        if h.shape[0] != X.shape[0]:
-            raise TapError("a tap output has no leading batch axis; the chained sweep needs one")
-        out.append(h.reshape(X.shape[0], -1))
-    return out
-
-
-def _segment_push(model, mods, i: int, X: Tensor, H_prev: Tensor | None, T: Tensor) -> Tensor:
-    """Push tangents ``T`` (``[bc, k, D_{i−1}]``, or ``[bc, k, *in_shape]`` for ``i = 0``)
-    through the segment that ends at tap ``i``; returns ``[bc, k, D_i]``."""
-    if i == 0:
-
-        def seg0(x: Tensor) -> Tensor:
-            call = run_with_taps(model, [mods[0]], x.unsqueeze(0), stop_after=0)
-            return call.outputs[0].reshape(-1)
-
-        def push0(x, V):
-            return vmap(lambda v: jvp(seg0, (x,), (v,))[1])(V)
-
-        return vmap(push0)(X, T)
-    pair = [mods[i - 1], mods[i]]
-
-    def push(x, h, V):
-        def seg(hh: Tensor) -> Tensor:
-            call = run_with_taps(model, pair, x.unsqueeze(0), replace={0: hh}, stop_after=1)
-            return call.outputs[1].reshape(-1)
-
-        return vmap(lambda v: jvp(seg, (h,), (v,))[1])(V)
-
-    return vmap(push)(X, H_prev, T)
-
-
-def check_chain(
-    model: nn.Module, mods: Sequence[nn.Module], x: Tensor, *, rtol: float | None = None
-) -> bool:
-    """Whether the taps form a chain at example ``x`` (``[*in_shape]``): two random tangents give
-    the same tap tangents through the full model and through the segments."""
-    if rtol is None:
-        rtol = 1e-8 if x.dtype == _F64 else 1e-3
-    X = x.unsqueeze(0)
-    gen = torch.Generator(device=x.device).manual_seed(12345)
-    V = torch.randn(2, *x.shape, generator=gen, dtype=x.dtype, device=x.device)
-    try:
-        H = _primal_taps(model, mods, X)
-        full = _joint_push(model, mods, X, V)
-        T = V.unsqueeze(0)
-        for i in range(len(mods)):
-            T = _segment_push(model, mods, i, X, H[i - 1] if i else None, T)
-            ref = full[i]
-            err = float((T - ref).norm())
-            if not err <= rtol * float(ref.norm()) + 1e-300:
-                return False
-    except TapError:
-        return False
-    return True
-
-
-def _joint_push(model, mods, X: Tensor, V: Tensor) -> list[Tensor]:
-    last = len(mods) - 1
-
-    def g(x: Tensor) -> tuple[Tensor, ...]:
-        call = run_with_taps(model, mods, x.unsqueeze(0), stop_after=last)
-        return tuple(h.reshape(-1) for h in call.outputs)
-
-    def push(x: Tensor, Vs: Tensor):
-        return vmap(lambda v: jvp(g, (x,), (v,))[1])(Vs)
-
-    return list(vmap(push, in_dims=(0, None))(X, V))
-
-
-def _reverse_rows(model, mods: Sequence[nn.Module], X: Tensor, c: int) -> list[Tensor]:
-    """Rows ``J_l`` (``[bc, D_l, n_in]``) of every tap in ``mods`` by reverse mode."""
-    last = len(mods) - 1
-
-    def g(x: Tensor) -> tuple[Tensor, ...]:
-        call = run_with_taps(model, mods, x.unsqueeze(0), stop_after=last)
-        return tuple(h.reshape(-1) for h in call.outputs)
-
-    def per_example(x: Tensor) -> tuple[Tensor, ...]:
-        outs, vjp_fn = vjp(g, x)
-        rows = []
-        for i, out in enumerate(outs):
-            zeros = [torch.zeros_like(o) for o in outs]
-
-            def pull(u, i=i, zeros=zeros):
-                cot = tuple(u if j == i else z for j, z in enumerate(zeros))
-                return vjp_fn(cot)[0].reshape(-1)
-
-            eye = torch.eye(out.shape[0], dtype=out.dtype, device=out.device)
-            rows.append(vmap(pull, chunk_size=c)(eye))
-        return tuple(rows)
-
-    return list(vmap(per_example)(X))
 
 
 # --------------------------------------------------------------------------------------- driver
@@ -815,6 +282,7 @@ def exact_spectra(
                 for group in plan.groups:
                     gmods = [mods[i] for i in group]
                     keep = [svd or dims[i] > n_in for i in group]
+
                     def done(slot: _Slot) -> tuple:
                         s, bad, used, G, again = slot.finish(svd=svd)
                         return s, bad, used, (G if keep_grams else None), again

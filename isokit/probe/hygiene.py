@@ -19,6 +19,11 @@ default), in eval mode, with ``requires_grad`` off on every parameter, and sets 
 Every flag is restored on exit, also when the probe raises. The user's model is never touched:
 its training flag, parameters, ``requires_grad``, buffers and hooks are those of before, because
 only the copy is converted and put in eval mode.
+
+The deep copy keeps the model's own forward (pre-)hooks, because some are part of the model's
+function (legacy ``weight_norm``/``spectral_norm``). A user's hook therefore also runs on the
+copy during a probe, inside ``torch.func`` transforms, where it sees wrapped tensors; hooks with
+side effects (collecting activations) should be removed before probing.
 """
 
 from __future__ import annotations

@@ -235,4 +235,3 @@ def run_with_taps(
                 "tap must be a module the model calls exactly once"
             )
     return TapCall(output=result, outputs=outputs, inputs=inputs, args=args_out)
-

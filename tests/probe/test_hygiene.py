@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-import isokit.probe.profile as profile_module
 from isokit.models import MLP, ResNet
 from isokit.probe.hygiene import global_flags, probe_context, snapshot_flags
 from isokit.probe.profile import block_profile, profile, signal
 
 from .conftest import randomize_batchnorm
+
+# The module, not the function: isokit.probe exports a function named `profile`.
+profile_module = importlib.import_module("isokit.probe.profile")
 
 
 def _state(model: nn.Module):

@@ -351,3 +351,27 @@ def test_smoothed_density_integrates_to_one_minus_zero_atom(wide_input_case):
     tap = profile(dead, torch.randn(1, 4)).taps[0]
     rho, zero = tap.smoothed_density(np.linspace(-3, 3, 11))
     assert zero == 1.0 and not rho.any()
+
+
+def test_options_progress_svd_and_slq_tap_specs(capsys):
+    torch.manual_seed(0)
+    model = MLP(6, 8, 4, activation="tanh")
+    x = torch.randn(2, 6)
+    plain = profile(model, x, method="exact")
+    via_svd = profile(model, x, method="exact", svd=True, progress=True, chunk_size=2)
+    for a, b in zip(plain.taps, via_svd.taps, strict=True):
+        np.testing.assert_allclose(a.singular_values, b.singular_values, rtol=1e-10)
+    assert via_svd.meta["exact"]["chunk_size"] == 2
+    by_name = profile(
+        model, x, method="lanczos", n_probes=4, lanczos_steps=3, slq_taps=["acts.1", 4]
+    )
+    assert by_name.meta["lanczos"]["slq_taps"] == ["acts.1", "acts.3"]
+    assert by_name.taps[0].density is None and by_name.taps[1].density is not None
+    none = profile(model, x, method="lanczos", n_probes=4, slq_taps="none")
+    assert all(t.density is None for t in none.taps)
+    with pytest.raises(TapError):
+        profile(model, x, method="lanczos", n_probes=4, slq_taps=["nope"])
+    with pytest.raises(ValueError):
+        profile(model, x, method="lanczos", n_probes=4, slq_taps=[9])
+    with pytest.raises(ValueError, match="n_probes"):
+        profile(model, x, method="lanczos", n_probes=2)

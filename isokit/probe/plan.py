@@ -1,0 +1,354 @@
+"""Memory plan of the exact probe (``probes.md`` §3.3): estimates, budget and sweep choice.
+
+:func:`estimate_exact_memory` gives the bytes of one sweep (joint or chained, see
+:mod:`isokit.probe.exact`) over taps of given output sizes; :func:`available_memory` and
+:func:`default_max_memory` give the budget; :func:`plan_exact` picks the strategy (joint sweep,
+chained sweep, or several joint sweeps over groups of taps), the input-basis chunk size, the number
+of examples per sweep and the trailing taps done in reverse mode (``4·D_l ≤ n_in``), so that the
+estimate fits ``max_memory``; :class:`ProbeMemoryError` is raised when nothing fits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from isokit.probe.taps import TapError
+
+__all__ = [
+    "ACT_FACTOR",
+    "JOINT_COMFORT_BYTES",
+    "LIVE_FLOOR_BYTES",
+    "REVERSE_RATIO",
+    "ExactPlan",
+    "ProbeMemoryError",
+    "available_memory",
+    "default_max_memory",
+    "estimate_exact_memory",
+    "plan_exact",
+]
+
+#: A trailing tap with ``REVERSE_RATIO·D_l ≤ n_in`` is computed in reverse mode.
+REVERSE_RATIO = 4
+#: Live tangent-sized tensors per chunk column at the widest layer: activations, skip, scratch,
+#: and above all the ``im2col`` buffer of a CPU 3×3 convolution (9× its input). Measured: about
+#: 13 for a CIFAR BasicBlock in float64 on CPU.
+ACT_FACTOR = 12
+#: The joint sweep is preferred while its estimate stays below this, whatever the chain.
+JOINT_COMFORT_BYTES = 512 * 2**20
+#: Live tangents may always use this much, even when the stored Grams are smaller.
+LIVE_FLOOR_BYTES = 256 * 2**20
+#: Target number of tangent columns per vmapped call when choosing the example chunk.
+_TARGET_COLUMNS = 256
+
+
+class ProbeMemoryError(MemoryError):
+    """The exact probe's memory estimate exceeds ``max_memory``."""
+
+
+# --------------------------------------------------------------------------------------- memory
+
+
+def available_memory(device: torch.device | str | None = None) -> int:
+    """Free memory in bytes: ``MemAvailable`` (or ``os.sysconf``) on CPU, free memory on CUDA."""
+    device = torch.device(device or "cpu")
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
+        return 4 * 2**30
+
+
+def default_max_memory(device: torch.device | str | None = None) -> int:
+    """The default budget: half the free RAM on CPU, 80 % of the free memory on CUDA."""
+    device = torch.device(device or "cpu")
+    fraction = 0.8 if device.type == "cuda" else 0.5
+    return int(fraction * available_memory(device))
+
+
+def _storage_live(
+    n_in: int, dims: Sequence[int], strategy: str, c: int, svd: bool
+) -> tuple[int, int]:
+    """(stored floats, live tangent floats) per example for one sweep."""
+    max_d = max(dims)
+    max_r = max(min(d, n_in) for d in dims)
+    if strategy == "joint":
+        storage = sum(d * n_in if (svd or d > n_in) else d * d for d in dims)
+        live = c * (sum(dims) + ACT_FACTOR * max_d)
+    elif strategy == "chained":
+        pairs = [dims[0]] + [a + b for a, b in zip(dims[:-1], dims[1:], strict=True)]
+        storage = max(pairs) * n_in + max_r * max_r
+        live = c * (ACT_FACTOR + 1) * max_d
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}")
+    return storage, live
+
+
+def estimate_exact_memory(
+    n_in: int,
+    dims: Sequence[int],
+    *,
+    strategy: str = "joint",
+    chunk_size: int | None = None,
+    example_chunk: int = 1,
+    svd: bool = False,
+    param_bytes: int = 0,
+) -> int:
+    """Bytes needed by one exact sweep over taps of output sizes ``dims`` (float64 storage).
+
+    ``joint``: ``Σ_l D_l·min(D_l, n_in)`` stored (``D_l·n_in`` with ``svd``) plus ``c·Σ_l D_l``
+    captured tangents and ``ACT_FACTOR·c·max D`` live ones, per example in flight.
+    ``chained``: ``max_l (D_{l−1} + D_l)·n_in`` columns, the largest ``r×r`` Gram, and the live
+    tangents of one chunk. ``param_bytes`` (the float64 model copy) is added once.
+    """
+    if not dims:
+        return int(param_bytes)
+    c = min(n_in, chunk_size or n_in)
+    storage, live = _storage_live(n_in, dims, strategy, c, svd)
+    return int(8 * example_chunk * (storage + live) + param_bytes)
+
+
+@dataclass(kw_only=True)
+class ExactPlan:
+    """How :func:`exact_spectra` will run (see :func:`plan_exact`)."""
+
+    strategy: str  # "joint" | "chained" | "groups"
+    chunk_size: int
+    example_chunk: int
+    groups: list[list[int]]  # forward tap indices per sweep
+    reverse: list[int]  # tap indices in reverse mode
+    bytes: int
+    max_memory: int
+    reason: str
+
+
+def _chunk_candidates(n_in: int) -> list[int]:
+    out, c = [], n_in
+    while c >= 1:
+        out.append(c)
+        if c <= 8:
+            break
+        c = (c + 1) // 2
+    return out
+
+
+def _reverse_split(n_in: int, dims: Sequence[int], mode: str) -> tuple[list[int], list[int]]:
+    n = len(dims)
+    if mode == "forward":
+        return list(range(n)), []
+    if mode == "reverse":
+        return [], list(range(n))
+    if mode != "auto":
+        raise ValueError(f"mode must be 'auto', 'forward' or 'reverse', got {mode!r}")
+    k = n
+    while k > 0 and REVERSE_RATIO * dims[k - 1] <= n_in:
+        k -= 1
+    return list(range(k)), list(range(k, n))
+
+
+def plan_exact(
+    n_in: int,
+    dims: Sequence[int],
+    *,
+    n_examples: int,
+    max_memory: int,
+    chunk_size: int | None = None,
+    svd: bool = False,
+    strategy: str = "auto",
+    mode: str = "auto",
+    chain_ok: bool | None = None,
+    param_bytes: int = 0,
+    allow_groups: bool = True,
+    example_chunk_size: int | None = None,
+) -> ExactPlan:
+    """Choose strategy, chunk sizes and tap groups so that the estimate fits ``max_memory``.
+
+    ``chain_ok`` says whether the chained sweep is valid (``None``: unknown, so it is not used
+    unless ``strategy="chained"``). ``example_chunk_size`` fixes the number of examples per
+    sweep (default: one, unless the chunks are so small that ``vmap``-ping a few examples
+    together reaches 256 tangent columns; one example at a time keeps the peak memory lowest).
+    Raises :class:`ProbeMemoryError` when nothing fits.
+    """
+    fwd, rev = _reverse_split(n_in, dims, mode)
+    rev_bytes = 0
+    if rev:
+        # Reverse taps keep their rows J_l (D_l × n_in) and one chunk of cotangent products.
+        rev_bytes = 8 * sum(2 * dims[i] * n_in for i in rev) + param_bytes
+        if rev_bytes > max_memory:
+            raise ProbeMemoryError(
+                f"exact reverse mode needs ~{_fmt(rev_bytes)} but max_memory is "
+                f"{_fmt(max_memory)}; use method='lanczos' or raise max_memory"
+            )
+    fdims = [dims[i] for i in fwd]
+    cands = [chunk_size] if chunk_size else _chunk_candidates(n_in)
+
+    def best(strat: str, taps: list[int]) -> tuple[int, int] | None:
+        # The largest chunk that fits, but keeping the live tangents within
+        # max(storage/2, LIVE_FLOOR): bigger chunks add memory, hardly speed.
+        ds = [dims[i] for i in taps]
+        fallback = None
+        for c in cands:
+            est = estimate_exact_memory(
+                n_in, ds, strategy=strat, chunk_size=c, svd=svd, param_bytes=param_bytes
+            )
+            if est > max_memory:
+                continue
+            storage, live = _storage_live(n_in, ds, strat, c, svd)
+            if chunk_size or 8 * live <= max(4 * storage, LIVE_FLOOR_BYTES):
+                return c, est
+            fallback = fallback or (c, est)
+        return fallback
+
+    def example_chunk(strat: str, c: int, taps: list[int]) -> tuple[int, int]:
+        ds = [dims[i] for i in taps]
+        if example_chunk_size:
+            bc = max(1, min(n_examples, int(example_chunk_size)))
+        else:
+            bc = max(1, min(n_examples, -(-_TARGET_COLUMNS // c)))
+        while True:
+            est = estimate_exact_memory(
+                n_in,
+                ds,
+                strategy=strat,
+                chunk_size=c,
+                example_chunk=bc,
+                svd=svd,
+                param_bytes=param_bytes,
+            )
+            if est <= max_memory or bc == 1:
+                return bc, est
+            bc = max(1, bc // 2)
+
+    if not fwd:
+        return ExactPlan(
+            strategy="joint",
+            chunk_size=cands[0],
+            example_chunk=1,
+            groups=[],
+            reverse=rev,
+            bytes=rev_bytes,
+            max_memory=max_memory,
+            reason="all taps in reverse mode",
+        )
+    joint = best("joint", fwd) if strategy in ("auto", "joint") else None
+    chained = best("chained", fwd) if strategy in ("auto", "chained") else None
+    choice = None
+    if strategy == "joint" and joint:
+        choice = "joint"
+    elif strategy == "chained" and chained:
+        if chain_ok is False:
+            raise TapError("the taps do not form a chain; the chained sweep is invalid here")
+        choice = "chained"
+    elif strategy == "auto":
+        if joint and joint[1] <= JOINT_COMFORT_BYTES:
+            choice = "joint"
+        elif chained and chain_ok:
+            choice = "joint" if joint and joint[1] <= 2 * chained[1] else "chained"
+        elif joint:
+            choice = "joint"
+    elif strategy not in ("joint", "chained", "groups"):
+        raise ValueError(f"strategy must be auto, joint, chained or groups, got {strategy!r}")
+    if choice is not None:
+        c = (joint if choice == "joint" else chained)[0]
+        bc, est = example_chunk(choice, c, fwd)
+        joint_txt = (
+            f"joint ~{_fmt(joint[1])}"
+            if joint
+            else "joint over budget"
+            if strategy == "auto"
+            else f"forced {choice}"
+        )
+        return ExactPlan(
+            strategy=choice,
+            chunk_size=c,
+            example_chunk=bc,
+            groups=[fwd],
+            reverse=rev,
+            bytes=max(est, rev_bytes),
+            max_memory=max_memory,
+            reason=f"{choice} sweep (~{_fmt(est)}; {joint_txt}; budget {_fmt(max_memory)})",
+        )
+    if not allow_groups and strategy != "groups":
+        best_single = min(
+            estimate_exact_memory(
+                n_in, fdims, strategy=st, chunk_size=cands[-1], svd=svd, param_bytes=param_bytes
+            )
+            for st in (("joint", "chained") if chain_ok else ("joint",))
+        )
+        raise ProbeMemoryError(
+            f"one exact sweep needs at least ~{_fmt(best_single)} but max_memory is "
+            f"{_fmt(max_memory)}"
+        )
+    # Several joint sweeps over consecutive groups of taps.
+    c = cands[-1] if chunk_size is None else chunk_size
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for i in fwd:
+        trial = current + [i]
+        est = estimate_exact_memory(
+            n_in, [dims[j] for j in trial], chunk_size=c, svd=svd, param_bytes=param_bytes
+        )
+        if est <= max_memory:
+            current = trial
+            continue
+        if not current:
+            need = estimate_exact_memory(
+                n_in, [dims[i]], chunk_size=c, svd=svd, param_bytes=param_bytes
+            )
+            raise ProbeMemoryError(
+                f"the exact probe needs at least ~{_fmt(need)} for tap #{i} (D={dims[i]}, "
+                f"n_in={n_in}) but max_memory is {_fmt(max_memory)}; use method='lanczos', "
+                "fewer taps, or a larger max_memory"
+            )
+        groups.append(current)
+        current = [i]
+    groups.append(current)
+    c_best = c
+    for cand in cands:  # the largest chunk that every group can afford
+        if all(
+            estimate_exact_memory(
+                n_in, [dims[j] for j in g], chunk_size=cand, svd=svd, param_bytes=param_bytes
+            )
+            <= max_memory
+            for g in groups
+        ):
+            c_best = cand
+            break
+    est = max(
+        estimate_exact_memory(
+            n_in, [dims[j] for j in g], chunk_size=c_best, svd=svd, param_bytes=param_bytes
+        )
+        for g in groups
+    )
+    return ExactPlan(
+        strategy="groups",
+        chunk_size=c_best,
+        example_chunk=1,
+        groups=groups,
+        reverse=rev,
+        bytes=max(est, rev_bytes),
+        max_memory=max_memory,
+        reason=f"{len(groups)} joint sweeps over tap groups (~{_fmt(est)} each; one sweep "
+        f"would need ~{_fmt(estimate_exact_memory(n_in, fdims, chunk_size=c_best, svd=svd))}; "
+        f"budget {_fmt(max_memory)})",
+    )
+
+
+def _fmt(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
