@@ -19,15 +19,15 @@ tap". The one other NaN is :attr:`Signal.cos` at a tap with fewer than two non-z
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
+
+from isokit._atomic import write_atomic
 
 __all__ = ["Profile", "Signal", "TapSpectrum", "decode", "encode"]
 
@@ -423,19 +423,7 @@ class Profile:
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write :meth:`to_dict` as JSON atomically (temporary file + ``os.replace``)."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".json.tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(self.to_dict(), fh, allow_nan=False)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(path, json.dumps(self.to_dict(), allow_nan=False))
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Profile:
