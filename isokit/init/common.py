@@ -82,3 +82,16 @@ def hook_target(model: nn.Module, layer: str) -> nn.Module:
     if leaf == "out_proj" and isinstance(parent, nn.MultiheadAttention):
         return parent
     return model.get_submodule(layer)
+
+
+def check_head_name(ctx: Context, head_name: str | None) -> None:
+    """Reject a ``head_name`` that is not a weight layer of the model (before any change)."""
+    if head_name is None:
+        return
+    modules = {slot.module for slot in ctx.slots}
+    if head_name not in modules:
+        import difflib
+
+        close = difflib.get_close_matches(head_name, sorted(modules), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"head_name={head_name!r} is not a weight layer of the model{hint}")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from isokit.init.common import (
+    check_head_name,
     fill_on_cpu,
     finish_biases,
     finish_norms,
@@ -62,6 +63,15 @@ def _module_name(model: nn.Module, module: nn.Module) -> str:
     raise LookupError("module not found in model")
 
 
+def _torch_default_module(ctx: Context, name: str) -> None:
+    """Re-run one module's ``reset_parameters()`` under an RNG seeded from the scheme's."""
+    module = ctx.model.get_submodule(name)
+    reset = getattr(module, "reset_parameters", None) or module._reset_parameters
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ctx.seed())
+        reset()
+
+
 def _remove_norms(ctx: Context, scheme: str) -> None:
     removed = replace_norms(ctx.model)
     if removed:
@@ -77,6 +87,7 @@ def _remove_norms(ctx: Context, scheme: str) -> None:
 )
 def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = True) -> None:
     branches = _require_branches(ctx, "fixup")
+    check_head_name(ctx, head_name)
     roles = ctx.roles()
     n_branches = len(branches)
     depth_of = {}
@@ -104,7 +115,10 @@ def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = Tr
                 w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator))
             report_slot(ctx, slot, "kaiming-normal", "fan_out (projection shortcut)")
         else:
-            report_slot(ctx, slot, "kept", "main stem keeps its init, as the reference code")
+            # The reference code leaves the stem at the torch default; redraw it from our seed
+            # so that the result does not depend on the model's previous values.
+            _torch_default_module(ctx, slot.module)
+            report_slot(ctx, slot, "torch-default", "main stem, as the reference code")
     finish_biases(ctx, "zero")
     finish_norms(ctx)
     # Scalars: bias before every branch layer, after each non-last one; scale and bias at the end.
@@ -185,11 +199,7 @@ def zero_gamma(ctx: Context) -> None:
                 w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator))
             report_slot(ctx, slot, "kaiming-normal", "fan_out")
         else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ctx.seed())
-                module = ctx.model.get_submodule(slot.module)
-                reset = getattr(module, "reset_parameters", None) or module._reset_parameters
-                reset()
+            _torch_default_module(ctx, slot.module)
             report_slot(ctx, slot, "torch-default")
     finish_norms(ctx, dict.fromkeys(norms, 0.0))
 
@@ -260,6 +270,7 @@ def t_fixup(ctx: Context, *, remove_norms: bool = True) -> None:
     options=("head_name",),
 )
 def zero(ctx: Context, *, head_name: str | None = None) -> None:
+    check_head_name(ctx, head_name)
     roles = ctx.roles()
     slots = ctx.slots
     head = head_name or head_layer(ctx.model, slots, set(roles))

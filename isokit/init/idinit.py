@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from isokit.init.common import (
     check_choice,
+    check_head_name,
     fill_on_cpu,
     finish_biases,
     finish_norms,
@@ -71,6 +72,7 @@ def idinit(
     check_choice("embeddings", embeddings, ("keep", "idi"))
     check_choice("unsupported", unsupported, ("keep", "raise"))
     check_choice("residual_last", residual_last, ("idiz", "zero", "idi_eps"))
+    check_head_name(ctx, head_name)
     model = ctx.model
     skipped = unsupported_modules(model)
     if skipped and unsupported == "raise":

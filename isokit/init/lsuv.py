@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -62,9 +64,10 @@ def lsuv(
     """LSUV with the reference package's semantics by default.
 
     ``criterion="std"``: while |std − target| > tol, W ← W·target/std (ducha-aiki/lsuv);
-    ``"var"``: while |Var − target| > tol, W ← W/√Var (the paper). Layers are visited in
-    execution order (``order="registration"`` follows the reference package). A layer whose
-    output spread is 0 is skipped, not divided.
+    ``"var"``: while |Var − target| > tol, W ← W·√(target/Var) (the paper, for target 1).
+    Layers are visited in execution order (``order="registration"`` follows the reference
+    package). A layer whose output spread is 0 is skipped, not divided; a non-finite spread
+    raises.
     """
     check_choice("criterion", criterion, ("std", "var"))
     check_choice("order", order, ("execution", "registration"))
@@ -76,6 +79,10 @@ def lsuv(
         raise ValueError("lsuv needs a batch of at least 2 examples to measure a spread")
     if not tol > 0 or not target > 0:
         raise ValueError("lsuv needs target > 0 and tol > 0")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
+        raise ValueError(f"lsuv needs an integer max_iter >= 0, got {max_iter!r}")
+    if not torch.isfinite(data).all():
+        raise ValueError("lsuv data contains NaN or inf; pass a finite batch")
     param = next(model.parameters(), None)
     if param is not None:
         data = data.to(device=param.device, dtype=param.dtype)
@@ -93,9 +100,14 @@ def lsuv(
             stat = float("nan")
             for attempt in range(max_iter + 1):
                 stat = _output_stat(model, layer, data, criterion)
+                if not math.isfinite(stat):
+                    raise ValueError(
+                        f"lsuv: the output {criterion} of {name} is {stat}; the model overflows "
+                        "on this batch (try a smaller batch scale or another init first)"
+                    )
                 if stat == 0.0 or abs(stat - target) <= tol or attempt == max_iter:
                     break
-                layer.weight.mul_(target / stat if criterion == "std" else stat**-0.5)
+                layer.weight.mul_(target / stat if criterion == "std" else (target / stat) ** 0.5)
             flags = ["output spread 0: skipped"] if stat == 0.0 else []
             if stat != 0.0 and abs(stat - target) > tol:
                 flags.append(f"not converged in {max_iter} steps ({criterion} {stat:.3g})")

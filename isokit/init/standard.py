@@ -29,6 +29,10 @@ from isokit.init.variance import (
 )
 def torch_default(ctx: Context) -> None:
     # reset_parameters() takes no generator: run it under a forked RNG seeded from ours.
+    # nn.MultiheadAttention zeroes out_proj.bias in _reset_parameters(); its out_proj child must
+    # not redraw it afterwards (baselines.md §1).
+    mha_out = {f"{n}.out_proj" if n else "out_proj" for n, m in ctx.model.named_modules()
+               if isinstance(m, nn.MultiheadAttention)}
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(ctx.seed())
@@ -38,6 +42,8 @@ def torch_default(ctx: Context) -> None:
                 module._reset_parameters()
             elif callable(reset) and any(True for _ in module.parameters(recurse=False)):
                 reset()
+                if name in mha_out and module.bias is not None:
+                    module.bias.zero_()
             else:
                 continue
             for pname, p in module.named_parameters(recurse=False):

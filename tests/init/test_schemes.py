@@ -68,10 +68,12 @@ def test_fixup_branch_scale_is_exactly_L_power():
     model = ResNet(depth=20)
     n_branches = len(model.residual_branches())
     apply(model, "fixup", seed=7)
-    # The stem keeps its init (no draw), so the first draw is layer1.0.conv1.
+    # The stem is redrawn at the torch default from one seed taken from the generator; the next
+    # draw is layer1.0.conv1.
+    gen = torch.Generator().manual_seed(7)
+    torch.randint(0, 2**62, (1,), generator=gen)
     ref = torch.empty_like(model.layer1[0].conv1.weight)
-    kaiming_normal_(ref, mode="fan_out", nonlinearity="relu",
-                    generator=torch.Generator().manual_seed(7))
+    kaiming_normal_(ref, mode="fan_out", nonlinearity="relu", generator=gen)
     factor = n_branches ** (-1 / (2 * 2 - 2))
     assert torch.equal(model.layer1[0].conv1.weight, ref * factor)
     for b in model.residual_branches():
@@ -222,3 +224,43 @@ def test_norm_removal_on_torch_encoder_survives_its_fast_path(norm_first):
     assert not any(isinstance(m, nn.LayerNorm) for m in tfix.modules())
     # Without LayerNorm the output rows are not standardized.
     assert (y.std(dim=-1) - 1).abs().max() > 0.05
+
+
+def test_torch_default_keeps_attention_output_bias_zero():
+    layer = nn.TransformerEncoderLayer(16, 2, 32)
+    apply(layer, "torch-default", seed=0)
+    assert torch.all(layer.self_attn.out_proj.bias == 0)
+    assert torch.all(layer.self_attn.in_proj_bias == 0)
+    assert layer.linear1.bias.abs().max() > 0  # ordinary Linear biases keep torch's rule
+
+
+@pytest.mark.parametrize("scheme", ["fixup", "zero", "idinit"])
+def test_unknown_head_name_raises_before_any_change(scheme):
+    model = ResNet(depth=20)
+    keys = set(model.state_dict())
+    before = _params(model)
+    with pytest.raises(ValueError, match="head_name"):
+        apply(model, scheme, seed=0, head_name="classifier")
+    assert set(model.state_dict()) == keys
+    assert all(torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_fixup_is_reproducible_whatever_the_model_held_before():
+    torch.manual_seed(1)
+    a = apply(ResNet(depth=20), "fixup", seed=0)
+    torch.manual_seed(2)
+    b = apply(ResNet(depth=20), "fixup", seed=0)
+    for (n, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q), n
+
+
+def test_lsuv_var_criterion_reaches_its_target_and_rejects_nan():
+    torch.manual_seed(0)
+    x = torch.randn(64, 16)
+    model = apply(MLP(16, 32, 3), "lsuv", data=x, seed=0, criterion="var", target=2.0, tol=0.05)
+    out = model.fcs[0](x)
+    assert abs(out.var().item() - 2.0) <= 0.05
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        apply(MLP(16, 32, 3), "lsuv", data=bad)
