@@ -15,7 +15,7 @@ from isokit.init import control, idinit, lsuv, standard  # noqa: F401
 from isokit.init.branches import find_branches
 from isokit.init.identity import idi_, idiz_, loosening_representable, unused_input_channels
 from isokit.init.orthogonal import delta_orthogonal_, dirac_, eye_, orthogonal_
-from isokit.init.registry import apply, get_scheme, schemes
+from isokit.init.registry import SchemeNotApplicable, apply, get_scheme, schemes
 from isokit.init.report import InitReport, InitRow
 from isokit.init.variance import (
     fans,
@@ -30,6 +30,7 @@ from isokit.init.zero import hadamard, zero_, zero_matrix
 __all__ = [
     "InitReport",
     "InitRow",
+    "SchemeNotApplicable",
     "apply",
     "delta_orthogonal_",
     "dirac_",

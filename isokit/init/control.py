@@ -20,7 +20,7 @@ from isokit.init.common import (
     report_slot,
 )
 from isokit.init.layers import head_layer, replace_norms
-from isokit.init.registry import Context, register
+from isokit.init.registry import Context, SchemeNotApplicable, register
 from isokit.init.scalars import add_input_bias, add_output_bias, add_output_scale
 from isokit.init.variance import kaiming_normal_, xavier_uniform_
 from isokit.init.zero import zero_
@@ -30,7 +30,7 @@ from isokit.structure import ResidualBranch
 def _require_branches(ctx: Context, scheme: str) -> list[ResidualBranch]:
     branches = ctx.branches
     if not branches:
-        raise ValueError(
+        raise SchemeNotApplicable(
             f"{scheme} needs residual branches, and {type(ctx.model).__name__} has none; use it "
             "on a residual model (e.g. isokit.models.ResNet) or pass branches= to apply()"
         )
@@ -186,7 +186,7 @@ def zero_gamma(ctx: Context) -> None:
     branches = _require_branches(ctx, "zero-gamma")
     norms = [b.norm for b in branches if b.norm is not None]
     if not norms:
-        raise ValueError(
+        raise SchemeNotApplicable(
             "zero-gamma needs a normalization layer ending each residual branch, and this model "
             "has none; use a model with one (e.g. ResNet(norm='batch'))"
         )
@@ -225,7 +225,7 @@ def t_fixup(ctx: Context, *, remove_norms: bool = True) -> None:
     branches = _require_branches(ctx, "t-fixup")
     attention = [b for b in branches if _is_attention_branch(ctx.model, b)]
     if not attention:
-        raise ValueError(
+        raise SchemeNotApplicable(
             "t-fixup applies to Transformers and this model has no attention branch; use it on "
             "isokit.models.Transformer or nn.TransformerEncoder"
         )

@@ -14,6 +14,14 @@ from isokit.init.report import InitReport
 from isokit.structure import ResidualBranch
 
 
+class SchemeNotApplicable(ValueError):
+    """The scheme cannot act on this model (e.g. Fixup on a model without residual branches).
+
+    Distinct from a bad option value, so that a report can record "not applicable" for the one
+    and reject the config for the other.
+    """
+
+
 @dataclass(kw_only=True)
 class Context:
     """What a scheme needs besides its options: the model, its branches, randomness, a report."""

@@ -185,13 +185,16 @@ def render(results: Results, out: str | Path, *, quiet: bool = False) -> Path:
         created=results.created, notes=notes,
         theory=[(m, s, ov.label, ov.citation) for (m, s), ov in overlays.items()],
     )
+    # Every payload is built before the first file moves into place.
+    results_json, summary = results.to_json(), summary_csv(results)
+    ranking_text = _ranking_csv(rows)
     with OutputDir(out) as od:
-        od.write("results.json", results.to_json())
+        od.write("results.json", results_json)
         for img, blobs in images:
             for fmt in results.config.formats:
                 od.write(f"figures/{img.name}.{fmt}", blobs[fmt])
-        od.write("summary.csv", summary_csv(results))
-        od.write("ranking.csv", _ranking_csv(rows))
+        od.write("summary.csv", summary)
+        od.write("ranking.csv", ranking_text)
         page_path = od.write("report.html", page)
     if not quiet:
         print(f"isokit: wrote {page_path}", file=sys.stderr)

@@ -4,8 +4,9 @@ For each combination the model is built under ``torch.manual_seed(seed)`` (insid
 the caller's global RNG is left alone), initialized with ``isokit.init.apply(..., seed=seed)``, and
 probed on inputs drawn from a generator seeded by ``seed``. Everything runs on the CPU in a fixed
 order, so the same config and seeds give the same numbers. A scheme that does not fit a model
-(``ValueError`` from ``apply``, e.g. Fixup on an MLP without residual branches) is recorded as
-*not applicable* with its message, and the run carries on.
+(:class:`isokit.init.SchemeNotApplicable`, e.g. Fixup on an MLP without residual branches) is
+recorded as *not applicable* with its message, and the run carries on; any other error from
+``apply`` (a bad option) is a config error.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def _accepted(fn: Any, options: dict[str, Any]) -> dict[str, Any]:
 def _run_one(
     config: Config, model_spec, scheme_spec, seed: int, probes: dict[str, Any]
 ) -> RunRecord:
-    from isokit.init import apply, get_scheme
+    from isokit.init import SchemeNotApplicable, apply, get_scheme
+    from isokit.init.branches import BranchDiscoveryError
 
     base = {"model": model_spec.label, "scheme": scheme_spec.label, "seed": seed}
     with torch.random.fork_rng(devices=[]):
@@ -70,10 +72,10 @@ def _run_one(
     data = inputs if get_scheme(scheme_spec.name).needs_data else None
     try:
         apply(model, scheme_spec.name, seed=seed, data=data, **scheme_spec.options)
-    except ValueError as exc:
+    except (SchemeNotApplicable, BranchDiscoveryError) as exc:
         # e.g. Fixup on a model without residual branches: recorded, and the run goes on.
         return RunRecord(**base, status="not applicable", message=str(exc))
-    except TypeError as exc:  # an option of the wrong type: the config's fault
+    except (TypeError, ValueError) as exc:  # a bad option name, type or value: the config's fault
         index = [s.label for s in config.schemes].index(scheme_spec.label)
         raise ConfigError(f"schemes[{index}].options", f"{exc}; fix the option") from None
     meta = {**base, "model_kind": model_spec.kind, "scheme_name": scheme_spec.name}
@@ -167,14 +169,18 @@ def make_report(
 def _flag_model(model: str, depth, width, activation, in_features, norm) -> dict[str, Any]:
     table: dict[str, Any] = {"kind": model}
     if model == "mlp":
-        table.update(in_features=in_features or width or 64, width=width or 64, depth=depth or 8)
+        width = 64 if width is None else width
+        in_features = width if in_features is None else in_features
+        table.update(in_features=in_features, width=width, depth=8 if depth is None else depth)
     elif model == "convnet":
-        table.update(in_channels=3, channels=width or 16, depth=depth or 8)
+        table.update(in_channels=3, channels=16 if width is None else width,
+                     depth=8 if depth is None else depth)
     elif model == "resnet":
-        table.update(depth=depth or 20, width=width or 16)
+        table.update(depth=20 if depth is None else depth, width=16 if width is None else width)
     else:
-        d_model = width or 32
-        table.update(depth=depth or 4, d_model=d_model, heads=4, d_ff=4 * d_model, seq_len=8)
+        d_model = 32 if width is None else width
+        table.update(depth=4 if depth is None else depth, d_model=d_model, heads=4,
+                     d_ff=4 * d_model, seq_len=8)
     if activation is not None:
         table["activation"] = activation
     if norm is not None:

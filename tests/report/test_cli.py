@@ -163,3 +163,12 @@ def test_module_entry_point_runs_as_a_subprocess():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "idinit" in proc.stdout
+
+
+def test_bad_option_value_is_a_config_error_not_not_applicable(capsys):
+    code = main(["probe", "--model", "mlp", "--depth", "3", "--width", "8", "--scheme", "idinit",
+                 "--option", "contract=tiles", "--examples", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "contract" in err[0]
+    code = main(["probe", "--model", "mlp", "--depth", "0", "--scheme", "idinit"])
+    assert code == 2 and "depth" in capsys.readouterr().err
