@@ -10,6 +10,7 @@ from torch import nn
 from torch.func import jacfwd, jacrev
 
 from isokit.probe.taps import resolve_taps, run_with_taps
+from tests.torchvision_style import BasicBlock
 
 
 def eval_copy(model: nn.Module) -> nn.Module:
@@ -73,33 +74,8 @@ def rel_fro(a: torch.Tensor, b: torch.Tensor) -> float:
 # ----------------------------------------------------------------------------- test models
 
 
-class TVBasicBlock(nn.Module):
-    """torchvision's BasicBlock, verbatim in structure: in-place ReLU and ``out += identity``."""
-
-    expansion = 1
-
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-        self.stride = stride
-
-    def forward(self, x):
-        identity = x
-        out = self.conv1(x)
-        out = self.bn1(out)
-        out = self.relu(out)
-        out = self.conv2(out)
-        out = self.bn2(out)
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        out = self.relu(out)
-        return out
+# torchvision's BasicBlock (in-place ReLU, ``out += identity``), shared with the branch tests.
+TVBasicBlock = BasicBlock
 
 
 class TVResNet(nn.Module):
