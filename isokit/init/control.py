@@ -22,6 +22,7 @@ from isokit.init.common import (
 from isokit.init.layers import head_layer, replace_norms
 from isokit.init.registry import Context, SchemeNotApplicable, register
 from isokit.init.scalars import add_input_bias, add_output_bias, add_output_scale
+from isokit.init.standard import kaiming_normal, torch_default
 from isokit.init.variance import kaiming_normal_, xavier_uniform_
 from isokit.init.zero import zero_
 from isokit.structure import ResidualBranch
@@ -149,12 +150,7 @@ def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = Tr
 )
 def skipinit(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> None:
     branches = _require_branches(ctx, "skipinit")
-    for slot in ctx.slots:
-        fill_on_cpu(slot.tensor, lambda w, s=slot: kaiming_normal_(
-            w, nonlinearity="relu", groups=s.groups, generator=ctx.generator))
-        report_slot(ctx, slot, "kaiming-normal", "fan_in")
-    finish_biases(ctx, "zero")
-    finish_norms(ctx)
+    kaiming_normal(ctx)  # He fan_in (ReLU gain), zero biases, norms at γ = 1, β = 0
     _set_gates(ctx, branches, alpha, "skipinit")
     if remove_norms:
         _remove_norms(ctx, "skipinit")
@@ -168,8 +164,6 @@ def skipinit(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> 
     options=("alpha", "remove_norms"),
 )
 def rezero(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> None:
-    from isokit.init.standard import torch_default
-
     branches = _require_branches(ctx, "rezero")
     torch_default(ctx)
     _set_gates(ctx, branches, alpha, "rezero")
