@@ -34,10 +34,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _common(parser: argparse.ArgumentParser, *, default: object) -> None:
     # On the subcommands the default is SUPPRESS, so `isokit --quiet report` keeps its value.
-    parser.add_argument("--quiet", action="store_true", default=default,
-                        help="no progress bars")
-    parser.add_argument("--debug", action="store_true", default=default,
-                        help="show tracebacks on errors")
+    parser.add_argument("--quiet", action="store_true", default=default, help="no progress bars")
+    parser.add_argument(
+        "--debug", action="store_true", default=default, help="show tracebacks on errors"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,30 +52,49 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     rep = sub.add_parser(
-        "report", help="run a config and write results.json, figures and report.html",
+        "report",
+        help="run a config and write results.json, figures and report.html",
         description="Run CONFIG (default: the packaged default config) and write "
         "DIR/results.json, DIR/figures/ and DIR/report.html.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    rep.add_argument("config", nargs="?", metavar="CONFIG.toml",
-                     help="a report config (default: isokit/report/default.toml)")
+    rep.add_argument(
+        "config",
+        nargs="?",
+        metavar="CONFIG.toml",
+        help="a report config (default: isokit/report/default.toml)",
+    )
     rep.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    rep.add_argument("--from", dest="from_results", metavar="RESULTS.json",
-                     help="re-render an earlier results.json instead of recomputing")
+    rep.add_argument(
+        "--from",
+        dest="from_results",
+        metavar="RESULTS.json",
+        help="re-render an earlier results.json instead of recomputing",
+    )
     _common(rep, default=argparse.SUPPRESS)
 
     probe = sub.add_parser(
-        "probe", help="probe one model with one scheme and print statistics per tap",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "probe",
+        help="probe one model with one scheme and print statistics per tap",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    probe.add_argument("--model", required=True,
-                       choices=("mlp", "convnet", "resnet", "transformer"))
+    probe.add_argument(
+        "--model", required=True, choices=("mlp", "convnet", "resnet", "transformer")
+    )
     probe.add_argument("--scheme", required=True, help="a name from `isokit schemes`")
-    probe.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                       help="a scheme option (VALUE is a TOML value); repeatable")
+    probe.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a scheme option (VALUE is a TOML value); repeatable",
+    )
     probe.add_argument("--depth", type=int, help="layers (MLP, ConvNet, Transformer) or 6n+2")
-    probe.add_argument("--width", type=int,
-                       help="hidden width / channels / first-stage width / d_model")
+    probe.add_argument(
+        "--width", type=int, help="hidden width / channels / first-stage width / d_model"
+    )
     probe.add_argument("--activation", help="mlp/convnet/transformer activation")
     probe.add_argument("--in-features", type=int, help="MLP input size (default 64)")
     probe.add_argument("--norm", help="resnet: none|batch; transformer: pre|post|none")
@@ -95,16 +114,29 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "report":
         report.make_report(
-            args.config, out=args.out, from_results=args.from_results, quiet=args.quiet,
+            args.config,
+            out=args.out,
+            from_results=args.from_results,
+            quiet=args.quiet,
             command=sys.argv if args.argv is None else ["isokit", *args.argv],
         )
     elif args.command == "probe":
-        print(report.probe_text(
-            model=args.model, scheme=args.scheme, options=args.option, depth=args.depth,
-            width=args.width, activation=args.activation, in_features=args.in_features,
-            norm=args.norm, image_size=args.image_size, examples=args.examples,
-            seed=args.seed, method=args.method,
-        ))
+        print(
+            report.probe_text(
+                model=args.model,
+                scheme=args.scheme,
+                options=args.option,
+                depth=args.depth,
+                width=args.width,
+                activation=args.activation,
+                in_features=args.in_features,
+                norm=args.norm,
+                image_size=args.image_size,
+                examples=args.examples,
+                seed=args.seed,
+                method=args.method,
+            )
+        )
     else:
         from isokit.init import schemes
 
@@ -130,8 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # keep Python's exit-time flush quiet
         return 141
     except KeyboardInterrupt:
-        print("isokit: interrupted; nothing partial was left under the output directory",
-              file=sys.stderr)
+        print(
+            "isokit: interrupted; nothing partial was left under the output directory",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:
         if args.debug:
@@ -141,8 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, UserError):
             print(f"isokit: error: {exc}", file=sys.stderr)
             return 2
-        print(f"isokit: internal error: {type(exc).__name__}: {exc} "
-              "(rerun with --debug for the traceback and report it)", file=sys.stderr)
+        print(
+            f"isokit: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
         return 1
 
 

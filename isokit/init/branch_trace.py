@@ -50,13 +50,47 @@ _COMBINE = {operator.sub, operator.isub, torch.sub, torch.Tensor.sub, torch.Tens
 _MULS = {operator.mul, operator.imul, torch.mul, torch.Tensor.mul, torch.Tensor.mul_}
 _META_METHODS = {"size", "dim", "numel", "nelement", "ndimension", "get_device", "is_contiguous"}
 _META_ATTRS = {"shape", "dtype", "device", "ndim", "is_cuda", "requires_grad", "layout"}
-_SHAPE_METHODS = {"view", "reshape", "flatten", "unsqueeze", "squeeze", "expand", "expand_as",
-                  "permute", "transpose", "contiguous", "repeat"}
-_SHAPE_FUNCS = {operator.getitem, torch.flatten, torch.reshape, torch.unsqueeze, torch.squeeze,
-                torch.permute, torch.transpose}
-_ACT_FUNCS = {torch.sigmoid, torch.tanh, torch.relu, torch.softmax, F.sigmoid, F.tanh, F.relu,
-              F.gelu, F.silu, F.softmax, F.hardsigmoid, F.hardswish, F.mish, F.elu, F.leaky_relu,
-              F.relu6, F.softplus}
+_SHAPE_METHODS = {
+    "view",
+    "reshape",
+    "flatten",
+    "unsqueeze",
+    "squeeze",
+    "expand",
+    "expand_as",
+    "permute",
+    "transpose",
+    "contiguous",
+    "repeat",
+}
+_SHAPE_FUNCS = {
+    operator.getitem,
+    torch.flatten,
+    torch.reshape,
+    torch.unsqueeze,
+    torch.squeeze,
+    torch.permute,
+    torch.transpose,
+}
+_ACT_FUNCS = {
+    torch.sigmoid,
+    torch.tanh,
+    torch.relu,
+    torch.softmax,
+    F.sigmoid,
+    F.tanh,
+    F.relu,
+    F.gelu,
+    F.silu,
+    F.softmax,
+    F.hardsigmoid,
+    F.hardswish,
+    F.mish,
+    F.elu,
+    F.leaky_relu,
+    F.relu6,
+    F.softplus,
+}
 _ACT_METHODS = {"sigmoid", "sigmoid_", "tanh", "tanh_", "relu", "relu_", "softmax"}
 
 
@@ -84,8 +118,9 @@ def _leaf_presets(module: nn.Module, prefix: str) -> list[ResidualBranch]:
         if not isinstance(m, _LAYER_PRESETS):
             continue
         p = _join(prefix, name)
-        attns = ["self_attn"] + (["multihead_attn"] if isinstance(m, nn.TransformerDecoderLayer)
-                                 else [])
+        attns = ["self_attn"] + (
+            ["multihead_attn"] if isinstance(m, nn.TransformerDecoderLayer) else []
+        )
         out += [ResidualBranch(layers=(_join(p, a), _join(p, f"{a}.out_proj"))) for a in attns]
         out.append(ResidualBranch(layers=(_join(p, "linear1"), _join(p, "linear2"))))
     return out
@@ -103,9 +138,12 @@ def _trace(model: nn.Module) -> fx.Graph:
     # Optional arguments (masks, flags) are fixed at their defaults so that `if mask is None`
     # checks do not have to branch on a proxy.
     params = inspect.signature(model.forward).parameters.values()
-    concrete = {p.name: p.default for p in params
-                if p.kind is p.POSITIONAL_OR_KEYWORD
-                and (p.default is None or isinstance(p.default, bool | int | float | str))}
+    concrete = {
+        p.name: p.default
+        for p in params
+        if p.kind is p.POSITIONAL_OR_KEYWORD
+        and (p.default is None or isinstance(p.default, bool | int | float | str))
+    }
     return _Tracer().trace(model, concrete_args=concrete or None)
 
 
@@ -149,8 +187,13 @@ class _FxBranches:
             self.anc[n] = 1 << self.idx[n]
             for d in data:
                 self.anc[n] |= self.anc[d]
-            if (n.op == "call_method" and n.target.endswith("_") and not n.target.endswith("__")
-                    and n.args and isinstance(n.args[0], fx.Node)):
+            if (
+                n.op == "call_method"
+                and n.target.endswith("_")
+                and not n.target.endswith("__")
+                and n.args
+                and isinstance(n.args[0], fx.Node)
+            ):
                 latest[resolve(n.args[0])] = n
 
     def _computed(self, n: fx.Node) -> bool:
@@ -164,7 +207,9 @@ class _FxBranches:
     @staticmethod
     def _is_meta(n: fx.Node) -> bool:
         return (n.op == "call_method" and n.target in _META_METHODS) or (
-            n.op == "call_function" and n.target is getattr and len(n.args) > 1
+            n.op == "call_function"
+            and n.target is getattr
+            and len(n.args) > 1
             and n.args[1] in _META_ATTRS
         )
 
@@ -236,17 +281,25 @@ class _FxBranches:
                 warnings.warn(
                     f"residual addition {n.name!r} has no last layer of its own: its branch {why}; "
                     "it is skipped and its layers count as main stem",
-                    BranchDiscoveryWarning, stacklevel=3)
+                    BranchDiscoveryWarning,
+                    stacklevel=3,
+                )
                 continue
             nested = 0  # layers of residual blocks nested in this branch belong to those blocks
             for inner, (_, inner_path) in residual.items():
                 if inner is not n and path >> self.idx[inner] & 1:
                     nested |= inner_path
-            layers = [x for w in self._members(path & ~nested) if w is not last
-                      and isinstance(self._module(w), _WEIGHT_TYPES)
-                      for x in _expand(self.modules, w.target)]
-            out.append(ResidualBranch(layers=(*layers, *_expand(self.modules, last.target)),
-                                      gate=gate, norm=norm))
+            layers = [
+                x
+                for w in self._members(path & ~nested)
+                if w is not last and isinstance(self._module(w), _WEIGHT_TYPES)
+                for x in _expand(self.modules, w.target)
+            ]
+            out.append(
+                ResidualBranch(
+                    layers=(*layers, *_expand(self.modules, last.target)), gate=gate, norm=norm
+                )
+            )
         return out
 
     def _walk(self, n: fx.Node, path: int, add: fx.Node):
@@ -314,9 +367,11 @@ class _FxBranches:
         return [t for i in n.all_input_nodes for t in self._attr_sources(i)]
 
     def _gating(self, n: fx.Node) -> bool:
-        while n.op in ("call_method", "call_function") and (
-            n.target in _SHAPE_METHODS or n.target in _SHAPE_FUNCS
-        ) and self.data[n]:
+        while (
+            n.op in ("call_method", "call_function")
+            and (n.target in _SHAPE_METHODS or n.target in _SHAPE_FUNCS)
+            and self.data[n]
+        ):
             n = self.data[n][0]
         m = self._module(n)
         if m is not None:

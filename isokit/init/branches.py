@@ -74,8 +74,10 @@ def find_branches(
         source = f"{type(model).__name__}.residual_branches()"
         result = declared()
         if not isinstance(result, Iterable):
-            raise BranchDiscoveryError(f"{source} returned {result!r}; return a list of "
-                                       "ResidualBranch records ([] when the model has none)")
+            raise BranchDiscoveryError(
+                f"{source} returned {result!r}; return a list of "
+                "ResidualBranch records ([] when the model has none)"
+            )
         return _validate(model, [_as_branch(b, source) for b in result], source)
     if isinstance(model, _PRESET_LEAVES):
         return _validate(model, _leaf_presets(model, ""), "preset")
@@ -95,7 +97,9 @@ def find_branches(
         warnings.warn(
             f"torch.fx could not trace {type(model).__name__} ({reason}); using name presets, "
             f"which found {len(found)} branches. Weight layers outside them count as main stem.",
-            BranchDiscoveryWarning, stacklevel=2)
+            BranchDiscoveryWarning,
+            stacklevel=2,
+        )
         return _validate(model, found, "presets")
     return _validate(model, _FxBranches(model, graph).find(), "torch.fx discovery")
 
@@ -109,9 +113,14 @@ def _as_branch(item: object, source: str) -> ResidualBranch:
     parts = [item] if isinstance(item, str) else list(item) if isinstance(item, Sequence) else []
     if parts and all(isinstance(p, str) for p in parts):
         return ResidualBranch(layers=tuple(parts))
-    if (len(parts) == 2 and isinstance(parts[0], Sequence) and not isinstance(parts[0], str)
-            and parts[0] and all(isinstance(p, str) for p in parts[0])
-            and (parts[1] is None or isinstance(parts[1], str))):
+    if (
+        len(parts) == 2
+        and isinstance(parts[0], Sequence)
+        and not isinstance(parts[0], str)
+        and parts[0]
+        and all(isinstance(p, str) for p in parts[0])
+        and (parts[1] is None or isinstance(parts[1], str))
+    ):
         return ResidualBranch(layers=tuple(parts[0]), gate=parts[1])
     raise BranchDiscoveryError(
         f"{source}: cannot read {item!r} as a residual branch; give a ResidualBranch, a sequence "
@@ -144,8 +153,11 @@ def _validate(model: nn.Module, found: list[ResidualBranch], source: str) -> lis
             last = i == len(b.layers) - 1
             if name in role:
                 other, other_last = role[name]
-                kind = ("is last for one branch and non-last for another" if last != other_last
-                        else "is shared by two branches")
+                kind = (
+                    "is last for one branch and non-last for another"
+                    if last != other_last
+                    else "is shared by two branches"
+                )
                 raise BranchDiscoveryError(
                     f"{source}: layer {name!r} {kind}: {other.layers} and {b.layers}. {_HOWTO}"
                 )
@@ -193,13 +205,13 @@ def _from_last(model: nn.Module, patterns: list[str], source: str) -> list[Resid
         start = max((i + 1 for i, n in enumerate(siblings[:k]) if n in lasts), default=0)
         # A sibling that contains another branch's last layer (an attention module) is that
         # branch's, not this one's.
-        before = [n for n in siblings[start:k]
-                  if not any(other.startswith(n + ".") for other in lasts)]
+        before = [
+            n for n in siblings[start:k] if not any(other.startswith(n + ".") for other in lasts)
+        ]
         expanded = [x for n in before for x in _expand(modules, n)]
         head = [parent] if isinstance(modules.get(parent), nn.MultiheadAttention) else []
         out.append(ResidualBranch(layers=(*head, *expanded, last)))
     return out
-
 
 
 _RESNET_BLOCK = re.compile(r"(?:^|\.)layer\d+\.\d+$")
@@ -221,6 +233,9 @@ def _presets(model: nn.Module) -> list[ResidualBranch]:
                 norm = _join(name, f"bn{len(convs)}") if isinstance(bn, _NORM_TYPES) else None
                 found.append(ResidualBranch(layers=tuple(convs), norm=norm))
         elif _VIT_BLOCK.search(name):
-            vit_lasts += [n for n in (_join(name, "attn.proj"), _join(name, "mlp.fc2"))
-                          if isinstance(modules.get(n), nn.Linear)]
+            vit_lasts += [
+                n
+                for n in (_join(name, "attn.proj"), _join(name, "mlp.fc2"))
+                if isinstance(modules.get(n), nn.Linear)
+            ]
     return found + (_from_last(model, vit_lasts, "preset") if vit_lasts else [])

@@ -106,14 +106,22 @@ def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = Tr
         elif role == "branch":
             m = depth_of[slot.module]
             factor = n_branches ** (-1.0 / (2 * m - 2))
-            fill_on_cpu(t, lambda w, s=slot: kaiming_normal_(
-                w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator))
+            fill_on_cpu(
+                t,
+                lambda w, s=slot: kaiming_normal_(
+                    w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator
+                ),
+            )
             t.mul_(factor)
             report_slot(ctx, slot, "kaiming-normal", f"fan_out × L^(-1/(2m-2)) = {factor:.4g}")
         elif slot.kind == "conv" and slot.tensor.shape[-1] == 1 and slot.tensor.dim() > 2:
             # 1×1 projection shortcuts: He fan_out without the depth factor.
-            fill_on_cpu(t, lambda w, s=slot: kaiming_normal_(
-                w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator))
+            fill_on_cpu(
+                t,
+                lambda w, s=slot: kaiming_normal_(
+                    w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator
+                ),
+            )
             report_slot(ctx, slot, "kaiming-normal", "fan_out (projection shortcut)")
         else:
             # The reference code leaves the stem at the torch default; redraw it from our seed
@@ -189,8 +197,12 @@ def zero_gamma(ctx: Context) -> None:
             ctx.report.notes.append(f"zero-gamma: branch ending in {b.last} has no norm (n/a)")
     for slot in ctx.slots:
         if slot.kind == "conv":
-            fill_on_cpu(slot.tensor, lambda w, s=slot: kaiming_normal_(
-                w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator))
+            fill_on_cpu(
+                slot.tensor,
+                lambda w, s=slot: kaiming_normal_(
+                    w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator
+                ),
+            )
             report_slot(ctx, slot, "kaiming-normal", "fan_out")
         else:
             _torch_default_module(ctx, slot.module)
@@ -231,22 +243,31 @@ def t_fixup(ctx: Context, *, remove_norms: bool = True) -> None:
             if name.rpartition(".")[2] not in _QK_NAMES:
                 scaled.add(name)
     for slot in ctx.slots:
-        fill_on_cpu(slot.tensor, lambda w, s=slot: xavier_uniform_(
-            w, groups=s.groups, generator=ctx.generator))
+        fill_on_cpu(
+            slot.tensor,
+            lambda w, s=slot: xavier_uniform_(w, groups=s.groups, generator=ctx.generator),
+        )
         # A packed MHA in-projection: only its v block is scaled.
-        is_scaled = slot.module in scaled and (slot.kind != "attention" or "[v]" in slot.name
-                                               or "v_proj" in slot.name)
+        is_scaled = slot.module in scaled and (
+            slot.kind != "attention" or "[v]" in slot.name or "v_proj" in slot.name
+        )
         if is_scaled:
             slot.tensor.mul_(factor)
-        report_slot(ctx, slot, "xavier-uniform",
-                    f"× 0.67·N^(-1/4) = {factor:.4g}" if is_scaled else "")
+        report_slot(
+            ctx, slot, "xavier-uniform", f"× 0.67·N^(-1/4) = {factor:.4g}" if is_scaled else ""
+        )
     for name, module in ctx.model.named_modules():
         if isinstance(module, nn.Embedding):
             d = module.weight.shape[1]
-            fill_on_cpu(module.weight, lambda w, d=d: w.normal_(
-                0.0, d**-0.5, generator=ctx.generator).mul_((9 * n_layers) ** -0.25))
-            ctx.report.add(f"{name}.weight", module.weight.shape, "normal",
-                           "N(0, d^-1/2) × (9N)^(-1/4)")
+            fill_on_cpu(
+                module.weight,
+                lambda w, d=d: w.normal_(0.0, d**-0.5, generator=ctx.generator).mul_(
+                    (9 * n_layers) ** -0.25
+                ),
+            )
+            ctx.report.add(
+                f"{name}.weight", module.weight.shape, "normal", "N(0, d^-1/2) × (9N)^(-1/4)"
+            )
     finish_biases(ctx, "zero")
     ctx.report.notes.append(
         f"t-fixup: encoder rule applied with N = {n_layers} layers (encoder-only use is "
@@ -274,7 +295,10 @@ def zero(ctx: Context, *, head_name: str | None = None) -> None:
             report_slot(ctx, slot, "zero", "head" if slot.module == head else "residual branch")
         else:
             zero_(slot.tensor, groups=slot.groups)
-            report_slot(ctx, slot, "zero-hadamard" if slot.tensor.shape[0] > slot.tensor.shape[1]
-                        else "zero-identity")
+            report_slot(
+                ctx,
+                slot,
+                "zero-hadamard" if slot.tensor.shape[0] > slot.tensor.shape[1] else "zero-identity",
+            )
     finish_biases(ctx, "zero")
     finish_norms(ctx)

@@ -24,9 +24,22 @@ from isokit.init.layers import embedding_modules, head_layer, unsupported_module
 from isokit.init.registry import Context, register
 
 IDINIT_OPTIONS = (
-    "tau", "eps", "contract", "loose", "loose_std", "conv_mode", "flatten_order", "depthwise",
-    "residual_last", "idiz_single_input", "head", "head_name", "embeddings", "last_norm_gamma",
-    "bias", "unsupported",
+    "tau",
+    "eps",
+    "contract",
+    "loose",
+    "loose_std",
+    "conv_mode",
+    "flatten_order",
+    "depthwise",
+    "residual_last",
+    "idiz_single_input",
+    "head",
+    "head_name",
+    "embeddings",
+    "last_norm_gamma",
+    "bias",
+    "unsupported",
 )
 
 
@@ -83,8 +96,14 @@ def idinit(
     roles = ctx.roles()
     slots = ctx.slots
     head_module = head_name or head_layer(model, slots, set(roles))
-    idi_options = dict(contract=contract, conv_mode=conv_mode, flatten_order=flatten_order,
-                       depthwise=depthwise, loose=loose, loose_std=loose_std)
+    idi_options = dict(
+        contract=contract,
+        conv_mode=conv_mode,
+        flatten_order=flatten_order,
+        depthwise=depthwise,
+        loose=loose,
+        loose_std=loose_std,
+    )
     for slot in slots:
         t = slot.tensor
         if slot.module == head_module and head != "idi":
@@ -92,21 +111,32 @@ def idinit(
                 t.zero_()
             report_slot(ctx, slot, "zero" if head == "zero" else "kept", "head")
         elif roles.get(slot.module) == "last":
-            idiz_(t, eps, mode=residual_last, single_input=idiz_single_input,
-                  flatten_order=flatten_order, groups=slot.groups)
+            idiz_(
+                t,
+                eps,
+                mode=residual_last,
+                single_input=idiz_single_input,
+                flatten_order=flatten_order,
+                groups=slot.groups,
+            )
             rule = {"idiz": "idiz", "zero": "zero", "idi_eps": "idi-eps"}[residual_last]
             if slot.kind == "conv" and residual_last == "idiz":
                 rule = "idizc"
             report_slot(ctx, slot, rule, f"eps={eps:g}")
         else:
             tau_l = per_layer(tau, slot.module, "tau", 1.0)
-            fill_on_cpu(t, lambda w, s=slot, tl=tau_l: idi_(
-                w, tl, groups=s.groups, generator=ctx.generator, **idi_options))
+            fill_on_cpu(
+                t,
+                lambda w, s=slot, tl=tau_l: idi_(
+                    w, tl, groups=s.groups, generator=ctx.generator, **idi_options
+                ),
+            )
             rule = "idi"
             if slot.kind == "conv":
                 depthwise_centre = t.shape[1] == 1 and depthwise == "centre"
-                rule = "idic-channel" if conv_mode == "channel" or depthwise_centre else (
-                    "idic-patch")
+                rule = (
+                    "idic-channel" if conv_mode == "channel" or depthwise_centre else ("idic-patch")
+                )
             flags = []
             unused = unused_input_channels(t, groups=slot.groups)
             if unused:
@@ -122,8 +152,9 @@ def idinit(
         weight = model.get_submodule(name).weight
         if embeddings == "idi":
             fill_on_cpu(weight, lambda w: idi_(w, 1.0))
-        ctx.report.add(f"{name}.weight", weight.shape, "idi" if embeddings == "idi" else "kept",
-                       "embedding")
+        ctx.report.add(
+            f"{name}.weight", weight.shape, "idi" if embeddings == "idi" else "kept", "embedding"
+        )
     for name in skipped:
         for pname, p in model.get_submodule(name).named_parameters():
             ctx.report.add(f"{name}.{pname}", p.shape, "kept", flags=["unsupported layer"])

@@ -64,24 +64,43 @@ def weight_slots(model: nn.Module) -> list[WeightSlot]:
     slots: list[WeightSlot] = []
     for mod_name, module in model.named_modules():
         if isinstance(module, nn.Linear):
-            slots.append(WeightSlot(name=_join(mod_name, "weight"), module=mod_name,
-                                    param=module.weight))
+            slots.append(
+                WeightSlot(name=_join(mod_name, "weight"), module=mod_name, param=module.weight)
+            )
         elif isinstance(module, _CONV):
-            slots.append(WeightSlot(name=_join(mod_name, "weight"), module=mod_name,
-                                    param=module.weight, kind="conv", groups=module.groups))
+            slots.append(
+                WeightSlot(
+                    name=_join(mod_name, "weight"),
+                    module=mod_name,
+                    param=module.weight,
+                    kind="conv",
+                    groups=module.groups,
+                )
+            )
         elif isinstance(module, nn.MultiheadAttention):
             if module.in_proj_weight is not None:
                 d = module.embed_dim
                 for i, part in enumerate("qkv"):
-                    slots.append(WeightSlot(
-                        name=_join(mod_name, f"in_proj_weight[{part}]"), module=mod_name,
-                        param=module.in_proj_weight, rows=slice(i * d, (i + 1) * d),
-                        kind="attention"))
+                    slots.append(
+                        WeightSlot(
+                            name=_join(mod_name, f"in_proj_weight[{part}]"),
+                            module=mod_name,
+                            param=module.in_proj_weight,
+                            rows=slice(i * d, (i + 1) * d),
+                            kind="attention",
+                        )
+                    )
             else:
                 for part in "qkv":
                     p = getattr(module, f"{part}_proj_weight")
-                    slots.append(WeightSlot(name=_join(mod_name, f"{part}_proj_weight"),
-                                            module=mod_name, param=p, kind="attention"))
+                    slots.append(
+                        WeightSlot(
+                            name=_join(mod_name, f"{part}_proj_weight"),
+                            module=mod_name,
+                            param=p,
+                            kind="attention",
+                        )
+                    )
     return slots
 
 

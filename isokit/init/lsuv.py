@@ -11,8 +11,15 @@ from isokit.init.common import check_choice, fill_on_cpu, finish_biases, report_
 from isokit.init.orthogonal import orthogonal_
 from isokit.init.registry import Context, register
 
-_HOOKED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
-           nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_HOOKED = (
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
 
 
 def _execution_order(model: nn.Module, data: torch.Tensor) -> list[str]:
@@ -111,12 +118,18 @@ def lsuv(
             flags = ["output spread 0: skipped"] if stat == 0.0 else []
             if stat != 0.0 and abs(stat - target) > tol:
                 flags.append(f"not converged in {max_iter} steps ({criterion} {stat:.3g})")
-            ctx.report.add(f"{name}.weight", layer.weight.shape, "lsuv",
-                           f"{criterion}={stat:.4g}", flags)
+            ctx.report.add(
+                f"{name}.weight", layer.weight.shape, "lsuv", f"{criterion}={stat:.4g}", flags
+            )
         hooked = set(layers)
         for slot in ctx.slots:
             if slot.module not in hooked:
-                report_slot(ctx, slot, "orthogonal", "not reached by hooks: not rescaled",
-                            ["lsuv skipped (applied functionally, e.g. attention)"])
+                report_slot(
+                    ctx,
+                    slot,
+                    "orthogonal",
+                    "not reached by hooks: not rescaled",
+                    ["lsuv skipped (applied functionally, e.g. attention)"],
+                )
     finally:
         model.train(was_training)

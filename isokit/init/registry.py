@@ -118,8 +118,12 @@ def register(
 
     def wrap(fn: SchemeFn) -> SchemeFn:
         _REGISTRY[name] = Scheme(
-            name=name, description=description, reference=reference, fn=fn,
-            options=tuple(options), needs_data=needs_data,
+            name=name,
+            description=description,
+            reference=reference,
+            fn=fn,
+            options=tuple(options),
+            needs_data=needs_data,
         )
         return fn
 
@@ -223,8 +227,12 @@ def apply(
         generator = torch.Generator().manual_seed(int(seed))
     report = InitReport(scheme=scheme)
     ctx = Context(
-        model=model, report=report, generator=generator, data=data,
-        branch_spec=branches, branch_last=branch_last,
+        model=model,
+        report=report,
+        generator=generator,
+        data=data,
+        branch_spec=branches,
+        branch_last=branch_last,
     )
     state = _snapshot(model)
     try:

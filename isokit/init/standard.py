@@ -31,8 +31,11 @@ def torch_default(ctx: Context) -> None:
     # reset_parameters() takes no generator: run it under a forked RNG seeded from ours.
     # nn.MultiheadAttention zeroes out_proj.bias in _reset_parameters(); its out_proj child must
     # not redraw it afterwards (baselines.md §1).
-    mha_out = {f"{n}.out_proj" if n else "out_proj" for n, m in ctx.model.named_modules()
-               if isinstance(m, nn.MultiheadAttention)}
+    mha_out = {
+        f"{n}.out_proj" if n else "out_proj"
+        for n, m in ctx.model.named_modules()
+        if isinstance(m, nn.MultiheadAttention)
+    }
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(ctx.seed())
@@ -65,10 +68,18 @@ def _per_slot(ctx: Context, rule: str, options: str, fill, bias: str) -> None:
     reference="Glorot & Bengio, AISTATS 2010",
     options=("gain", "convention", "bias"),
 )
-def xavier_uniform(ctx: Context, *, gain: float = 1.0, convention: str = "torch",
-                   bias: str = "zero") -> None:
-    _per_slot(ctx, "xavier-uniform", f"gain={gain:g}", lambda t, s: xavier_uniform_(
-        t, gain, convention=convention, groups=s.groups, generator=ctx.generator), bias)
+def xavier_uniform(
+    ctx: Context, *, gain: float = 1.0, convention: str = "torch", bias: str = "zero"
+) -> None:
+    _per_slot(
+        ctx,
+        "xavier-uniform",
+        f"gain={gain:g}",
+        lambda t, s: xavier_uniform_(
+            t, gain, convention=convention, groups=s.groups, generator=ctx.generator
+        ),
+        bias,
+    )
 
 
 @register(
@@ -77,11 +88,28 @@ def xavier_uniform(ctx: Context, *, gain: float = 1.0, convention: str = "torch"
     reference="Glorot & Bengio, AISTATS 2010",
     options=("gain", "variant", "convention", "bias"),
 )
-def xavier_normal(ctx: Context, *, gain: float = 1.0, variant: str = "torch",
-                  convention: str = "torch", bias: str = "zero") -> None:
-    _per_slot(ctx, "xavier-normal", f"gain={gain:g} variant={variant}", lambda t, s: xavier_normal_(
-        t, gain, variant=variant, convention=convention, groups=s.groups,
-        generator=ctx.generator), bias)
+def xavier_normal(
+    ctx: Context,
+    *,
+    gain: float = 1.0,
+    variant: str = "torch",
+    convention: str = "torch",
+    bias: str = "zero",
+) -> None:
+    _per_slot(
+        ctx,
+        "xavier-normal",
+        f"gain={gain:g} variant={variant}",
+        lambda t, s: xavier_normal_(
+            t,
+            gain,
+            variant=variant,
+            convention=convention,
+            groups=s.groups,
+            generator=ctx.generator,
+        ),
+        bias,
+    )
 
 
 _KAIMING_OPTIONS = ("mode", "nonlinearity", "a", "convention", "bias")
@@ -93,12 +121,30 @@ _KAIMING_OPTIONS = ("mode", "nonlinearity", "a", "convention", "bias")
     reference="He, Zhang, Ren & Sun, ICCV 2015",
     options=_KAIMING_OPTIONS,
 )
-def kaiming_normal(ctx: Context, *, mode: str = "fan_in", nonlinearity: str = "relu",
-                   a: float = 0.0, convention: str = "torch", bias: str = "zero") -> None:
-    _per_slot(ctx, "kaiming-normal", f"mode={mode} nonlinearity={nonlinearity}",
-              lambda t, s: kaiming_normal_(t, a, mode=mode, nonlinearity=nonlinearity,
-                                           convention=convention, groups=s.groups,
-                                           generator=ctx.generator), bias)
+def kaiming_normal(
+    ctx: Context,
+    *,
+    mode: str = "fan_in",
+    nonlinearity: str = "relu",
+    a: float = 0.0,
+    convention: str = "torch",
+    bias: str = "zero",
+) -> None:
+    _per_slot(
+        ctx,
+        "kaiming-normal",
+        f"mode={mode} nonlinearity={nonlinearity}",
+        lambda t, s: kaiming_normal_(
+            t,
+            a,
+            mode=mode,
+            nonlinearity=nonlinearity,
+            convention=convention,
+            groups=s.groups,
+            generator=ctx.generator,
+        ),
+        bias,
+    )
 
 
 @register(
@@ -107,12 +153,30 @@ def kaiming_normal(ctx: Context, *, mode: str = "fan_in", nonlinearity: str = "r
     reference="He, Zhang, Ren & Sun, ICCV 2015",
     options=_KAIMING_OPTIONS,
 )
-def kaiming_uniform(ctx: Context, *, mode: str = "fan_in", nonlinearity: str = "relu",
-                    a: float = 0.0, convention: str = "torch", bias: str = "zero") -> None:
-    _per_slot(ctx, "kaiming-uniform", f"mode={mode} nonlinearity={nonlinearity}",
-              lambda t, s: kaiming_uniform_(t, a, mode=mode, nonlinearity=nonlinearity,
-                                            convention=convention, groups=s.groups,
-                                            generator=ctx.generator), bias)
+def kaiming_uniform(
+    ctx: Context,
+    *,
+    mode: str = "fan_in",
+    nonlinearity: str = "relu",
+    a: float = 0.0,
+    convention: str = "torch",
+    bias: str = "zero",
+) -> None:
+    _per_slot(
+        ctx,
+        "kaiming-uniform",
+        f"mode={mode} nonlinearity={nonlinearity}",
+        lambda t, s: kaiming_uniform_(
+            t,
+            a,
+            mode=mode,
+            nonlinearity=nonlinearity,
+            convention=convention,
+            groups=s.groups,
+            generator=ctx.generator,
+        ),
+        bias,
+    )
 
 
 def _gain(gain: float | str) -> float:
@@ -131,8 +195,13 @@ def _gain(gain: float | str) -> float:
 )
 def orthogonal(ctx: Context, *, gain: float | str = 1.0, bias: str = "zero") -> None:
     g = _gain(gain)
-    _per_slot(ctx, "orthogonal", f"gain={g:g}",
-              lambda t, s: orthogonal_(t, g, generator=ctx.generator), bias)
+    _per_slot(
+        ctx,
+        "orthogonal",
+        f"gain={g:g}",
+        lambda t, s: orthogonal_(t, g, generator=ctx.generator),
+        bias,
+    )
 
 
 @register(
@@ -142,14 +211,16 @@ def orthogonal(ctx: Context, *, gain: float | str = 1.0, bias: str = "zero") -> 
     reference="Xiao et al., ICML 2018",
     options=("gain", "allow_contracting", "bias"),
 )
-def delta_orthogonal(ctx: Context, *, gain: float | str = 1.0, allow_contracting: bool = False,
-                     bias: str = "zero") -> None:
+def delta_orthogonal(
+    ctx: Context, *, gain: float | str = 1.0, allow_contracting: bool = False, bias: str = "zero"
+) -> None:
     g = _gain(gain)
 
     def fill(t: torch.Tensor, s) -> None:
         if s.kind == "conv":
-            delta_orthogonal_(t, g, groups=s.groups, allow_contracting=allow_contracting,
-                              generator=ctx.generator)
+            delta_orthogonal_(
+                t, g, groups=s.groups, allow_contracting=allow_contracting, generator=ctx.generator
+            )
         else:
             orthogonal_(t, g, generator=ctx.generator)
 

@@ -16,8 +16,15 @@ class ResidualBlock(nn.Module):
     is the usual pre-activation-free residual MLP block whose last layer IDIZ and Fixup act on.
     """
 
-    def __init__(self, width: int, activation: str, branch_layers: int, scale: float,
-                 gate: str | None, bias: bool) -> None:
+    def __init__(
+        self,
+        width: int,
+        activation: str,
+        branch_layers: int,
+        scale: float,
+        gate: str | None,
+        bias: bool,
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(width, width, bias=bias)
         self.act = make_activation(activation)
@@ -82,8 +89,7 @@ class ResidualMLP(nn.Module):
             check_positive_int(in_features, "in_features")
             self.stem = nn.Linear(in_features, width, bias=bias)
         self.blocks = nn.ModuleList(
-            ResidualBlock(width, activation, branch_layers, scale, gate, bias)
-            for _ in range(depth)
+            ResidualBlock(width, activation, branch_layers, scale, gate, bias) for _ in range(depth)
         )
         self.head = None if out_features is None else nn.Linear(width, out_features, bias=bias)
         self.taps = [f"blocks.{i}" for i in range(depth)] + ([] if self.head is None else ["head"])
@@ -101,6 +107,9 @@ class ResidualMLP(nn.Module):
         out = []
         for i, block in enumerate(self.blocks):
             layers = (f"blocks.{i}.fc1",) + ((f"blocks.{i}.fc2",) if block.fc2 is not None else ())
-            out.append(ResidualBranch(layers=layers,
-                                      gate=f"blocks.{i}.gate" if block.gate is not None else None))
+            out.append(
+                ResidualBranch(
+                    layers=layers, gate=f"blocks.{i}.gate" if block.gate is not None else None
+                )
+            )
         return out

@@ -10,8 +10,16 @@ import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["ConfigError", "boolean", "check_keys", "choice", "pos_int", "shape_of", "table_of",
-           "type_name"]
+__all__ = [
+    "ConfigError",
+    "boolean",
+    "check_keys",
+    "choice",
+    "pos_int",
+    "shape_of",
+    "table_of",
+    "type_name",
+]
 
 
 class ConfigError(ValueError):
@@ -25,8 +33,14 @@ class ConfigError(ValueError):
 
 def type_name(value: object) -> str:
     """How a TOML value's type reads in a message ('an integer', 'a table', ...)."""
-    return {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
-            list: "an array", dict: "a table"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a float",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 def pos_int(key: str, value: object, *, minimum: int = 1) -> int:

@@ -83,8 +83,10 @@ def _parse_scheme(key: str, raw: object) -> SchemeSpec:
     if not isinstance(name, str) or name not in known:
         close = difflib.get_close_matches(str(name), list(known), n=2)
         hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
-        raise ConfigError(f"{key}.name" if isinstance(raw, dict) else key,
-                          f"unknown scheme {name!r}; {hint}run `isokit schemes` for the list")
+        raise ConfigError(
+            f"{key}.name" if isinstance(raw, dict) else key,
+            f"unknown scheme {name!r}; {hint}run `isokit schemes` for the list",
+        )
     options = table_of(f"{key}.options", table.get("options", {}))
     check_keys(f"{key}.options", options, known[name].options or ("(none)",))
     label = table.get("label", name)
@@ -103,8 +105,11 @@ class InputSpec:
     shape: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"examples": self.examples, "distribution": self.distribution,
-                               "image_size": self.image_size}
+        out: dict[str, Any] = {
+            "examples": self.examples,
+            "distribution": self.distribution,
+            "image_size": self.image_size,
+        }
         if self.shape is not None:
             out["shape"] = list(self.shape)
         return out
@@ -115,8 +120,9 @@ def _parse_inputs(raw: object) -> InputSpec:
     check_keys("inputs", table, ("examples", "distribution", "image_size", "shape"))
     return InputSpec(
         examples=pos_int("inputs.examples", table.get("examples", 4)),
-        distribution=choice(DISTRIBUTIONS)("inputs.distribution",
-                                            table.get("distribution", "gaussian")),
+        distribution=choice(DISTRIBUTIONS)(
+            "inputs.distribution", table.get("distribution", "gaussian")
+        ),
         image_size=pos_int("inputs.image_size", table.get("image_size", 16)),
         shape=shape_of("inputs.shape", table["shape"]) if "shape" in table else None,
     )
@@ -174,8 +180,19 @@ class Config:
         }
 
 
-_TOP = ("title", "seeds", "models", "schemes", "inputs", "probes", "method", "dtype",
-        "threads", "method_options", "output")
+_TOP = (
+    "title",
+    "seeds",
+    "models",
+    "schemes",
+    "inputs",
+    "probes",
+    "method",
+    "dtype",
+    "threads",
+    "method_options",
+    "output",
+)
 
 
 def _nonempty_list(key: str, value: object, example: str) -> list:
@@ -188,8 +205,9 @@ def _unique(key: str, labels: list[str]) -> None:
     seen: set[str] = set()
     for i, label in enumerate(labels):
         if label in seen:
-            raise ConfigError(f"{key}[{i}].label", f"{label!r} is used twice; give each entry "
-                              "a distinct label")
+            raise ConfigError(
+                f"{key}[{i}].label", f"{label!r} is used twice; give each entry a distinct label"
+            )
         seen.add(label)
 
 
@@ -203,8 +221,18 @@ def _check_method_options(options: dict[str, Any]) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     # The runner sets these itself (from method, dtype, seeds and [probes]).
-    reserved = {"model", "inputs", "method", "dtype", "progress", "meta", "seed", "generator",
-                "with_signal", "with_blocks"}
+    reserved = {
+        "model",
+        "inputs",
+        "method",
+        "dtype",
+        "progress",
+        "meta",
+        "seed",
+        "generator",
+        "with_signal",
+        "with_blocks",
+    }
     allowed = tuple(n for n in params if n not in reserved)
     check_keys("method_options", options, allowed or ("(none)",))
 
@@ -223,34 +251,48 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
     inputs = _parse_inputs(data.get("inputs", {}))
     if "models" not in data:
         raise ConfigError("models", "missing; add at least one [[models]] table with a kind")
-    models = [parse_model(f"models[{i}]", m, image_size=inputs.image_size, shape=inputs.shape)
-              for i, m in enumerate(_nonempty_list("models", data["models"], "[[models]]"))]
+    models = [
+        parse_model(f"models[{i}]", m, image_size=inputs.image_size, shape=inputs.shape)
+        for i, m in enumerate(_nonempty_list("models", data["models"], "[[models]]"))
+    ]
     _unique("models", [m.label for m in models])
     if "schemes" not in data:
-        raise ConfigError("schemes", "missing; e.g. schemes = [\"idinit\", \"kaiming-normal\"]")
-    schemes = [_parse_scheme(f"schemes[{i}]", s) for i, s in
-               enumerate(_nonempty_list("schemes", data["schemes"], '["idinit", "orthogonal"]'))]
+        raise ConfigError("schemes", 'missing; e.g. schemes = ["idinit", "kaiming-normal"]')
+    schemes = [
+        _parse_scheme(f"schemes[{i}]", s)
+        for i, s in enumerate(
+            _nonempty_list("schemes", data["schemes"], '["idinit", "orthogonal"]')
+        )
+    ]
     _unique("schemes", [s.label for s in schemes])
     probes_raw = table_of("probes", data.get("probes", {}))
     check_keys("probes", probes_raw, PROBES)
     probes = {p: boolean(f"probes.{p}", probes_raw.get(p, p != "block")) for p in PROBES}
     if not any(probes.values()):
-        raise ConfigError("probes", "every probe is off; set at least one of "
-                          "profile, block, signal to true")
+        raise ConfigError(
+            "probes", "every probe is off; set at least one of profile, block, signal to true"
+        )
     method_options = table_of("method_options", data.get("method_options", {}))
     _check_method_options(method_options)
     output = table_of("output", data.get("output", {}))
     check_keys("output", output, ("formats",))
-    formats = _nonempty_list("output.formats", output.get("formats", ["png", "svg"]),
-                             '["png", "svg"]')
+    formats = _nonempty_list(
+        "output.formats", output.get("formats", ["png", "svg"]), '["png", "svg"]'
+    )
     formats = [choice(FORMATS)(f"output.formats[{i}]", f) for i, f in enumerate(formats)]
     return Config(
-        title=title, models=tuple(models), schemes=tuple(schemes), seeds=tuple(seeds),
-        inputs=inputs, probes=probes,
+        title=title,
+        models=tuple(models),
+        schemes=tuple(schemes),
+        seeds=tuple(seeds),
+        inputs=inputs,
+        probes=probes,
         method=choice(METHODS)("method", data.get("method", "auto")),
         dtype=choice(DTYPES)("dtype", data.get("dtype", "float64")),
-        method_options=dict(method_options), formats=tuple(dict.fromkeys(formats)),
-        threads=pos_int("threads", data.get("threads", 1)), source=source,
+        method_options=dict(method_options),
+        formats=tuple(dict.fromkeys(formats)),
+        threads=pos_int("threads", data.get("threads", 1)),
+        source=source,
     )
 
 
@@ -260,11 +302,15 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(str(path), "config file not found; check the path, or omit it to "
-                          "use the default config") from None
+        raise ConfigError(
+            str(path), "config file not found; check the path, or omit it to use the default config"
+        ) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise ConfigError(str(path), f"cannot read the config file ({exc.__class__.__name__}); "
-                          "pass a readable UTF-8 TOML file") from None
+        raise ConfigError(
+            str(path),
+            f"cannot read the config file ({exc.__class__.__name__}); "
+            "pass a readable UTF-8 TOML file",
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

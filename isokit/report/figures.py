@@ -49,8 +49,13 @@ Overlays = dict
 # ------------------------------------------------------------------------------ 1. spectra
 
 
-def spectrum_figure(model: str, curves: Sequence[Curve], schemes: Sequence[str],
-                    not_applicable: dict[str, str], palette: Palette) -> Figure:
+def spectrum_figure(
+    model: str,
+    curves: Sequence[Curve],
+    schemes: Sequence[str],
+    not_applicable: dict[str, str],
+    palette: Palette,
+) -> Figure:
     """Quantile bands of σ against depth, one panel per scheme, shared log axis."""
     by_scheme = {c.scheme: c for c in curves}
     nrows, ncols = grid_shape(len(schemes), 4)
@@ -65,8 +70,9 @@ def spectrum_figure(model: str, curves: Sequence[Curve], schemes: Sequence[str],
             if samples is None:
                 rows.append(np.full(5, np.nan))
             else:
-                rows.append(weighted_quantiles(samples[0], samples[1],
-                                               (0.05, 0.25, 0.5, 0.75, 0.95)))
+                rows.append(
+                    weighted_quantiles(samples[0], samples[1], (0.05, 0.25, 0.5, 0.75, 0.95))
+                )
         quant[c.scheme] = np.array(rows)
         axis.add(quant[c.scheme])
     axis.add(np.array([1.0]))
@@ -77,8 +83,17 @@ def spectrum_figure(model: str, curves: Sequence[Curve], schemes: Sequence[str],
         c = by_scheme.get(scheme)
         if c is None or np.all(np.isnan(quant.get(scheme, np.array([np.nan])))):
             why = "not applicable" if scheme in not_applicable else "no spectrum measured"
-            ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center",
-                    color="0.45", fontsize=10, style="italic")
+            ax.text(
+                0.5,
+                0.5,
+                why,
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="0.45",
+                fontsize=10,
+                style="italic",
+            )
             ax.set_yscale("log")
             ax.set_ylim(bottom, top)
             log_ticks(ax, bottom, top)
@@ -89,16 +104,28 @@ def spectrum_figure(model: str, curves: Sequence[Curve], schemes: Sequence[str],
         color = palette.color(scheme)
         ax.fill_between(depth, q[:, 0], q[:, 4], color=color, alpha=0.18, lw=0)
         ax.fill_between(depth, q[:, 1], q[:, 3], color=color, alpha=0.38, lw=0)
-        ax.plot(depth, q[:, 2], color=color, lw=1.8, marker="o" if len(depth) < 8 else None,
-                markersize=3)
-        zero = quant[scheme][:, 0] < bottom * 10 ** 0.3
+        ax.plot(
+            depth,
+            q[:, 2],
+            color=color,
+            lw=1.8,
+            marker="o" if len(depth) < 8 else None,
+            markersize=3,
+        )
+        zero = quant[scheme][:, 0] < bottom * 10**0.3
         if zero.any():
-            ax.plot(c.depth[zero], np.full(zero.sum(), bottom), "v", color=color,
-                    markersize=6, clip_on=False)
+            ax.plot(
+                c.depth[zero],
+                np.full(zero.sum(), bottom),
+                "v",
+                color=color,
+                markersize=6,
+                clip_on=False,
+            )
         ax.set_yscale("log")
         ax.set_ylim(bottom, top)
         log_ticks(ax, bottom, top)
-    for ax in axes.flat[len(schemes):]:
+    for ax in axes.flat[len(schemes) :]:
         ax.set_visible(False)
     for ax in axes.flat:
         depth_axis(ax)
@@ -107,12 +134,21 @@ def spectrum_figure(model: str, curves: Sequence[Curve], schemes: Sequence[str],
     for ax in axes[:, 0]:
         ax.set_ylabel("singular value σ of ∂h_l/∂x")
     fig.suptitle(f"Singular values against depth: {model}", fontweight="bold")
-    band = [Line2D([], [], color="0.3", lw=1.8, label="median"),
-            Line2D([], [], color="0.3", lw=7, alpha=0.38, label="25–75 %"),
-            Line2D([], [], color="0.3", lw=7, alpha=0.18, label="5–95 %"),
-            Line2D([], [], color="0.25", ls=":", lw=1, label="σ = 1 (isometry)"),
-            Line2D([], [], ls="none", marker="v", color="0.3", markersize=7,
-                   label="σ = 0 (rank-deficient), drawn at the bottom edge")]
+    band = [
+        Line2D([], [], color="0.3", lw=1.8, label="median"),
+        Line2D([], [], color="0.3", lw=7, alpha=0.38, label="25–75 %"),
+        Line2D([], [], color="0.3", lw=7, alpha=0.18, label="5–95 %"),
+        Line2D([], [], color="0.25", ls=":", lw=1, label="σ = 1 (isometry)"),
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker="v",
+            color="0.3",
+            markersize=7,
+            label="σ = 0 (rank-deficient), drawn at the bottom edge",
+        ),
+    ]
     legend_below(fig, band, width_in=width)
     return fig
 
@@ -120,8 +156,15 @@ def spectrum_figure(model: str, curves: Sequence[Curve], schemes: Sequence[str],
 # ------------------------------------------------------------------------------ 2, 3. vs depth
 
 
-def stats_figure(models: Sequence[str], curves: Sequence[Curve], rows: Sequence[tuple],
-                 palette: Palette, *, title: str, overlays: Overlays | None = None) -> Figure:
+def stats_figure(
+    models: Sequence[str],
+    curves: Sequence[Curve],
+    rows: Sequence[tuple],
+    palette: Palette,
+    *,
+    title: str,
+    overlays: Overlays | None = None,
+) -> Figure:
     """Rows of statistics (``(stat, ylabel)``) against depth, one column per model."""
     ncols = len(models)
     width = min(3.8 * ncols + 0.8, 17)
@@ -146,16 +189,38 @@ def stats_figure(models: Sequence[str], curves: Sequence[Curve], rows: Sequence[
             for c in mc:
                 med = c.median(stat)
                 has_inf |= bool(np.isposinf(med).any())
-                axis.draw(ax, c.depth, med, *c.band(stat), color=palette.color(c.scheme),
-                          marker=palette.marker(c.scheme))
+                axis.draw(
+                    ax,
+                    c.depth,
+                    med,
+                    *c.band(stat),
+                    color=palette.color(c.scheme),
+                    marker=palette.marker(c.scheme),
+                )
                 present.append(c.scheme)
             for scheme, depth, vals in theory:
                 has_theory = True
-                axis.draw(ax, depth, vals, None, None, color=palette.color(scheme),
-                          marker=None, ls="--", lw=1.4)
+                axis.draw(
+                    ax,
+                    depth,
+                    vals,
+                    None,
+                    None,
+                    color=palette.color(scheme),
+                    marker=None,
+                    ls="--",
+                    lw=1.4,
+                )
             if not mc:
-                ax.text(0.5, 0.5, "no profile", transform=ax.transAxes, ha="center",
-                        color="0.45", style="italic")
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no profile",
+                    transform=ax.transAxes,
+                    ha="center",
+                    color="0.45",
+                    style="italic",
+                )
             else:
                 no_finite_values(ax, axis)
             if i == 0:
@@ -188,8 +253,7 @@ def _three_taps(curves: Sequence[Curve]) -> list[tuple[str, int]]:
     return [("first", idx[0]), ("middle", middle), ("last", idx[-1])]
 
 
-def histogram_figure(models: Sequence[str], curves: Sequence[Curve],
-                     palette: Palette) -> Figure:
+def histogram_figure(models: Sequence[str], curves: Sequence[Curve], palette: Palette) -> Figure:
     """Histograms of σ at the first, middle and last tap; one row per model."""
     fig = new_figure(11.5, 2.6 * len(models) + 1.1)
     axes = fig.subplots(len(models), 3, squeeze=False)
@@ -201,8 +265,15 @@ def histogram_figure(models: Sequence[str], curves: Sequence[Curve],
         for j in range(3):
             ax = axes[i, j]
             if j >= len(picks):
-                ax.text(0.5, 0.5, "no spectrum", transform=ax.transAxes, ha="center",
-                        color="0.45", style="italic")
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no spectrum",
+                    transform=ax.transAxes,
+                    ha="center",
+                    color="0.45",
+                    style="italic",
+                )
                 ax.set_title(model, fontsize=10)
                 continue
             where, k = picks[j]
@@ -217,8 +288,14 @@ def histogram_figure(models: Sequence[str], curves: Sequence[Curve],
                 keep = s >= lo
                 zeros_seen |= bool((~keep).any())
                 if keep.any():
-                    ax.hist(np.clip(s[keep], bins[0], bins[-1]), bins=bins, weights=w[keep],
-                            histtype="step", lw=1.6, color=palette.color(c.scheme))
+                    ax.hist(
+                        np.clip(s[keep], bins[0], bins[-1]),
+                        bins=bins,
+                        weights=w[keep],
+                        histtype="step",
+                        lw=1.6,
+                        color=palette.color(c.scheme),
+                    )
                 present.append(c.scheme)
             ax.axvline(1.0, color="0.25", ls=":", lw=1)
             ax.set_xscale("log")
@@ -238,8 +315,9 @@ def histogram_figure(models: Sequence[str], curves: Sequence[Curve],
 # ------------------------------------------------------------------------------ 5. signal
 
 
-def signal_figure(models: Sequence[str], signals: Sequence[SignalCurve],
-                  palette: Palette) -> Figure:
+def signal_figure(
+    models: Sequence[str], signals: Sequence[SignalCurve], palette: Palette
+) -> Figure:
     """Forward signal: q_l (log) and c_l against depth, one column per model."""
     ncols = len(models)
     width = min(3.8 * ncols + 0.8, 17)
@@ -253,10 +331,16 @@ def signal_figure(models: Sequence[str], signals: Sequence[SignalCurve],
             axis.add(s.median("q"), *s.band("q"))
         for s in ms:
             color, marker = palette.color(s.scheme), palette.marker(s.scheme)
-            axis.draw(axes[0, j], s.depth, s.median("q"), *s.band("q"), color=color,
-                      marker=marker)
-            axes[1, j].plot(s.depth, s.median("cos"), color=color, marker=marker,
-                            markersize=3.5, lw=1.8, markevery=max(1, len(s.depth) // 12))
+            axis.draw(axes[0, j], s.depth, s.median("q"), *s.band("q"), color=color, marker=marker)
+            axes[1, j].plot(
+                s.depth,
+                s.median("cos"),
+                color=color,
+                marker=marker,
+                markersize=3.5,
+                lw=1.8,
+                markevery=max(1, len(s.depth) // 12),
+            )
             present.append(s.scheme)
         lowest = min((np.nanmin(s.cos) for s in ms if np.isfinite(s.cos).any()), default=0.0)
         axes[1, j].set_ylim(-1.05 if lowest < -0.05 else -0.05, 1.05)

@@ -43,26 +43,39 @@ def _activation(key: str, value: object) -> str:
 # kind -> constructor argument -> (checker, required?)
 _ARGS: dict[str, dict[str, tuple[Callable[[str, object], Any], bool]]] = {
     "mlp": {
-        "in_features": (pos_int, True), "width": (pos_int, True), "depth": (pos_int, True),
-        "out_features": (pos_int, False), "activation": (_activation, False),
+        "in_features": (pos_int, True),
+        "width": (pos_int, True),
+        "depth": (pos_int, True),
+        "out_features": (pos_int, False),
+        "activation": (_activation, False),
         "bias": (boolean, False),
     },
     "convnet": {
-        "in_channels": (pos_int, True), "channels": (pos_int, True),
-        "depth": (pos_int, True), "activation": (_activation, False),
-        "kernel_size": (pos_int, False), "num_classes": (pos_int, False),
+        "in_channels": (pos_int, True),
+        "channels": (pos_int, True),
+        "depth": (pos_int, True),
+        "activation": (_activation, False),
+        "kernel_size": (pos_int, False),
+        "num_classes": (pos_int, False),
         "bias": (boolean, False),
     },
     "resnet": {
-        "depth": (pos_int, False), "width": (pos_int, False),
-        "norm": (choice(("none", "batch")), False), "gate": (_gate, False),
-        "shortcut": (choice(("pad", "conv")), False), "num_classes": (pos_int, False),
+        "depth": (pos_int, False),
+        "width": (pos_int, False),
+        "norm": (choice(("none", "batch")), False),
+        "gate": (_gate, False),
+        "shortcut": (choice(("pad", "conv")), False),
+        "num_classes": (pos_int, False),
         "in_channels": (pos_int, False),
     },
     "transformer": {
-        "depth": (pos_int, True), "d_model": (pos_int, True), "heads": (pos_int, True),
-        "d_ff": (pos_int, True), "seq_len": (pos_int, True),
-        "norm": (choice(("pre", "post", "none")), False), "gate": (_gate, False),
+        "depth": (pos_int, True),
+        "d_model": (pos_int, True),
+        "heads": (pos_int, True),
+        "d_ff": (pos_int, True),
+        "seq_len": (pos_int, True),
+        "norm": (choice(("pre", "post", "none")), False),
+        "gate": (_gate, False),
         "activation": (_activation, False),
     },
 }
@@ -72,8 +85,12 @@ KINDS = tuple(_ARGS)
 def _model_class(kind: str) -> type[nn.Module]:
     from isokit import models
 
-    return {"mlp": models.MLP, "convnet": models.ConvNet, "resnet": models.ResNet,
-            "transformer": models.Transformer}[kind]
+    return {
+        "mlp": models.MLP,
+        "convnet": models.ConvNet,
+        "resnet": models.ResNet,
+        "transformer": models.Transformer,
+    }[kind]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,8 +108,12 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         args = {k: ("none" if k == "gate" and v is None else v) for k, v in self.args.items()}
-        return {"label": self.label, "kind": self.kind, **args,
-                "input_shape": list(self.input_shape)}
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            **args,
+            "input_shape": list(self.input_shape),
+        }
 
 
 def _default_label(kind: str, a: dict[str, Any]) -> str:
@@ -115,15 +136,21 @@ def _natural_shape(kind: str, a: dict[str, Any], image_size: int) -> tuple[int, 
 
 def _check_shape(key: str, kind: str, a: dict[str, Any], shape: tuple[int, ...]) -> None:
     if kind == "mlp" and math.prod(shape) != a["in_features"]:
-        raise ConfigError(key, f"{list(shape)} has {math.prod(shape)} entries but the MLP has "
-                          f"in_features = {a['in_features']}; make them agree")
+        raise ConfigError(
+            key,
+            f"{list(shape)} has {math.prod(shape)} entries but the MLP has "
+            f"in_features = {a['in_features']}; make them agree",
+        )
     if kind in ("convnet", "resnet"):
         channels = a.get("in_channels", 3)
         if len(shape) != 3 or shape[0] != channels:
             raise ConfigError(key, f"a {kind} needs [{channels}, height, width], got {list(shape)}")
     if kind == "transformer" and shape != (a["seq_len"], a["d_model"]):
-        raise ConfigError(key, f"a transformer needs [seq_len, d_model] = "
-                          f"[{a['seq_len']}, {a['d_model']}], got {list(shape)}")
+        raise ConfigError(
+            key,
+            f"a transformer needs [seq_len, d_model] = "
+            f"[{a['seq_len']}, {a['d_model']}], got {list(shape)}",
+        )
 
 
 def parse_model(
@@ -161,11 +188,14 @@ def _check_model_consistency(key: str, kind: str, args: dict[str, Any]) -> None:
     if kind == "resnet":
         depth = args.get("depth", 20)
         if depth < 8 or (depth - 2) % 6:
-            raise ConfigError(f"{key}.depth", f"a ResNet needs depth = 6n+2 (8, 14, 20, 32, ...), "
-                              f"got {depth}")
+            raise ConfigError(
+                f"{key}.depth", f"a ResNet needs depth = 6n+2 (8, 14, 20, 32, ...), got {depth}"
+            )
     if kind == "transformer" and args["d_model"] % args["heads"]:
-        raise ConfigError(f"{key}.heads", f"d_model = {args['d_model']} must be divisible by "
-                          f"heads = {args['heads']}")
+        raise ConfigError(
+            f"{key}.heads",
+            f"d_model = {args['d_model']} must be divisible by heads = {args['heads']}",
+        )
     if kind == "convnet" and args.get("kernel_size", 3) % 2 == 0:
         raise ConfigError(f"{key}.kernel_size", f"must be odd, got {args['kernel_size']}")
     try:

@@ -66,8 +66,13 @@ class RunRecord:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": self.model, "scheme": self.scheme, "seed": self.seed,
-                               "status": self.status, "message": self.message}
+        out: dict[str, Any] = {
+            "model": self.model,
+            "scheme": self.scheme,
+            "seed": self.seed,
+            "status": self.status,
+            "message": self.message,
+        }
         for key in _PROBE_KEYS:
             value = getattr(self, key)
             out[key] = None if value is None else value.to_dict()
@@ -77,11 +82,20 @@ class RunRecord:
     def from_dict(cls, data: dict[str, Any]) -> RunRecord:
         from isokit.probe.result import Profile, Signal
 
-        loaders = {"profile": Profile.from_dict, "block": Profile.from_dict,
-                   "signal": Signal.from_dict}
+        loaders = {
+            "profile": Profile.from_dict,
+            "block": Profile.from_dict,
+            "signal": Signal.from_dict,
+        }
         probes = {k: None if data.get(k) is None else loaders[k](data[k]) for k in _PROBE_KEYS}
-        return cls(model=data["model"], scheme=data["scheme"], seed=int(data["seed"]),
-                   status=data["status"], message=data.get("message", ""), **probes)
+        return cls(
+            model=data["model"],
+            scheme=data["scheme"],
+            seed=int(data["seed"]),
+            status=data["status"],
+            message=data.get("message", ""),
+            **probes,
+        )
 
 
 @dataclass(kw_only=True, eq=False)
@@ -110,9 +124,13 @@ class Results:
 
     def to_dict(self) -> dict[str, Any]:
         out = {
-            "schema": SCHEMA, "created": self.created, "elapsed_s": self.elapsed_s,
-            "command": list(self.command), "environment": dict(self.environment),
-            "config": self.config.to_dict(), "runs": [r.to_dict() for r in self.records],
+            "schema": SCHEMA,
+            "created": self.created,
+            "elapsed_s": self.elapsed_s,
+            "command": list(self.command),
+            "environment": dict(self.environment),
+            "config": self.config.to_dict(),
+            "runs": [r.to_dict() for r in self.records],
         }
         if self.training is not None:
             out["training"] = self.training
@@ -127,8 +145,11 @@ class Results:
     def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> Results:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA:
             found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-            raise ResultsError(source, f"not an isokit results file (schema {found!r}, "
-                               f"expected {SCHEMA!r}); pass the results.json of `isokit report`")
+            raise ResultsError(
+                source,
+                f"not an isokit results file (schema {found!r}, "
+                f"expected {SCHEMA!r}); pass the results.json of `isokit report`",
+            )
         try:
             config = parse_config(data["config"], source=f"{source}:config")
         except ConfigError as exc:
@@ -138,13 +159,20 @@ class Results:
             try:
                 records.append(RunRecord.from_dict(run))
             except (KeyError, TypeError, ValueError) as exc:
-                raise ResultsError(f"{source}: runs[{i}]", f"cannot be read back "
-                                   f"({type(exc).__name__}: {exc}); the file is damaged or "
-                                   "from another isokit version") from None
+                raise ResultsError(
+                    f"{source}: runs[{i}]",
+                    f"cannot be read back "
+                    f"({type(exc).__name__}: {exc}); the file is damaged or "
+                    "from another isokit version",
+                ) from None
         return cls(
-            config=config, records=records, environment=data.get("environment", {}),
-            command=list(data.get("command", [])), created=data.get("created", ""),
-            elapsed_s=data.get("elapsed_s"), training=data.get("training"),
+            config=config,
+            records=records,
+            environment=data.get("environment", {}),
+            command=list(data.get("command", [])),
+            created=data.get("created", ""),
+            elapsed_s=data.get("elapsed_s"),
+            training=data.get("training"),
         )
 
 
@@ -156,15 +184,19 @@ def load_results(path: str | Path) -> Results:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ResultsError(str(path), "results file not found; pass DIR/results.json written "
-                           "by `isokit report`") from None
+        raise ResultsError(
+            str(path), "results file not found; pass DIR/results.json written by `isokit report`"
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultsError(str(path), f"cannot read it ({type(exc).__name__})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ResultsError(str(path), f"not valid JSON ({exc.msg} at line {exc.lineno}, "
-                           f"column {exc.colno}); regenerate it with `isokit report`") from None
+        raise ResultsError(
+            str(path),
+            f"not valid JSON ({exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}); regenerate it with `isokit report`",
+        ) from None
     return Results.from_dict(data, source=str(path))
 
 
@@ -176,8 +208,9 @@ def _version(dist: str) -> str:
         return str(getattr(module, "__version__", "not installed"))
 
 
-def environment(packages: Sequence[str] = ("torch", "numpy", "scipy", "matplotlib",
-                                            "seaborn")) -> dict[str, Any]:
+def environment(
+    packages: Sequence[str] = ("torch", "numpy", "scipy", "matplotlib", "seaborn"),
+) -> dict[str, Any]:
     """Versions, platform and device: enough to tell whether two results are comparable."""
     import torch
 

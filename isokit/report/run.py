@@ -89,17 +89,34 @@ def _run_one(
     with np.errstate(divide="ignore", invalid="ignore"):
         if config.probes["profile"]:
             out["profile"] = probes["profile"](
-                model, inputs, method=config.method, dtype=dtype, seed=seed, meta=dict(meta),
-                progress=False, **options,
+                model,
+                inputs,
+                method=config.method,
+                dtype=dtype,
+                seed=seed,
+                meta=dict(meta),
+                progress=False,
+                **options,
             )
         if config.probes["block"]:
             fn = probes["block"]
-            out["block"] = fn(model, inputs, dtype=dtype, meta=dict(meta), progress=False,
-                              **_accepted(fn, options))
+            out["block"] = fn(
+                model,
+                inputs,
+                dtype=dtype,
+                meta=dict(meta),
+                progress=False,
+                **_accepted(fn, options),
+            )
         if config.probes["signal"]:
             fn = probes["signal"]
-            out["signal"] = fn(model, inputs, dtype=dtype, seed=seed,
-                               **_accepted(fn, {"taps": options.get("taps", "auto")}))
+            out["signal"] = fn(
+                model,
+                inputs,
+                dtype=dtype,
+                seed=seed,
+                **_accepted(fn, {"taps": options.get("taps", "auto")}),
+            )
     return RunRecord(**base, status="ok", **out)
 
 
@@ -118,8 +135,9 @@ def run_config(
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        with tqdm(total=len(combos), disable=quiet, unit="run", file=sys.stderr,
-                  dynamic_ncols=True) as bar:
+        with tqdm(
+            total=len(combos), disable=quiet, unit="run", file=sys.stderr, dynamic_ncols=True
+        ) as bar:
             for model_spec, scheme_spec, seed in combos:
                 bar.set_postfix_str(f"{model_spec.label} · {scheme_spec.label} · seed {seed}")
                 records.append(_run_one(config, model_spec, scheme_spec, seed, probes))
@@ -128,9 +146,12 @@ def run_config(
     finally:
         torch.set_num_threads(threads)
     return Results(
-        config=config, records=records, environment=env,
+        config=config,
+        records=records,
+        environment=env,
         command=list(command) if command is not None else list(sys.argv),
-        created=now_utc(), elapsed_s=round(time.perf_counter() - start, 3),
+        created=now_utc(),
+        elapsed_s=round(time.perf_counter() - start, 3),
     )
 
 
@@ -173,14 +194,22 @@ def _flag_model(model: str, depth, width, activation, in_features, norm) -> dict
         in_features = width if in_features is None else in_features
         table.update(in_features=in_features, width=width, depth=8 if depth is None else depth)
     elif model == "convnet":
-        table.update(in_channels=3, channels=16 if width is None else width,
-                     depth=8 if depth is None else depth)
+        table.update(
+            in_channels=3,
+            channels=16 if width is None else width,
+            depth=8 if depth is None else depth,
+        )
     elif model == "resnet":
         table.update(depth=20 if depth is None else depth, width=16 if width is None else width)
     else:
         d_model = 32 if width is None else width
-        table.update(depth=4 if depth is None else depth, d_model=d_model, heads=4,
-                     d_ff=4 * d_model, seq_len=8)
+        table.update(
+            depth=4 if depth is None else depth,
+            d_model=d_model,
+            heads=4,
+            d_ff=4 * d_model,
+            seq_len=8,
+        )
     if activation is not None:
         table["activation"] = activation
     if norm is not None:
@@ -200,7 +229,8 @@ def _flag_for(key: str) -> str:
     if last.startswith("models[") or last == "input_shape":
         return "--model"
     return "--" + {"width": "width", "channels": "width", "d_model": "width"}.get(
-        last, last.replace("_", "-"))
+        last, last.replace("_", "-")
+    )
 
 
 def _parse_options(options: Sequence[str]) -> dict[str, Any]:
@@ -242,7 +272,8 @@ def probe_text(
     table = {
         "models": [_flag_model(model, depth, width, activation, in_features, norm)],
         "schemes": [{"name": scheme, "options": _parse_options(options)}],
-        "seeds": [seed], "method": method,
+        "seeds": [seed],
+        "method": method,
         "inputs": {"examples": examples, "image_size": image_size},
         "probes": {"profile": True, "block": False, "signal": False},
     }
@@ -257,12 +288,28 @@ def probe_text(
     cols = ("m1", "var", "gap", "cond", "sigma_min", "sigma_max")
     rows = [("tap", "depth", "D", *cols)]
     for tap in tap_series(record.profile):
-        rows.append((tap.name, str(tap.depth), str(tap.D),
-                     *(fmt_number(_median(tap.stats[c])) for c in cols)))
+        rows.append(
+            (
+                tap.name,
+                str(tap.depth),
+                str(tap.D),
+                *(fmt_number(_median(tap.stats[c])) for c in cols),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                       enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
     method_note = getattr(record.profile, "meta", {}) or {}
-    return "\n".join([head, f"method: {method_note.get('method', method)}"
-                      f" (medians over examples; var = scale-free variance, gap = isometry gap)",
-                      *lines])
+    return "\n".join(
+        [
+            head,
+            f"method: {method_note.get('method', method)}"
+            f" (medians over examples; var = scale-free variance, gap = isometry gap)",
+            *lines,
+        ]
+    )

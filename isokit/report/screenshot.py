@@ -60,10 +60,20 @@ def screenshot(
         # under the final one.
         partial = Path(profile_dir) / "screenshot.png"
         cmd = [
-            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile_dir}/profile",
-            f"--screenshot={partial}", f"--window-size={width},{height}", page.as_uri(),
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile_dir}/profile",
+            f"--screenshot={partial}",
+            f"--window-size={width},{height}",
+            page.as_uri(),
         ]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -60,8 +60,9 @@ def sigma_samples(tap, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray] 
         s = np.asarray(tap.singular_values, dtype=float)
         # Values at or below the rank threshold are round-off, not tiny singular values: show
         # them as the zeros they are (the rule isokit.probe.stats uses for cond and gap).
-        tau = zero_threshold(s.max(axis=-1, keepdims=True), tap.r, n_rows=tap.D,
-                             n_cols=tap.n_in, eps=eps)
+        tau = zero_threshold(
+            s.max(axis=-1, keepdims=True), tap.r, n_rows=tap.D, n_cols=tap.n_in, eps=eps
+        )
         s = np.where(s <= tau, 0.0, s).ravel()
         return s, np.full(s.size, 1.0 / max(s.size, 1))
     if tap.density is not None and "nodes" in tap.density:
@@ -118,8 +119,10 @@ class Curve:
 
     def band(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         n = len(self.depth)
-        return (_nan_quantile(self.values.get(name), BAND[0], n),
-                _nan_quantile(self.values.get(name), BAND[1], n))
+        return (
+            _nan_quantile(self.values.get(name), BAND[0], n),
+            _nan_quantile(self.values.get(name), BAND[1], n),
+        )
 
 
 def _nan_quantile(values: np.ndarray | None, q: float, n: int) -> np.ndarray:
@@ -147,13 +150,18 @@ def _curve(model: str, scheme: str, profiles: list) -> Curve | None:
     for stat in STATS:
         rows = []
         for p in profiles:
-            rows.append(np.stack([np.asarray(t.stats.get(stat, np.full(t.n_examples, np.nan)),
-                                             dtype=float) for t in p.taps]))
+            rows.append(
+                np.stack(
+                    [
+                        np.asarray(t.stats.get(stat, np.full(t.n_examples, np.nan)), dtype=float)
+                        for t in p.taps
+                    ]
+                )
+            )
         values[stat] = np.concatenate(rows, axis=1)
     sigma: list[tuple[np.ndarray, np.ndarray] | None] = []
     for i in range(len(taps0)):
-        parts = [sigma_samples(p.taps[i], str(p.meta.get("dtype", "float64")))
-                 for p in profiles]
+        parts = [sigma_samples(p.taps[i], str(p.meta.get("dtype", "float64"))) for p in profiles]
         parts = [x for x in parts if x is not None]
         if parts:
             s = np.concatenate([x[0] for x in parts])
@@ -161,8 +169,15 @@ def _curve(model: str, scheme: str, profiles: list) -> Curve | None:
             sigma.append((s, w))
         else:
             sigma.append(None)
-    return Curve(model=model, scheme=scheme, depth=depth, names=names, values=values,
-                 sigma=sigma, seeds=len(profiles))
+    return Curve(
+        model=model,
+        scheme=scheme,
+        depth=depth,
+        names=names,
+        values=values,
+        sigma=sigma,
+        seeds=len(profiles),
+    )
 
 
 def collect_curves(results: Results, *, section: str = "taps") -> list[Curve]:
@@ -212,10 +227,15 @@ def collect_signals(results: Results) -> list[SignalCurve]:
         signals = [s for s in (_signal_of(r) for r in records if r.ok) if s is not None]
         if not signals:
             continue
-        stack = {k: np.stack([np.asarray(getattr(s, k), dtype=float) for s in signals], axis=1)
-                 for k in ("q", "cos", "grad")}
-        out.append(SignalCurve(model=model, scheme=scheme,
-                               depth=np.arange(1, len(signals[0].taps) + 1), **stack))
+        stack = {
+            k: np.stack([np.asarray(getattr(s, k), dtype=float) for s in signals], axis=1)
+            for k in ("q", "cos", "grad")
+        }
+        out.append(
+            SignalCurve(
+                model=model, scheme=scheme, depth=np.arange(1, len(signals[0].taps) + 1), **stack
+            )
+        )
     return out
 
 
@@ -238,18 +258,39 @@ def ranking(results: Results, curves: Iterable[Curve] | None = None) -> list[Ran
             c = by_key.get((model, scheme))
             if c is not None:
                 measured.append(c)
+
         def sort_key(c: Curve) -> tuple[float, float, str]:
             gap, var = _last(c, "gap"), _last(c, "var")
-            return (math.inf if math.isnan(gap) else gap,
-                    math.inf if math.isnan(var) else var, c.scheme)
+            return (
+                math.inf if math.isnan(gap) else gap,
+                math.inf if math.isnan(var) else var,
+                c.scheme,
+            )
+
         for rank, c in enumerate(sorted(measured, key=sort_key), start=1):
-            rows.append(RankRow(
-                model=model, scheme=c.scheme, rank=rank, status="ok", gap=_last(c, "gap"),
-                var=_last(c, "var"), cond=_last(c, "cond"), m1=_last(c, "m1"), seeds=c.seeds,
-                note=f"last tap: {c.names[-1]}",
-            ))
+            rows.append(
+                RankRow(
+                    model=model,
+                    scheme=c.scheme,
+                    rank=rank,
+                    status="ok",
+                    gap=_last(c, "gap"),
+                    var=_last(c, "var"),
+                    cond=_last(c, "cond"),
+                    m1=_last(c, "m1"),
+                    seeds=c.seeds,
+                    note=f"last tap: {c.names[-1]}",
+                )
+            )
         for m, s, msg in results.not_applicable():
             if m == model and (m, s) not in by_key:
-                rows.append(RankRow(model=model, scheme=s, rank=None, status="not applicable",
-                                    note="not applicable: " + msg.split(";")[0][:120]))
+                rows.append(
+                    RankRow(
+                        model=model,
+                        scheme=s,
+                        rank=None,
+                        status="not applicable",
+                        note="not applicable: " + msg.split(";")[0][:120],
+                    )
+                )
     return rows

@@ -55,10 +55,18 @@ def slug(text: str) -> str:
 def style() -> dict:
     """rcParams of the report style (seaborn whitegrid/notebook, readable at ~1100 px)."""
     rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.85)}
-    rc.update({"axes.prop_cycle": matplotlib.cycler(
-        color=sns.color_palette("colorblind")), "svg.fonttype": "none",
-        "figure.dpi": DPI, "savefig.dpi": DPI, "axes.titlesize": 11, "axes.titleweight": "bold",
-        "legend.frameon": False, "svg.hashsalt": "isokit"})
+    rc.update(
+        {
+            "axes.prop_cycle": matplotlib.cycler(color=sns.color_palette("colorblind")),
+            "svg.fonttype": "none",
+            "figure.dpi": DPI,
+            "savefig.dpi": DPI,
+            "axes.titlesize": 11,
+            "axes.titleweight": "bold",
+            "legend.frameon": False,
+            "svg.hashsalt": "isokit",
+        }
+    )
     return rc
 
 
@@ -70,16 +78,24 @@ class Palette:
 
     def color(self, scheme: str):
         colors = sns.color_palette("colorblind", max(10, len(self.schemes)))
-        return colors[self.schemes.index(scheme) % len(colors)] if scheme in self.schemes \
+        return (
+            colors[self.schemes.index(scheme) % len(colors)]
+            if scheme in self.schemes
             else (0.4, 0.4, 0.4)
+        )
 
     def marker(self, scheme: str) -> str:
         marks = "osD^vP*Xp<>h"
         return marks[self.schemes.index(scheme) % len(marks)] if scheme in self.schemes else "o"
 
     def handles(self, present: Sequence[str]) -> list[Line2D]:
-        return [Line2D([], [], color=self.color(s), marker=self.marker(s), markersize=4, lw=1.8,
-                       label=s) for s in self.schemes if s in present]
+        return [
+            Line2D(
+                [], [], color=self.color(s), marker=self.marker(s), markersize=4, lw=1.8, label=s
+            )
+            for s in self.schemes
+            if s in present
+        ]
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -94,8 +110,11 @@ def encode_figure(fig: Figure, formats: Sequence[str]) -> dict[str, bytes]:
     for fmt in dict.fromkeys(("png", *formats)):
         buf = io.BytesIO()
         # No timestamps in the metadata, so re-rendering the same results gives the same files.
-        meta = {"png": {"Software": None}, "svg": {"Date": None},
-                "pdf": {"CreationDate": None, "ModDate": None}}[fmt]
+        meta = {
+            "png": {"Software": None},
+            "svg": {"Date": None},
+            "pdf": {"CreationDate": None, "ModDate": None},
+        }[fmt]
         fig.savefig(buf, format=fmt, metadata=meta)
         out[fmt] = buf.getvalue()
     return out
@@ -125,7 +144,7 @@ class LogAxis:
         if hi <= lo:
             lo, hi = lo / 10, hi * 10
         # One extra half decade each side leaves room for the edge markers.
-        return lo / 10 ** 0.35, hi * 10 ** 0.35
+        return lo / 10**0.35, hi * 10**0.35
 
     def draw(self, ax, x, y, lo_band, hi_band, *, color, marker, label=None, lw=1.8, ls="-"):
         """Line (and band) on a log axis; NaN (not measured at that depth) is skipped so the
@@ -134,31 +153,70 @@ class LogAxis:
         x = np.asarray(x)
         y = np.asarray(y, dtype=float)
         seen = ~np.isnan(y)
-        ax.plot(x[seen], np.clip(y[seen], bottom, top), color=color, lw=lw, ls=ls, label=label,
-                marker=marker, markersize=3.5, markevery=max(1, int(seen.sum()) // 12))
+        ax.plot(
+            x[seen],
+            np.clip(y[seen], bottom, top),
+            color=color,
+            lw=lw,
+            ls=ls,
+            label=label,
+            marker=marker,
+            markersize=3.5,
+            markevery=max(1, int(seen.sum()) // 12),
+        )
         if lo_band is not None:
             lb = np.clip(np.asarray(lo_band, dtype=float), bottom, top)
             hb = np.clip(np.asarray(hi_band, dtype=float), bottom, top)
             ok = ~(np.isnan(lb) | np.isnan(hb))
             ax.fill_between(x[ok], lb[ok], hb[ok], color=color, alpha=0.15, lw=0)
         up = np.isposinf(y)
-        down = np.isneginf(y) | (np.isfinite(y) & (y < bottom * 10 ** 0.3))
+        down = np.isneginf(y) | (np.isfinite(y) & (y < bottom * 10**0.3))
         if up.any():
-            ax.plot(x[up], np.full(up.sum(), top), ls="none", marker="^",
-                    color=color, markersize=7, clip_on=False, zorder=5)
+            ax.plot(
+                x[up],
+                np.full(up.sum(), top),
+                ls="none",
+                marker="^",
+                color=color,
+                markersize=7,
+                clip_on=False,
+                zorder=5,
+            )
         if down.any():
-            ax.plot(x[down], np.full(down.sum(), bottom), ls="none", marker="v",
-                    color=color, markersize=7, clip_on=False, zorder=5)
+            ax.plot(
+                x[down],
+                np.full(down.sum(), bottom),
+                ls="none",
+                marker="v",
+                color=color,
+                markersize=7,
+                clip_on=False,
+                zorder=5,
+            )
         ax.set_yscale("log")
         ax.set_ylim(bottom, top)
         log_ticks(ax, bottom, top)
 
 
 EDGE_HANDLES = [
-    Line2D([], [], ls="none", marker="^", color="0.3", markersize=7,
-           label="∞ (rank-deficient), drawn at the top edge"),
-    Line2D([], [], ls="none", marker="v", color="0.3", markersize=7,
-           label="0 or below the axis, drawn at the bottom edge"),
+    Line2D(
+        [],
+        [],
+        ls="none",
+        marker="^",
+        color="0.3",
+        markersize=7,
+        label="∞ (rank-deficient), drawn at the top edge",
+    ),
+    Line2D(
+        [],
+        [],
+        ls="none",
+        marker="v",
+        color="0.3",
+        markersize=7,
+        label="0 or below the axis, drawn at the bottom edge",
+    ),
 ]
 THEORY_HANDLE = Line2D([], [], color="0.2", ls="--", lw=1.4, label="theory (same colour)")
 
@@ -184,9 +242,17 @@ def no_finite_values(ax, axis: LogAxis) -> bool:
     """Say so on a panel whose values are all infinite or missing; True if it did."""
     if any(v.size for v in axis.values):
         return False
-    ax.text(0.5, 0.5, "no finite value at any depth\n(▲ = ∞: every Jacobian rank-deficient)",
-            transform=ax.transAxes, ha="center", va="center", color="0.35", fontsize=9,
-            bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9})
+    ax.text(
+        0.5,
+        0.5,
+        "no finite value at any depth\n(▲ = ∞: every Jacobian rank-deficient)",
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        color="0.35",
+        fontsize=9,
+        bbox={"facecolor": "white", "edgecolor": "0.8", "alpha": 0.9},
+    )
     ax.yaxis.set_major_formatter(NullFormatter())
     return True
 

@@ -16,13 +16,27 @@ import numpy as np
 
 from isokit.report.results import Results
 
-COLUMNS = ("model", "scheme", "tap", "depth", "statistic", "median", "mean", "std", "min",
-           "max", "n")
+COLUMNS = (
+    "model",
+    "scheme",
+    "tap",
+    "depth",
+    "statistic",
+    "median",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "n",
+)
 
 
 def _fmt(value: float) -> str:
-    return repr(float(value)) if np.isfinite(value) else ("nan" if np.isnan(value) else
-                                                          ("inf" if value > 0 else "-inf"))
+    return (
+        repr(float(value))
+        if np.isfinite(value)
+        else ("nan" if np.isnan(value) else ("inf" if value > 0 else "-inf"))
+    )
 
 
 def summary_rows(results: Results) -> list[dict]:
@@ -43,9 +57,23 @@ def summary_rows(results: Results) -> list[dict]:
         v = np.concatenate(pooled[key])
         finite = v[np.isfinite(v)]
         with np.errstate(invalid="ignore", over="ignore"):
-            rows.append(dict(zip(COLUMNS, (*key, np.median(v), v.mean(),
-                                           v.std() if finite.size == v.size else np.nan,
-                                           v.min(), v.max(), v.size), strict=True)))
+            rows.append(
+                dict(
+                    zip(
+                        COLUMNS,
+                        (
+                            *key,
+                            np.median(v),
+                            v.mean(),
+                            v.std() if finite.size == v.size else np.nan,
+                            v.min(),
+                            v.max(),
+                            v.size,
+                        ),
+                        strict=True,
+                    )
+                )
+            )
     return rows
 
 
@@ -55,6 +83,5 @@ def summary_csv(results: Results) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in summary_rows(results):
-        writer.writerow([_fmt(row[c]) if isinstance(row[c], float) else row[c]
-                         for c in COLUMNS])
+        writer.writerow([_fmt(row[c]) if isinstance(row[c], float) else row[c] for c in COLUMNS])
     return buf.getvalue()

@@ -179,8 +179,13 @@ class ResMLP(nn.Module):
         super().__init__()
         self.inp = nn.Linear(4, d)
         self.blocks = nn.ModuleList(
-            nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Dropout(0.1), nn.Linear(2 * d, d),
-                          nn.LayerNorm(d) if norm else nn.Identity())
+            nn.Sequential(
+                nn.Linear(d, 2 * d),
+                nn.GELU(),
+                nn.Dropout(0.1),
+                nn.Linear(2 * d, d),
+                nn.LayerNorm(d) if norm else nn.Identity(),
+            )
             for _ in range(depth)
         )
         self.out = nn.Linear(d, 3)
@@ -196,8 +201,9 @@ class ResMLP(nn.Module):
 def test_residual_mlp(norm):
     found = find_branches(ResMLP(norm=norm))
     assert found == [
-        ResidualBranch(layers=(f"blocks.{i}.0", f"blocks.{i}.3"), norm=f"blocks.{i}.4" if norm
-                       else None)
+        ResidualBranch(
+            layers=(f"blocks.{i}.0", f"blocks.{i}.3"), norm=f"blocks.{i}.4" if norm else None
+        )
         for i in range(3)
     ]
 
@@ -362,8 +368,10 @@ class HandEncoderLayer(nn.Module):
 
 
 def _layer_branches(p=""):
-    return [ResidualBranch(layers=(f"{p}self_attn", f"{p}self_attn.out_proj")),
-            ResidualBranch(layers=(f"{p}linear1", f"{p}linear2"))]
+    return [
+        ResidualBranch(layers=(f"{p}self_attn", f"{p}self_attn.out_proj")),
+        ResidualBranch(layers=(f"{p}linear1", f"{p}linear2")),
+    ]
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -460,7 +468,8 @@ class TimmViT(nn.Module):
 def test_timm_vit_preset_matches_fx():
     expected = [
         ResidualBranch(layers=(f"blocks.{i}.{a}", f"blocks.{i}.{b}"))
-        for i in range(2) for a, b in (("attn.qkv", "attn.proj"), ("mlp.fc1", "mlp.fc2"))
+        for i in range(2)
+        for a, b in (("attn.qkv", "attn.proj"), ("mlp.fc1", "mlp.fc2"))
     ]
     assert find_branches(TimmViT()) == expected
     with pytest.warns(BranchDiscoveryWarning, match="name presets"):
@@ -504,12 +513,18 @@ def test_untraceable_without_preset_raises_howto():
     with pytest.raises(BranchDiscoveryError) as info:
         find_branches(DataDependent())
     msg = str(info.value)
-    for needle in ("DataDependent", "TraceError", "residual_branches()", "branches=",
-                   "branch_last="):
+    for needle in (
+        "DataDependent",
+        "TraceError",
+        "residual_branches()",
+        "branches=",
+        "branch_last=",
+    ):
         assert needle in msg
     assert isinstance(info.value, ValueError)
-    assert find_branches(DataDependent(), branch_last=["f2"]) == [ResidualBranch(layers=("f1",
-                                                                                        "f2"))]
+    assert find_branches(DataDependent(), branch_last=["f2"]) == [
+        ResidualBranch(layers=("f1", "f2"))
+    ]
 
 
 class Declares(ResMLP):
@@ -541,8 +556,7 @@ def test_branch_last_globs():
     assert find_branches(model, branch_last="layer*.*.conv3") == [
         ResidualBranch(layers=b.layers) for b in _expected_resnet(model, bottleneck=True)
     ]
-    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 2,
-                                enable_nested_tensor=False)
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 2, enable_nested_tensor=False)
     # naming the attention module means its output projection
     assert find_branches(enc, branch_last=["*.self_attn", "*.linear2"]) == (
         _layer_branches("layers.0.") + _layer_branches("layers.1.")
@@ -596,17 +610,18 @@ class RandomResNet(nn.Module):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.integers(1, 3), st.booleans(), st.booleans()), min_size=1,
-                max_size=4))
+@given(st.lists(st.tuples(st.integers(1, 3), st.booleans(), st.booleans()), min_size=1, max_size=4))
 def test_random_residual_stacks(spec):
     model = RandomResNet(spec)
     expected = []
     for i, (depth, norm, gate) in enumerate(spec):
-        expected.append(ResidualBranch(
-            layers=tuple(f"blocks.{i}.{j}" for j in range(depth)),
-            norm=f"norms.{i}" if norm else None,
-            gate=f"gates.{i}" if gate else None,
-        ))
+        expected.append(
+            ResidualBranch(
+                layers=tuple(f"blocks.{i}.{j}" for j in range(depth)),
+                norm=f"norms.{i}" if norm else None,
+                gate=f"gates.{i}" if gate else None,
+            )
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert find_branches(model) == expected

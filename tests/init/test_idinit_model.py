@@ -17,8 +17,11 @@ def _block_inputs(model: ResNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
     hooks = []
     for s in range(1, 4):
         for i, block in enumerate(getattr(model, f"layer{s}")):
-            hooks.append(block.register_forward_pre_hook(
-                lambda m, a, n=f"layer{s}.{i}": seen.__setitem__(n, a[0].detach())))
+            hooks.append(
+                block.register_forward_pre_hook(
+                    lambda m, a, n=f"layer{s}.{i}": seen.__setitem__(n, a[0].detach())
+                )
+            )
     model(x)
     for h in hooks:
         h.remove()
@@ -67,20 +70,23 @@ def test_idiz_gives_gradients_where_a_zero_last_layer_gives_none():
         model = apply(ResNet(depth=20), "idinit", seed=0, residual_last=last)
         loss = ((model(x) - target) ** 2).sum()
         loss.backward()
-        grads[last] = [model.get_submodule(b.layers[0]).weight.grad
-                       for b in model.residual_branches()]
+        grads[last] = [
+            model.get_submodule(b.layers[0]).weight.grad for b in model.residual_branches()
+        ]
     assert all(g.abs().sum() > 0 for g in grads["idiz"])
     assert all(torch.all(g == 0) for g in grads["zero"])
 
 
 def test_every_layer_gets_the_rule_of_its_role():
-    model, report = apply(ResNet(depth=20, shortcut="conv"), "idinit", seed=0,
-                          return_report=True, loose=None)
+    model, report = apply(
+        ResNet(depth=20, shortcut="conv"), "idinit", seed=0, return_report=True, loose=None
+    )
     assert report.rule_of("stem.0.weight") == "idic-patch"
     assert report.rule_of("layer1.0.conv1.weight") == "idic-patch"
     assert report.rule_of("layer1.0.conv2.weight") == "idizc"
     assert report.rule_of("layer2.0.downsample.0.weight") == "idi" or report.rule_of(
-        "layer2.0.downsample.0.weight").startswith("idic")
+        "layer2.0.downsample.0.weight"
+    ).startswith("idic")
     assert report.rule_of("fc.weight") == "idi"
     expected = torch.empty_like(model.layer1[0].conv2.weight)
     idiz_(expected, 1e-6)
@@ -106,12 +112,14 @@ def test_transformer_projections_per_role():
 
 def test_packed_attention_is_split_into_projections():
     layer = nn.TransformerEncoderLayer(8, 2, 32, dropout=0.0, batch_first=True)
-    branches = [ResidualBranch(layers=("self_attn", "self_attn.out_proj")),
-                ResidualBranch(layers=("linear1", "linear2"))]
+    branches = [
+        ResidualBranch(layers=("self_attn", "self_attn.out_proj")),
+        ResidualBranch(layers=("linear1", "linear2")),
+    ]
     apply(layer, "idinit", seed=0, loose=None, branches=branches)
     w = layer.self_attn.in_proj_weight
     for i in range(3):
-        assert torch.equal(w[8 * i: 8 * (i + 1)], torch.eye(8))
+        assert torch.equal(w[8 * i : 8 * (i + 1)], torch.eye(8))
     assert layer.self_attn.out_proj.weight.abs().max().item() == pytest.approx(1e-6)
 
 
@@ -125,8 +133,14 @@ def test_loosening_perturbs_only_tau_entries_and_depends_on_the_seed():
 
 
 def test_tau_map_per_layer_and_head_option():
-    model = apply(MLP(8, 8, 2, out_features=4), "idinit", loose=None,
-                  tau={"fcs.1": 0.5}, head="zero", head_name="head")
+    model = apply(
+        MLP(8, 8, 2, out_features=4),
+        "idinit",
+        loose=None,
+        tau={"fcs.1": 0.5},
+        head="zero",
+        head_name="head",
+    )
     assert torch.equal(model.fcs[0].weight, torch.eye(8))
     assert torch.equal(model.fcs[1].weight, 0.5 * torch.eye(8))
     assert torch.all(model.head.weight == 0)

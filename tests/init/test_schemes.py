@@ -13,9 +13,21 @@ from isokit.init import apply, kaiming_normal_, schemes
 from isokit.models import MLP, ConvNet, ResNet, Transformer
 
 REQUIRED = {
-    "torch-default", "xavier-uniform", "xavier-normal", "kaiming-normal", "kaiming-uniform",
-    "orthogonal", "delta-orthogonal", "lsuv", "fixup", "skipinit", "rezero", "zero-gamma",
-    "zero", "t-fixup", "idinit",
+    "torch-default",
+    "xavier-uniform",
+    "xavier-normal",
+    "kaiming-normal",
+    "kaiming-uniform",
+    "orthogonal",
+    "delta-orthogonal",
+    "lsuv",
+    "fixup",
+    "skipinit",
+    "rezero",
+    "zero-gamma",
+    "zero",
+    "t-fixup",
+    "idinit",
 }
 
 
@@ -147,11 +159,15 @@ def test_zero_scheme_is_deterministic_and_blocks_are_identity():
 def test_lsuv_brings_every_layer_output_to_unit_std():
     torch.manual_seed(0)
     x = torch.randn(64, 32)
-    model = apply(MLP(32, 64, 4, out_features=10, activation="tanh"), "lsuv", data=x, seed=0,
-                  tol=0.05)
+    model = apply(
+        MLP(32, 64, 4, out_features=10, activation="tanh"), "lsuv", data=x, seed=0, tol=0.05
+    )
     captured = {}
-    hooks = [m.register_forward_hook(lambda m, a, o, n=n: captured.__setitem__(n, o.std()))
-             for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    hooks = [
+        m.register_forward_hook(lambda m, a, o, n=n: captured.__setitem__(n, o.std()))
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Linear)
+    ]
     model(x)
     for h in hooks:
         h.remove()
@@ -211,8 +227,9 @@ def test_top_level_package_lists_schemes():
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_norm_removal_on_torch_encoder_survives_its_fast_path(norm_first):
     def encoder():
-        layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.0, batch_first=True,
-                                           norm_first=norm_first)
+        layer = nn.TransformerEncoderLayer(
+            16, 4, 32, dropout=0.0, batch_first=True, norm_first=norm_first
+        )
         return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
 
     x = torch.randn(3, 5, 16)

@@ -12,8 +12,10 @@ MODELS = [
     (lambda: MLP(12, 16, 3, out_features=5), (2, 12)),
     (lambda: ConvNet(3, 8, 3, num_classes=4), (2, 3, 8, 8)),
     (lambda: ResNet(depth=20, width=8), (2, 3, 16, 16)),
-    (lambda: ResNet(depth=20, width=8, norm="batch", gate="scalar", shortcut="conv"),
-     (2, 3, 16, 16)),
+    (
+        lambda: ResNet(depth=20, width=8, norm="batch", gate="scalar", shortcut="conv"),
+        (2, 3, 16, 16),
+    ),
     (lambda: Transformer(2, 16, 4, 32, 6, norm="post", gate="scalar"), (2, 6, 16)),
     (lambda: Transformer(2, 16, 4, 32, 6, norm="none"), (2, 6, 16)),
     (lambda: ResidualMLP(12, 16, 3, out_features=4, gate="scalar"), (2, 12)),
@@ -41,8 +43,9 @@ def test_taps_fire_in_order_and_branches_name_real_layers(make, shape):
         for layer in b.layers:
             assert isinstance(model.get_submodule(layer), nn.Linear | nn.Conv2d)
         assert b.gate is None or b.gate in params
-        assert b.norm is None or isinstance(model.get_submodule(b.norm), nn.LayerNorm
-                                            | nn.BatchNorm2d)
+        assert b.norm is None or isinstance(
+            model.get_submodule(b.norm), nn.LayerNorm | nn.BatchNorm2d
+        )
 
 
 @pytest.mark.parametrize("depth", [20, 32, 56])

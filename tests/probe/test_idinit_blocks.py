@@ -31,8 +31,7 @@ def test_idinit_resnet_blocks_have_unit_local_singular_values():
 
 def test_kaiming_resnet_blocks_are_far_from_isometry():
     # The same check must fail for a scheme without identity control: it is not vacuous.
-    model = apply(ResNet(depth=20, norm="none", shortcut="pad", width=8), "kaiming-normal",
-                  seed=0)
+    model = apply(ResNet(depth=20, norm="none", shortcut="pad", width=8), "kaiming-normal", seed=0)
     x = torch.rand(2, 3, 8, 8)
     prof = block_profile(model, x, taps=["layer1.1"])
     s = prof.taps[0].singular_values

@@ -33,8 +33,10 @@ BAD = {
     "negative depth": (GOOD.replace("depth = 2", "depth = -3"), "models[0].depth"),
     "wrong type": (GOOD.replace("width = 4", 'width = "wide"'), "models[0].width"),
     "wrong type of seeds": (GOOD.replace("seeds = [0]", "seeds = 0"), "seeds"),
-    "toml syntax error": (GOOD.replace("depth = 2", "depth = = 2"),
-                          f"line {GOOD.splitlines().index('depth = 2') + 1}, column"),
+    "toml syntax error": (
+        GOOD.replace("depth = 2", "depth = = 2"),
+        f"line {GOOD.splitlines().index('depth = 2') + 1}, column",
+    ),
     "unknown key": (GOOD.replace("width = 4", "width = 4\nwidht = 4"), "models[0].widht"),
 }
 
@@ -112,11 +114,19 @@ def test_report_runs_a_config(tmp_path, capsys):
 
 
 def test_from_rerenders_and_refuses_a_missing_file(small_report, tmp_path, capsys):
-    code, _, _ = _run(capsys, "report", "--from", str(small_report.out / "results.json"),
-                      "--out", str(tmp_path / "again"), "--quiet")
+    code, _, _ = _run(
+        capsys,
+        "report",
+        "--from",
+        str(small_report.out / "results.json"),
+        "--out",
+        str(tmp_path / "again"),
+        "--quiet",
+    )
     assert code == 0 and (tmp_path / "again" / "report.html").is_file()
-    code, _, stderr = _run(capsys, "report", "--from", str(tmp_path / "none.json"),
-                           "--out", str(tmp_path / "x"))
+    code, _, stderr = _run(
+        capsys, "report", "--from", str(tmp_path / "none.json"), "--out", str(tmp_path / "x")
+    )
     assert code == 2 and "not found" in stderr and not (tmp_path / "x").exists()
 
 
@@ -128,12 +138,26 @@ def test_schemes_lists_every_scheme(capsys):
 
 
 def test_probe_prints_a_table_per_tap(capsys):
-    code, stdout, _ = _run(capsys, "probe", "--model", "mlp", "--depth", "3", "--width", "8",
-                           "--activation", "tanh", "--scheme", "orthogonal", "--examples", "2")
+    code, stdout, _ = _run(
+        capsys,
+        "probe",
+        "--model",
+        "mlp",
+        "--depth",
+        "3",
+        "--width",
+        "8",
+        "--activation",
+        "tanh",
+        "--scheme",
+        "orthogonal",
+        "--examples",
+        "2",
+    )
     assert code == 0
     lines = stdout.strip().splitlines()
     header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["tap", "depth"])
-    rows = [line.split() for line in lines[header + 1:]]
+    rows = [line.split() for line in lines[header + 1 :]]
     assert [r[0] for r in rows] == ["acts.0", "acts.1", "acts.2"]
     columns = lines[header].split()
     for row in rows:
@@ -142,11 +166,22 @@ def test_probe_prints_a_table_per_tap(capsys):
 
 
 def test_probe_reports_not_applicable_and_bad_flags(capsys):
-    code, stdout, _ = _run(capsys, "probe", "--model", "mlp", "--depth", "2", "--width", "4",
-                           "--scheme", "fixup", "--examples", "2")
+    code, stdout, _ = _run(
+        capsys,
+        "probe",
+        "--model",
+        "mlp",
+        "--depth",
+        "2",
+        "--width",
+        "4",
+        "--scheme",
+        "fixup",
+        "--examples",
+        "2",
+    )
     assert code == 0 and "not applicable" in stdout
-    code, _, stderr = _run(capsys, "probe", "--model", "mlp", "--depth", "-1", "--scheme",
-                           "idinit")
+    code, _, stderr = _run(capsys, "probe", "--model", "mlp", "--depth", "-1", "--scheme", "idinit")
     assert code == 2 and "--depth" in stderr and len(stderr.strip().splitlines()) == 1
 
 
@@ -159,15 +194,36 @@ def test_help_shows_examples(capsys):
 
 def test_module_entry_point_runs_as_a_subprocess():
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-m", "isokit.cli", "schemes"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "isokit.cli", "schemes"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "idinit" in proc.stdout
 
 
 def test_bad_option_value_is_a_config_error_not_not_applicable(capsys):
-    code = main(["probe", "--model", "mlp", "--depth", "3", "--width", "8", "--scheme", "idinit",
-                 "--option", "contract=tiles", "--examples", "2"])
+    code = main(
+        [
+            "probe",
+            "--model",
+            "mlp",
+            "--depth",
+            "3",
+            "--width",
+            "8",
+            "--scheme",
+            "idinit",
+            "--option",
+            "contract=tiles",
+            "--examples",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "contract" in err[0]
     code = main(["probe", "--model", "mlp", "--depth", "0", "--scheme", "idinit"])

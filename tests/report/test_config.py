@@ -43,8 +43,16 @@ def _with(path: str, value) -> dict:
 def test_default_config_compares_the_required_schemes_and_models():
     cfg = load_config(None)
     names = {s.name for s in cfg.schemes}
-    assert names >= {"idinit", "kaiming-normal", "xavier-normal", "orthogonal", "torch-default",
-                     "fixup", "rezero", "zero"}
+    assert names >= {
+        "idinit",
+        "kaiming-normal",
+        "xavier-normal",
+        "orthogonal",
+        "torch-default",
+        "fixup",
+        "rezero",
+        "zero",
+    }
     kinds = [(m.kind, m.args.get("activation"), m.args.get("norm")) for m in cfg.models]
     assert ("mlp", "tanh", None) in kinds and ("mlp", "relu", None) in kinds
     assert ("resnet", None, "none") in kinds
@@ -61,8 +69,11 @@ def test_example_configs_validate(path):
 
 
 def test_example_configs_exist():
-    assert {p.name for p in EXAMPLES} >= {"depth_sweep_mlp.toml", "resnet_schemes.toml",
-                                          "transformer.toml"}
+    assert {p.name for p in EXAMPLES} >= {
+        "depth_sweep_mlp.toml",
+        "resnet_schemes.toml",
+        "transformer.toml",
+    }
 
 
 def test_resolved_config_round_trips():
@@ -75,8 +86,9 @@ def test_resolved_config_round_trips():
 def test_input_shapes_follow_the_model_kind():
     data = copy.deepcopy(BASE)
     data["inputs"] = {"image_size": 6}
-    data["models"].append({"kind": "transformer", "depth": 2, "d_model": 8, "heads": 2,
-                           "d_ff": 16, "seq_len": 5})
+    data["models"].append(
+        {"kind": "transformer", "depth": 2, "d_model": 8, "heads": 2, "d_ff": 16, "seq_len": 5}
+    )
     cfg = parse_config(data)
     assert [m.input_shape for m in cfg.models] == [(8,), (3, 6, 6), (5, 8)]
 
@@ -92,8 +104,11 @@ def test_input_shapes_follow_the_model_kind():
         (_with("models.0.activation", "tanhh"), "models[0].activation", "'tanh'"),
         (_with("models.0.input_shape", [3, 3]), "models[0].input_shape", "in_features"),
         (_with("schemes.1", "orthogonl"), "schemes[1]", "did you mean 'orthogonal'"),
-        (_with("schemes.0", {"name": "idinit", "options": {"taux": 1}}),
-         "schemes[0].options.taux", "did you mean 'tau'"),
+        (
+            _with("schemes.0", {"name": "idinit", "options": {"taux": 1}}),
+            "schemes[0].options.taux",
+            "did you mean 'tau'",
+        ),
         (_with("schemes.1", {"name": "idinit"}), "schemes[1].label", "used twice"),
         (_with("seeds", [0, "1"]), "seeds[1]", "integer"),
         (_with("seeds", []), "seeds", "non-empty"),
@@ -106,8 +121,21 @@ def test_input_shapes_follow_the_model_kind():
         (_with("seed", [0]), "seed", "did you mean 'seeds'"),
         (_with("threads", 0), "threads", "positive integer"),
         ({"seeds": [0], "schemes": ["idinit"]}, "models", "missing"),
-        (_with("models.0", {"kind": "transformer", "depth": 2, "d_model": 10, "heads": 3,
-                            "d_ff": 8, "seq_len": 4}), "models[0].heads", "divisible"),
+        (
+            _with(
+                "models.0",
+                {
+                    "kind": "transformer",
+                    "depth": 2,
+                    "d_model": 10,
+                    "heads": 3,
+                    "d_ff": 8,
+                    "seq_len": 4,
+                },
+            ),
+            "models[0].heads",
+            "divisible",
+        ),
     ],
 )
 def test_errors_name_the_key(data, key, fragment):

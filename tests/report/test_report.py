@@ -84,11 +84,23 @@ def _figure_names(out: Path) -> set[str]:
 
 def test_every_file_exists_and_parses(small_report):
     out = small_report.out
-    assert {p.name for p in out.iterdir()} == {"results.json", "report.html", "ranking.csv",
-                                               "summary.csv", "figures"}
+    assert {p.name for p in out.iterdir()} == {
+        "results.json",
+        "report.html",
+        "ranking.csv",
+        "summary.csv",
+        "figures",
+    }
     names = _figure_names(out)
-    expected = {"moments", "conditioning", "histograms", "signal", "blocks",
-                "spectrum_mlp-tanh-w6-d3", "spectrum_resnet8-w2-none"}
+    expected = {
+        "moments",
+        "conditioning",
+        "histograms",
+        "signal",
+        "blocks",
+        "spectrum_mlp-tanh-w6-d3",
+        "spectrum_resnet8-w2-none",
+    }
     assert names == expected
     for name in names:
         png = (out / "figures" / f"{name}.png").read_bytes()
@@ -133,15 +145,25 @@ def test_summary_csv_is_tidy_and_matches_the_profiles(small_report):
     keys = [(r["model"], r["scheme"], r["tap"], r["statistic"]) for r in rows]
     assert len(keys) == len(set(keys))  # one row per model × scheme × tap × statistic
     ok = [r for r in small_report.results.records if r.ok]
-    expected = {(r.model, r.scheme, t.name, s) for r in ok for t in r.profile.taps
-                for s in t.stats}
+    expected = {(r.model, r.scheme, t.name, s) for r in ok for t in r.profile.taps for s in t.stats}
     assert set(keys) == expected
     record = ok[0]
     tap = record.profile.taps[-1]
-    pooled = np.concatenate([t.stats["m1"] for r in ok if (r.model, r.scheme) == (
-        record.model, record.scheme) for t in r.profile.taps if t.name == tap.name])
-    row = next(r for r in rows if (r["model"], r["scheme"], r["tap"], r["statistic"]) == (
-        record.model, record.scheme, tap.name, "m1"))
+    pooled = np.concatenate(
+        [
+            t.stats["m1"]
+            for r in ok
+            if (r.model, r.scheme) == (record.model, record.scheme)
+            for t in r.profile.taps
+            if t.name == tap.name
+        ]
+    )
+    row = next(
+        r
+        for r in rows
+        if (r["model"], r["scheme"], r["tap"], r["statistic"])
+        == (record.model, record.scheme, tap.name, "m1")
+    )
     assert float(row["median"]) == pytest.approx(float(np.median(pooled)), rel=1e-12)
     assert int(row["n"]) == pooled.size
 
@@ -155,8 +177,11 @@ def test_not_applicable_is_recorded_with_its_message(small_report):
 def test_infinite_statistics_survive_json_and_the_figures(small_report):
     # ZerO and Fixup zero the ResNet's head, so its last tap has an infinite isometry gap.
     loaded = load_results(small_report.out)
-    gaps = [r.profile.taps[-1].stats["gap"] for r in loaded.records
-            if r.ok and r.model.startswith("resnet") and r.scheme in ("fixup", "zero")]
+    gaps = [
+        r.profile.taps[-1].stats["gap"]
+        for r in loaded.records
+        if r.ok and r.model.startswith("resnet") and r.scheme in ("fixup", "zero")
+    ]
     assert gaps and all(np.isposinf(g).all() for g in gaps)
     rows = ranking(loaded)
     resnet = [r for r in rows if r.model.startswith("resnet")]
@@ -186,8 +211,7 @@ def test_results_json_loads_back_into_equal_profiles(small_report):
                     np.testing.assert_array_equal(values, tb.stats[stat])
     assert loaded.config.to_dict() == original.config.to_dict()
     env = loaded.environment
-    for key in ("isokit", "torch", "numpy", "scipy", "matplotlib", "python", "platform",
-                "device"):
+    for key in ("isokit", "torch", "numpy", "scipy", "matplotlib", "python", "platform", "device"):
         assert env[key]
     assert loaded.command == ["pytest"] and loaded.created.endswith("Z")
 
@@ -213,8 +237,9 @@ def _numbers_only(text: str) -> dict:
 
     def strip(node):
         if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items()
-                    if k not in ("created", "elapsed_s", "command")}
+            return {
+                k: strip(v) for k, v in node.items() if k not in ("created", "elapsed_s", "command")
+            }
         if isinstance(node, list):
             return [strip(v) for v in node]
         return node
@@ -309,9 +334,18 @@ def test_output_dir_moves_finished_files_only(tmp_path):
 
 
 def test_training_section_adds_loss_curves(small_report, tmp_path):
-    training = {"curves": [
-        {"model": "mlp-tanh-w6-d3", "scheme": s, "seed": 0, "step": [1, 2, 3],
-         "loss": [2.0, 1.0 + i, 0.5]} for i, s in enumerate(("idinit", "orthogonal"))]}
+    training = {
+        "curves": [
+            {
+                "model": "mlp-tanh-w6-d3",
+                "scheme": s,
+                "seed": 0,
+                "step": [1, 2, 3],
+                "loss": [2.0, 1.0 + i, 0.5],
+            }
+            for i, s in enumerate(("idinit", "orthogonal"))
+        ]
+    }
     results = dataclasses.replace(small_report.results, training=training)
     render(results, tmp_path / "trained", quiet=True)
     assert "training" in _figure_names(tmp_path / "trained")
@@ -323,8 +357,7 @@ def test_training_section_adds_loss_curves(small_report, tmp_path):
 def test_theory_overlay_is_drawn_where_one_applies(small_report):
     if publish._theory_overlay() is None:
         pytest.skip("isokit.theory.overlay is not there yet")
-    overlays = publish.overlays_for(small_report.results,
-                                          collect_curves(small_report.results))
+    overlays = publish.overlays_for(small_report.results, collect_curves(small_report.results))
     assert ("mlp-tanh-w6-d3", "orthogonal") in overlays
     assert not any(model.startswith("resnet") for model, _ in overlays)
     assert "Theory lines" in (small_report.out / "report.html").read_text(encoding="utf-8")
@@ -364,8 +397,16 @@ def test_default_report_compares_every_required_scheme(tmp_path):
     assert page.is_file()
     loaded = load_results(tmp_path / "default")
     assert {r.status for r in loaded.records} == {"ok", "not applicable"}
-    required = {"idinit", "kaiming-normal", "xavier-normal", "orthogonal", "torch-default",
-                "fixup", "rezero", "zero"}
+    required = {
+        "idinit",
+        "kaiming-normal",
+        "xavier-normal",
+        "orthogonal",
+        "torch-default",
+        "fixup",
+        "rezero",
+        "zero",
+    }
     assert {r.scheme for r in loaded.records} == required
     # Fixup and ReZero need residual branches: applicable to the ResNet, not to the MLPs.
     for r in loaded.records:

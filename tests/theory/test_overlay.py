@@ -22,8 +22,12 @@ def test_critical_relu_follows_the_closed_forms():
     ov = overlay(kind="mlp", model_args={**MLP, "activation": "relu"}, scheme="kaiming-normal")
     np.testing.assert_allclose(ov.m1, 1.0)
     np.testing.assert_allclose(ov.var, 2.0 * np.arange(1, 7))
-    orth = overlay(kind="mlp", model_args={**MLP, "activation": "relu"}, scheme="orthogonal",
-                   scheme_options={"gain": "relu"})
+    orth = overlay(
+        kind="mlp",
+        model_args={**MLP, "activation": "relu"},
+        scheme="orthogonal",
+        scheme_options={"gain": "relu"},
+    )
     np.testing.assert_allclose(orth.var, 1.0 * np.arange(1, 7))
 
 
@@ -39,16 +43,25 @@ def test_torch_default_decays_like_one_third_per_linear_layer():
 
 
 def test_linear_delta_orthogonal_convnet_is_an_exact_isometry():
-    ov = overlay(kind="convnet", model_args=dict(in_channels=8, channels=8, depth=4,
-                 activation="linear"), scheme="delta-orthogonal")
+    ov = overlay(
+        kind="convnet",
+        model_args=dict(in_channels=8, channels=8, depth=4, activation="linear"),
+        scheme="delta-orthogonal",
+    )
     np.testing.assert_allclose(ov.m1, 1.0)
     np.testing.assert_allclose(ov.var, 0.0, atol=1e-12)
 
 
 def test_nonlinear_delta_orthogonal_convnet_gets_no_pooled_line():
     # The per-position law does not describe the pooled spectrum the probe measures.
-    assert overlay(kind="convnet", model_args=dict(in_channels=8, channels=8, depth=4,
-                   activation="tanh"), scheme="delta-orthogonal") is None
+    assert (
+        overlay(
+            kind="convnet",
+            model_args=dict(in_channels=8, channels=8, depth=4, activation="tanh"),
+            scheme="delta-orthogonal",
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,7 +83,8 @@ def test_no_line_where_no_theory_applies(kind, args, scheme, options):
 
 def test_taps_other_than_post_activations_get_no_line():
     args = {**MLP, "activation": "tanh"}
-    assert overlay(kind="mlp", model_args=args, scheme="orthogonal",
-                   taps=["fcs.0", "fcs.1"]) is None
+    assert (
+        overlay(kind="mlp", model_args=args, scheme="orthogonal", taps=["fcs.0", "fcs.1"]) is None
+    )
     taps = [f"acts.{i}" for i in range(6)] + ["head"]
     assert overlay(kind="mlp", model_args=args, scheme="orthogonal", taps=taps) is not None
