@@ -112,8 +112,8 @@ def build_figures(
                     f"spectrum_{S.slug(model)}",
                     f"Singular values against depth: {model}",
                     "Median (line) and 25–75 % / 5–95 % bands of the singular values of the "
-                    "input–output Jacobian at every tap, pooled over inputs and seeds, one panel per "
-                    "scheme. Isometry means a thin band on the dotted line σ = 1.",
+                    "input–output Jacobian at every tap, pooled over inputs and seeds, one panel "
+                    "per scheme. Isometry means a thin band on the dotted line σ = 1.",
                     formats,
                 )
             )
@@ -168,8 +168,8 @@ def build_figures(
                     fig,
                     "histograms",
                     "Singular-value histograms at the first, middle and last tap",
-                    "Fraction of singular values per logarithmic bin, pooled over inputs and seeds; "
-                    "the dotted line marks σ = 1.",
+                    "Fraction of singular values per logarithmic bin, pooled over inputs and "
+                    "seeds; the dotted line marks σ = 1.",
                     formats,
                 )
             )
@@ -187,8 +187,8 @@ def build_figures(
                     fig,
                     "blocks",
                     "Local Jacobians ∂h_l/∂h_(l−1) per block",
-                    "The same statistics for each block's own Jacobian; a product of near-isometric "
-                    "blocks is near-isometric.",
+                    "The same statistics for each block's own Jacobian; a product of "
+                    "near-isometric blocks is near-isometric.",
                     formats,
                 )
             )
@@ -200,8 +200,8 @@ def build_figures(
                     fig,
                     "signal",
                     "Forward signal q_l and c_l against depth",
-                    "q_l: mean squared activation per unit at each tap (log scale); c_l: mean cosine "
-                    "similarity between the activations of different inputs (1 = collapsed).",
+                    "q_l: mean squared activation per unit at each tap (log scale); c_l: mean "
+                    "cosine similarity between the activations of different inputs (1 = collapsed).",
                     formats,
                 )
             )
