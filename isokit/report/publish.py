@@ -201,7 +201,8 @@ def build_figures(
                     "signal",
                     "Forward signal q_l and c_l against depth",
                     "q_l: mean squared activation per unit at each tap (log scale); c_l: mean "
-                    "cosine similarity between the activations of different inputs (1 = collapsed).",
+                    "cosine similarity between the activations of different inputs "
+                    "(1 = collapsed).",
                     formats,
                 )
             )
