@@ -25,7 +25,7 @@ install: $(VENV)/.installed
 report: install
 	$(VENV)/bin/isokit report --out $(OUT)
 
-test: install
+test: lint
 	$(PY) -m pytest -q
 
 test-slow: install
@@ -33,6 +33,7 @@ test-slow: install
 
 lint: install
 	$(VENV)/bin/ruff check isokit tests benchmarks analyses
+	$(VENV)/bin/ruff format --check isokit tests benchmarks analyses
 
 check-report: report
 	$(PY) -m isokit.report.screenshot $(OUT)
