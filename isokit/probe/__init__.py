@@ -19,6 +19,7 @@ Example:
 from isokit.probe.exact import ProbeMemoryError, estimate_exact_memory
 from isokit.probe.lanczos import LanczosResult, lanczos, ritz_bounds, slq_density, slq_moments
 from isokit.probe.moments import TraceMoments, rademacher, trace_moments
+from isokit.probe.options import ProbeOptionError, ProbeOptions
 from isokit.probe.profile import block_profile, profile, signal
 from isokit.probe.result import Profile, Signal, TapSpectrum
 from isokit.probe.stats import stats
@@ -27,6 +28,8 @@ from isokit.probe.taps import TapError, resolve_taps
 __all__ = [
     "LanczosResult",
     "ProbeMemoryError",
+    "ProbeOptionError",
+    "ProbeOptions",
     "Profile",
     "Signal",
     "TapError",

@@ -1,0 +1,291 @@
+"""The options of every probe: :class:`ProbeOptions`, validated once, shared by all probes.
+
+:func:`~isokit.probe.profile`, :func:`~isokit.probe.block_profile` and
+:func:`~isokit.probe.signal` take one ``ProbeOptions`` (or its fields as keyword overrides). Each
+field is checked on construction with strict types (``True`` is not an integer, ``"no"`` is not a
+boolean), so a bad value fails before any model is copied. :meth:`ProbeOptions.from_mapping`
+reads the JSON/TOML form (``dtype = "float64"``) and refuses unknown keys, naming close matches.
+
+Example:
+    >>> import torch
+    >>> opts = ProbeOptions(method="exact", dtype=torch.float32)
+    >>> opts.replace(n_probes=8).n_probes
+    8
+    >>> ProbeOptions.from_mapping({"method": "lanczos", "dtype": "float64"}).to_dict()["dtype"]
+    'float64'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from isokit.probe.checks import (
+    ProbeOptionError,
+    as_int,
+    boolean,
+    choice,
+    close_matches,
+    describe,
+    finite_positive,
+    optional_positive_int,
+    positive_int,
+)
+
+__all__ = ["METHODS", "ProbeOptionError", "ProbeOptions"]
+
+#: The probe methods (``docs/probes.md §3`` exact, ``§4`` matrix-free).
+METHODS: tuple[str, ...] = ("auto", "exact", "lanczos")
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_TOO_COARSE = {"float16", "bfloat16", "half"}
+_GLOB = frozenset("*?[]")
+
+TapsOption = str | Sequence[str] | Callable[[str, nn.Module], bool]
+SlqTapsOption = str | Sequence[str | int] | None
+
+
+def _tap_name(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ProbeOptionError(name, f"tap names must be non-empty strings, got {describe(value)}")
+    if _GLOB & set(value):
+        raise ProbeOptionError(
+            name,
+            f"{value!r} looks like a glob pattern, and tap names are matched literally; list the "
+            "module names or pass a predicate (name, module) -> bool",
+        )
+    return value
+
+
+def check_taps(name: str, value: Any) -> TapsOption:
+    """``"auto"``, one module name, a list/tuple of names (as a tuple) or a predicate.
+
+    Example:
+        >>> check_taps("taps", ["blocks.0", "blocks.1"])
+        ('blocks.0', 'blocks.1')
+    """
+    if isinstance(value, str):
+        return _tap_name(name, value)
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ProbeOptionError(name, "the tap list is empty; pass module names or 'auto'")
+        return tuple(_tap_name(name, item) for item in value)
+    if isinstance(value, nn.Module):
+        raise ProbeOptionError(
+            name,
+            f"got the module {type(value).__name__} itself; pass its name from named_modules()",
+        )
+    if callable(value):
+        return value
+    raise ProbeOptionError(
+        name,
+        f"must be 'auto', a list of module names or a predicate (name, module) -> bool, "
+        f"got {describe(value)}",
+    )
+
+
+def check_slq_taps(name: str, value: Any) -> SlqTapsOption:
+    """``None`` (default depths), ``"all"``, ``"none"``, a tap name, or names and 1-based depths.
+
+    Example:
+        >>> check_slq_taps("slq_taps", ["blocks.0", 3])
+        ('blocks.0', 3)
+    """
+    if value is None or isinstance(value, str):
+        return None if value is None else _tap_name(name, value)
+    if not isinstance(value, list | tuple):
+        raise ProbeOptionError(
+            name,
+            f"must be None, 'all', 'none' or a list of tap names and 1-based depths, got "
+            f"{describe(value)}",
+        )
+    out: list[str | int] = []
+    for item in value:
+        depth = as_int(item)
+        if depth is not None:
+            out.append(positive_int(name, depth, why=" (a 1-based depth)"))
+        else:
+            out.append(_tap_name(name, item))
+    return tuple(out)
+
+
+def check_dtype(name: str, value: Any) -> torch.dtype:
+    """``torch.float64`` or ``torch.float32`` (or their names); half precisions are refused.
+
+    Example:
+        >>> check_dtype("dtype", "float32")
+        torch.float32
+    """
+    key = str(value).replace("torch.", "") if isinstance(value, torch.dtype | str) else None
+    if key in _TOO_COARSE:
+        raise ProbeOptionError(
+            name,
+            f"{key} is too coarse for Jacobian spectra (machine epsilon ~1e-3 swamps small "
+            "singular values and overflows deep products); use float64 (default) or float32",
+        )
+    if key not in _DTYPES:
+        raise ProbeOptionError(name, f"must be float64 or float32, got {describe(value)}")
+    return _DTYPES[key]
+
+
+# The checker of each field, in field order; each returns the (normalized) value.
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "taps": check_taps,
+    "method": lambda n, v: choice(n, v, METHODS),
+    "dtype": check_dtype,
+    "chunk_size": optional_positive_int,
+    "example_chunk": optional_positive_int,
+    "max_memory": optional_positive_int,
+    "n_probes": lambda n, v: positive_int(n, v, minimum=4, why=" (the third moment needs 4)"),
+    "lanczos_steps": positive_int,
+    "slq_taps": check_slq_taps,
+    "seed": lambda n, v: positive_int(n, v, minimum=0),
+    "band": finite_positive,
+    "svd": boolean,
+    "progress": boolean,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeOptions:
+    """How the probes run; every field is validated on construction (module docstring).
+
+    Attributes:
+        taps: ``"auto"``, a list of module names, or a predicate ``(name, module) -> bool``.
+        method: ``"auto"``, ``"exact"`` or ``"lanczos"`` (``docs/probes.md §3``, ``§4``).
+        dtype: probe dtype, ``torch.float64`` (default) or ``torch.float32``.
+        chunk_size: input basis vectors per exact ``jvp`` batch (``None``: from memory).
+        example_chunk: examples per exact sweep (``None``: automatic).
+        max_memory: byte budget of the exact tier (``None``: half the free RAM, 80 % of the
+            free GPU memory).
+        n_probes: Rademacher probes per example for the moments and SLQ (``≥ 4``).
+        lanczos_steps: Lanczos steps per SLQ probe.
+        slq_taps: taps with SLQ densities and Ritz bounds: names or 1-based depths, ``"all"``,
+            ``"none"``, or ``None`` (log-spaced depths plus the last).
+        seed: seed of the probe generator (``≥ 0``).
+        band: half-width of the ``near`` band ``[1/(1+band), 1+band]``.
+        svd: exact tier: ``svdvals`` of ``J`` at every tap instead of the Gram.
+        progress: tqdm progress bars.
+
+    Example:
+        >>> ProbeOptions(chunk_size=0)
+        Traceback (most recent call last):
+        ...
+        isokit.probe.checks.ProbeOptionError: chunk_size: must be a positive integer or None \
+(automatic), got 0
+    """
+
+    taps: TapsOption = "auto"
+    method: str = "auto"
+    dtype: torch.dtype = torch.float64
+    chunk_size: int | None = None
+    example_chunk: int | None = None
+    max_memory: int | None = None
+    n_probes: int = 16
+    lanczos_steps: int = 64
+    slq_taps: SlqTapsOption = None
+    seed: int = 0
+    band: float = 0.1
+    svd: bool = False
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _CHECKS[f.name](f.name, getattr(self, f.name)))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names, in field order.
+
+        Example:
+            >>> ProbeOptions.names()[:3]
+            ('taps', 'method', 'dtype')
+        """
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def _check_names(cls, keys: Sequence[Any]) -> None:
+        allowed = cls.names()
+        for key in keys:
+            if key not in allowed:
+                raise ProbeOptionError(
+                    str(key),
+                    f"unknown probe option{close_matches(str(key), allowed)} "
+                    f"(allowed: {', '.join(allowed)})",
+                )
+
+    def replace(self, **changes: Any) -> ProbeOptions:
+        """A copy with ``changes`` applied and validated; unknown names are refused.
+
+        Example:
+            >>> ProbeOptions().replace(method="exact").method
+            'exact'
+        """
+        self._check_names(list(changes))
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_mapping(
+        cls, mapping: Mapping[str, Any], base: ProbeOptions | None = None
+    ) -> ProbeOptions:
+        """Options from JSON/TOML values (``dtype`` as ``"float64"``) on top of ``base``.
+
+        Example:
+            >>> ProbeOptions.from_mapping({"n_probe": 8})
+            Traceback (most recent call last):
+            ...
+            isokit.probe.checks.ProbeOptionError: n_probe: unknown probe option; did you mean \
+'n_probes'? (allowed: taps, method, dtype, chunk_size, example_chunk, max_memory, n_probes, \
+lanczos_steps, slq_taps, seed, band, svd, progress)
+        """
+        if not isinstance(mapping, Mapping):
+            raise ProbeOptionError(
+                "options", f"must be a mapping of option names to values, got {describe(mapping)}"
+            )
+        if base is not None and not isinstance(base, ProbeOptions):
+            raise ProbeOptionError("base", f"must be ProbeOptions or None, got {describe(base)}")
+        return (base or cls()).replace(**dict(mapping))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON/TOML form, read back by :meth:`from_mapping`.
+
+        A predicate ``taps`` has no such form and raises :class:`ProbeOptionError`.
+
+        Example:
+            >>> ProbeOptions(taps=["a", "b"]).to_dict()["taps"]
+            ['a', 'b']
+        """
+        if callable(self.taps):
+            raise ProbeOptionError(
+                "taps", "a tap predicate has no JSON form; pass the module names instead"
+            )
+        out: dict[str, Any] = {}
+        for name in self.names():
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, torch.dtype):
+                value = str(value).replace("torch.", "")
+            out[name] = value
+        return out
+
+
+def resolve_options(options: ProbeOptions | None, overrides: Mapping[str, Any]) -> ProbeOptions:
+    """``options`` (default ``ProbeOptions()``) with keyword ``overrides`` applied.
+
+    Example:
+        >>> resolve_options(None, {"method": "exact"}).method
+        'exact'
+    """
+    if options is not None and not isinstance(options, ProbeOptions):
+        raise ProbeOptionError(
+            "options",
+            f"must be ProbeOptions or None, got {describe(options)}; pass single options as "
+            "keywords (method='exact') or build ProbeOptions.from_mapping({...})",
+        )
+    base = options or ProbeOptions()
+    return base.replace(**overrides) if overrides else base
