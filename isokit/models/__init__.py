@@ -1,29 +1,70 @@
-"""Reference models with declared taps and residual branches.
+"""Reference models with declared taps and residual branches, and the kinds that describe them.
 
 Every model exposes ``taps`` (ordered module names marking depth, input excluded) and
-``residual_branches()`` (a list of :class:`isokit.ResidualBranch`).
+``residual_branches()`` (a list of :class:`isokit.ResidualBranch`). Every model module also
+declares its :class:`ModelKind` (typed constructor arguments, input shape, label, theory view);
+configs and the command line read :func:`model_kinds`.
+
+Example:
+    >>> kind = get_model_kind("resnet")
+    >>> kind.label({"depth": 20}), kind.input_shape({}, image_size=8)
+    ('resnet20-w16-none', (3, 8, 8))
 """
 
-from isokit.models.activations import ACTIVATIONS, Erf, make_activation
+from isokit.models.activations import (
+    ACTIVATIONS,
+    Erf,
+    check_choice,
+    check_positive_int,
+    make_activation,
+)
 from isokit.models.convnet import ConvNet
 from isokit.models.mlp import MLP
 from isokit.models.residual_mlp import ResidualBlock, ResidualMLP
 from isokit.models.resnet import BasicBlock, PadShortcut, ResNet
+from isokit.models.spec import (
+    Arg,
+    FixedInput,
+    FlatInput,
+    ImageInput,
+    ModelArgError,
+    ModelKind,
+    ModelSize,
+    Rule,
+    get_model_kind,
+    model_flags,
+    model_kinds,
+    register_model_kind,
+)
 from isokit.models.transformer import EncoderBlock, FeedForward, SelfAttention, Transformer
 
 __all__ = [
     "ACTIVATIONS",
     "MLP",
+    "Arg",
     "BasicBlock",
     "ConvNet",
     "EncoderBlock",
     "Erf",
     "FeedForward",
+    "FixedInput",
+    "FlatInput",
+    "ImageInput",
+    "ModelArgError",
+    "ModelKind",
+    "ModelSize",
     "PadShortcut",
     "ResidualBlock",
     "ResidualMLP",
     "ResNet",
+    "Rule",
     "SelfAttention",
     "Transformer",
+    "check_choice",
+    "check_positive_int",
+    "get_model_kind",
     "make_activation",
+    "model_flags",
+    "model_kinds",
+    "register_model_kind",
 ]

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
-from isokit.models.activations import check_positive_int, make_activation
+from isokit.models.activations import ACTIVATIONS, make_activation
+from isokit.models.spec import (
+    Arg,
+    ImageInput,
+    ModelKind,
+    ModelSize,
+    Rule,
+    register_model_kind,
+    size,
+)
 from isokit.structure import ResidualBranch
+
+if TYPE_CHECKING:
+    from isokit.theory import Chain
 
 
 class ConvNet(nn.Module):
@@ -34,14 +50,17 @@ class ConvNet(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        check_positive_int(in_channels, "in_channels")
-        check_positive_int(channels, "channels")
-        check_positive_int(depth, "depth")
-        check_positive_int(kernel_size, "kernel_size")
-        if kernel_size % 2 == 0:
-            raise ValueError(
-                f"kernel_size must be odd so that 'same' padding keeps the size, got {kernel_size}"
+        CONVNET_KIND.resolve(
+            dict(
+                in_channels=in_channels,
+                channels=channels,
+                depth=depth,
+                activation=activation,
+                kernel_size=kernel_size,
+                num_classes=num_classes,
+                bias=bias,
             )
+        )
         self.activation = activation
         self.convs = nn.ModuleList(
             nn.Conv2d(
@@ -56,7 +75,6 @@ class ConvNet(nn.Module):
         self.acts = nn.ModuleList(make_activation(activation) for _ in range(depth))
         self.head = None
         if num_classes is not None:
-            check_positive_int(num_classes, "num_classes")
             self.head = nn.Linear(channels, num_classes)
         self.taps = [f"acts.{i}" for i in range(depth)] + ([] if self.head is None else ["head"])
 
@@ -70,3 +88,56 @@ class ConvNet(nn.Module):
     def residual_branches(self) -> list[ResidualBranch]:
         """A plain CNN has no residual branches."""
         return []
+
+
+def _odd_kernel(a: Mapping[str, Any]) -> str | None:
+    if a["kernel_size"] % 2:
+        return None
+    return f"must be odd so that 'same' padding keeps the size, got {a['kernel_size']}"
+
+
+def _chain(a: Mapping[str, Any]) -> Chain:
+    from isokit.theory import Chain
+
+    return Chain(
+        layer="conv",
+        activation=a["activation"],
+        width=a["channels"],
+        in_width=a["in_channels"],
+        depth=a["depth"],
+        fan_in=a["channels"] * a["kernel_size"] ** 2,
+        bias=a["bias"],
+        taps=tuple(f"acts.{i}" for i in range(a["depth"])),
+    )
+
+
+def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
+    cin, c, L, k2 = a["in_channels"], a["channels"], a["depth"], a["kernel_size"] ** 2
+    bias, classes = int(a["bias"]), a["num_classes"] or 0
+    params = k2 * (cin * c + (L - 1) * c * c) + L * c * bias + classes * (c + 1)
+    pixels = math.prod(shape[1:])
+    return ModelSize(parameters=params, activations=2 * L * c * pixels + classes, modules=2 * L + 3)
+
+
+CONVNET_KIND = register_model_kind(
+    ModelKind(
+        name="convnet",
+        factory=ConvNet,
+        args=(
+            size("in_channels", probe_default=3),
+            size("channels", flag="width", probe_default=16),
+            size("depth", flag="depth", probe_default=8),
+            Arg(name="activation", type=str, choices=ACTIVATIONS, flag="activation"),
+            size("kernel_size"),
+            size("num_classes"),
+            Arg(name="bias", type=bool),
+        ),
+        inputs=ImageInput("in_channels"),
+        label_format="convnet-{activation}-c{channels}-d{depth}",
+        tap_prefix="acts.",
+        rules=(Rule(("kernel_size",), _odd_kernel),),
+        chain_of=_chain,
+        size_of=_size,
+        description="a plain convolutional network (same padding, no skips)",
+    )
+)

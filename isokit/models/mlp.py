@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
-from isokit.models.activations import check_positive_int, make_activation
+from isokit.models.activations import ACTIVATIONS, make_activation
+from isokit.models.spec import (
+    Arg,
+    FlatInput,
+    ModelKind,
+    ModelSize,
+    register_model_kind,
+    size,
+)
 from isokit.structure import ResidualBranch
+
+if TYPE_CHECKING:
+    from isokit.theory import Chain
 
 
 class MLP(nn.Module):
@@ -38,11 +52,16 @@ class MLP(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        check_positive_int(in_features, "in_features")
-        check_positive_int(width, "width")
-        check_positive_int(depth, "depth")
-        if out_features is not None:
-            check_positive_int(out_features, "out_features")
+        MLP_KIND.resolve(
+            dict(
+                in_features=in_features,
+                width=width,
+                depth=depth,
+                out_features=out_features,
+                activation=activation,
+                bias=bias,
+            )
+        )
         self.activation = activation
         self.fcs = nn.ModuleList(
             nn.Linear(in_features if i == 0 else width, width, bias=bias) for i in range(depth)
@@ -60,3 +79,47 @@ class MLP(nn.Module):
     def residual_branches(self) -> list[ResidualBranch]:
         """A plain MLP has no residual branches."""
         return []
+
+
+def _chain(a: Mapping[str, Any]) -> Chain:
+    from isokit.theory import Chain
+
+    return Chain(
+        layer="dense",
+        activation=a["activation"],
+        width=a["width"],
+        in_width=a["in_features"],
+        depth=a["depth"],
+        fan_in=a["width"],
+        bias=a["bias"],
+        taps=tuple(f"acts.{i}" for i in range(a["depth"])),
+    )
+
+
+def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
+    n, w, L, out = a["in_features"], a["width"], a["depth"], a["out_features"] or 0
+    per_unit = int(a["bias"])
+    params = n * w + (L - 1) * w * w + L * w * per_unit + out * (w + per_unit)
+    return ModelSize(parameters=params, activations=2 * L * w + n + out, modules=2 * L + 3)
+
+
+MLP_KIND = register_model_kind(
+    ModelKind(
+        name="mlp",
+        factory=MLP,
+        args=(
+            size("in_features", flag="in-features", probe_default=lambda a: a["width"]),
+            size("width", flag="width", probe_default=64),
+            size("depth", flag="depth", probe_default=8),
+            size("out_features"),
+            Arg(name="activation", type=str, choices=ACTIVATIONS, flag="activation"),
+            Arg(name="bias", type=bool),
+        ),
+        inputs=FlatInput("in_features"),
+        label_format="mlp-{activation}-w{width}-d{depth}",
+        tap_prefix="acts.",
+        chain_of=_chain,
+        size_of=_size,
+        description="a plain fully connected network",
+    )
+)

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
-from isokit.models.activations import check_positive_int, make_activation
+from isokit.models.activations import ACTIVATIONS, make_activation
+from isokit.models.spec import (
+    Arg,
+    FlatInput,
+    ModelKind,
+    ModelSize,
+    register_model_kind,
+    size,
+)
 from isokit.structure import ResidualBranch
 
 
 class ResidualBlock(nn.Module):
     """``x + scale · branch(x)``: ``branch`` is ``φ(fc1 x)`` or ``fc2 φ(fc1 x)``.
 
-    With one layer the block is ``x + a·φ(W x + b)``, the model of ``theory.md`` §4; with two it
-    is the usual pre-activation-free residual MLP block whose last layer IDIZ and Fixup act on.
+    With one layer the block is ``x + a·φ(W x + b)``, the model of ``docs/theory.md`` §4; with
+    two it is the usual pre-activation-free residual MLP block whose last layer IDIZ and Fixup
+    act on.
     """
 
     def __init__(
@@ -78,15 +90,21 @@ class ResidualMLP(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        check_positive_int(width, "width")
-        check_positive_int(depth, "depth")
-        if branch_layers not in (1, 2):
-            raise ValueError(f"branch_layers must be 1 or 2, got {branch_layers!r}")
-        if gate not in (None, "scalar"):
-            raise ValueError(f"gate must be None or 'scalar', got {gate!r}")
+        RESIDUAL_MLP_KIND.resolve(
+            dict(
+                in_features=in_features,
+                width=width,
+                depth=depth,
+                out_features=out_features,
+                activation=activation,
+                branch_layers=branch_layers,
+                scale=scale,
+                gate=gate,
+                bias=bias,
+            )
+        )
         self.stem = None
         if in_features is not None and in_features != width:
-            check_positive_int(in_features, "in_features")
             self.stem = nn.Linear(in_features, width, bias=bias)
         self.blocks = nn.ModuleList(
             ResidualBlock(width, activation, branch_layers, scale, gate, bias) for _ in range(depth)
@@ -113,3 +131,38 @@ class ResidualMLP(nn.Module):
                 )
             )
         return out
+
+
+def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
+    w, L, out, bias = a["width"], a["depth"], a["out_features"] or 0, int(a["bias"])
+    n = a["in_features"]
+    stem = 0 if n is None or n == w else n * w + w * bias
+    per_block = a["branch_layers"] * (w * w + w * bias) + (a["gate"] is not None)
+    params = stem + L * per_block + out * (w + bias)
+    acts = (n or w) + (0 if stem == 0 else w) + L * (2 + a["branch_layers"]) * w + out
+    return ModelSize(parameters=params, activations=acts, modules=4 * L + 4)
+
+
+RESIDUAL_MLP_KIND = register_model_kind(
+    ModelKind(
+        name="residual-mlp",
+        factory=ResidualMLP,
+        args=(
+            # None (TOML: "none", or leave it out): the blocks act on the input directly.
+            size("in_features", default=None, none="none", flag="in-features"),
+            size("width", flag="width", probe_default=64),
+            size("depth", flag="depth", probe_default=8),
+            size("out_features"),
+            Arg(name="activation", type=str, choices=ACTIVATIONS, flag="activation"),
+            Arg(name="branch_layers", type=int, choices=(1, 2)),
+            Arg(name="scale", type=float),
+            Arg(name="gate", type=str, choices=(None, "scalar"), none="none"),
+            Arg(name="bias", type=bool),
+        ),
+        inputs=FlatInput("in_features", fallback="width"),
+        label_format="residual-mlp-{activation}-w{width}-d{depth}",
+        tap_prefix="blocks.",
+        size_of=_size,
+        description="a residual MLP, x + a·branch(x) per block",
+    )
+)

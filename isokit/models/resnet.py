@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isokit.models.activations import check_choice, check_positive_int
+from isokit.models.spec import (
+    Arg,
+    ImageInput,
+    ModelKind,
+    ModelSize,
+    Rule,
+    register_model_kind,
+    size,
+)
 from isokit.structure import ResidualBranch
 
 
@@ -105,15 +117,17 @@ class ResNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        check_positive_int(depth, "depth", minimum=8)
-        check_positive_int(width, "width")
-        check_positive_int(num_classes, "num_classes")
-        check_positive_int(in_channels, "in_channels")
-        if (depth - 2) % 6:
-            raise ValueError(f"ResNet depth must be 6n+2 (20, 32, 44, 56, 110, ...), got {depth}")
-        check_choice(norm, "norm", ("none", "batch"))
-        check_choice(gate, "gate", (None, "scalar"))
-        check_choice(shortcut, "shortcut", ("pad", "conv"))
+        RESNET_KIND.resolve(
+            dict(
+                depth=depth,
+                width=width,
+                norm=norm,
+                gate=gate,
+                shortcut=shortcut,
+                num_classes=num_classes,
+                in_channels=in_channels,
+            )
+        )
         n = (depth - 2) // 6
         self.norm = norm
         self.stem = nn.Sequential(
@@ -159,3 +173,44 @@ class ResNet(nn.Module):
                     )
                 )
         return branches
+
+
+def _depth_6n_plus_2(a: Mapping[str, Any]) -> str | None:
+    depth = a["depth"]
+    if depth >= 8 and (depth - 2) % 6 == 0:
+        return None
+    return f"must be 6n+2 (8, 14, 20, ...), got {depth}"
+
+
+def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
+    n, w, classes = (a["depth"] - 2) // 6, a["width"], a["num_classes"]
+    pixels = math.prod(shape[1:])
+    params = 9 * a["in_channels"] * w + 4 * w * classes + classes
+    acts = 3 * w * pixels + classes
+    for stage in range(3):
+        c = w * 2**stage
+        params += n * 18 * c * c  # two 3×3 convolutions per block (a lower bound)
+        acts += n * 6 * c * (pixels // 4**stage)  # conv, norm and ReLU outputs, twice
+    return ModelSize(parameters=params, activations=acts, modules=3 * n * 8 + 7)
+
+
+RESNET_KIND = register_model_kind(
+    ModelKind(
+        name="resnet",
+        factory=ResNet,
+        args=(
+            size("depth", flag="depth", probe_default=20),
+            size("width", flag="width", probe_default=16),
+            Arg(name="norm", type=str, choices=("none", "batch"), flag="norm"),
+            Arg(name="gate", type=str, choices=(None, "scalar"), none="none"),
+            Arg(name="shortcut", type=str, choices=("pad", "conv")),
+            size("num_classes"),
+            size("in_channels"),
+        ),
+        inputs=ImageInput("in_channels"),
+        label_format="resnet{depth}-w{width}-{norm}",
+        rules=(Rule(("depth",), _depth_6n_plus_2),),
+        size_of=_size,
+        description="a CIFAR ResNet of 6n+2 layers with BasicBlocks",
+    )
+)

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-from isokit.models.activations import check_choice, check_positive_int, make_activation
+from isokit.models.activations import ACTIVATIONS, check_positive_int, make_activation
+from isokit.models.spec import (
+    Arg,
+    FixedInput,
+    ModelKind,
+    ModelSize,
+    Rule,
+    register_model_kind,
+    size,
+)
 from isokit.structure import ResidualBranch
 
 
@@ -20,6 +31,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, d_model: int, heads: int) -> None:
         super().__init__()
+        check_positive_int("d_model", d_model)
+        check_positive_int("heads", heads)
         if d_model % heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
         self.heads = heads
@@ -112,12 +125,18 @@ class Transformer(nn.Module):
         activation: str = "gelu",
     ) -> None:
         super().__init__()
-        for value, what in ((depth, "depth"), (d_model, "d_model"), (heads, "heads")):
-            check_positive_int(value, what)
-        check_positive_int(d_ff, "d_ff")
-        check_positive_int(seq_len, "seq_len")
-        check_choice(norm, "norm", ("pre", "post", "none"))
-        check_choice(gate, "gate", (None, "scalar"))
+        TRANSFORMER_KIND.resolve(
+            dict(
+                depth=depth,
+                d_model=d_model,
+                heads=heads,
+                d_ff=d_ff,
+                seq_len=seq_len,
+                norm=norm,
+                gate=gate,
+                activation=activation,
+            )
+        )
         self.seq_len = seq_len
         self.d_model = d_model
         self.pos_embedding = nn.Parameter(torch.randn(1, seq_len, d_model) * 0.02)
@@ -149,3 +168,41 @@ class Transformer(nn.Module):
             branches.append(ResidualBranch(layers=attn, gate=gate))
             branches.append(ResidualBranch(layers=(f"{p}.ffn.fc1", f"{p}.ffn.fc2"), gate=gate))
         return branches
+
+
+def _heads_divide(a: Mapping[str, Any]) -> str | None:
+    if a["d_model"] % a["heads"] == 0:
+        return None
+    return f"d_model = {a['d_model']} must be divisible by heads = {a['heads']}"
+
+
+def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
+    L, t, d, ff, h = a["depth"], a["seq_len"], a["d_model"], a["d_ff"], a["heads"]
+    per_block = 4 * d * d + 2 * d * ff + ff + 9 * d
+    # q, k, v, scores, softmax, mixed values, out, residuals, norms, fc1, φ, fc2 per block
+    acts = L * (10 * t * d + 2 * h * t * t + 2 * t * ff)
+    return ModelSize(parameters=L * per_block + t * d, activations=acts, modules=12 * L + 3)
+
+
+TRANSFORMER_KIND = register_model_kind(
+    ModelKind(
+        name="transformer",
+        factory=Transformer,
+        args=(
+            size("depth", flag="depth", probe_default=4),
+            size("d_model", flag="width", probe_default=32),
+            size("heads", probe_default=4),
+            size("d_ff", probe_default=lambda a: 4 * a["d_model"]),
+            size("seq_len", probe_default=8),
+            Arg(name="norm", type=str, choices=("pre", "post", "none"), flag="norm"),
+            Arg(name="gate", type=str, choices=(None, "scalar"), none="none"),
+            Arg(name="activation", type=str, choices=ACTIVATIONS, flag="activation"),
+        ),
+        inputs=FixedInput(("seq_len", "d_model")),
+        label_format="transformer-{norm}-d{depth}",
+        tap_prefix="blocks.",
+        rules=(Rule(("heads", "d_model"), _heads_divide),),
+        size_of=_size,
+        description="a Transformer encoder over (seq_len, d_model) inputs",
+    )
+)

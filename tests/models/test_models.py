@@ -83,7 +83,7 @@ def test_erf_activation_is_erf():
         (lambda: ResNet(depth=21), "6n\\+2"),
         (lambda: ResNet(depth=20, norm="layer"), "norm"),
         (lambda: MLP(4, 4, -1), "depth"),
-        (lambda: MLP(4, 4, 2, activation="swishy"), "unknown activation"),
+        (lambda: MLP(4, 4, 2, activation="swishy"), "activation: must be one of"),
         (lambda: ConvNet(3, 4, 2, kernel_size=2), "odd"),
         (lambda: Transformer(2, 10, 3, 8, 4), "divisible"),
     ],
