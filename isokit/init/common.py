@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
 
+from isokit.init.checks import check_choice, check_layer_name
 from isokit.init.layers import WeightSlot, bias_params, reset_norms
 from isokit.init.registry import Context
 
@@ -26,29 +27,31 @@ def fill_on_cpu(t: torch.Tensor, fill: Callable[[torch.Tensor], object]) -> None
     t.copy_(tmp)
 
 
-def check_choice(option: str, value: object, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(
-            f"option {option}={value!r} is not valid; choose one of "
-            + ", ".join(repr(c) for c in choices)
-        )
+def per_layer(
+    name: str, value: float | Mapping[str, float], *, layer: str, default: float
+) -> float:
+    """Resolve option ``name`` for module ``layer``: one value, or the first matching glob.
 
+    ``value`` must have passed :func:`isokit.init.checks.check_per_layer`.
 
-def per_layer(value: float | dict[str, float], name: str, option: str, default: float) -> float:
-    """Resolve a float option given either as one value or as a ``{glob: value}`` map."""
-    if isinstance(value, dict):
+    Example:
+        >>> per_layer("tau", {"layer1.*": 0.5}, layer="layer1.0.conv1", default=1.0)
+        0.5
+    """
+    if isinstance(value, Mapping):
         for pattern, v in value.items():
-            if fnmatch.fnmatchcase(name, pattern):
+            if fnmatch.fnmatchcase(layer, pattern):
                 return float(v)
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"option {option} must be a number or a {{glob: number}} map")
     return float(value)
+
+
+BIAS_CHOICES = ("zero", "keep")
 
 
 def finish_biases(ctx: Context, bias: str) -> None:
     """Zero the weight layers' biases (``bias="zero"``) or keep them (``"keep"``)."""
-    check_choice("bias", bias, ("zero", "keep"))
+    check_choice("bias", bias, BIAS_CHOICES, where=ctx.report.scheme)
     for name, p in bias_params(ctx.model):
         if bias == "zero":
             p.zero_()
@@ -86,12 +89,6 @@ def hook_target(model: nn.Module, layer: str) -> nn.Module:
 
 def check_head_name(ctx: Context, head_name: str | None) -> None:
     """Reject a ``head_name`` that is not a weight layer of the model (before any change)."""
-    if head_name is None:
-        return
-    modules = {slot.module for slot in ctx.slots}
-    if head_name not in modules:
-        import difflib
-
-        close = difflib.get_close_matches(head_name, sorted(modules), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"head_name={head_name!r} is not a weight layer of the model{hint}")
+    check_layer_name(
+        "head_name", head_name, [slot.module for slot in ctx.slots], where=ctx.scheme, optional=True
+    )

@@ -1,9 +1,10 @@
 """Identity-control schemes: Fixup, SkipInit, ReZero, Zero-γ, T-Fixup and ZerO.
 
-Each starts every residual block as (nearly) the identity, in its own way (``baselines.md``
-§8–§13). Those that add scalars (gates, Fixup biases) use the model's declared gate where it
-has one and :mod:`isokit.init.scalars` elsewhere; those that drop normalization replace the norm
-modules by ``nn.Identity`` in place. Every check runs before the model is changed.
+Each starts every residual block as (nearly) the identity, in its own way
+(``docs/baselines.md`` §8–§13). Those that add scalars (gates, Fixup biases) use the model's
+declared gate where it has one and :mod:`isokit.init.scalars` elsewhere; those that drop
+normalization replace the norm modules by ``nn.Identity`` in place. Option checks run before the
+model is changed, and :func:`isokit.init.apply` undoes every change of a scheme that fails.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from isokit.init.checks import check_bool, check_real
 from isokit.init.common import (
     check_head_name,
     fill_on_cpu,
@@ -84,9 +86,9 @@ def _remove_norms(ctx: Context, scheme: str) -> None:
     description="zero last branch layer and classifier, He fan_out × L^(-1/(2m-2)) on other "
     "branch layers, scalar biases and multipliers, no normalization",
     reference="Zhang, Dauphin & Ma, ICLR 2019",
-    options=("head_name", "remove_norms"),
 )
 def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = True) -> None:
+    check_bool("remove_norms", remove_norms, where=ctx.scheme)
     branches = _require_branches(ctx, "fixup")
     check_head_name(ctx, head_name)
     roles = ctx.roles()
@@ -154,9 +156,10 @@ def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = Tr
     description="a zero-initialized scalar gate on every residual branch, He init, "
     "no normalization",
     reference="De & Smith, NeurIPS 2020",
-    options=("alpha", "remove_norms"),
 )
 def skipinit(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> None:
+    alpha = check_real("alpha", alpha, where=ctx.scheme)
+    check_bool("remove_norms", remove_norms, where=ctx.scheme)
     branches = _require_branches(ctx, "skipinit")
     kaiming_normal(ctx)  # He fan_in (ReLU gain), zero biases, norms at γ = 1, β = 0
     _set_gates(ctx, branches, alpha, "skipinit")
@@ -169,9 +172,10 @@ def skipinit(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> 
     description="x + α·F(x) with α = 0 (shared by a layer's sub-layers where the model "
     "declares one gate), torch-default weights, no LayerNorm",
     reference="Bachlechner et al., UAI 2021 (arXiv 2003.04887)",
-    options=("alpha", "remove_norms"),
 )
 def rezero(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> None:
+    alpha = check_real("alpha", alpha, where=ctx.scheme)
+    check_bool("remove_norms", remove_norms, where=ctx.scheme)
     branches = _require_branches(ctx, "rezero")
     torch_default(ctx)
     _set_gates(ctx, branches, alpha, "rezero")
@@ -225,9 +229,9 @@ def _is_attention_branch(model: nn.Module, b: ResidualBranch) -> bool:
     description="Xavier weights, v/out/fc1/fc2 of each encoder layer × 0.67·N^(-1/4), "
     "no LayerNorm, no warm-up",
     reference="Huang, Perez, Ba & Volkovs, ICML 2020",
-    options=("remove_norms",),
 )
 def t_fixup(ctx: Context, *, remove_norms: bool = True) -> None:
+    check_bool("remove_norms", remove_norms, where=ctx.scheme)
     branches = _require_branches(ctx, "t-fixup")
     attention = [b for b in branches if _is_attention_branch(ctx.model, b)]
     if not attention:
@@ -271,7 +275,7 @@ def t_fixup(ctx: Context, *, remove_norms: bool = True) -> None:
     finish_biases(ctx, "zero")
     ctx.report.notes.append(
         f"t-fixup: encoder rule applied with N = {n_layers} layers (encoder-only use is "
-        "unspecified in the paper, T-Fixup#6)"
+        "unspecified in the paper, see docs/baselines.md §12)"
     )
     if remove_norms:
         _remove_norms(ctx, "t-fixup")
@@ -282,7 +286,6 @@ def t_fixup(ctx: Context, *, remove_norms: bool = True) -> None:
     description="ZerO: deterministic identity / Hadamard matrices on the main stem, zero "
     "residual branches and classifier",
     reference="Zhao, Schäfer & Anandkumar, TMLR 2022",
-    options=("head_name",),
 )
 def zero(ctx: Context, *, head_name: str | None = None) -> None:
     check_head_name(ctx, head_name)

@@ -1,6 +1,6 @@
 """IDInit at the tensor level: the padded identity IDI_τ and the zero-preserving IDIZ_ε.
 
-Rules (``/work/shared/reference/idinit.md`` §3–§6; indices 0-based, ``m`` a row, ``j`` a
+Rules (``docs/idinit.md`` §3–§6; indices 0-based, ``m`` a row, ``j`` a
 column of a ``(D_out, D_in)`` matrix):
 
 * **IDI_τ** (§3): ``W[m, j] = τ`` if ``m mod D_in == j``, else 0. Square: ``τI``. Expanding:
@@ -49,12 +49,12 @@ init report.
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
+from isokit.init.checks import check_choice, check_dtype, check_groups, check_real, check_weight
 from isokit.init.identity_conv import FlattenOrder, centre_pattern, group_view, patch_pattern
 
 __all__ = [
@@ -83,58 +83,14 @@ SingleInput = Literal["alternate", "plain"]
 # validation
 
 
-def _check_weight(w: object, fn: str) -> None:
-    if not isinstance(w, Tensor):
-        raise TypeError(f"{fn} expects a torch.Tensor, got {type(w).__name__}")
-    if not w.is_floating_point():
-        raise TypeError(
-            f"{fn} needs a real floating-point tensor, got dtype {w.dtype}; "
-            "create the weight as float (e.g. w.float()) before initializing it"
-        )
-    if w.ndim < 2:
-        raise ValueError(
-            f"{fn} needs a weight with at least 2 dimensions, Linear (out, in) or ConvNd "
-            f"(out, in/groups, *kernel), got shape {tuple(w.shape)}; a 1-D bias or norm scale "
-            "has no identity pattern, use torch.nn.init.zeros_/ones_ for it"
-        )
-    if w.numel() == 0:
-        raise ValueError(
-            f"{fn} got an empty tensor of shape {tuple(w.shape)}; every dimension must be >= 1"
-        )
-
-
-def _check_choice(name: str, value: object, literal: object, *, allow_none: bool = False) -> None:
-    allowed = get_args(literal)
-    if (allow_none and value is None) or value in allowed:
-        return
-    shown = ", ".join(repr(a) for a in ((None, *allowed) if allow_none else allowed))
-    raise ValueError(f"{name}={value!r} is not supported; use one of {shown}")
-
-
-def _check_real(name: str, value: object, *, nonneg: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}; pass a finite float such as 1e-6")
-    if nonneg and value < 0:
-        raise ValueError(f"{name} must be >= 0 (it is a standard deviation), got {value}")
-    return value
-
-
-def _check_groups(w: Tensor, groups: object, fn: str) -> int:
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
-    if w.ndim == 2 and groups != 1:
-        raise ValueError(
-            f"{fn}: groups={groups} only applies to conv weights; a 2-D weight takes groups=1"
-        )
-    if w.shape[0] % groups:
-        raise ValueError(
-            f"{fn}: groups={groups} does not divide C_out={w.shape[0]}; pass the conv's own "
-            "groups (module.groups)"
-        )
-    return groups
+def _check_identity_weight(w: object, fn: str) -> None:
+    check_weight(
+        "w",
+        w,
+        where=fn,
+        hint="a 1-D bias or norm scale has no identity pattern, use torch.nn.init.zeros_/ones_ "
+        "for it",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,15 +192,16 @@ def idi_(
         >>> conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
         >>> _ = idi_(conv.weight, loose="tau", generator=g)
     """
-    _check_weight(w, "idi_")
-    tau = _check_real("tau", tau)
-    loose_std = _check_real("loose_std", loose_std, nonneg=True)
-    _check_choice("contract", contract, Contract)
-    _check_choice("conv_mode", conv_mode, ConvMode)
-    _check_choice("flatten_order", flatten_order, FlattenOrder)
-    _check_choice("depthwise", depthwise, Depthwise)
-    _check_choice("loose", loose, Loose, allow_none=True)
-    groups = _check_groups(w, groups, "idi_")
+    fn = "idi_"
+    _check_identity_weight(w, fn)
+    tau = check_real("tau", tau, where=fn)
+    loose_std = check_real("loose_std", loose_std, where=fn, minimum=0.0)
+    check_choice("contract", contract, get_args(Contract), where=fn)
+    check_choice("conv_mode", conv_mode, get_args(ConvMode), where=fn)
+    check_choice("flatten_order", flatten_order, get_args(FlattenOrder), where=fn)
+    check_choice("depthwise", depthwise, get_args(Depthwise), where=fn)
+    check_choice("loose", loose, get_args(Loose), where=fn, allow_none=True)
+    groups = check_groups("groups", groups, w, where=fn)
 
     def fill(d_out: int, d_in: int) -> Tensor:
         return _idi_unit(d_out, d_in, contract)
@@ -318,12 +275,13 @@ def idiz_(
         >>> w @ torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
         tensor([-3., -3., -1.])
     """
-    _check_weight(w, "idiz_")
-    eps = _check_real("eps", eps)
-    _check_choice("mode", mode, IdizMode)
-    _check_choice("single_input", single_input, SingleInput)
-    _check_choice("flatten_order", flatten_order, FlattenOrder)
-    groups = _check_groups(w, groups, "idiz_")
+    fn = "idiz_"
+    _check_identity_weight(w, fn)
+    eps = check_real("eps", eps, where=fn)
+    check_choice("mode", mode, get_args(IdizMode), where=fn)
+    check_choice("single_input", single_input, get_args(SingleInput), where=fn)
+    check_choice("flatten_order", flatten_order, get_args(FlattenOrder), where=fn)
+    groups = check_groups("groups", groups, w, where=fn)
 
     if mode == "zero":
         return _write(w, torch.zeros(w.shape, dtype=torch.float64))
@@ -352,14 +310,9 @@ def unused_input_channels(w: Tensor, *, groups: int = 1) -> int:
         >>> unused_input_channels(idi_(conv.weight))
         56
     """
-    if not isinstance(w, Tensor):
-        raise TypeError(f"unused_input_channels expects a torch.Tensor, got {type(w).__name__}")
-    if w.ndim < 2 or w.numel() == 0:
-        raise ValueError(
-            "unused_input_channels needs a non-empty weight with at least 2 dimensions, "
-            f"got shape {tuple(w.shape)}"
-        )
-    groups = _check_groups(w, groups, "unused_input_channels")
+    fn = "unused_input_channels"
+    check_weight("w", w, where=fn, floating=False)
+    groups = check_groups("groups", groups, w, where=fn)
     used = (group_view(w.detach(), groups) != 0).any(dim=3).any(dim=1)
     return int((~used).sum())
 
@@ -375,10 +328,10 @@ def loosening_representable(dtype: torch.dtype, tau: float = 1.0, loose_std: flo
         >>> loosening_representable(torch.float32), loosening_representable(torch.bfloat16)
         (True, False)
     """
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"loosening_representable needs a floating torch.dtype, got {dtype!r}")
-    magnitude = abs(_check_real("tau", tau))
-    loose_std = _check_real("loose_std", loose_std, nonneg=True)
+    fn = "loosening_representable"
+    check_dtype("dtype", dtype, where=fn)
+    magnitude = abs(check_real("tau", tau, where=fn))
+    loose_std = check_real("loose_std", loose_std, where=fn, minimum=0.0)
     info = torch.finfo(dtype)
     if magnitude > info.max:
         return False

@@ -1,4 +1,4 @@
-"""The IDInit model recipe (``idinit.md`` §7–§8): identity everywhere, IDIZ on branch ends.
+"""The IDInit model recipe (``docs/idinit.md`` §7–§8): identity everywhere, IDIZ on branch ends.
 
 1. Every layer on a residual branch gets IDI_τ (IDIC_τ for convolutions) except the branch's
    last layer, which gets IDIZ_ε (IDIZC_ε).
@@ -10,8 +10,11 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
+from isokit.init.checks import check_choice, check_per_layer, check_real
 from isokit.init.common import (
-    check_choice,
+    BIAS_CHOICES,
     check_head_name,
     fill_on_cpu,
     finish_biases,
@@ -19,28 +22,47 @@ from isokit.init.common import (
     per_layer,
     report_slot,
 )
-from isokit.init.identity import idi_, idiz_, loosening_representable, unused_input_channels
+from isokit.init.identity import (
+    Contract,
+    ConvMode,
+    Depthwise,
+    FlattenOrder,
+    IdizMode,
+    Loose,
+    SingleInput,
+    idi_,
+    idiz_,
+    loosening_representable,
+    unused_input_channels,
+)
 from isokit.init.layers import embedding_modules, head_layer, unsupported_modules
 from isokit.init.registry import Context, register
 
-IDINIT_OPTIONS = (
-    "tau",
-    "eps",
-    "contract",
-    "loose",
-    "loose_std",
-    "conv_mode",
-    "flatten_order",
-    "depthwise",
-    "residual_last",
-    "idiz_single_input",
-    "head",
-    "head_name",
-    "embeddings",
-    "last_norm_gamma",
-    "bias",
-    "unsupported",
-)
+_CHOICES = {
+    "contract": get_args(Contract),
+    "conv_mode": get_args(ConvMode),
+    "flatten_order": get_args(FlattenOrder),
+    "depthwise": get_args(Depthwise),
+    "residual_last": get_args(IdizMode),
+    "idiz_single_input": get_args(SingleInput),
+    "head": ("idi", "zero", "keep"),
+    "embeddings": ("keep", "idi"),
+    "bias": BIAS_CHOICES,
+    "unsupported": ("keep", "raise"),
+}
+
+
+def _check_options(ctx: Context, options: dict) -> None:
+    """Check every option before the model changes, naming the scheme in the message."""
+    where = ctx.scheme
+    for name, choices in _CHOICES.items():
+        check_choice(name, options[name], choices, where=where)
+    check_choice("loose", options["loose"], get_args(Loose), where=where, allow_none=True)
+    check_per_layer("tau", options["tau"], where=where)
+    check_real("eps", options["eps"], where=where)
+    check_real("loose_std", options["loose_std"], where=where, minimum=0.0)
+    check_real("last_norm_gamma", options["last_norm_gamma"], where=where)
+    check_head_name(ctx, options["head_name"])
 
 
 @register(
@@ -48,7 +70,6 @@ IDINIT_OPTIONS = (
     description="IDInit: padded identity IDI_τ on every layer, zero-preserving IDIZ_ε on the "
     "last layer of each residual branch, patch-maintain convolutions",
     reference="Pan et al., ICLR 2025 (arXiv 2503.04626)",
-    options=IDINIT_OPTIONS,
 )
 def idinit(
     ctx: Context,
@@ -70,7 +91,7 @@ def idinit(
     bias: str = "zero",
     unsupported: str = "keep",
 ) -> None:
-    """Apply IDInit; every option is one of the uncertain points of ``idinit.md`` §9.
+    """Apply IDInit; every option is one of the uncertain points of ``docs/idinit.md`` §9.
 
     Options (defaults first): ``tau`` (1.0, or a ``{glob: τ}`` map per layer), ``eps`` (1e-6),
     ``contract`` ("truncate" | "tile"), ``loose`` ("tau" | "all" | None), ``loose_std`` (1e-6),
@@ -81,11 +102,7 @@ def idinit(
     ``embeddings`` ("keep" | "idi"), ``last_norm_gamma`` (1.0 | 0.0), ``bias`` ("zero" |
     "keep"), ``unsupported`` ("keep" | "raise").
     """
-    check_choice("head", head, ("idi", "zero", "keep"))
-    check_choice("embeddings", embeddings, ("keep", "idi"))
-    check_choice("unsupported", unsupported, ("keep", "raise"))
-    check_choice("residual_last", residual_last, ("idiz", "zero", "idi_eps"))
-    check_head_name(ctx, head_name)
+    _check_options(ctx, dict(locals()))  # as the first statement, locals() is the options
     model = ctx.model
     skipped = unsupported_modules(model)
     if skipped and unsupported == "raise":
@@ -124,7 +141,7 @@ def idinit(
                 rule = "idizc"
             report_slot(ctx, slot, rule, f"eps={eps:g}")
         else:
-            tau_l = per_layer(tau, slot.module, "tau", 1.0)
+            tau_l = per_layer("tau", tau, layer=slot.module, default=1.0)
             fill_on_cpu(
                 t,
                 lambda w, s=slot, tl=tau_l: idi_(

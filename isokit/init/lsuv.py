@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from isokit.init.common import check_choice, fill_on_cpu, finish_biases, report_slot
+from isokit.init.checks import check_choice, check_int, check_real
+from isokit.init.common import fill_on_cpu, finish_biases, report_slot
 from isokit.init.orthogonal import orthogonal_
 from isokit.init.registry import Context, register
 
@@ -51,12 +52,58 @@ def _output_stat(model: nn.Module, layer: nn.Module, data: torch.Tensor, criteri
     return float(out.std() if criterion == "std" else out.var())
 
 
+def _checked_data(ctx: Context, target: float, tol: float, max_iter: int) -> torch.Tensor:
+    """Check the batch and the numeric options; return the batch on the model's device/dtype."""
+    data = ctx.data
+    if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.dim() < 1:
+        raise TypeError("lsuv needs data= a floating tensor batch of shape (B, ...)")
+    if data.shape[0] < 2:
+        raise ValueError("lsuv needs a batch of at least 2 examples to measure a spread")
+    check_real("target", target, where=ctx.scheme, positive=True)
+    check_real("tol", tol, where=ctx.scheme, positive=True)
+    check_int("max_iter", max_iter, where=ctx.scheme, minimum=0)
+    if not torch.isfinite(data).all():
+        raise ValueError("lsuv data contains NaN or inf; pass a finite batch")
+    param = next(ctx.model.parameters(), None)
+    if param is not None:
+        data = data.to(device=param.device, dtype=param.dtype)
+    return data
+
+
+def _rescale(
+    ctx: Context,
+    name: str,
+    data: torch.Tensor,
+    *,
+    target: float,
+    tol: float,
+    max_iter: int,
+    criterion: str,
+) -> None:
+    """Rescale layer ``name`` until its output spread is within ``tol`` of ``target``."""
+    layer = ctx.model.get_submodule(name)
+    stat = float("nan")
+    for attempt in range(max_iter + 1):
+        stat = _output_stat(ctx.model, layer, data, criterion)
+        if not math.isfinite(stat):
+            raise ValueError(
+                f"lsuv: the output {criterion} of {name} is {stat}; the model overflows "
+                "on this batch (try a smaller batch scale or another init first)"
+            )
+        if stat == 0.0 or abs(stat - target) <= tol or attempt == max_iter:
+            break
+        layer.weight.mul_(target / stat if criterion == "std" else (target / stat) ** 0.5)
+    flags = ["output spread 0: skipped"] if stat == 0.0 else []
+    if stat != 0.0 and abs(stat - target) > tol:
+        flags.append(f"not converged in {max_iter} steps ({criterion} {stat:.3g})")
+    ctx.report.add(f"{name}.weight", layer.weight.shape, "lsuv", f"{criterion}={stat:.4g}", flags)
+
+
 @register(
     "lsuv",
     description="layer-sequential unit variance: orthonormal weights rescaled layer by layer "
     "until each output has unit spread on a batch (needs data=)",
     reference="Mishkin & Matas, ICLR 2016",
-    options=("target", "tol", "max_iter", "criterion", "order"),
     needs_data=True,
 )
 def lsuv(
@@ -68,31 +115,26 @@ def lsuv(
     criterion: str = "std",
     order: str = "execution",
 ) -> None:
-    """LSUV with the reference package's semantics by default.
+    """LSUV with the reference package's semantics by default (``docs/baselines.md`` §7).
 
     ``criterion="std"``: while |std − target| > tol, W ← W·target/std (ducha-aiki/lsuv);
     ``"var"``: while |Var − target| > tol, W ← W·√(target/Var) (the paper, for target 1).
     Layers are visited in execution order (``order="registration"`` follows the reference
     package). A layer whose output spread is 0 is skipped, not divided; a non-finite spread
     raises.
+
+    Example:
+        >>> import isokit
+        >>> from isokit.models import MLP
+        >>> x = torch.randn(32, 8, generator=torch.Generator().manual_seed(0))
+        >>> model = isokit.init.apply(MLP(8, 16, 2), "lsuv", data=x, seed=0, tol=0.01)
+        >>> round(float(model.fcs[0](x).detach().std()), 1)
+        1.0
     """
-    check_choice("criterion", criterion, ("std", "var"))
-    check_choice("order", order, ("execution", "registration"))
-    data = ctx.data
+    check_choice("criterion", criterion, ("std", "var"), where=ctx.scheme)
+    check_choice("order", order, ("execution", "registration"), where=ctx.scheme)
+    data = _checked_data(ctx, target, tol, max_iter)
     model = ctx.model
-    if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.dim() < 1:
-        raise TypeError("lsuv needs data= a floating tensor batch of shape (B, ...)")
-    if data.shape[0] < 2:
-        raise ValueError("lsuv needs a batch of at least 2 examples to measure a spread")
-    if not tol > 0 or not target > 0:
-        raise ValueError("lsuv needs target > 0 and tol > 0")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 0:
-        raise ValueError(f"lsuv needs an integer max_iter >= 0, got {max_iter!r}")
-    if not torch.isfinite(data).all():
-        raise ValueError("lsuv data contains NaN or inf; pass a finite batch")
-    param = next(model.parameters(), None)
-    if param is not None:
-        data = data.to(device=param.device, dtype=param.dtype)
     was_training = model.training
     model.eval()
     try:
@@ -103,23 +145,8 @@ def lsuv(
             fill_on_cpu(slot.tensor, lambda w: orthogonal_(w, generator=ctx.generator))
         finish_biases(ctx, "zero")
         for name in layers:
-            layer = model.get_submodule(name)
-            stat = float("nan")
-            for attempt in range(max_iter + 1):
-                stat = _output_stat(model, layer, data, criterion)
-                if not math.isfinite(stat):
-                    raise ValueError(
-                        f"lsuv: the output {criterion} of {name} is {stat}; the model overflows "
-                        "on this batch (try a smaller batch scale or another init first)"
-                    )
-                if stat == 0.0 or abs(stat - target) <= tol or attempt == max_iter:
-                    break
-                layer.weight.mul_(target / stat if criterion == "std" else (target / stat) ** 0.5)
-            flags = ["output spread 0: skipped"] if stat == 0.0 else []
-            if stat != 0.0 and abs(stat - target) > tol:
-                flags.append(f"not converged in {max_iter} steps ({criterion} {stat:.3g})")
-            ctx.report.add(
-                f"{name}.weight", layer.weight.shape, "lsuv", f"{criterion}={stat:.4g}", flags
+            _rescale(
+                ctx, name, data, target=target, tol=tol, max_iter=max_iter, criterion=criterion
             )
         hooked = set(layers)
         for slot in ctx.slots:

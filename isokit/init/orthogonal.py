@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from isokit.init.variance import _check_float, _check_groups, _check_weight
+from isokit.init.checks import check_bool, check_groups, check_real, check_weight
 
 __all__ = ["delta_orthogonal_", "dirac_", "eye_", "orthogonal_"]
 
@@ -54,8 +54,8 @@ def orthogonal_(
         >>> torch.allclose(w.T @ w, torch.eye(32, dtype=torch.float64))
         True
     """
-    _check_weight(w, "orthogonal_")
-    _check_float(w, "orthogonal_")
+    check_weight("w", w, where="orthogonal_")
+    gain = check_real("gain", gain, where="orthogonal_")
     rows = w.size(0)
     q = _haar(rows, w.numel() // rows, generator, w.device)
     with torch.no_grad():
@@ -63,9 +63,9 @@ def orthogonal_(
     return w
 
 
-def _check_conv(w: Tensor, fn: str, linear_alternative: str) -> None:
+def _check_conv(name: str, w: Tensor, *, where: str, linear_alternative: str) -> None:
     hint = f"pass a ConvNd weight (C_out, C_in/groups, *k); use {linear_alternative} for Linear"
-    _check_weight(w, fn, min_dim=3, max_dim=5, hint=hint)
+    check_weight(name, w, where=where, min_dim=3, max_dim=5, hint=hint)
 
 
 def delta_orthogonal_(
@@ -92,9 +92,10 @@ def delta_orthogonal_(
         >>> _ = delta_orthogonal_(conv.weight, generator=torch.Generator().manual_seed(0))
     """
     fn = "delta_orthogonal_"
-    _check_conv(w, fn, "orthogonal_")
-    _check_float(w, fn)
-    _check_groups(w, groups, fn)
+    _check_conv("w", w, where=fn, linear_alternative="orthogonal_")
+    gain = check_real("gain", gain, where=fn)
+    check_groups("groups", groups, w, where=fn)
+    check_bool("allow_contracting", allow_contracting, where=fn)
     kernel = tuple(w.shape[2:])
     if any(k % 2 == 0 for k in kernel):
         raise ValueError(
@@ -129,8 +130,8 @@ def eye_(w: Tensor, scale: float = 1.0) -> Tensor:
                 [0.0000, 0.5000],
                 [0.0000, 0.0000]])
     """
-    _check_weight(w, "eye_", min_dim=2, max_dim=2, hint="use dirac_ for conv weights")
-    _check_float(w, "eye_")
+    check_weight("w", w, where="eye_", min_dim=2, max_dim=2, hint="use dirac_ for conv weights")
+    scale = check_real("scale", scale, where="eye_")
     with torch.no_grad():
         torch.nn.init.eye_(w).mul_(scale)
     return w
@@ -148,9 +149,9 @@ def dirac_(w: Tensor, scale: float = 1.0, *, groups: int = 1) -> Tensor:
         >>> float(w[:, :, 1, 1].trace())
         16.0
     """
-    _check_conv(w, "dirac_", "eye_")
-    _check_float(w, "dirac_")
-    _check_groups(w, groups, "dirac_")
+    _check_conv("w", w, where="dirac_", linear_alternative="eye_")
+    scale = check_real("scale", scale, where="dirac_")
+    check_groups("groups", groups, w, where="dirac_")
     with torch.no_grad():
         torch.nn.init.dirac_(w, groups).mul_(scale)
     return w

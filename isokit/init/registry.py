@@ -1,17 +1,27 @@
-"""One registry for every model-level scheme: :func:`apply` and :func:`schemes`."""
+"""One registry for every model-level scheme: :func:`apply`, :func:`schemes`, :func:`get_scheme`.
+
+A scheme is registered next to its definition with :func:`register`; its options are the
+keyword-only parameters of its function and, where it draws i.i.d. weights, it registers its
+weight law too (:meth:`Scheme.weight_law`), so that no other module restates either.
+"""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import torch
 from torch import nn
 
+from isokit.init.checks import check_bool, check_finite_options, check_int
 from isokit.init.layers import WeightSlot, weight_slots
 from isokit.init.report import InitReport
+from isokit.init.rollback import Checkpoint, changed_non_finite
 from isokit.structure import ResidualBranch
+from isokit.theory.law import WeightLaw
 
 
 class SchemeNotApplicable(ValueError):
@@ -29,6 +39,7 @@ class Context:
     model: nn.Module
     report: InitReport
     generator: torch.Generator | None
+    scheme: str = ""
     data: torch.Tensor | None = None
     branch_spec: object = None
     branch_last: object = None
@@ -74,18 +85,95 @@ class Context:
 
 
 SchemeFn = Callable[..., None]
+LawFn = Callable[..., WeightLaw | None]
+"""``law(options, *, fan_in, bias)``: the weight law of a scheme given its complete options."""
+
+
+def _keyword_defaults(fn: SchemeFn) -> dict[str, object]:
+    """The scheme's options and their defaults: the keyword-only parameters of ``fn``."""
+    params = inspect.signature(fn).parameters.values()
+    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
 
 
 @dataclass(frozen=True, kw_only=True)
 class Scheme:
-    """A registered model-level scheme."""
+    """A registered model-level scheme.
+
+    Attributes:
+        name: the name :func:`apply` takes.
+        description: one line for :func:`schemes`.
+        reference: the paper or code it follows.
+        fn: ``fn(ctx, **options)``, the scheme itself.
+        defaults: each option and its default, read from ``fn``'s keyword-only parameters,
+            the one place they are written.
+        needs_data: whether the scheme needs a batch of inputs (``data=``).
+        law: the scheme's weight law as a function of its options (see :meth:`weight_law`),
+            or ``None`` for schemes whose weights are not i.i.d. draws.
+
+    Example:
+        >>> get_scheme("xavier-normal").defaults["gain"]
+        1.0
+    """
 
     name: str
     description: str
     reference: str
     fn: SchemeFn
-    options: tuple[str, ...] = ()
+    defaults: Mapping[str, object] = field(default_factory=dict)
     needs_data: bool = False
+    law: LawFn | None = field(default=None, repr=False)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The names of the scheme's options, in the order of its signature."""
+        return tuple(self.defaults)
+
+    def check_options(self, options: Mapping[str, object]) -> None:
+        """Refuse option names the scheme does not take and non-finite numbers.
+
+        Example:
+            >>> get_scheme("orthogonal").check_options({"gian": 2.0})
+            Traceback (most recent call last):
+            ...
+            TypeError: scheme 'orthogonal' got unknown option(s) gian; its options are: gain, bias
+        """
+        if not isinstance(options, Mapping):
+            raise TypeError(
+                f"scheme {self.name!r}: options must be a mapping of option names to values, "
+                f"got {type(options).__name__}"
+            )
+        unknown = sorted(set(options) - set(self.defaults), key=str)
+        if unknown:
+            allowed = ", ".join(self.options) or "none"
+            raise TypeError(
+                f"scheme {self.name!r} got unknown option(s) {', '.join(map(str, unknown))}; "
+                f"its options are: {allowed}"
+            )
+        check_finite_options(options, where=self.name)
+
+    def weight_law(
+        self, options: Mapping[str, object] | None = None, *, fan_in: int, bias: bool
+    ) -> WeightLaw | None:
+        """The i.i.d. law this scheme draws a square layer of fan-in ``fan_in`` from, or None.
+
+        ``options`` are the scheme's options as :func:`apply` takes them (missing ones take
+        their defaults); ``bias`` says whether the layers have biases. ``None`` means the
+        weights are not i.i.d. draws of a known law (identity-like, data-dependent or
+        architecture-changing schemes, or biases the scheme keeps).
+
+        Example:
+            >>> get_scheme("kaiming-normal").weight_law({}, fan_in=64, bias=True)
+            WeightLaw(sigma_w2=2.0, sigma_b2=0.0, ensemble='gaussian')
+            >>> get_scheme("idinit").weight_law({}, fan_in=64, bias=True) is None
+            True
+        """
+        options = {} if options is None else options
+        self.check_options(options)
+        fan_in = check_int("fan_in", fan_in, where=f"{self.name} weight_law", minimum=1)
+        bias = check_bool("bias", bias, where=f"{self.name} weight_law")
+        if self.law is None:
+            return None
+        return self.law({**self.defaults, **options}, fan_in=fan_in, bias=bias)
 
     def __str__(self) -> str:
         return f"{self.name:<17} {self.description} [{self.reference}]"
@@ -111,10 +199,24 @@ def register(
     *,
     description: str,
     reference: str,
-    options: Iterable[str] = (),
     needs_data: bool = False,
+    weight_law: LawFn | None = None,
 ) -> Callable[[SchemeFn], SchemeFn]:
-    """Register ``fn(ctx, **options)`` as the model-level scheme ``name``."""
+    """Register ``fn(ctx, *, **options)`` as the model-level scheme ``name``.
+
+    The scheme's options are ``fn``'s keyword-only parameters, with their defaults.
+    ``weight_law(options, *, fan_in, bias)`` receives the complete options (defaults filled in)
+    and returns the :class:`isokit.theory.WeightLaw` of the weights the scheme draws, or None.
+
+    Example:
+        >>> @register("halve-demo", description="demo", reference="none")
+        ... def halve(ctx, *, factor: float = 0.5) -> None:
+        ...     for slot in ctx.slots:
+        ...         slot.tensor.mul_(factor)
+        >>> get_scheme("halve-demo").options
+        ('factor',)
+        >>> _ = _REGISTRY.pop("halve-demo")
+    """
 
     def wrap(fn: SchemeFn) -> SchemeFn:
         _REGISTRY[name] = Scheme(
@@ -122,8 +224,9 @@ def register(
             description=description,
             reference=reference,
             fn=fn,
-            options=tuple(options),
+            defaults=MappingProxyType(_keyword_defaults(fn)),
             needs_data=needs_data,
+            law=weight_law,
         )
         return fn
 
@@ -131,12 +234,23 @@ def register(
 
 
 def schemes() -> SchemeList:
-    """Every scheme :func:`apply` accepts, with a one-line description and its reference."""
+    """Every scheme :func:`apply` accepts, with a one-line description and its reference.
+
+    Example:
+        >>> "idinit" in schemes().names()
+        True
+    """
     # IDInit first, then the baselines in registration order.
     return SchemeList(sorted(_REGISTRY.values(), key=lambda s: s.name != "idinit"))
 
 
 def get_scheme(name: str) -> Scheme:
+    """The registered scheme ``name``; an unknown name raises ``ValueError`` with close matches.
+
+    Example:
+        >>> get_scheme("idinit").needs_data
+        False
+    """
     if not isinstance(name, str) or name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -147,20 +261,40 @@ def get_scheme(name: str) -> Scheme:
     return _REGISTRY[name]
 
 
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    state = {f"p:{n}": p.detach().clone() for n, p in model.named_parameters()}
-    state.update({f"b:{n}": b.detach().clone() for n, b in model.named_buffers()})
-    return state
+# torch.Generator.manual_seed takes any 64-bit value, signed or unsigned.
+_SEED_RANGE = (-(2**63), 2**64 - 1)
 
 
-def _restore(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if f"p:{n}" in state:
-                p.copy_(state[f"p:{n}"])
-        for n, b in model.named_buffers():
-            if f"b:{n}" in state:
-                b.copy_(state[f"b:{n}"])
+def _make_generator(generator: torch.Generator | None, seed: int | None) -> torch.Generator | None:
+    if generator is not None and seed is not None:
+        raise ValueError("pass either generator= or seed=, not both")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if seed is None:
+        return generator
+    seed = check_int("seed", seed)
+    if not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
+        raise ValueError(f"seed must fit in 64 bits (-2**63 to 2**64 - 1), got {seed}")
+    return torch.Generator().manual_seed(seed)
+
+
+def _run(spec: Scheme, ctx: Context, options: dict) -> None:
+    """Run the scheme; on any failure or interrupt put the model back exactly as it was."""
+    checkpoint = Checkpoint.take(ctx.model)
+    try:
+        with torch.no_grad():
+            spec.fn(ctx, **options)
+        bad = changed_non_finite(ctx.model, checkpoint)
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise ValueError(
+                f"scheme {spec.name!r} wrote NaN or inf into {shown}, so the model was left "
+                "unchanged; the options overflow this model's dtype (pass smaller gains or "
+                "scales, or use a wider dtype such as float32)"
+            )
+    except BaseException:  # KeyboardInterrupt too: a half-initialized model is never left behind
+        checkpoint.restore()
+        raise
 
 
 def _report_kept(model: nn.Module, report: InitReport) -> None:
@@ -199,8 +333,10 @@ def apply(
         **options: the scheme's options (see its docstring; unknown ones raise).
 
     Schemes that change the architecture (Fixup, SkipInit, ReZero, T-Fixup) do it in place
-    too, so the returned model is the same object. A scheme that raises leaves every parameter
-    and buffer unchanged.
+    too, so the returned model is the same object. A scheme that fails or is interrupted
+    (``KeyboardInterrupt`` included) leaves the model exactly as it was: values, parameters,
+    buffers, submodules and hooks. No scheme leaves a NaN or inf it wrote: that raises
+    ``ValueError`` and restores the model. Non-finite numeric options are refused up front.
 
     Example:
         >>> from isokit.models import ResNet
@@ -209,38 +345,25 @@ def apply(
     spec = get_scheme(scheme)
     if not isinstance(model, nn.Module):
         raise TypeError(f"apply() needs an nn.Module, got {type(model).__name__}")
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        allowed = ", ".join(spec.options) or "none"
-        raise TypeError(
-            f"scheme {scheme!r} got unknown option(s) {', '.join(unknown)}; "
-            f"its options are: {allowed}"
-        )
+    spec.check_options(options)
     if spec.needs_data and data is None:
         raise ValueError(
             f"scheme {scheme!r} needs a batch of inputs: call apply(model, {scheme!r}, data=x) "
             "with x a floating tensor of shape (B, ...)"
         )
-    if generator is not None and seed is not None:
-        raise ValueError("pass either generator= or seed=, not both")
-    if seed is not None:
-        generator = torch.Generator().manual_seed(int(seed))
+    check_bool("return_report", return_report)
+    check_bool("verbose", verbose)
     report = InitReport(scheme=scheme)
     ctx = Context(
         model=model,
         report=report,
-        generator=generator,
+        generator=_make_generator(generator, seed),
+        scheme=scheme,
         data=data,
         branch_spec=branches,
         branch_last=branch_last,
     )
-    state = _snapshot(model)
-    try:
-        with torch.no_grad():
-            spec.fn(ctx, **options)
-    except BaseException:
-        _restore(model, state)
-        raise
+    _run(spec, ctx, options)
     _report_kept(model, report)
     if verbose:
         print(report)

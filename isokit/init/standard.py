@@ -1,36 +1,55 @@
 """Model-level tensor schemes: torch default, Xavier, Kaiming, orthogonal, delta-orthogonal, eye.
 
 Each writes every weight slot (attention per projection), zeroes biases unless
-``bias="keep"``, sets norms to γ = 1, β = 0 and keeps embeddings (``baselines.md`` §0).
+``bias="keep"``, sets norms to γ = 1, β = 0 and keeps embeddings (``docs/baselines.md`` §0).
+Those that draw i.i.d. weights register their weight law with the scheme: the variance
+``σ_w²/fan_in`` of one entry on a square layer, the bias variance ``σ_b²`` and the ensemble
+(:class:`isokit.theory.WeightLaw`), which theory overlays read instead of scheme names.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import get_args
 
 import torch
 from torch import nn
 
-from isokit.init.common import fill_on_cpu, finish_biases, finish_norms, report_slot
+from isokit.init.checks import check_bool, check_choice, check_real
+from isokit.init.common import BIAS_CHOICES, fill_on_cpu, finish_biases, finish_norms, report_slot
 from isokit.init.orthogonal import delta_orthogonal_, dirac_, eye_, orthogonal_
-from isokit.init.registry import Context, register
+from isokit.init.registry import Context, LawFn, register
 from isokit.init.variance import (
+    FanConvention,
+    FanMode,
+    Nonlinearity,
+    NormalVariant,
     kaiming_normal_,
     kaiming_uniform_,
     xavier_normal_,
     xavier_uniform_,
 )
+from isokit.theory.law import WeightLaw
+
+
+def _torch_default_law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLaw:
+    # U(±1/√fan_in) weights and biases: variance 1/(3·fan_in) each, so σ_w² = 1/3.
+    return WeightLaw(
+        sigma_w2=1.0 / 3.0, sigma_b2=1.0 / (3.0 * fan_in) if bias else 0.0, ensemble="gaussian"
+    )
 
 
 @register(
     "torch-default",
     description="each module's own reset_parameters(): U(±1/√fan_in) weights and biases",
     reference="PyTorch torch/nn/modules (Linear, ConvNd, MultiheadAttention)",
+    weight_law=_torch_default_law,
 )
 def torch_default(ctx: Context) -> None:
     # reset_parameters() takes no generator: run it under a forked RNG seeded from ours.
     # nn.MultiheadAttention zeroes out_proj.bias in _reset_parameters(); its out_proj child must
-    # not redraw it afterwards (baselines.md §1).
+    # not redraw it afterwards (docs/baselines.md §1).
     mha_out = {
         f"{n}.out_proj" if n else "out_proj"
         for n, m in ctx.model.named_modules()
@@ -62,15 +81,35 @@ def _per_slot(ctx: Context, rule: str, options: str, fill, bias: str) -> None:
     finish_norms(ctx)
 
 
+def _check_xavier(options: Mapping, where: str) -> float:
+    check_choice("convention", options["convention"], get_args(FanConvention), where=where)
+    check_choice("bias", options["bias"], BIAS_CHOICES, where=where)
+    if "variant" in options:
+        check_choice("variant", options["variant"], get_args(NormalVariant), where=where)
+    return check_real("gain", options["gain"], where=where)
+
+
+def _xavier_law(scheme: str) -> LawFn:
+    def law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLaw | None:
+        # Var = gain²·2/(fan_in + fan_out), which is gain²/fan_in on a square layer.
+        gain = _check_xavier(options, scheme)
+        if options["bias"] != "zero":
+            return None
+        return WeightLaw(sigma_w2=gain**2, sigma_b2=0.0, ensemble="gaussian")
+
+    return law
+
+
 @register(
     "xavier-uniform",
     description="Glorot uniform: U(±gain·√(6/(fan_in+fan_out)))",
     reference="Glorot & Bengio, AISTATS 2010",
-    options=("gain", "convention", "bias"),
+    weight_law=_xavier_law("xavier-uniform"),
 )
 def xavier_uniform(
     ctx: Context, *, gain: float = 1.0, convention: str = "torch", bias: str = "zero"
 ) -> None:
+    _check_xavier(dict(gain=gain, convention=convention, bias=bias), ctx.scheme)
     _per_slot(
         ctx,
         "xavier-uniform",
@@ -86,7 +125,7 @@ def xavier_uniform(
     "xavier-normal",
     description="Glorot normal: N(0, gain²·2/(fan_in+fan_out))",
     reference="Glorot & Bengio, AISTATS 2010",
-    options=("gain", "variant", "convention", "bias"),
+    weight_law=_xavier_law("xavier-normal"),
 )
 def xavier_normal(
     ctx: Context,
@@ -96,6 +135,7 @@ def xavier_normal(
     convention: str = "torch",
     bias: str = "zero",
 ) -> None:
+    _check_xavier(dict(gain=gain, variant=variant, convention=convention, bias=bias), ctx.scheme)
     _per_slot(
         ctx,
         "xavier-normal",
@@ -112,14 +152,49 @@ def xavier_normal(
     )
 
 
-_KAIMING_OPTIONS = ("mode", "nonlinearity", "a", "convention", "bias")
+# gain² of torch.nn.init.calculate_gain, written squared: the law needs σ_w² = gain² and
+# math.sqrt(2.0) ** 2 is 2.0000000000000004, not 2.
+_GAIN2 = {
+    "linear": lambda a: 1.0,
+    "conv1d": lambda a: 1.0,
+    "conv2d": lambda a: 1.0,
+    "conv3d": lambda a: 1.0,
+    "conv_transpose1d": lambda a: 1.0,
+    "conv_transpose2d": lambda a: 1.0,
+    "conv_transpose3d": lambda a: 1.0,
+    "sigmoid": lambda a: 1.0,
+    "tanh": lambda a: (5 / 3) ** 2,
+    "relu": lambda a: 2.0,
+    "selu": lambda a: (3 / 4) ** 2,
+    "leaky_relu": lambda a: 2.0 / (1 + a**2),
+}
+
+
+def _check_kaiming(options: Mapping, where: str) -> float:
+    check_choice("mode", options["mode"], get_args(FanMode), where=where)
+    check_choice("nonlinearity", options["nonlinearity"], get_args(Nonlinearity), where=where)
+    check_choice("convention", options["convention"], get_args(FanConvention), where=where)
+    check_choice("bias", options["bias"], BIAS_CHOICES, where=where)
+    return check_real("a", options["a"], where=where)
+
+
+def _kaiming_law(scheme: str) -> LawFn:
+    def law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLaw | None:
+        # Var = gain²/fan, with fan_in = fan_out on a square layer whatever the mode.
+        a = _check_kaiming(options, scheme)
+        if options["bias"] != "zero":
+            return None
+        sigma_w2 = _GAIN2[options["nonlinearity"]](a)
+        return WeightLaw(sigma_w2=sigma_w2, sigma_b2=0.0, ensemble="gaussian")
+
+    return law
 
 
 @register(
     "kaiming-normal",
     description="He normal: N(0, gain²/fan), fan_in (default) or fan_out",
     reference="He, Zhang, Ren & Sun, ICCV 2015",
-    options=_KAIMING_OPTIONS,
+    weight_law=_kaiming_law("kaiming-normal"),
 )
 def kaiming_normal(
     ctx: Context,
@@ -130,6 +205,8 @@ def kaiming_normal(
     convention: str = "torch",
     bias: str = "zero",
 ) -> None:
+    options = dict(mode=mode, nonlinearity=nonlinearity, a=a, convention=convention, bias=bias)
+    _check_kaiming(options, ctx.scheme)
     _per_slot(
         ctx,
         "kaiming-normal",
@@ -151,7 +228,7 @@ def kaiming_normal(
     "kaiming-uniform",
     description="He uniform: U(±√3·gain/√fan), fan_in (default) or fan_out",
     reference="He, Zhang, Ren & Sun, ICCV 2015",
-    options=_KAIMING_OPTIONS,
+    weight_law=_kaiming_law("kaiming-uniform"),
 )
 def kaiming_uniform(
     ctx: Context,
@@ -162,6 +239,8 @@ def kaiming_uniform(
     convention: str = "torch",
     bias: str = "zero",
 ) -> None:
+    options = dict(mode=mode, nonlinearity=nonlinearity, a=a, convention=convention, bias=bias)
+    _check_kaiming(options, ctx.scheme)
     _per_slot(
         ctx,
         "kaiming-uniform",
@@ -179,22 +258,35 @@ def kaiming_uniform(
     )
 
 
-def _gain(gain: float | str) -> float:
-    if gain == "relu":
+def _gain(gain: float | str, where: str) -> float:
+    if isinstance(gain, str):
+        check_choice("gain", gain, ("relu",), where=where)
         return math.sqrt(2.0)
-    if isinstance(gain, bool) or not isinstance(gain, int | float):
-        raise TypeError(f"gain must be a number or 'relu', got {gain!r}")
-    return float(gain)
+    return check_real("gain", gain, where=where)
+
+
+def _orthogonal_law(scheme: str, ensemble: str) -> LawFn:
+    def law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLaw | None:
+        gain = _gain(options["gain"], scheme)
+        check_choice("bias", options["bias"], BIAS_CHOICES, where=scheme)
+        if "allow_contracting" in options:
+            check_bool("allow_contracting", options["allow_contracting"], where=scheme)
+        if options["bias"] != "zero":
+            return None
+        return WeightLaw(sigma_w2=gain**2, sigma_b2=0.0, ensemble=ensemble)
+
+    return law
 
 
 @register(
     "orthogonal",
     description="Haar (semi-)orthogonal weights times gain; conv kernels flattened",
     reference="Saxe, McClelland & Ganguli, ICLR 2014",
-    options=("gain", "bias"),
+    weight_law=_orthogonal_law("orthogonal", "orthogonal"),
 )
 def orthogonal(ctx: Context, *, gain: float | str = 1.0, bias: str = "zero") -> None:
-    g = _gain(gain)
+    g = _gain(gain, ctx.scheme)
+    check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
     _per_slot(
         ctx,
         "orthogonal",
@@ -209,12 +301,16 @@ def orthogonal(ctx: Context, *, gain: float | str = 1.0, bias: str = "zero") -> 
     description="orthogonal channel mixing at the kernel centre, zeros elsewhere; "
     "Linear layers orthogonal",
     reference="Xiao et al., ICML 2018",
-    options=("gain", "allow_contracting", "bias"),
+    # Linear layers get plain orthogonal weights: the theory reads this ensemble as orthogonal
+    # on dense chains and as the centre-tap law on convolutions.
+    weight_law=_orthogonal_law("delta-orthogonal", "delta-orthogonal"),
 )
 def delta_orthogonal(
     ctx: Context, *, gain: float | str = 1.0, allow_contracting: bool = False, bias: str = "zero"
 ) -> None:
-    g = _gain(gain)
+    g = _gain(gain, ctx.scheme)
+    check_bool("allow_contracting", allow_contracting, where=ctx.scheme)
+    check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
 
     def fill(t: torch.Tensor, s) -> None:
         if s.kind == "conv":
@@ -232,9 +328,11 @@ def delta_orthogonal(
     description="zero-padded identity: torch eye_ / dirac_ (times scale); the baseline IDI pads "
     "by repetition instead",
     reference="Le, Jaitly & Hinton 2015; Zagoruyko & Komodakis 2017",
-    options=("scale", "bias"),
 )
 def identity(ctx: Context, *, scale: float = 1.0, bias: str = "zero") -> None:
+    check_real("scale", scale, where=ctx.scheme)
+    check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
+
     def fill(t: torch.Tensor, s) -> None:
         if s.kind == "conv":
             dirac_(t, scale, groups=s.groups)

@@ -21,6 +21,8 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from isokit.init.checks import check_bool, check_choice, check_groups, check_real, check_weight
+
 __all__ = [
     "fans",
     "kaiming_normal_",
@@ -53,65 +55,6 @@ Nonlinearity = Literal[
 TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 
-# --------------------------------------------------------------------------- validation helpers
-# Shared with orthogonal.py and zero.py so every initializer rejects bad input the same way.
-
-
-def _check_choice(name: str, value: object, allowed: tuple[object, ...], fn: str) -> None:
-    if value not in allowed:
-        options = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"{fn}: unknown {name}={value!r}; use one of {options}")
-
-
-def _check_float(w: Tensor, fn: str) -> None:
-    if not isinstance(w, Tensor):
-        raise TypeError(f"{fn}: expected a torch.Tensor, got {type(w).__name__}")
-    if not w.is_floating_point():
-        raise TypeError(
-            f"{fn}: needs a real floating-point tensor, got dtype {w.dtype}; create the weight "
-            "with a float dtype (e.g. torch.float32) or convert it with .float()"
-        )
-
-
-def _check_weight(
-    w: Tensor, fn: str, *, min_dim: int = 2, max_dim: int | None = None, hint: str = ""
-) -> None:
-    """Raise unless ``w`` is a non-empty weight with ``min_dim <= w.dim() <= max_dim``."""
-    if not isinstance(w, Tensor):
-        raise TypeError(f"{fn}: expected a torch.Tensor, got {type(w).__name__}")
-    if w.dim() < min_dim or (max_dim is not None and w.dim() > max_dim):
-        if max_dim == min_dim:
-            want = f"a {min_dim}-D weight"
-        elif max_dim is None:
-            want = f"a weight with at least {min_dim} dims"
-        else:
-            want = f"a {min_dim}-D to {max_dim}-D weight"
-        fix = (
-            hint or "pass a Linear (out, in) or ConvNd (C_out, C_in/groups, *k) weight, not a bias"
-        )
-        raise ValueError(f"{fn}: needs {want}, got shape {tuple(w.shape)}; {fix}")
-    if w.numel() == 0:
-        raise ValueError(
-            f"{fn}: got an empty tensor of shape {tuple(w.shape)}; every dimension of a weight "
-            "must be at least 1"
-        )
-
-
-def _check_groups(w: Tensor, groups: int, fn: str) -> None:
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"{fn}: groups must be a positive int, got {groups!r}")
-    if groups > 1 and w.dim() < 3:
-        raise ValueError(
-            f"{fn}: groups={groups} needs a conv weight (3-D to 5-D), got shape {tuple(w.shape)}; "
-            "use groups=1 for Linear weights"
-        )
-    if w.size(0) % groups:
-        raise ValueError(
-            f"{fn}: dim 0 of shape {tuple(w.shape)} ({w.size(0)}) is not divisible by "
-            f"groups={groups}; pass the groups the layer was built with"
-        )
-
-
 # ------------------------------------------------------------------------------------------ fans
 
 
@@ -139,11 +82,10 @@ def fans(
         >>> fans(w, convention="true", groups=32)
         (9, 9)
     """
-    _check_weight(w, "fans")
-    _check_choice("convention", convention, get_args(FanConvention), "fans")
-    _check_groups(w, groups, "fans")
-    if not isinstance(transposed, bool):
-        raise TypeError(f"fans: transposed must be a bool, got {transposed!r}")
+    check_weight("w", w, where="fans", floating=False)
+    check_choice("convention", convention, get_args(FanConvention), where="fans")
+    check_groups("groups", groups, w, where="fans")
+    check_bool("transposed", transposed, where="fans")
     if transposed and w.dim() < 3:
         raise ValueError(
             f"fans: transposed=True needs a ConvTranspose weight (3-D to 5-D), got shape "
@@ -161,8 +103,8 @@ def fans(
 
 
 def _gain(nonlinearity: str, a: float, fn: str) -> float:
-    _check_choice("nonlinearity", nonlinearity, get_args(Nonlinearity), fn)
-    return torch.nn.init.calculate_gain(nonlinearity, a)
+    check_choice("nonlinearity", nonlinearity, get_args(Nonlinearity), where=fn)
+    return torch.nn.init.calculate_gain(nonlinearity, check_real("a", a, where=fn))
 
 
 def _fill_normal(w: Tensor, std: float, variant: str, generator: torch.Generator | None) -> Tensor:
@@ -186,8 +128,8 @@ def _fill_uniform(w: Tensor, std: float, generator: torch.Generator | None) -> T
 def _xavier_std(
     w: Tensor, gain: float, convention: str, groups: int, transposed: bool, fn: str
 ) -> float:
-    _check_weight(w, fn)
-    _check_float(w, fn)
+    check_weight("w", w, where=fn)
+    gain = check_real("gain", gain, where=fn)
     fan_in, fan_out = fans(w, convention=convention, groups=groups, transposed=transposed)
     return gain * math.sqrt(2.0 / (fan_in + fan_out))
 
@@ -233,7 +175,7 @@ def xavier_normal_(
         >>> g = torch.Generator().manual_seed(0)
         >>> w = xavier_normal_(torch.empty(64, 3, 3, 3), variant="tf_truncated", generator=g)
     """
-    _check_choice("variant", variant, get_args(NormalVariant), "xavier_normal_")
+    check_choice("variant", variant, get_args(NormalVariant), where="xavier_normal_")
     std = _xavier_std(w, gain, convention, groups, transposed, "xavier_normal_")
     return _fill_normal(w, std, variant, generator)
 
@@ -251,9 +193,8 @@ def _kaiming_std(
     transposed: bool,
     fn: str,
 ) -> float:
-    _check_weight(w, fn)
-    _check_float(w, fn)
-    _check_choice("mode", mode, get_args(FanMode), fn)
+    check_weight("w", w, where=fn)
+    check_choice("mode", mode, get_args(FanMode), where=fn)
     gain = _gain(nonlinearity, a, fn)
     fan_in, fan_out = fans(w, convention=convention, groups=groups, transposed=transposed)
     return gain / math.sqrt(fan_in if mode == "fan_in" else fan_out)
@@ -283,7 +224,7 @@ def kaiming_normal_(
         >>> w = kaiming_normal_(torch.empty(64, 64, 3, 3), mode="fan_out", nonlinearity="relu",
         ...                     generator=g)
     """
-    _check_choice("variant", variant, get_args(NormalVariant), "kaiming_normal_")
+    check_choice("variant", variant, get_args(NormalVariant), where="kaiming_normal_")
     std = _kaiming_std(w, a, mode, nonlinearity, convention, groups, transposed, "kaiming_normal_")
     return _fill_normal(w, std, variant, generator)
 
@@ -332,15 +273,16 @@ def torch_default_(
         >>> g = torch.Generator().manual_seed(0)
         >>> _ = torch_default_(lin.weight, lin.bias, generator=g)
     """
-    _check_weight(w, "torch_default_")
-    _check_float(w, "torch_default_")
+    check_weight("w", w, where="torch_default_")
     if bias is not None:
-        _check_float(bias, "torch_default_ (bias)")
-        if bias.dim() != 1:
-            raise ValueError(
-                f"torch_default_: bias must be 1-D, got shape {tuple(bias.shape)}; pass the "
-                "weight as the first argument and the bias second"
-            )
+        check_weight(
+            "bias",
+            bias,
+            where="torch_default_",
+            min_dim=1,
+            max_dim=1,
+            hint="pass the weight as the first argument and the bias second",
+        )
     fan_in, _ = fans(w)
     bound = 1.0 / math.sqrt(fan_in)
     torch.nn.init.uniform_(w, -bound, bound, generator=generator)

@@ -11,14 +11,9 @@ import math
 import torch
 from torch import Tensor
 
-from isokit.init.variance import _check_float, _check_groups, _check_weight
+from isokit.init.checks import check_dtype, check_groups, check_int, check_weight
 
 __all__ = ["hadamard", "zero_", "zero_matrix"]
-
-
-def _check_size(name: str, value: int, fn: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int, got {value!r}")
 
 
 def hadamard(n: int, *, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -32,7 +27,7 @@ def hadamard(n: int, *, dtype: torch.dtype = torch.float64) -> Tensor:
         tensor([[ 1.,  1.],
                 [ 1., -1.]], dtype=torch.float64)
     """
-    _check_size("n", n, "hadamard")
+    check_int("n", n, where="hadamard", minimum=1)
     if n & (n - 1):
         raise ValueError(
             f"hadamard: n={n} is not a power of two; Sylvester Hadamard matrices exist only for "
@@ -62,10 +57,9 @@ def zero_matrix(m: int, n: int, *, dtype: torch.dtype = torch.float64) -> Tensor
                 [ 0.5000,  0.5000],
                 [ 0.5000, -0.5000]], dtype=torch.float64)
     """
-    _check_size("m", m, "zero_matrix")
-    _check_size("n", n, "zero_matrix")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"zero_matrix: dtype must be a floating-point torch dtype, got {dtype!r}")
+    check_int("m", m, where="zero_matrix", minimum=1)
+    check_int("n", n, where="zero_matrix", minimum=1)
+    check_dtype("dtype", dtype, where="zero_matrix")
     if m <= n:
         return torch.eye(m, n, dtype=dtype)
     p = 1 << (m - 1).bit_length()
@@ -88,9 +82,8 @@ def zero_(w: Tensor, *, groups: int = 1) -> Tensor:
         >>> conv.weight[:, :, 1, 1].shape
         torch.Size([8, 3])
     """
-    _check_weight(w, "zero_", min_dim=2, max_dim=5)
-    _check_float(w, "zero_")
-    _check_groups(w, groups, "zero_")
+    check_weight("w", w, where="zero_", min_dim=2, max_dim=5)
+    check_groups("groups", groups, w, where="zero_")
     out_per_group, in_per_group = w.size(0) // groups, w.size(1)
     block = zero_matrix(out_per_group, in_per_group)
     if w.dim() == 2:

@@ -506,7 +506,7 @@ def test_rejects_bad_tensors(fn) -> None:
         fn([[1.0, 0.0], [0.0, 1.0]])
     with pytest.raises(ValueError, match="groups=2 only applies to conv"):
         fn(torch.zeros(4, 4), groups=2)
-    with pytest.raises(ValueError, match="does not divide C_out=6"):
+    with pytest.raises(ValueError, match="C_out=6 is not divisible by groups=4"):
         fn(torch.zeros(6, 2, 3, 3), groups=4)
     with pytest.raises(ValueError, match="positive int"):
         fn(torch.zeros(6, 2, 3, 3), groups=0)
@@ -551,7 +551,7 @@ def test_rejects_non_numbers() -> None:
         idi_(torch.zeros(4, 4), "1.0")
     with pytest.raises(TypeError, match="eps must be a real number"):
         idiz_(torch.zeros(4, 4), True)
-    with pytest.raises(TypeError, match="floating torch.dtype"):
+    with pytest.raises(TypeError, match="floating-point torch.dtype"):
         loosening_representable(torch.int32)
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         unused_input_channels(torch.zeros(3))

@@ -263,7 +263,7 @@ def test_bad_options_raise(call, match):
 
 
 def test_bad_bias_raises():
-    with pytest.raises(ValueError, match="bias must be 1-D"):
+    with pytest.raises(ValueError, match="bias must be a 1-D"):
         torch_default_(torch.empty(4, 3), torch.empty(4, 3))
     with pytest.raises(TypeError, match="floating-point"):
         torch_default_(torch.empty(4, 3), torch.zeros(4, dtype=torch.int32))

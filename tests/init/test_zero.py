@@ -45,9 +45,12 @@ def test_hadamard_non_power_of_two_raises(n):
         hadamard(n)
 
 
-@pytest.mark.parametrize("n", [0, -4, 2.0, True])
-def test_hadamard_bad_size_raises(n):
-    with pytest.raises(ValueError, match="positive int"):
+@pytest.mark.parametrize(
+    "n, error", [(0, ValueError), (-4, ValueError), (2.0, TypeError), (True, TypeError)]
+)
+def test_hadamard_bad_size_raises(n, error):
+    # A wrong type is a TypeError, a wrong value a ValueError; both name the argument.
+    with pytest.raises(error, match="n must be a positive int"):
         hadamard(n)
 
 
