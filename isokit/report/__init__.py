@@ -1,9 +1,10 @@
 """Reports: run a TOML config of models × schemes × seeds, then plot and publish the Profiles.
 
 Data flows one way: a :class:`Config` is validated, :func:`run_config` initializes and probes
-every combination into :class:`Results`, and :func:`render` writes ``results.json``, the figures
-and one self-contained ``report.html``. :func:`load_results` reads a ``results.json`` back, so a
-report can be re-rendered without recomputing.
+every combination into :class:`Results` (one :class:`isokit.probe.Profile` per run), and
+:func:`render` writes ``results.json``, the figures and one self-contained ``report.html`` as one
+directory that replaces an earlier report as a whole. :func:`load_results` reads a
+``results.json`` back, checking every field, so a report can be re-rendered without recomputing.
 
 Example:
     >>> from isokit.report import load_config, run_config, render
@@ -21,7 +22,8 @@ from isokit.report.config import (
     load_config,
     parse_config,
 )
-from isokit.report.publish import build_figures, render
+from isokit.report.io import ReportDir
+from isokit.report.publish import build_figures, render, write_report
 from isokit.report.results import Results, ResultsError, RunRecord, load_results
 from isokit.report.run import draw_inputs, make_report, probe_text, run_config
 
@@ -36,6 +38,7 @@ __all__ = [
     "ModelSpec",
     "Results",
     "ResultsError",
+    "ReportDir",
     "RunRecord",
     "SchemeSpec",
     "UserError",
@@ -48,4 +51,5 @@ __all__ = [
     "probe_text",
     "render",
     "run_config",
+    "write_report",
 ]

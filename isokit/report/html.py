@@ -10,43 +10,20 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["FigureImage", "RankRow", "render_html"]
+from isokit.report.formatting import format_number
 
+if TYPE_CHECKING:  # the view reads these; the code that computes them owns them
+    from isokit.report.figures import FigureImage
+    from isokit.report.series import RankRow
 
-@dataclass(frozen=True, kw_only=True)
-class FigureImage:
-    """One rendered figure: a file stem, a title and caption, and its PNG bytes."""
-
-    name: str
-    title: str
-    caption: str
-    png: bytes
-    files: tuple[str, ...] = ()
+__all__ = ["render_html"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class RankRow:
-    """One line of the ranking table: a scheme on a model, ranked by isometry gap at the last tap.
-
-    ``status`` is ``"ok"`` or ``"not applicable"``; statistics are medians over seeds (and
-    examples) at the last tap, ``None`` where not measured.
-    """
-
-    model: str
-    scheme: str
-    rank: int | None
-    status: str
-    gap: float | None = None
-    var: float | None = None
-    cond: float | None = None
-    m1: float | None = None
-    seeds: int = 0
-    note: str = ""
+def _fmt(value: float | None) -> str:
+    return format_number(value, html=True)
 
 
 _CSS = """
@@ -91,18 +68,6 @@ under "Theory lines" with their sources). A scheme marked
 <i>not applicable</i> could not be applied to that model (for example Fixup needs residual
 branches), and the message says why.</p>
 """
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
-        return f"{value:.3e}"
-    return f"{value:.4g}"
 
 
 def _ranking_table(rows: Sequence[RankRow]) -> str:
@@ -185,6 +150,9 @@ def render_html(
             for m, s, label, cite in theory
         )
         theory_html = f"<h2>Theory lines</h2><ul>{items}</ul>"
+    names = [f.name for f in figures]
+    if len(set(names)) != len(names):  # a figure's name is its id on the page
+        raise ValueError(f"figure names must be unique, got {names}")
     note_html = "".join(f"<p class='meta'>{html.escape(n)}</p>" for n in notes)
     toc = "".join(
         f"<li><a href='#{html.escape(f.name, quote=True)}'>{html.escape(f.title)}</a></li>"

@@ -1,66 +1,267 @@
-"""Atomic output: a file appears under its final name complete or not at all.
+"""Publishing a report directory as a whole: the old report or the new one, never a mix.
 
-Every file is written to a temporary name in the same directory (so :func:`os.replace` is an
-atomic rename on one filesystem) and then moved into place. :class:`OutputDir` stages a whole run
-in a hidden directory inside the output directory and moves each finished file into place; a run
-that fails or is interrupted leaves the files of earlier runs untouched, no half-written file, and,
-if it created the output directory and finished nothing, no directory either.
+:class:`ReportDir` builds the complete new report in a staging directory beside ``DIR`` (in the
+same parent, so a rename is atomic) and swaps it in when every file is written. While a run holds
+``DIR`` the parent looks like this::
+
+    PARENT/DIR                      the published report (the old one until the swap)
+    PARENT/.DIR.lock                locked (flock) from before the probes to after the swap
+    PARENT/.DIR.staging-XXXXXXXX    the new report, being written
+    PARENT/.DIR.old-XXXXXXXX        the old report, for the moment between the swap's renames
+
+A second run into the same ``DIR`` finds the lock held and fails at once. A run killed outright
+(SIGKILL, power loss) leaves its staging directory, which the next run into ``DIR`` removes; had it
+been killed between the two renames of the swap, the next run first puts the old report back.
+Because ``DIR`` is replaced as a whole, files of an earlier report that the new one does not write
+(figures of a model no longer in the config) are gone; so that nothing else is ever deleted,
+``DIR`` must be new, empty, or hold nothing but a report's files (:data:`REPORT_ENTRIES`).
+
+Problems with ``DIR`` itself (empty, under a file, not writable, another run's) are
+:class:`~isokit.report.checks.ConfigError` on ``--out``, raised before any probe runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from types import TracebackType
 
 from isokit._atomic import write_atomic
+from isokit.report.checks import ConfigError
 
-__all__ = ["OutputDir", "write_atomic"]
+__all__ = ["REPORT_ENTRIES", "ReportDir", "check_out", "write_atomic"]
+
+#: What a report directory may hold: the files a report writes, and a screenshot of its page.
+REPORT_ENTRIES = frozenset(
+    {"results.json", "summary.csv", "ranking.csv", "report.html", "figures", "screenshot.png"}
+)
 
 
-class OutputDir:
-    """A run's output directory: stage files in a hidden temp dir, move each one into place.
+def check_out(path: str | os.PathLike) -> Path:
+    """The absolute report directory ``path`` names, or a ``--out`` error saying the fix.
+
+    Only looks, never writes: an empty name, a path that is or lies under a file, the root and
+    a directory holding the current one are refused.
 
     Example:
-        >>> with OutputDir("out/report") as out:  # doctest: +SKIP
-        ...     out.write("results.json", text)
-        ...     out.write("figures/spectrum.png", png_bytes)
+        >>> check_out("")
+        Traceback (most recent call last):
+        ...
+        isokit.report.checks.ConfigError: --out: is empty; pass a directory, e.g. --out out/report
+    """
+    if not str(path).strip():
+        raise ConfigError("--out", "is empty; pass a directory, e.g. --out out/report")
+    target = Path(path).resolve()  # a symlink to a report: replace the report, keep the link
+    if not target.name:
+        raise ConfigError("--out", f"{path} is the root directory; pass a directory below it")
+    if target.exists() and not target.is_dir():
+        raise ConfigError("--out", f"{path} exists and is not a directory; pass a directory")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(
+                    "--out", f"{path} lies under {parent}, which is a file; pass a directory"
+                )
+            break
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise ConfigError(
+            "--out",
+            f"{path} holds the current directory, and a report replaces its directory as a "
+            "whole; pass a subdirectory, e.g. --out out/report",
+        )
+    return target
+
+
+def _not_a_report(target: Path) -> None:
+    """Refuse to replace a directory that holds anything but a report's files."""
+    try:
+        entries = sorted(os.listdir(target))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError("--out", f"cannot list {target} ({exc.strerror})") from None
+    foreign = [e for e in entries if e not in REPORT_ENTRIES]
+    if foreign:
+        shown = ", ".join(map(repr, foreign[:3])) + (", ..." if len(foreign) > 3 else "")
+        raise ConfigError(
+            "--out",
+            f"{target} holds {shown}, which is not part of an isokit report, and a report "
+            "replaces its directory as a whole; pass a new or empty directory (or an earlier "
+            "report's)",
+        )
+
+
+def _lock(path: Path, target: Path) -> int:
+    """An exclusive lock on ``path`` (created if needed): its open descriptor, held until closed.
+
+    The run that held the lock before unlinks the file when it is done; if that happened between
+    our ``open`` and our ``flock``, the lock sits on a file no one else will open, so try again.
+    """
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(
+                "--out",
+                f"another isokit run is writing {target} (it holds {path}); wait for it to "
+                "finish or pass another directory",
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        mine = os.fstat(fd)
+        if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
+            return fd
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class ReportDir:
+    """A report directory replaced as a whole (module docstring).
+
+    Enter it to take the lock, clean up after killed runs and start a staging directory;
+    :meth:`write` files into the staging directory, and :meth:`commit` swaps it in. Leaving the
+    block without :meth:`commit` (an error, Ctrl-C) discards the staging directory and leaves
+    ``DIR`` as it was. ``path`` is checked on construction (:func:`check_out`).
+
+    Example:
+        >>> import tempfile
+        >>> parent = Path(tempfile.mkdtemp())
+        >>> with ReportDir(parent / "report") as out:
+        ...     _ = out.write("results.json", "{}")
+        ...     out.commit()
+        >>> sorted(p.name for p in parent.iterdir())
+        ['report']
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
+        self.target = check_out(path)
+        self.staging: Path | None = None
+        self.committed = False
+        self._fd: int | None = None
         self._created: list[Path] = []
-        self._staging: Path | None = None
-        self.written: list[Path] = []
+        name = re.escape(self.target.name)
+        self._leftover = re.compile(rf"\.{name}\.(staging|old)-[0-9a-f]{{8}}")
 
-    def __enter__(self) -> OutputDir:
-        if self.path.exists() and not self.path.is_dir():
-            raise NotADirectoryError(f"{self.path} exists and is not a directory")
-        # Remember which directories we create, to remove them again if nothing gets finished.
-        missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._created = missing
-        self._staging = Path(tempfile.mkdtemp(prefix=".isokit-staging-", dir=self.path))
+    @property
+    def lock_path(self) -> Path:
+        return self.target.with_name(f".{self.target.name}.lock")
+
+    # ------------------------------------------------------------------------------ enter
+
+    def __enter__(self) -> ReportDir:
+        parent = self.target.parent
+        missing = [p for p in (parent, *parent.parents) if not p.exists()]
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._created = missing  # deepest first: the order to remove them in
+            self._fd = _lock(self.lock_path, self.target)
+        except OSError as exc:
+            self._remove_created()
+            raise ConfigError(
+                "--out",
+                f"cannot write in {parent} ({exc.strerror or type(exc).__name__}); "
+                "pass a directory you can write to",
+            ) from None
+        try:
+            self._clean_leftovers()
+            _not_a_report(self.target)
+            self.staging = self._reserve("staging")
+        except BaseException:
+            self._release()
+            raise
         return self
 
+    def _reserve(self, kind: str) -> Path:
+        """A new empty directory ``.DIR.KIND-XXXXXXXX`` beside ``DIR``."""
+        while True:
+            path = self.target.with_name(f".{self.target.name}.{kind}-{secrets.token_hex(4)}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise ConfigError(
+                    "--out", f"cannot write in {path.parent} ({exc.strerror}); pass another one"
+                ) from None
+            return path
+
+    def _clean_leftovers(self) -> None:
+        """Remove what killed runs into ``DIR`` left (their lock is free: we hold it)."""
+        matches = [(p, self._leftover.fullmatch(p.name)) for p in self.target.parent.iterdir()]
+        found = [p for p, m in matches if m]
+        old = [p for p, m in matches if m and m.group(1) == "old"]
+        if old and not self.target.exists():
+            # Killed between the two renames of a swap: the old report is complete; restore it.
+            keep = max(old, key=lambda p: p.stat().st_mtime)
+            os.rename(keep, self.target)
+            found.remove(keep)
+        for path in found:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------ write
+
     def write(self, name: str, data: bytes | str) -> Path:
-        """Write ``data`` as ``name`` (relative, ``/``-separated) and move it into place."""
-        if self._staging is None:
-            raise RuntimeError("OutputDir.write() outside its `with` block")
+        """Write ``name`` (relative, ``/``-separated) into the new report; return its final path.
+
+        The file is flushed to disk before the swap can make it visible.
+        """
+        if self.staging is None:
+            raise RuntimeError("ReportDir.write() outside its `with` block or after commit()")
         rel = Path(name)
-        if rel.is_absolute() or ".." in rel.parts:
+        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise ValueError(f"output names must stay inside the directory, got {name!r}")
-        staged = self._staging / rel
+        staged = self.staging / rel
         staged.parent.mkdir(parents=True, exist_ok=True)
-        staged.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        final = self.path / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
-        self.written.append(final)
-        return final
+        with open(staged, "xb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return self.path / rel
+
+    def commit(self) -> None:
+        """Swap the new report in for the old one: ``DIR`` aside, the new one in, the old gone."""
+        if self.staging is None:
+            raise RuntimeError("ReportDir.commit() outside its `with` block or twice")
+        _fsync_dir(self.staging)
+        if self.target.exists():
+            old = self._reserve("old")
+            os.rename(self.target, old)  # onto the empty directory just reserved
+            try:
+                os.rename(self.staging, self.target)
+            except BaseException:
+                os.rename(old, self.target)
+                raise
+            self.staging = None
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(self.staging, self.target)
+            self.staging = None
+        self.committed = True
+        _fsync_dir(self.target.parent)
+
+    # ------------------------------------------------------------------------------ exit
 
     def __exit__(
         self,
@@ -68,11 +269,24 @@ class OutputDir:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
-        if exc_type is not None and not self.written:
-            # Deepest first; only directories this run made and left empty.
-            for directory in self._created:
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
+        self._release()
+
+    def _release(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+            self.staging = None
+        if self._fd is not None:
+            # Unlink while still holding the lock, so no other run can lock this file after us.
+            with contextlib.suppress(OSError):
+                os.unlink(self.lock_path)
+            os.close(self._fd)
+            self._fd = None
+        if not self.committed:
+            self._remove_created()
+
+    def _remove_created(self) -> None:
+        """Directories this run made for ``DIR``'s parent and left empty (deepest first)."""
+        for directory in self._created:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        self._created = []

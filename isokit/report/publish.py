@@ -8,14 +8,16 @@ Layout of ``DIR``::
     figures/NAME.{png,svg,pdf}
     report.html            one self-contained page (figures embedded)
 
-Figures are drawn first, in memory; only then are files moved into place one by one through
-:class:`~isokit.report.io.OutputDir`, so a failure while plotting leaves the directory as it was.
+Figures are drawn in memory and written with every other file into a staging directory, which
+:class:`~isokit.report.io.ReportDir` then swaps in for ``DIR`` as a whole: after any failure
+``DIR`` holds the complete old report or the complete new one. Figure files are named after
+:func:`~isokit.report.style.unique_slugs` of the model labels, so two labels that differ only in
+characters a file name cannot hold never share a file (or an id on the page).
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import os
 import sys
 import types
 from pathlib import Path
@@ -25,13 +27,16 @@ from matplotlib import rc_context
 
 from isokit.report import figures as F
 from isokit.report import style as S
-from isokit.report.html import FigureImage, render_html
-from isokit.report.io import OutputDir
+from isokit.report.figures import FigureImage
+from isokit.report.html import render_html
+from isokit.report.io import ReportDir
 from isokit.report.results import Results
-from isokit.report.series import collect_curves, collect_signals, fmt_number, ranking
-from isokit.report.summary import summary_csv
+from isokit.report.series import Curve, collect_curves, collect_signals, ranking
+from isokit.report.summary import ranking_csv, summary_csv
 
-__all__ = ["build_figures", "overlays_for", "render"]
+__all__ = ["build_figures", "overlays_for", "render", "write_report"]
+
+Images = list[tuple[FigureImage, dict[str, bytes]]]
 
 
 def _theory_overlay():
@@ -78,175 +83,143 @@ def overlays_for(results: Results, curves) -> dict[tuple[str, str], Any]:
     return out
 
 
-def _image(fig, name: str, title: str, caption: str, formats) -> tuple[FigureImage, dict]:
-    with_style = S.encode_figure(fig, formats)
-    files = tuple(f"figures/{name}.{fmt}" for fmt in formats)
-    return FigureImage(
-        name=name, title=title, caption=caption, png=with_style["png"], files=files
-    ), with_style
+class _Figures:
+    """Encodes figures in page order, in the config's formats."""
+
+    def __init__(self, formats) -> None:
+        self.formats = formats
+        self.images: Images = []
+
+    def add(self, fig, name: str, title: str, caption: str) -> None:
+        blobs = S.encode_figure(fig, self.formats)
+        files = tuple(f"figures/{name}.{fmt}" for fmt in self.formats)
+        image = FigureImage(name=name, title=title, caption=caption, png=blobs["png"], files=files)
+        self.images.append((image, blobs))
 
 
-def build_figures(
-    results: Results, curves=None, overlays=None
-) -> list[tuple[FigureImage, dict[str, bytes]]]:
-    """Every figure of the report, rendered in memory, in page order."""
+_SPECTRUM = (
+    "Median (line) and 25–75 % / 5–95 % bands of the singular values of the input–output "
+    "Jacobian at every tap, pooled over inputs and seeds, one panel per scheme. Isometry means "
+    "a thin band on the dotted line σ = 1."
+)
+_MOMENTS = (
+    "m1 (average gain) should stay near 1; the scale-free variance measures the spread of σ² "
+    "independently of scale (0 = all σ equal). Lines are medians over inputs and seeds, bands "
+    "the 10–90 % range."
+)
+_CONDITIONING = (
+    "Both are 1 (cond) and 0 (gap) at perfect isometry and infinite when the Jacobian loses "
+    "rank; infinite values are drawn as ▲ at the top edge."
+)
+_HISTOGRAMS = (
+    "Fraction of singular values per logarithmic bin, pooled over inputs and seeds; the dotted "
+    "line marks σ = 1."
+)
+_BLOCKS = (
+    "The same statistics for each block's own Jacobian; a product of near-isometric blocks is "
+    "near-isometric."
+)
+_SIGNAL = (
+    "q_l: mean squared activation per unit at each tap (log scale); c_l: mean cosine "
+    "similarity between the activations of different inputs (1 = collapsed)."
+)
+
+
+def _spectra(out: _Figures, results: Results, curves: list[Curve], schemes, palette) -> None:
+    models = [m.label for m in results.config.models]
+    slugs = S.unique_slugs(models)
+    na = results.not_applicable()
+    for model in models:
+        mc = [c for c in curves if c.model == model]
+        if mc:
+            na_here = {s: msg for m, s, msg in na if m == model}
+            fig = F.spectrum_figure(model, mc, schemes, na_here, palette)
+            out.add(
+                fig,
+                f"spectrum_{slugs[model]}",
+                f"Singular values against depth: {model}",
+                _SPECTRUM,
+            )
+
+
+def _depth_figures(out: _Figures, models, curves: list[Curve], overlays, palette) -> None:
+    moments = [("m1", "m1 = mean σ² (log)"), ("var", "scale-free variance m2/m1² − 1")]
+    fig = F.stats_figure(
+        models,
+        curves,
+        moments,
+        palette,
+        title="Mean squared singular value and spread",
+        overlays=overlays,
+    )
+    note = " Dashed lines: theory (isokit.theory.overlay) where it applies." if overlays else ""
+    out.add(fig, "moments", "m1 and scale-free variance against depth", _MOMENTS + note)
+    rows = [("cond", "condition number σmax/σmin"), ("gap", "isometry gap log m1 − mean log σ²")]
+    fig = F.stats_figure(models, curves, rows, palette, title="Conditioning against depth")
+    out.add(fig, "conditioning", "Condition number and isometry gap against depth", _CONDITIONING)
+    fig = F.histogram_figure(models, curves, palette)
+    out.add(
+        fig,
+        "histograms",
+        "Singular-value histograms at the first, middle and last tap",
+        _HISTOGRAMS,
+    )
+
+
+def build_figures(results: Results, curves: list[Curve] | None = None, overlays=None) -> Images:
+    """Every figure of the report, rendered in memory, in page order, with its file bytes.
+
+    Example:
+        >>> from isokit.report.config import load_config
+        >>> build_figures(Results(config=load_config(), records=[], environment={}))
+        []
+    """
     cfg = results.config
     models = [m.label for m in cfg.models]
     schemes = [s.label for s in cfg.schemes]
     palette = S.Palette(tuple(schemes))
     curves = collect_curves(results) if curves is None else curves
     overlays = overlays_for(results, curves) if overlays is None else overlays
-    na = results.not_applicable()
-    formats = cfg.formats
-    out = []
+    out = _Figures(cfg.formats)
     with rc_context(S.style()):
-        for model in models:
-            mc = [c for c in curves if c.model == model]
-            if not mc:
-                continue
-            na_here = {s: msg for m, s, msg in na if m == model}
-            fig = F.spectrum_figure(model, mc, schemes, na_here, S.Palette(tuple(schemes)))
-            out.append(
-                _image(
-                    fig,
-                    f"spectrum_{S.slug(model)}",
-                    f"Singular values against depth: {model}",
-                    "Median (line) and 25–75 % / 5–95 % bands of the singular values of the "
-                    "input–output Jacobian at every tap, pooled over inputs and seeds, one panel "
-                    "per scheme. Isometry means a thin band on the dotted line σ = 1.",
-                    formats,
-                )
-            )
+        _spectra(out, results, curves, schemes, palette)
         if curves:
-            ov_note = (
-                " Dashed lines: theory (isokit.theory.overlay) where it applies."
-                if overlays
-                else ""
-            )
-            fig = F.stats_figure(
-                models,
-                curves,
-                [("m1", "m1 = mean σ² (log)"), ("var", "scale-free variance m2/m1² − 1")],
-                palette,
-                title="Mean squared singular value and spread",
-                overlays=overlays,
-            )
-            out.append(
-                _image(
-                    fig,
-                    "moments",
-                    "m1 and scale-free variance against depth",
-                    "m1 (average gain) should stay near 1; the scale-free variance measures the "
-                    "spread of σ² independently of scale (0 = all σ equal). Lines are medians over "
-                    "inputs and seeds, bands the 10–90 % range." + ov_note,
-                    formats,
-                )
-            )
-            fig = F.stats_figure(
-                models,
-                curves,
-                [
-                    ("cond", "condition number σmax/σmin"),
-                    ("gap", "isometry gap log m1 − mean log σ²"),
-                ],
-                palette,
-                title="Conditioning against depth",
-            )
-            out.append(
-                _image(
-                    fig,
-                    "conditioning",
-                    "Condition number and isometry gap against depth",
-                    "Both are 1 (cond) and 0 (gap) at perfect isometry and infinite when the "
-                    "Jacobian loses rank; infinite values are drawn as ▲ at the top edge.",
-                    formats,
-                )
-            )
-            fig = F.histogram_figure(models, curves, palette)
-            out.append(
-                _image(
-                    fig,
-                    "histograms",
-                    "Singular-value histograms at the first, middle and last tap",
-                    "Fraction of singular values per logarithmic bin, pooled over inputs and "
-                    "seeds; the dotted line marks σ = 1.",
-                    formats,
-                )
-            )
+            _depth_figures(out, models, curves, overlays, palette)
         blocks = collect_curves(results, section="blocks")
         if blocks:
+            local = [("m1", "local m1 = mean σ² (log)"), ("var", "local scale-free variance")]
             fig = F.stats_figure(
-                models,
-                blocks,
-                [("m1", "local m1 = mean σ² (log)"), ("var", "local scale-free variance")],
-                palette,
-                title="Per-block (local) Jacobians",
+                models, blocks, local, palette, title="Per-block (local) Jacobians"
             )
-            out.append(
-                _image(
-                    fig,
-                    "blocks",
-                    "Local Jacobians ∂h_l/∂h_(l−1) per block",
-                    "The same statistics for each block's own Jacobian; a product of "
-                    "near-isometric blocks is near-isometric.",
-                    formats,
-                )
-            )
+            out.add(fig, "blocks", "Local Jacobians ∂h_l/∂h_(l−1) per block", _BLOCKS)
         signals = collect_signals(results)
         if signals:
             fig = F.signal_figure(models, signals, palette)
-            out.append(
-                _image(
-                    fig,
-                    "signal",
-                    "Forward signal q_l and c_l against depth",
-                    "q_l: mean squared activation per unit at each tap (log scale); c_l: mean "
-                    "cosine similarity between the activations of different inputs "
-                    "(1 = collapsed).",
-                    formats,
-                )
-            )
-        if results.training:
-            fig = F.training_figure(results.training, palette)
-            if fig is not None:
-                out.append(
-                    _image(fig, "training", "Training loss", "Loss curves per scheme.", formats)
-                )
-    return out
+            out.add(fig, "signal", "Forward signal q_l and c_l against depth", _SIGNAL)
+        fig = F.training_figure(results.training, palette) if results.training else None
+        if fig is not None:
+            out.add(fig, "training", "Training loss", "Loss curves per scheme.")
+    return out.images
 
 
-def _ranking_csv(rows) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(
-        ["model", "rank", "scheme", "status", "gap", "var", "cond", "m1", "seeds", "note"]
-    )
-    for r in rows:
-        writer.writerow(
-            [
-                r.model,
-                "" if r.rank is None else r.rank,
-                r.scheme,
-                r.status,
-                *("" if v is None else fmt_number(v) for v in (r.gap, r.var, r.cond, r.m1)),
-                r.seeds,
-                r.note,
-            ]
-        )
-    return buf.getvalue()
-
-
-def render(results: Results, out: str | Path, *, quiet: bool = False) -> Path:
-    """Write results.json, summary.csv, ranking.csv, figures and report.html; return the page."""
-    curves = collect_curves(results)
-    overlays = overlays_for(results, curves)
-    images = build_figures(results, curves, overlays)
-    rows = ranking(results, curves)
+def _notes(results: Results) -> list[str]:
     notes = []
     if not results.training:
         notes.append("No training results in this run, so there are no loss curves.")
     if results.elapsed_s is not None:
         notes.append(f"Probes took {results.elapsed_s:.1f} s for {len(results.records)} runs.")
+    return notes
+
+
+def write_report(results: Results, out: ReportDir) -> Path:
+    """Write every file of the report into ``out`` (not yet committed); return the page's path.
+
+    Every payload is built before the first file is written.
+    """
+    curves = collect_curves(results)
+    overlays = overlays_for(results, curves)
+    images = build_figures(results, curves, overlays)
+    rows = ranking(results, curves)
     page = render_html(
         title=results.config.title,
         figures=[img for img, _ in images],
@@ -259,20 +232,36 @@ def render(results: Results, out: str | Path, *, quiet: bool = False) -> Path:
             "created": results.created,
         },
         created=results.created,
-        notes=notes,
+        notes=_notes(results),
         theory=[(m, s, ov.label, ov.citation) for (m, s), ov in overlays.items()],
     )
-    # Every payload is built before the first file moves into place.
-    results_json, summary = results.to_json(), summary_csv(results)
-    ranking_text = _ranking_csv(rows)
-    with OutputDir(out) as od:
-        od.write("results.json", results_json)
-        for img, blobs in images:
-            for fmt in results.config.formats:
-                od.write(f"figures/{img.name}.{fmt}", blobs[fmt])
-        od.write("summary.csv", summary)
-        od.write("ranking.csv", ranking_text)
-        page_path = od.write("report.html", page)
+    files = {
+        "results.json": results.to_json(),
+        **{
+            f"figures/{img.name}.{fmt}": blobs[fmt]
+            for img, blobs in images
+            for fmt in results.config.formats
+        },
+        "summary.csv": summary_csv(results),
+        "ranking.csv": ranking_csv(rows),
+        "report.html": page,
+    }
+    for name, data in files.items():
+        out.write(name, data)
+    return out.path / "report.html"
+
+
+def render(results: Results, out: str | os.PathLike, *, quiet: bool = False) -> Path:
+    """Write results.json, summary.csv, ranking.csv, figures and report.html as the directory
+    ``out``, replacing an earlier report there as a whole; return the page's path.
+
+    Example:
+        >>> render(results, "out/report")  # doctest: +SKIP
+        PosixPath('out/report/report.html')
+    """
+    with ReportDir(out) as target:
+        page = write_report(results, target)
+        target.commit()
     if not quiet:
-        print(f"isokit: wrote {page_path}", file=sys.stderr)
-    return page_path
+        print(f"isokit: wrote {page}", file=sys.stderr)
+    return page

@@ -1,9 +1,9 @@
 """The ``results.json`` schema: every Profile, the resolved config, the environment.
 
-Layout (``schema = "isokit.report.results/1"``)::
+Layout (``schema = "isokit.report.results/2"``)::
 
     {
-      "schema": "isokit.report.results/1",
+      "schema": "isokit.report.results/2",
       "created": "2025-01-01T00:00:00Z",        # UTC timestamp of the run
       "elapsed_s": 61.2,                        # wall time of the probes
       "command": ["isokit", "report", ...],
@@ -12,8 +12,7 @@ Layout (``schema = "isokit.report.results/1"``)::
       "runs": [
         {"model": "mlp-tanh-w64-d16", "scheme": "idinit", "seed": 0,
          "status": "ok" | "not applicable", "message": "...",
-         "profile": Profile.to_dict() | null, "block": Profile.to_dict() | null,
-         "signal": Signal.to_dict() | null}
+         "profile": Profile.to_dict() | null}   # with its "signal" and "blocks" sections
       ],
       "training": {...}                         # optional; loss curves when present
     }
@@ -22,6 +21,11 @@ Layout (``schema = "isokit.report.results/1"``)::
 the config and seeds. The file is strict JSON: non-finite numbers (``cond = inf`` of a
 rank-deficient tap) are the strings ``"inf"``, ``"-inf"``, ``"nan"``, as in
 :meth:`isokit.probe.Profile.to_dict`, which knows which fields to convert back.
+
+Schema 1 kept the per-block spectra and the forward signal of a run beside its profile
+(``"block"``, ``"signal"``); :func:`load_results` still reads it and moves both into the
+Profile. A file read back is checked field by field (:mod:`.results_check`), so a damaged or
+hand-edited file fails with the field that is wrong rather than half-way through plotting.
 """
 
 from __future__ import annotations
@@ -36,71 +40,66 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isokit.report.config import Config, ConfigError, parse_config
+from isokit.probe import Profile
+from isokit.report.config import Config
+from isokit.report.results_check import SCHEMA, STATUSES, ResultsError, check_results
 
-__all__ = ["SCHEMA", "Results", "ResultsError", "RunRecord", "environment", "load_results"]
-
-SCHEMA = "isokit.report.results/1"
-_PROBE_KEYS = ("profile", "block", "signal")
-
-
-class ResultsError(ConfigError):
-    """A results file that cannot be read back (missing, not JSON, wrong schema)."""
+__all__ = [
+    "SCHEMA",
+    "STATUSES",
+    "Results",
+    "ResultsError",
+    "RunRecord",
+    "environment",
+    "load_results",
+]
 
 
 @dataclass(kw_only=True, eq=False)
 class RunRecord:
-    """One model × scheme × seed: its probe results, or why the scheme did not apply."""
+    """One model × scheme × seed: its Profile, or why the scheme did not apply.
+
+    Everything the probes measured lives on :attr:`profile` (``profile.taps``,
+    ``profile.signal``, ``profile.blocks``); the record adds only what the report knows.
+
+    Example:
+        >>> RunRecord(model="mlp", scheme="fixup", seed=0, status="not applicable").ok
+        False
+    """
 
     model: str
     scheme: str
     seed: int
-    status: str  # "ok" | "not applicable"
+    status: str  # one of STATUSES
     message: str = ""
-    profile: Any = None  # isokit.probe.Profile
-    block: Any = None  # isokit.probe.Profile of per-block (local) Jacobians
-    signal: Any = None  # isokit.probe.Signal
+    profile: Profile | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        return {
             "model": self.model,
             "scheme": self.scheme,
             "seed": self.seed,
             "status": self.status,
             "message": self.message,
+            "profile": None if self.profile is None else self.profile.to_dict(),
         }
-        for key in _PROBE_KEYS:
-            value = getattr(self, key)
-            out[key] = None if value is None else value.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
-        from isokit.probe.result import Profile, Signal
-
-        loaders = {
-            "profile": Profile.from_dict,
-            "block": Profile.from_dict,
-            "signal": Signal.from_dict,
-        }
-        probes = {k: None if data.get(k) is None else loaders[k](data[k]) for k in _PROBE_KEYS}
-        return cls(
-            model=data["model"],
-            scheme=data["scheme"],
-            seed=int(data["seed"]),
-            status=data["status"],
-            message=data.get("message", ""),
-            **probes,
-        )
 
 
 @dataclass(kw_only=True, eq=False)
 class Results:
-    """A finished run: the config, one :class:`RunRecord` per combination, the environment."""
+    """A finished run: the config, one :class:`RunRecord` per combination, the environment.
+
+    Example:
+        >>> from isokit.report.config import load_config
+        >>> cfg = load_config()
+        >>> res = Results(config=cfg, records=[], environment={})
+        >>> Results.from_dict(json.loads(res.to_json())).config.to_dict() == cfg.to_dict()
+        True
+    """
 
     config: Config
     records: list[RunRecord]
@@ -110,8 +109,8 @@ class Results:
     elapsed_s: float | None = None
     training: dict[str, Any] | None = None
 
-    def profiles(self) -> list[Any]:
-        """Every end-to-end Profile, in run order."""
+    def profiles(self) -> list[Profile]:
+        """Every Profile, in run order."""
         return [r.profile for r in self.records if r.profile is not None]
 
     def not_applicable(self) -> list[tuple[str, str, str]]:
@@ -142,42 +141,46 @@ class Results:
         return json.dumps(encode(self.to_dict()), indent=1, allow_nan=False) + "\n"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "<dict>") -> Results:
-        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-            found = data.get("schema") if isinstance(data, dict) else type(data).__name__
-            raise ResultsError(
-                source,
-                f"not an isokit results file (schema {found!r}, "
-                f"expected {SCHEMA!r}); pass the results.json of `isokit report`",
+    def from_dict(cls, data: Any, *, source: str = "<dict>") -> Results:
+        """Read :meth:`to_dict`'s output (schema 2, or schema 1) back, checking every field.
+
+        Raises :class:`ResultsError` naming the field (``runs[3].status``) and the fix.
+        """
+        checked = check_results(data, source=source)
+        records = [
+            RunRecord(
+                model=run["model"],
+                scheme=run["scheme"],
+                seed=run["seed"],
+                status=run["status"],
+                message=run["message"],
+                profile=run["profile"],
             )
-        try:
-            config = parse_config(data["config"], source=f"{source}:config")
-        except ConfigError as exc:
-            raise ResultsError(f"{source}: config.{exc.key}", exc.message) from None
-        records = []
-        for i, run in enumerate(data.get("runs", [])):
-            try:
-                records.append(RunRecord.from_dict(run))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ResultsError(
-                    f"{source}: runs[{i}]",
-                    f"cannot be read back "
-                    f"({type(exc).__name__}: {exc}); the file is damaged or "
-                    "from another isokit version",
-                ) from None
+            for run in checked["runs"]
+        ]
         return cls(
-            config=config,
+            config=checked["config"],
             records=records,
-            environment=data.get("environment", {}),
-            command=list(data.get("command", [])),
-            created=data.get("created", ""),
-            elapsed_s=data.get("elapsed_s"),
-            training=data.get("training"),
+            environment=checked["environment"],
+            command=checked["command"],
+            created=checked["created"],
+            elapsed_s=checked["elapsed_s"],
+            training=checked["training"],
         )
 
 
 def load_results(path: str | Path) -> Results:
-    """Read a ``results.json`` back into :class:`Results` holding real Profile objects."""
+    """Read a ``results.json`` back into :class:`Results` holding real Profile objects.
+
+    ``path`` is the file or the report directory holding it.
+
+    Example:
+        >>> try:
+        ...     load_results("no/such/results.json")
+        ... except ResultsError as exc:
+        ...     print(exc.key)
+        no/such/results.json
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
@@ -191,11 +194,14 @@ def load_results(path: str | Path) -> Results:
         raise ResultsError(str(path), f"cannot read it ({type(exc).__name__})") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
+        where = (
+            f" ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else " (nested too deeply)"
+        )
         raise ResultsError(
-            str(path),
-            f"not valid JSON ({exc.msg} at line {exc.lineno}, "
-            f"column {exc.colno}); regenerate it with `isokit report`",
+            str(path), f"not valid JSON{where}; regenerate it with `isokit report`"
         ) from None
     return Results.from_dict(data, source=str(path))
 
@@ -211,7 +217,12 @@ def _version(dist: str) -> str:
 def environment(
     packages: Sequence[str] = ("torch", "numpy", "scipy", "matplotlib", "seaborn"),
 ) -> dict[str, Any]:
-    """Versions, platform and device: enough to tell whether two results are comparable."""
+    """Versions, platform and device: enough to tell whether two results are comparable.
+
+    Example:
+        >>> sorted(environment(packages=()))[:3]
+        ['device', 'isokit', 'machine']
+    """
     import torch
 
     import isokit
@@ -230,4 +241,10 @@ def environment(
 
 
 def now_utc() -> str:
+    """The current UTC time as ``YYYY-MM-DDTHH:MM:SSZ``.
+
+    Example:
+        >>> now_utc().endswith("Z")
+        True
+    """
     return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,8 +11,6 @@ recorded as *not applicable* with its message, and the run carries on; any other
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import math
 import sys
 import time
@@ -29,7 +27,6 @@ from isokit.report.results import Results, RunRecord, environment, load_results,
 
 __all__ = ["draw_inputs", "make_report", "probe_text", "run_config"]
 
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: Byte budget of the exact tier unless ``method_options.max_memory`` says otherwise.
 DEFAULT_MAX_MEMORY = 2 * 2**30
 
@@ -46,23 +43,41 @@ def draw_inputs(spec: InputSpec, shape: Sequence[int], seed: int) -> torch.Tenso
     return torch.randint(0, 2, size, generator=gen).float() * 2.0 - 1.0
 
 
-def _probe_functions() -> dict[str, Any]:
-    # The module, not the package: `isokit.probe.profile` may be the function once exported.
-    module = importlib.import_module("isokit.probe.profile")
-    return {"profile": module.profile, "block": module.block_profile, "signal": module.signal}
+def _probe_functions() -> None:
+    """Nothing: kept only so that ``probe_text``'s call ``_run_one(..., seed, _probe_functions())``
+    works until it drops the last argument."""
+    return None
 
 
-def _accepted(fn: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """The subset of ``options`` that ``fn`` takes (block_profile takes fewer than profile)."""
-    params = inspect.signature(fn).parameters
-    return {k: v for k, v in options.items() if k in params}
+def _probe_options(config: Config, seed: int):
+    """The one :class:`isokit.probe.ProbeOptions` of a run: the config's ``method``, ``dtype`` and
+    ``method_options``, the run's ``seed`` and a fixed memory budget.
+
+    Example:
+        >>> from isokit.report.config import load_config
+        >>> _probe_options(load_config(), seed=3).seed
+        3
+    """
+    from isokit.probe import ProbeOptions
+
+    # A fixed memory budget unless method_options sets one: the probe's default (half the free
+    # RAM) changes from run to run, and with it the exact tier's plan, the auto method's choice
+    # and the recorded metadata.
+    return ProbeOptions.from_mapping(
+        {
+            "method": config.method,
+            "dtype": config.dtype,
+            "seed": seed,
+            "max_memory": DEFAULT_MAX_MEMORY,
+            **config.method_options,
+        }
+    )
 
 
-def _run_one(
-    config: Config, model_spec, scheme_spec, seed: int, probes: dict[str, Any]
-) -> RunRecord:
+def _run_one(config: Config, model_spec, scheme_spec, seed: int, _probes=None) -> RunRecord:
     from isokit.init import SchemeNotApplicable, apply, get_scheme
     from isokit.init.branches import BranchDiscoveryError
+    from isokit.probe import profile
 
     base = {"model": model_spec.label, "scheme": scheme_spec.label, "seed": seed}
     with torch.random.fork_rng(devices=[]):
@@ -79,45 +94,29 @@ def _run_one(
         index = [s.label for s in config.schemes].index(scheme_spec.label)
         raise ConfigError(f"schemes[{index}].options", f"{exc}; fix the option") from None
     meta = {**base, "model_kind": model_spec.kind, "scheme_name": scheme_spec.name}
-    dtype = _DTYPES[config.dtype]
-    # A fixed memory budget: the probe's default (half the free RAM) changes from run to run,
-    # and with it the exact tier's plan, the auto method's choice and the recorded metadata.
-    options = {"max_memory": DEFAULT_MAX_MEMORY, **config.method_options}
-    out: dict[str, Any] = {}
     # Dead or zeroed Jacobians (Fixup's zero head, ZerO) are expected here; their statistics
     # are well defined (inf) and numpy's divide-by-zero warnings would only be noise.
     with np.errstate(divide="ignore", invalid="ignore"):
-        if config.probes["profile"]:
-            out["profile"] = probes["profile"](
-                model,
-                inputs,
-                method=config.method,
-                dtype=dtype,
-                seed=seed,
-                meta=dict(meta),
-                progress=False,
-                **options,
-            )
-        if config.probes["block"]:
-            fn = probes["block"]
-            out["block"] = fn(
-                model,
-                inputs,
-                dtype=dtype,
-                meta=dict(meta),
-                progress=False,
-                **_accepted(fn, options),
-            )
-        if config.probes["signal"]:
-            fn = probes["signal"]
-            out["signal"] = fn(
-                model,
-                inputs,
-                dtype=dtype,
-                seed=seed,
-                **_accepted(fn, {"taps": options.get("taps", "auto")}),
-            )
-    return RunRecord(**base, status="ok", **out)
+        options = _probe_options(config, seed)  # TEMP until profile() takes options
+        result = profile(
+            model,
+            inputs,
+            **{name: getattr(options, name) for name in options.names()},
+            meta=meta,
+            with_signal=config.probes["signal"],
+            with_blocks=config.probes["block"],
+        )
+    return RunRecord(**base, status="ok", profile=result)
+
+
+def _require_profile(config: Config) -> None:
+    """The report is built on the profile probe: block and signal results are its sections."""
+    if not config.probes["profile"]:
+        raise ConfigError(
+            "probes.profile",
+            "is false, but every report is built on the profile probe (the block and signal "
+            "results are sections of its Profile); set profile = true",
+        )
 
 
 def run_config(
@@ -126,7 +125,7 @@ def run_config(
     """Run every model × scheme × seed of ``config``; return the :class:`Results` (no files)."""
     from tqdm.auto import tqdm
 
-    probes = _probe_functions()
+    _require_profile(config)
     combos = [(m, s, seed) for m in config.models for s in config.schemes for seed in config.seeds]
     start = time.perf_counter()
     records = []
@@ -140,7 +139,7 @@ def run_config(
         ) as bar:
             for model_spec, scheme_spec, seed in combos:
                 bar.set_postfix_str(f"{model_spec.label} · {scheme_spec.label} · seed {seed}")
-                records.append(_run_one(config, model_spec, scheme_spec, seed, probes))
+                records.append(_run_one(config, model_spec, scheme_spec, seed))
                 bar.update()
         env = {**environment(), "seeds": list(config.seeds)}
     finally:
@@ -163,24 +162,39 @@ def make_report(
     quiet: bool = False,
     command: Sequence[str] | None = None,
 ) -> Path:
-    """``isokit report``: validate, run (or load ``from_results``), render into ``out``.
+    """``isokit report``: validate, run (or load ``from_results``), publish into ``out``.
 
-    Returns the path of ``report.html``. Nothing is written before the config validates, and
-    every file appears complete or not at all.
+    Returns the path of ``report.html``. ``out``, the config (or the results file) are checked
+    and ``out`` is locked before any probe runs; the report then replaces ``out`` as a whole
+    (:class:`~isokit.report.io.ReportDir`), so after any failure ``out`` holds the complete old
+    report or the complete new one.
+
+    Example:
+        >>> make_report(out="")
+        Traceback (most recent call last):
+        ...
+        isokit.report.checks.ConfigError: --out: is empty; pass a directory, e.g. --out out/report
     """
-    from isokit.report.publish import render
+    from isokit.report.io import ReportDir
+    from isokit.report.publish import write_report
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("--out", f"{out} exists and is not a directory; pass a directory")
+    target = ReportDir(out)  # checks the path; writes nothing yet
+    results = cfg = None
     if from_results is not None:
         if config is not None:
             raise ConfigError("--from", "re-rendering takes no CONFIG; drop one of the two")
         results = load_results(from_results)
     else:
         cfg = config if isinstance(config, Config) else load_config(config)
-        results = run_config(cfg, quiet=quiet, command=command)
-    return render(results, out, quiet=quiet)
+        _require_profile(cfg)
+    with target:
+        if results is None:
+            results = run_config(cfg, quiet=quiet, command=command)
+        page = write_report(results, target)
+        target.commit()
+    if not quiet:
+        print(f"isokit: wrote {page}", file=sys.stderr)
+    return page
 
 
 # --------------------------------------------------------------------------------------------

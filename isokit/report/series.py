@@ -15,38 +15,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from isokit.probe.stats import zero_threshold
-from isokit.report.html import RankRow
+from isokit.report.formatting import format_number
 from isokit.report.results import Results, RunRecord
 
 __all__ = [
     "Curve",
+    "RankRow",
     "SignalCurve",
     "collect_curves",
     "collect_signals",
-    "fmt_number",
     "group_records",
     "ranking",
     "sigma_samples",
-    "tap_series",
 ]
 
 BAND = (10.0, 90.0)  # percentiles of the shaded band
-
-
-def fmt_number(value: float) -> str:
-    """A compact, fixed-width-friendly number: ``inf``, ``nan``, ``0.1234``, ``1.23e+05``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-3):
-        return f"{value:.3e}"
-    return f"{value:.4g}"
-
-
-def tap_series(profile):
-    """The taps of a Profile (kept as a function so a future layout change is one edit)."""
-    return list(profile.taps)
 
 
 def sigma_samples(tap, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray] | None:
@@ -140,8 +123,13 @@ def _nan_quantile(values: np.ndarray | None, q: float, n: int) -> np.ndarray:
 STATS = ("m1", "var", "gap", "cond", "sigma_max", "sigma_min")
 
 
-def _curve(model: str, scheme: str, profiles: list) -> Curve | None:
-    taps0 = profiles[0].taps
+def _probe_dtype(profile) -> str:
+    return str(profile.meta.get("dtype", "float64"))
+
+
+def _curve(model: str, scheme: str, sections: list[tuple[list, str]]) -> Curve | None:
+    """The curve of ``sections``: per seed, the tap spectra and the probe dtype."""
+    taps0 = sections[0][0]
     if not taps0:
         return None
     names = [t.name for t in taps0]
@@ -149,19 +137,19 @@ def _curve(model: str, scheme: str, profiles: list) -> Curve | None:
     values: dict[str, np.ndarray] = {}
     for stat in STATS:
         rows = []
-        for p in profiles:
+        for taps, _ in sections:
             rows.append(
                 np.stack(
                     [
                         np.asarray(t.stats.get(stat, np.full(t.n_examples, np.nan)), dtype=float)
-                        for t in p.taps
+                        for t in taps
                     ]
                 )
             )
         values[stat] = np.concatenate(rows, axis=1)
     sigma: list[tuple[np.ndarray, np.ndarray] | None] = []
     for i in range(len(taps0)):
-        parts = [sigma_samples(p.taps[i], str(p.meta.get("dtype", "float64"))) for p in profiles]
+        parts = [sigma_samples(taps[i], dtype) for taps, dtype in sections]
         parts = [x for x in parts if x is not None]
         if parts:
             s = np.concatenate([x[0] for x in parts])
@@ -176,19 +164,26 @@ def _curve(model: str, scheme: str, profiles: list) -> Curve | None:
         names=names,
         values=values,
         sigma=sigma,
-        seeds=len(profiles),
+        seeds=len(sections),
     )
 
 
 def collect_curves(results: Results, *, section: str = "taps") -> list[Curve]:
-    """One :class:`Curve` per model × scheme that ran, from ``profile`` results (``section =
-    "taps"``) or the per-block local Jacobians of ``block_profile`` (``section = "blocks"``)."""
-    key = "profile" if section == "taps" else "block"
+    """One :class:`Curve` per model × scheme that ran: the end-to-end Jacobians
+    (``Profile.taps``, ``section="taps"``) or each block's own (``Profile.blocks``,
+    ``section="blocks"``)."""
+    if section not in ("taps", "blocks"):
+        raise ValueError(f"section must be 'taps' or 'blocks', got {section!r}")
     out = []
     for (model, scheme), records in group_records(results).items():
-        profiles = [getattr(r, key) for r in records if r.ok and getattr(r, key) is not None]
-        if profiles:
-            curve = _curve(model, scheme, profiles)
+        profiles = [r.profile for r in records if r.ok and r.profile is not None]
+        sections = [
+            (getattr(p, section), _probe_dtype(p))
+            for p in profiles
+            if getattr(p, section) is not None
+        ]
+        if sections:
+            curve = _curve(model, scheme, sections)
             if curve is not None:
                 out.append(curve)
     return out
@@ -213,18 +208,15 @@ class SignalCurve:
         return _nan_quantile(v, 0.0, len(self.depth)), _nan_quantile(v, 100.0, len(self.depth))
 
 
-def _signal_of(record: RunRecord):
-    if record.signal is not None:
-        return record.signal
-    profile = record.profile
-    return None if profile is None else getattr(profile, "signal", None)
-
-
 def collect_signals(results: Results) -> list[SignalCurve]:
     """One :class:`SignalCurve` per model × scheme with a forward signal (spread over seeds)."""
     out = []
     for (model, scheme), records in group_records(results).items():
-        signals = [s for s in (_signal_of(r) for r in records if r.ok) if s is not None]
+        signals = [
+            r.profile.signal
+            for r in records
+            if r.ok and r.profile is not None and r.profile.signal is not None
+        ]
         if not signals:
             continue
         stack = {
@@ -237,6 +229,30 @@ def collect_signals(results: Results) -> list[SignalCurve]:
             )
         )
     return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class RankRow:
+    """One line of the ranking table: a scheme on a model, ranked by isometry gap at the last tap.
+
+    ``status`` is ``"ok"`` or ``"not applicable"``; statistics are medians over seeds (and
+    examples) at the last tap, ``None`` where not measured.
+
+    Example:
+        >>> RankRow(model="mlp", scheme="orthogonal", rank=1, status="ok", gap=0.01).gap
+        0.01
+    """
+
+    model: str
+    scheme: str
+    rank: int | None
+    status: str
+    gap: float | None = None
+    var: float | None = None
+    cond: float | None = None
+    m1: float | None = None
+    seeds: int = 0
+    note: str = ""
 
 
 def _last(curve: Curve, stat: str) -> float:
@@ -294,3 +310,12 @@ def ranking(results: Results, curves: Iterable[Curve] | None = None) -> list[Ran
                     )
                 )
     return rows
+
+
+# Compatibility names for ``isokit.report.run.probe_text`` only, until it imports
+# ``isokit.report.formatting.format_number`` and reads ``Profile.taps`` itself.
+fmt_number = format_number
+
+
+def tap_series(profile) -> list:
+    return list(profile.taps)

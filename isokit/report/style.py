@@ -12,9 +12,11 @@ far below everything else as ▼ on the bottom edge.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +43,7 @@ __all__ = [
     "no_finite_values",
     "slug",
     "style",
+    "unique_slugs",
 ]
 
 DPI = 100
@@ -48,8 +51,46 @@ DYNAMIC_RANGE = 1e14  # a log axis spans at most this many decades' worth (ratio
 
 
 def slug(text: str) -> str:
-    """A file-name-safe version of a label."""
+    """A file-name-safe version of a label (not unique: see :func:`unique_slugs`).
+
+    Example:
+        >>> slug("mlp / tanh: w64")
+        'mlp-tanh-w64'
+    """
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
+_SLUG_MAX = 80  # file names stay far below the usual 255-byte limit
+
+
+def unique_slugs(labels: Sequence[str]) -> dict[str, str]:
+    """A distinct file-name-safe slug per label, stable for the same labels.
+
+    Labels that differ only in characters a file name cannot hold (``a/b`` and ``a:b``), or only
+    in case (on a case-insensitive file system ``A`` and ``a`` are one file), get their slug plus
+    a short hash of the label; over-long slugs are cut and get the hash too.
+
+    Example:
+        >>> unique_slugs(["a/b", "a:b", "c"])
+        {'a/b': 'a-b-c14cddc0', 'a:b': 'a-b-6783a31e', 'c': 'c'}
+    """
+    base = {label: slug(label) for label in labels}
+    counts = Counter(s.casefold() for s in base.values())
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for label in labels:
+        s = base[label]
+        if counts[s.casefold()] > 1 or len(s) > _SLUG_MAX:
+            digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:8]
+            s = f"{s[:_SLUG_MAX]}-{digest}"
+        # A hashed slug could still equal another label's plain one: number it.
+        candidate, n = s, 1
+        while candidate.casefold() in taken:
+            n += 1
+            candidate = f"{s}-{n}"
+        taken.add(candidate.casefold())
+        out[label] = candidate
+    return out
 
 
 def style() -> dict:

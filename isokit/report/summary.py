@@ -1,4 +1,6 @@
-"""summary.csv: tidy statistics, one row per model × scheme × tap × statistic.
+"""The CSV files: summary.csv (tidy statistics) and ranking.csv (the ranking table).
+
+summary.csv has one row per model × scheme × tap × statistic.
 
 Each row aggregates the per-example values of one statistic over every input and seed of that
 model and scheme: the median (robust to the infinite ``cond``/``gap`` of rank-deficient taps),
@@ -11,10 +13,18 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from isokit.report.formatting import format_number
 from isokit.report.results import Results
+
+if TYPE_CHECKING:
+    from isokit.report.series import RankRow
+
+__all__ = ["COLUMNS", "RANKING_COLUMNS", "ranking_csv", "summary_csv", "summary_rows"]
 
 COLUMNS = (
     "model",
@@ -29,14 +39,6 @@ COLUMNS = (
     "max",
     "n",
 )
-
-
-def _fmt(value: float) -> str:
-    return (
-        repr(float(value))
-        if np.isfinite(value)
-        else ("nan" if np.isnan(value) else ("inf" if value > 0 else "-inf"))
-    )
 
 
 def summary_rows(results: Results) -> list[dict]:
@@ -83,5 +85,41 @@ def summary_csv(results: Results) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
     for row in summary_rows(results):
-        writer.writerow([_fmt(row[c]) if isinstance(row[c], float) else row[c] for c in COLUMNS])
+        writer.writerow(
+            [
+                format_number(row[c], exact=True) if isinstance(row[c], float) else row[c]
+                for c in COLUMNS
+            ]
+        )
+    return buf.getvalue()
+
+
+RANKING_COLUMNS = ("model", "rank", "scheme", "status", "gap", "var", "cond", "m1", "seeds", "note")
+
+
+def ranking_csv(rows: Sequence[RankRow]) -> str:
+    """ranking.csv as text: the ranking table, statistics with four significant digits.
+
+    Example:
+        >>> from isokit.report.series import RankRow
+        >>> print(ranking_csv([RankRow(model="m", scheme="s", rank=1, status="ok", gap=0.5)]))
+        model,rank,scheme,status,gap,var,cond,m1,seeds,note
+        m,1,s,ok,0.5,,,,0,
+        <BLANKLINE>
+    """
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(RANKING_COLUMNS)
+    for r in rows:
+        writer.writerow(
+            [
+                r.model,
+                "" if r.rank is None else r.rank,
+                r.scheme,
+                r.status,
+                *(format_number(v) for v in (r.gap, r.var, r.cond, r.m1)),
+                r.seeds,
+                r.note,
+            ]
+        )
     return buf.getvalue()

@@ -1,0 +1,234 @@
+"""Reading a ``results.json`` back: every field checked before anything is plotted.
+
+A results file may be damaged, hand-edited or written by another isokit version. Each problem is a
+:class:`ResultsError` naming the field (``runs[3].status``) and the fix, so ``isokit report --from``
+fails in one line instead of deep inside a figure. Nothing is coerced: a string where a list is
+expected is an error, never iterated letter by letter, and ``true`` is not a seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from isokit.report.checks import ConfigError, type_name
+from isokit.report.config import parse_config
+
+__all__ = ["SCHEMA", "SCHEMA_1", "STATUSES", "ResultsError", "check_results"]
+
+SCHEMA = "isokit.report.results/2"
+#: What a run can end as: probed, or the scheme did not fit the model (with a message).
+STATUSES = ("ok", "not applicable")
+#: The layout before the forward signal and block spectra moved into the Profile.
+SCHEMA_1 = "isokit.report.results/1"
+_RUN_KEYS = ("model", "scheme", "seed", "status", "message", "profile")
+_RUN_KEYS_1 = (*_RUN_KEYS, "block", "signal")
+_SPECIAL = ("nan", "inf", "-inf")  # how encode() writes non-finite numbers
+
+
+class ResultsError(ConfigError):
+    """A results file that cannot be read back (missing, not JSON, wrong schema, a bad field)."""
+
+
+def _field(key: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    """``value`` if it is a ``kind`` (never a bool standing in for a number), else an error."""
+    wrong_bool = isinstance(value, bool) and bool not in (
+        kind if isinstance(kind, tuple) else (kind,)
+    )
+    if wrong_bool or not isinstance(value, kind):
+        raise ConfigError(key, f"must be {what}, got {type_name(value)} {_short(value)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _strings(key: str, value: Any) -> list[str]:
+    _field(key, value, list, "an array of strings")
+    return [_field(f"{key}[{i}]", v, str, "a string") for i, v in enumerate(value)]
+
+
+def _numbers(key: str, value: Any) -> list[Any]:
+    _field(key, value, list, "an array of numbers")
+    for i, v in enumerate(value):
+        if not (v in _SPECIAL if isinstance(v, str) else isinstance(v, int | float)) or (
+            isinstance(v, bool)
+        ):
+            raise ConfigError(f"{key}[{i}]", f"must be a number, got {type_name(v)} {_short(v)}")
+    return value
+
+
+def _training(value: Any) -> dict[str, Any] | None:
+    """The optional ``training`` section: ``{"curves": [{model, scheme, loss, step?}]}``."""
+    if value is None:
+        return None
+    _field("training", value, dict, "a table")
+    curves = _field("training.curves", value.get("curves", []), list, "an array of tables")
+    for j, curve in enumerate(curves):
+        key = f"training.curves[{j}]"
+        _field(key, curve, dict, "a table")
+        for name in ("model", "scheme"):
+            _field(f"{key}.{name}", curve.get(name), str, "a label")
+        loss = _numbers(f"{key}.loss", curve.get("loss"))
+        if "step" in curve and len(_numbers(f"{key}.step", curve["step"])) != len(loss):
+            raise ConfigError(f"{key}.step", f"must have one step per loss value ({len(loss)})")
+    return value
+
+
+def _profile_table(key: str, run: dict[str, Any], schema: str) -> dict[str, Any] | None:
+    """The run's Profile as a dict, schema 1's separate block and signal sections moved in."""
+    table = run.get("profile")
+    extra = {"block": run.get("block"), "signal": run.get("signal")}
+    if table is None:
+        if any(v is not None for v in extra.values()):
+            raise ConfigError(
+                f"{key}.profile",
+                "missing, but the run has block or signal results; a report needs the profile "
+                "probe: rerun with probes.profile = true",
+            )
+        return None
+    table = dict(_field(f"{key}.profile", table, dict, "a Profile table"))
+    taps = _field(f"{key}.profile.taps", table.get("taps"), list, "an array of taps")
+    if not taps:
+        raise ConfigError(f"{key}.profile.taps", "is empty; a profile needs at least one tap")
+    for i, tap in enumerate(taps):
+        _field(f"{key}.profile.taps[{i}]", tap, dict, "a tap table")
+    _field(f"{key}.profile.meta", table.get("meta"), dict, "a table")
+    if schema == SCHEMA_1:
+        if extra["block"] is not None:
+            block = _field(f"{key}.block", extra["block"], dict, "a Profile table")
+            table["blocks"] = block.get("taps")
+        if extra["signal"] is not None:
+            table["signal"] = extra["signal"]
+    for name, kind, what in (("blocks", list, "an array of taps"), ("signal", dict, "a table")):
+        if table.get(name) is not None:
+            _field(f"{key}.profile.{name}", table[name], kind, what)
+    return table
+
+
+def _read_profile(key: str, table: dict[str, Any]):
+    from isokit.probe import Profile
+
+    try:
+        return Profile.from_dict(table)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ConfigError(
+            f"{key}.profile",
+            f"cannot be read back ({what}); regenerate the file with isokit report",
+        ) from None
+
+
+def _run(i: int, run: Any, config, schema: str) -> dict[str, Any]:
+    key = f"runs[{i}]"
+    _field(key, run, dict, "a table")
+    allowed = _RUN_KEYS_1 if schema == SCHEMA_1 else _RUN_KEYS
+    for name in run:
+        if name not in allowed:
+            raise ConfigError(f"{key}.{name}", f"unknown field; a run has {', '.join(allowed)}")
+    for name, labels in (
+        ("model", [m.label for m in config.models]),
+        ("scheme", [s.label for s in config.schemes]),
+    ):
+        value = _field(f"{key}.{name}", run.get(name), str, "a label")
+        if value not in labels:
+            raise ConfigError(
+                f"{key}.{name}",
+                f"{value!r} is not a {name} of the file's config ({', '.join(labels)}); "
+                "the file is inconsistent: regenerate it with isokit report",
+            )
+    seed = _field(f"{key}.seed", run.get("seed"), int, "an integer")
+    if seed not in config.seeds:
+        raise ConfigError(f"{key}.seed", f"{seed} is not one of the config's seeds {config.seeds}")
+    status = run.get("status")
+    if not isinstance(status, str) or status not in STATUSES:
+        raise ConfigError(
+            f"{key}.status",
+            f"must be one of {', '.join(map(repr, STATUSES))}, got {_short(status)}",
+        )
+    message = _field(f"{key}.message", run.get("message", ""), str, "a string")
+    table = _profile_table(key, run, schema)
+    if (table is None) == (status == "ok"):
+        need = "needs a profile" if status == "ok" else "that did not apply has no profile"
+        raise ConfigError(f"{key}.profile", f"a run with status {status!r} {need}")
+    profile = None if table is None else _read_profile(key, table)
+    return {
+        "model": run["model"],
+        "scheme": run["scheme"],
+        "seed": seed,
+        "status": status,
+        "message": message,
+        "profile": profile,
+    }
+
+
+def _check_runs(runs: list[dict[str, Any]]) -> None:
+    """No run twice, and one set of taps per model × scheme (seeds are pooled tap by tap)."""
+    seen: dict[tuple, int] = {}
+    taps: dict[tuple, tuple[int, list[str]]] = {}
+    for i, run in enumerate(runs):
+        combo = (run["model"], run["scheme"], run["seed"])
+        if combo in seen:
+            raise ConfigError(
+                f"runs[{i}]", f"repeats runs[{seen[combo]}] ({' × '.join(map(str, combo))})"
+            )
+        seen[combo] = i
+        if run["profile"] is None:
+            continue
+        names = [t.name for t in run["profile"].taps]
+        first = taps.setdefault(combo[:2], (i, names))
+        if first[1] != names:
+            raise ConfigError(
+                f"runs[{i}].profile.taps",
+                f"tap names differ from runs[{first[0]}] of the same model and scheme",
+            )
+
+
+def check_results(data: Any, *, source: str) -> dict[str, Any]:
+    """The fields of a results table, checked and read into objects (``config`` a
+    :class:`~isokit.report.config.Config`, every run's ``profile`` a Profile).
+
+    Example:
+        >>> try:
+        ...     check_results({"schema": "x"}, source="r.json")
+        ... except ResultsError as exc:
+        ...     print(exc.key)
+        r.json
+    """
+    if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, SCHEMA_1):
+        found = data.get("schema") if isinstance(data, dict) else type_name(data)
+        raise ResultsError(
+            source,
+            f"not an isokit results file (schema {found!r}, expected {SCHEMA!r}); "
+            "pass the results.json of `isokit report`",
+        )
+    try:
+        if "config" not in data:
+            raise ConfigError("config", "missing; the file holds no config to re-render")
+        _field("config", data["config"], dict, "a table")
+        try:
+            config = parse_config(data["config"], source=f"{source}:config")
+        except ConfigError as exc:
+            raise ConfigError(f"config.{exc.key}", exc.message) from None
+        runs = _field("runs", data.get("runs"), list, "an array of runs")
+        checked = [_run(i, run, config, data["schema"]) for i, run in enumerate(runs)]
+        _check_runs(checked)
+        elapsed = data.get("elapsed_s")
+        return {
+            "config": config,
+            "runs": checked,
+            "environment": dict(
+                _field("environment", data.get("environment", {}), dict, "a table")
+            ),
+            "command": _strings("command", data.get("command", [])),
+            "created": _field("created", data.get("created", ""), str, "a timestamp string"),
+            "elapsed_s": None
+            if elapsed is None
+            else _field("elapsed_s", elapsed, int | float, "a number of seconds"),
+            "training": _training(data.get("training")),
+        }
+    except ResultsError:
+        raise
+    except ConfigError as exc:
+        raise ResultsError(f"{source}: {exc.key}", exc.message) from None
