@@ -3,12 +3,14 @@
 A config says which models, schemes and seeds to compare, how to draw inputs, which probes to run
 and which figure formats to write. Everything is checked before any work starts, so a typo in the
 last model fails in milliseconds rather than after the first model's probes. Errors name the
-dotted key (``models[1].depth``) and say how to fix it.
+dotted key (``models[1].depth``) and say how to fix it. Model tables are read through the model
+kinds' own specs (:mod:`isokit.models.spec`, via :mod:`isokit.report.modelspec`), and sizes that
+cannot fit in memory are refused from arithmetic before any model is built.
 
 Example:
     >>> cfg = load_config(DEFAULT_CONFIG)
     >>> [m.label for m in cfg.models][:1]
-    ['mlp-tanh-w64-d16']
+    ['mlp-tanh-w64-d32']
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,19 +27,20 @@ from typing import Any
 
 from isokit.report.checks import (
     ConfigError,
+    array_of,
     boolean,
     check_keys,
-    choice,
+    label_of,
+    one_of,
     pos_int,
     shape_of,
     table_of,
     type_name,
 )
-from isokit.report.modelspec import KINDS, ModelSpec, parse_model
+from isokit.report.modelspec import ModelSpec, check_fits, machine_memory, parse_model
 
 __all__ = [
     "DEFAULT_CONFIG",
-    "KINDS",
     "Config",
     "ConfigError",
     "InputSpec",
@@ -53,6 +57,10 @@ METHODS = ("auto", "exact", "lanczos")
 DTYPES = ("float64", "float32")
 FORMATS = ("png", "svg", "pdf")
 PROBES = ("profile", "block", "signal")
+#: More threads than any machine torch runs on has CPUs (10⁵ threads would only thrash).
+THREADS_MAX = max(1024, os.cpu_count() or 1)
+#: The largest seed every torch generator takes.
+SEED_MAX = 2**63 - 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,9 +97,8 @@ def _parse_scheme(key: str, raw: object) -> SchemeSpec:
         )
     options = table_of(f"{key}.options", table.get("options", {}))
     check_keys(f"{key}.options", options, known[name].options or ("(none)",))
-    label = table.get("label", name)
-    if not isinstance(label, str) or not label.strip():
-        raise ConfigError(f"{key}.label", f"must be a non-empty string, got {label!r}")
+    label = label_of(f"{key}.label", table.get("label", name))
+    # Values pass through untouched (TOML nan and inf included): each scheme checks its own.
     return SchemeSpec(label=label, name=name, options=dict(options))
 
 
@@ -120,8 +127,8 @@ def _parse_inputs(raw: object) -> InputSpec:
     check_keys("inputs", table, ("examples", "distribution", "image_size", "shape"))
     return InputSpec(
         examples=pos_int("inputs.examples", table.get("examples", 4)),
-        distribution=choice(DISTRIBUTIONS)(
-            "inputs.distribution", table.get("distribution", "gaussian")
+        distribution=one_of(
+            "inputs.distribution", table.get("distribution", "gaussian"), DISTRIBUTIONS
         ),
         image_size=pos_int("inputs.image_size", table.get("image_size", 16)),
         shape=shape_of("inputs.shape", table["shape"]) if "shape" in table else None,
@@ -145,8 +152,8 @@ class Config:
       model kind implies.
     - ``[probes]``: booleans ``profile`` (default true), ``block`` (false), ``signal`` (true).
     - ``[output]``: ``formats``, a subset of ``png``, ``svg``, ``pdf``.
-    - ``[[models]]``: ``kind`` plus the constructor arguments (:mod:`.modelspec`), optional
-      ``label`` and ``input_shape``.
+    - ``[[models]]``: ``kind`` (:func:`isokit.models.model_kinds`) plus that kind's constructor
+      arguments, optional ``label`` and ``input_shape``.
     - ``schemes``: names, or tables ``{name, label, options}``.
     """
 
@@ -195,12 +202,6 @@ _TOP = (
 )
 
 
-def _nonempty_list(key: str, value: object, example: str) -> list:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(key, f"must be a non-empty array, e.g. {example}")
-    return value
-
-
 def _unique(key: str, labels: list[str]) -> None:
     seen: set[str] = set()
     for i, label in enumerate(labels):
@@ -237,80 +238,133 @@ def _check_method_options(options: dict[str, Any]) -> None:
     check_keys("method_options", options, allowed or ("(none)",))
 
 
-def parse_config(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
-    """Validate a config table (parsed TOML, or ``Config.to_dict()``) into a :class:`Config`."""
+def _parse_seeds(raw: object) -> tuple[int, ...]:
+    seeds = array_of("seeds", raw, "seeds = [0, 1]")
+    seeds = [pos_int(f"seeds[{i}]", s, minimum=0, maximum=SEED_MAX) for i, s in enumerate(seeds)]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError("seeds", f"has duplicates {seeds}; list each seed once")
+    return tuple(seeds)
+
+
+def _parse_models(
+    data: Mapping[str, Any], inputs: InputSpec, *, memory: int | None
+) -> tuple[ModelSpec, ...]:
+    if "models" not in data:
+        raise ConfigError("models", "missing; add at least one [[models]] table with a kind")
+    models = [
+        parse_model(f"models[{i}]", m, image_size=inputs.image_size, shape=inputs.shape)
+        for i, m in enumerate(array_of("models", data["models"], "[[models]]"))
+    ]
+    _unique("models", [m.label for m in models])
+    for i, m in enumerate(models):
+        check_fits(f"models[{i}]", m, examples=inputs.examples, memory=memory)
+    return tuple(models)
+
+
+def _parse_schemes(data: Mapping[str, Any]) -> tuple[SchemeSpec, ...]:
+    if "schemes" not in data:
+        raise ConfigError("schemes", 'missing; e.g. schemes = ["idinit", "kaiming-normal"]')
+    raw = array_of("schemes", data["schemes"], '["idinit", "orthogonal"]')
+    schemes = [_parse_scheme(f"schemes[{i}]", s) for i, s in enumerate(raw)]
+    _unique("schemes", [s.label for s in schemes])
+    return tuple(schemes)
+
+
+def _parse_probes(raw: object) -> dict[str, bool]:
+    table = table_of("probes", raw)
+    check_keys("probes", table, PROBES)
+    probes = {p: boolean(f"probes.{p}", table.get(p, p != "block")) for p in PROBES}
+    if not any(probes.values()):
+        raise ConfigError(
+            "probes", "every probe is off; set at least one of profile, block, signal to true"
+        )
+    return probes
+
+
+def _parse_formats(raw: object) -> tuple[str, ...]:
+    output = table_of("output", raw)
+    check_keys("output", output, ("formats",))
+    formats = array_of("output.formats", output.get("formats", ["png", "svg"]), '["png", "svg"]')
+    formats = [one_of(f"output.formats[{i}]", f, FORMATS) for i, f in enumerate(formats)]
+    return tuple(dict.fromkeys(formats))
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "<dict>", check_resources: bool = True
+) -> Config:
+    """Validate a config table (parsed TOML, or ``Config.to_dict()``) into a :class:`Config`.
+
+    With ``check_resources`` (the default) every model and its inputs must fit in this
+    machine's memory (a lower-bound estimate, from arithmetic); re-reading a config that ran
+    elsewhere, only to re-render its results, may turn that off.
+
+    Example:
+        >>> cfg = parse_config({"schemes": ["orthogonal"], "models": [{"kind": "resnet"}]})
+        >>> cfg.models[0].label, cfg.models[0].input_shape
+        ('resnet20-w16-none', (3, 16, 16))
+    """
     data = table_of("config", dict(data))
     check_keys("", data, _TOP)
     title = data.get("title", "isokit report")
     if not isinstance(title, str):
         raise ConfigError("title", f"must be a string, got {type_name(title)}")
-    seeds = _nonempty_list("seeds", data.get("seeds", [0]), "seeds = [0, 1]")
-    seeds = [pos_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds)]
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError("seeds", f"has duplicates {seeds}; list each seed once")
+    seeds = _parse_seeds(data.get("seeds", [0]))
+    threads = pos_int("threads", data.get("threads", 1), maximum=THREADS_MAX)
     inputs = _parse_inputs(data.get("inputs", {}))
-    if "models" not in data:
-        raise ConfigError("models", "missing; add at least one [[models]] table with a kind")
-    models = [
-        parse_model(f"models[{i}]", m, image_size=inputs.image_size, shape=inputs.shape)
-        for i, m in enumerate(_nonempty_list("models", data["models"], "[[models]]"))
-    ]
-    _unique("models", [m.label for m in models])
-    if "schemes" not in data:
-        raise ConfigError("schemes", 'missing; e.g. schemes = ["idinit", "kaiming-normal"]')
-    schemes = [
-        _parse_scheme(f"schemes[{i}]", s)
-        for i, s in enumerate(
-            _nonempty_list("schemes", data["schemes"], '["idinit", "orthogonal"]')
-        )
-    ]
-    _unique("schemes", [s.label for s in schemes])
-    probes_raw = table_of("probes", data.get("probes", {}))
-    check_keys("probes", probes_raw, PROBES)
-    probes = {p: boolean(f"probes.{p}", probes_raw.get(p, p != "block")) for p in PROBES}
-    if not any(probes.values()):
-        raise ConfigError(
-            "probes", "every probe is off; set at least one of profile, block, signal to true"
-        )
+    models = _parse_models(data, inputs, memory=machine_memory() if check_resources else None)
+    schemes = _parse_schemes(data)
+    probes = _parse_probes(data.get("probes", {}))
     method_options = table_of("method_options", data.get("method_options", {}))
     _check_method_options(method_options)
-    output = table_of("output", data.get("output", {}))
-    check_keys("output", output, ("formats",))
-    formats = _nonempty_list(
-        "output.formats", output.get("formats", ["png", "svg"]), '["png", "svg"]'
-    )
-    formats = [choice(FORMATS)(f"output.formats[{i}]", f) for i, f in enumerate(formats)]
     return Config(
         title=title,
-        models=tuple(models),
-        schemes=tuple(schemes),
-        seeds=tuple(seeds),
+        models=models,
+        schemes=schemes,
+        seeds=seeds,
         inputs=inputs,
         probes=probes,
-        method=choice(METHODS)("method", data.get("method", "auto")),
-        dtype=choice(DTYPES)("dtype", data.get("dtype", "float64")),
+        method=one_of("method", data.get("method", "auto"), METHODS),
+        dtype=one_of("dtype", data.get("dtype", "float64"), DTYPES),
         method_options=dict(method_options),
-        formats=tuple(dict.fromkeys(formats)),
-        threads=pos_int("threads", data.get("threads", 1)),
+        formats=_parse_formats(data.get("output", {})),
+        threads=threads,
         source=source,
     )
 
 
-def load_config(path: str | Path | None = None) -> Config:
-    """Read and validate a TOML config; ``None`` reads the packaged default."""
-    path = DEFAULT_CONFIG if path is None else Path(path)
+def _read_text(path: Path) -> str:
+    """The file's text; a UTF-8 byte-order mark (Windows editors write one) is dropped."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             str(path), "config file not found; check the path, or omit it to use the default config"
         ) from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # a directory, no permission, a path too long, ...
         raise ConfigError(
             str(path),
-            f"cannot read the config file ({exc.__class__.__name__}); "
-            "pass a readable UTF-8 TOML file",
+            f"cannot read the config file ({exc.strerror or type(exc).__name__}); "
+            "pass a readable TOML file",
         ) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            str(path),
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the config as UTF-8",
+        ) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a TOML config; ``None`` reads the packaged default.
+
+    Example:
+        >>> load_config().models[0].input_shape
+        (64,)
+    """
+    path = DEFAULT_CONFIG if path is None else Path(path)
+    text = _read_text(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

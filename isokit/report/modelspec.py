@@ -1,156 +1,92 @@
-"""Model entries of a config: kinds, constructor arguments, labels and input shapes.
+"""Model entries of a config, read through the model kinds' own specs.
 
-``[[models]]`` tables name a ``kind`` (``mlp``, ``convnet``, ``resnet``, ``transformer``) and the
-constructor arguments of the matching :mod:`isokit.models` class, each type-checked here; rules
-that tie arguments together (ResNet depth 6n+2, heads dividing d_model) are checked by name, and
-the model is then built on the meta device to catch anything else without allocating memory.
+A ``[[models]]`` table names a ``kind`` (any of :func:`isokit.models.model_kinds`) and that
+kind's constructor arguments. The kind's :class:`~isokit.models.ModelKind` types them, fills in
+defaults, checks the rules that tie them together and gives the default label and input shape;
+this module only maps its :class:`~isokit.models.ModelArgError` to a :class:`ConfigError` at the
+dotted key (``models[1].depth``). What a model costs is then counted from its arguments and
+compared with the machine's memory, so an absurd size fails at once, before anything is built.
+
+Example:
+    >>> spec = parse_model("models[0]", {"kind": "mlp", "in_features": 8, "width": 8,
+    ...                    "depth": 2}, image_size=16)
+    >>> spec.label, spec.input_shape, spec.args["depth"]
+    ('mlp-relu-w8-d2', (8,), 2)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from isokit.models import ModelArgError, ModelKind, get_model_kind, model_kinds
+from isokit.report.checks import ConfigError, label_of, shape_of, table_of
 
-from isokit.report.checks import (
-    ConfigError,
-    boolean,
-    check_keys,
-    choice,
-    pos_int,
-    shape_of,
-    table_of,
-)
+if TYPE_CHECKING:
+    from torch import nn
 
-__all__ = ["KINDS", "ModelSpec", "parse_model"]
+    from isokit.theory.law import Chain
 
+__all__ = ["ModelSpec", "check_fits", "machine_memory", "parse_model"]
 
-def _gate(key: str, value: object) -> str | None:
-    # TOML has no null: "none" spells the constructor's gate=None.
-    return None if choice(("none", "scalar"))(key, value) == "none" else "scalar"
-
-
-def _activation(key: str, value: object) -> str:
-    from isokit.models import ACTIVATIONS
-
-    return choice(ACTIVATIONS)(key, value)
-
-
-# kind -> constructor argument -> (checker, required?)
-_ARGS: dict[str, dict[str, tuple[Callable[[str, object], Any], bool]]] = {
-    "mlp": {
-        "in_features": (pos_int, True),
-        "width": (pos_int, True),
-        "depth": (pos_int, True),
-        "out_features": (pos_int, False),
-        "activation": (_activation, False),
-        "bias": (boolean, False),
-    },
-    "convnet": {
-        "in_channels": (pos_int, True),
-        "channels": (pos_int, True),
-        "depth": (pos_int, True),
-        "activation": (_activation, False),
-        "kernel_size": (pos_int, False),
-        "num_classes": (pos_int, False),
-        "bias": (boolean, False),
-    },
-    "resnet": {
-        "depth": (pos_int, False),
-        "width": (pos_int, False),
-        "norm": (choice(("none", "batch")), False),
-        "gate": (_gate, False),
-        "shortcut": (choice(("pad", "conv")), False),
-        "num_classes": (pos_int, False),
-        "in_channels": (pos_int, False),
-    },
-    "transformer": {
-        "depth": (pos_int, True),
-        "d_model": (pos_int, True),
-        "heads": (pos_int, True),
-        "d_ff": (pos_int, True),
-        "seq_len": (pos_int, True),
-        "norm": (choice(("pre", "post", "none")), False),
-        "gate": (_gate, False),
-        "activation": (_activation, False),
-    },
-}
-KINDS = tuple(_ARGS)
-
-
-def _model_class(kind: str) -> type[nn.Module]:
-    from isokit import models
-
-    return {
-        "mlp": models.MLP,
-        "convnet": models.ConvNet,
-        "resnet": models.ResNet,
-        "transformer": models.Transformer,
-    }[kind]
+# Keys of a [[models]] table that are not constructor arguments.
+_ENTRY_KEYS = ("kind", "label", "input_shape")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelSpec:
-    """One model of the comparison: its ``kind``, constructor ``args`` and input shape."""
+    """One model of the comparison: its ``kind``, constructor ``args`` and input shape.
+
+    ``args`` holds the arguments the config gave (checked and normalized); the kind supplies
+    every other one, so the resolved config records what the user wrote.
+
+    Example:
+        >>> spec = ModelSpec(label="m", kind="mlp", args={"in_features": 4, "width": 4,
+        ...                  "depth": 3}, input_shape=(4,))
+        >>> spec.resolved_args()["bias"], spec.chain().taps
+        (True, ('acts.0', 'acts.1', 'acts.2'))
+    """
 
     label: str
     kind: str
     args: dict[str, Any]
     input_shape: tuple[int, ...]
 
+    @property
+    def model_kind(self) -> ModelKind:
+        """The registered :class:`~isokit.models.ModelKind` called ``kind``."""
+        return get_model_kind(self.kind)
+
+    def resolved_args(self) -> dict[str, Any]:
+        """Every constructor argument, defaults included."""
+        return self.model_kind.resolve(self.args)
+
     def build(self) -> nn.Module:
         """A fresh model; seed ``torch`` first (constructors draw from the global RNG)."""
-        return _model_class(self.kind)(**self.args)
+        return self.model_kind.build(**self.args)
+
+    def chain(self) -> Chain | None:
+        """The model as the theory sees it (:class:`isokit.theory.Chain`), or ``None``."""
+        return self.model_kind.chain(self.args)
 
     def to_dict(self) -> dict[str, Any]:
-        args = {k: ("none" if k == "gate" and v is None else v) for k, v in self.args.items()}
         return {
             "label": self.label,
             "kind": self.kind,
-            **args,
+            **self.model_kind.to_config(self.args),
             "input_shape": list(self.input_shape),
         }
 
 
-def _default_label(kind: str, a: dict[str, Any]) -> str:
-    if kind == "mlp":
-        return f"mlp-{a.get('activation', 'relu')}-w{a['width']}-d{a['depth']}"
-    if kind == "convnet":
-        return f"convnet-{a.get('activation', 'relu')}-c{a['channels']}-d{a['depth']}"
-    if kind == "resnet":
-        return f"resnet{a.get('depth', 20)}-w{a.get('width', 16)}-{a.get('norm', 'none')}"
-    return f"transformer-{a.get('norm', 'pre')}-d{a['depth']}"
-
-
-def _natural_shape(kind: str, a: dict[str, Any], image_size: int) -> tuple[int, ...]:
-    if kind == "mlp":
-        return (a["in_features"],)
-    if kind == "transformer":
-        return (a["seq_len"], a["d_model"])
-    return (a.get("in_channels", 3), image_size, image_size)
-
-
-def _check_shape(key: str, kind: str, a: dict[str, Any], shape: tuple[int, ...]) -> None:
-    if kind == "mlp" and math.prod(shape) != a["in_features"]:
-        raise ConfigError(
-            key,
-            f"{list(shape)} has {math.prod(shape)} entries but the MLP has "
-            f"in_features = {a['in_features']}; make them agree",
-        )
-    if kind in ("convnet", "resnet"):
-        channels = a.get("in_channels", 3)
-        if len(shape) != 3 or shape[0] != channels:
-            raise ConfigError(key, f"a {kind} needs [{channels}, height, width], got {list(shape)}")
-    if kind == "transformer" and shape != (a["seq_len"], a["d_model"]):
-        raise ConfigError(
-            key,
-            f"a transformer needs [seq_len, d_model] = "
-            f"[{a['seq_len']}, {a['d_model']}], got {list(shape)}",
-        )
+def _config_error(key: str, exc: ModelArgError, shape_key: str) -> ConfigError:
+    """A kind's :class:`ModelArgError` at the dotted config key of the argument."""
+    if exc.arg == "input_shape":
+        return ConfigError(shape_key, exc.message)
+    return ConfigError(
+        f"{key}.{exc.arg}", exc.message, related=tuple(f"{key}.{r}" for r in exc.related)
+    )
 
 
 def parse_model(
@@ -159,47 +95,77 @@ def parse_model(
     """Validate the ``[[models]]`` table at ``key``; ``shape`` is ``inputs.shape`` if given."""
     table = table_of(key, raw)
     if "kind" not in table:
-        raise ConfigError(f"{key}.kind", f"missing; set kind to one of {', '.join(KINDS)}")
-    kind = choice(KINDS)(f"{key}.kind", table["kind"])
-    spec = _ARGS[kind]
-    check_keys(key, table, ("kind", "label", "input_shape", *spec))
-    args: dict[str, Any] = {}
-    for name, (check, required) in spec.items():
-        if name in table:
-            args[name] = check(f"{key}.{name}", table[name])
-        elif required:
-            raise ConfigError(f"{key}.{name}", f"missing; a {kind} needs {name} (an integer)")
-    _check_model_consistency(key, kind, args)
-    label = table.get("label", _default_label(kind, args))
-    if not isinstance(label, str) or not label.strip():
-        raise ConfigError(f"{key}.label", f"must be a non-empty string, got {label!r}")
-    if "input_shape" in table:
-        shape = shape_of(f"{key}.input_shape", table["input_shape"])
-        _check_shape(f"{key}.input_shape", kind, args, shape)
-    elif shape is not None:
-        _check_shape("inputs.shape", kind, args, shape)
-    else:
-        shape = _natural_shape(kind, args, image_size)
-    return ModelSpec(label=label, kind=kind, args=args, input_shape=shape)
-
-
-def _check_model_consistency(key: str, kind: str, args: dict[str, Any]) -> None:
-    """Cross-argument rules, named by key; then build on the meta device to catch the rest."""
-    if kind == "resnet":
-        depth = args.get("depth", 20)
-        if depth < 8 or (depth - 2) % 6:
-            raise ConfigError(
-                f"{key}.depth", f"a ResNet needs depth = 6n+2 (8, 14, 20, 32, ...), got {depth}"
-            )
-    if kind == "transformer" and args["d_model"] % args["heads"]:
-        raise ConfigError(
-            f"{key}.heads",
-            f"d_model = {args['d_model']} must be divisible by heads = {args['heads']}",
-        )
-    if kind == "convnet" and args.get("kernel_size", 3) % 2 == 0:
-        raise ConfigError(f"{key}.kernel_size", f"must be odd, got {args['kernel_size']}")
+        raise ConfigError(f"{key}.kind", f"missing; set kind to one of {', '.join(model_kinds())}")
     try:
-        with torch.device("meta"):  # no memory, no random draws
-            _model_class(kind)(**args)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(key, f"{kind} rejects these arguments: {exc}") from None
+        kind = get_model_kind(table["kind"])
+    except ModelArgError as exc:
+        raise ConfigError(f"{key}.kind", exc.message) from None
+    given = {name: value for name, value in table.items() if name not in _ENTRY_KEYS}
+    shape_key = f"{key}.input_shape" if "input_shape" in table else "inputs.shape"
+    try:
+        resolved = kind.resolve(given)
+        label = label_of(f"{key}.label", table["label"]) if "label" in table else kind.label(given)
+        if "input_shape" in table:
+            shape = shape_of(shape_key, table["input_shape"])
+        if shape is None:
+            shape = kind.input_shape(resolved, image_size)
+        else:
+            kind.check_input_shape(resolved, shape)
+    except ModelArgError as exc:
+        raise _config_error(key, exc, shape_key) from None
+    args = {a.name: resolved[a.name] for a in kind.args if a.name in given}
+    return ModelSpec(label=label, kind=kind.name, args=args, input_shape=tuple(shape))
+
+
+def machine_memory() -> int | None:
+    """The machine's physical memory in bytes, or ``None`` where the OS does not say.
+
+    Example:
+        >>> machine_memory() is None or machine_memory() > 0
+        True
+    """
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB"
+
+
+def check_fits(key: str, spec: ModelSpec, *, examples: int, memory: int | None) -> None:
+    """Refuse a model (or its inputs) that cannot fit in ``memory`` bytes, from arithmetic alone.
+
+    The estimate is a lower bound (the model in float32 and its float64 probe copy, one forward
+    pass of one example, and the drawn inputs), so a refused config could never have run;
+    nothing is built to find out.
+
+    Example:
+        >>> spec = parse_model("models[0]", {"kind": "mlp", "in_features": 8,
+        ...                    "width": 10**9, "depth": 8}, image_size=16)
+        >>> check_fits("models[0]", spec, examples=4, memory=2**37)
+        Traceback (most recent call last):
+        ...
+        isokit.report.checks.ConfigError: models[0]: mlp-relu-w1000000000-d8 needs at least \
+7.82e+10 GiB (7e+18 parameters) but this machine has 128 GiB; make the model smaller
+    """
+    size = spec.model_kind.size(spec.args, spec.input_shape)
+    if memory is None or size is None:
+        return
+    model_bytes = size.bytes()
+    input_bytes = 12 * examples * math.prod(spec.input_shape)  # float32 draws, float64 copies
+    need = model_bytes + input_bytes
+    if need <= memory:
+        return
+    if input_bytes > model_bytes:
+        raise ConfigError(
+            "inputs.examples",
+            f"{examples} inputs of shape {list(spec.input_shape)} for {spec.label} need at least "
+            f"{_gib(need)} but this machine has {_gib(memory)}; draw fewer examples",
+        )
+    raise ConfigError(
+        key,
+        f"{spec.label} needs at least {_gib(need)} ({size.parameters:.3g} parameters) but this "
+        f"machine has {_gib(memory)}; make the model smaller",
+    )
