@@ -27,6 +27,7 @@ __all__ = [
     "check_choice",
     "check_dtype",
     "check_finite_options",
+    "check_fits",
     "check_groups",
     "check_int",
     "check_layer_name",
@@ -189,6 +190,25 @@ def check_finite_options(options: Mapping[str, object], *, where: str | None = N
         for sub, v in items:
             if isinstance(v, Real) and not isinstance(v, bool) and not math.isfinite(float(v)):
                 check_real(key if sub is None else f"{key}[{sub!r}]", v, where=where)
+
+
+def check_fits(name: str, value: float, dtype: torch.dtype, *, where: str | None = None) -> None:
+    """Raise unless the finite float ``value`` can be stored in ``dtype`` without overflow.
+
+    Example:
+        >>> check_fits("alpha", 1e39, torch.float32, where="rezero")
+        Traceback (most recent call last):
+        ...
+        ValueError: rezero: alpha=1e+39 does not fit in torch.float32 (largest finite value 3.4e+38); pass a smaller value or use a wider dtype
+    """  # noqa: E501
+    if not dtype.is_floating_point:
+        return
+    largest = torch.finfo(dtype).max
+    if abs(value) > largest:
+        raise ValueError(
+            f"{_subject(name, where)}={value:g} does not fit in {dtype} (largest finite value "
+            f"{largest:.2g}); pass a smaller value or use a wider dtype"
+        )
 
 
 def check_dtype(name: str, value: object, *, where: str | None = None) -> torch.dtype:

@@ -50,8 +50,14 @@ BIAS_CHOICES = ("zero", "keep")
 
 
 def finish_biases(ctx: Context, bias: str) -> None:
-    """Zero the weight layers' biases (``bias="zero"``) or keep them (``"keep"``)."""
-    check_choice("bias", bias, BIAS_CHOICES, where=ctx.report.scheme)
+    """Zero the weight layers' biases (``bias="zero"``) or keep them (``"keep"``).
+
+    Example:
+        >>> from isokit.init import apply
+        >>> float(apply(torch.nn.Linear(2, 2), "orthogonal", seed=0).bias.detach().abs().sum())
+        0.0
+    """
+    check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
     for name, p in bias_params(ctx.model):
         if bias == "zero":
             p.zero_()
@@ -88,7 +94,15 @@ def hook_target(model: nn.Module, layer: str) -> nn.Module:
 
 
 def check_head_name(ctx: Context, head_name: str | None) -> None:
-    """Reject a ``head_name`` that is not a weight layer of the model (before any change)."""
+    """Reject a ``head_name`` that is not a weight layer of the model (before any change).
+
+    Example:
+        >>> from isokit.init import apply
+        >>> apply(torch.nn.Linear(2, 2), "zero", head_name="fc")
+        Traceback (most recent call last):
+        ...
+        ValueError: zero: head_name='fc' is not a weight layer of the model
+    """
     check_layer_name(
         "head_name", head_name, [slot.module for slot in ctx.slots], where=ctx.scheme, optional=True
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from isokit.init.checks import check_bool, check_real
+from isokit.init.checks import check_bool, check_fits, check_real
 from isokit.init.common import (
     check_head_name,
     fill_on_cpu,
@@ -49,11 +49,15 @@ def _set_gates(ctx: Context, branches: list[ResidualBranch], value: float, schem
             if b.gate not in params:
                 raise ValueError(f"branch gate {b.gate!r} is not a parameter of the model")
             if b.gate not in done:
+                check_fits("alpha", value, params[b.gate].dtype, where=scheme)
                 params[b.gate].fill_(value)
                 ctx.report.add(b.gate, params[b.gate].shape, f"const {value:g}", scheme + " gate")
                 done.add(b.gate)
         else:
             target = hook_target(ctx.model, b.last)
+            ref = next(target.parameters(), None)
+            dtype = torch.get_default_dtype() if ref is None else ref.dtype
+            check_fits("alpha", value, dtype, where=scheme)
             name = add_output_scale(target, value)
             full = f"{_module_name(ctx.model, target)}.{name}"
             ctx.report.add(full, (), f"const {value:g}", f"{scheme} gate (added)")
@@ -88,6 +92,15 @@ def _remove_norms(ctx: Context, scheme: str) -> None:
     reference="Zhang, Dauphin & Ma, ICLR 2019",
 )
 def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = True) -> None:
+    """Fixup (``docs/baselines.md`` §8): zero branch ends and head, scaled He elsewhere.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> from isokit.models import ResNet
+        >>> model = apply(ResNet(depth=8, width=4), "fixup", seed=0)
+        >>> float(model.layer1[0].conv2.isokit_scale)
+        1.0
+    """
     check_bool("remove_norms", remove_norms, where=ctx.scheme)
     branches = _require_branches(ctx, "fixup")
     check_head_name(ctx, head_name)
@@ -158,6 +171,15 @@ def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = Tr
     reference="De & Smith, NeurIPS 2020",
 )
 def skipinit(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> None:
+    """SkipInit (``docs/baselines.md`` §9): He weights and a gate ``alpha`` on every branch.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> from isokit.models import ResNet
+        >>> model = apply(ResNet(depth=8, width=4, gate="scalar"), "skipinit", seed=0)
+        >>> float(model.layer1[0].gate)
+        0.0
+    """
     alpha = check_real("alpha", alpha, where=ctx.scheme)
     check_bool("remove_norms", remove_norms, where=ctx.scheme)
     branches = _require_branches(ctx, "skipinit")
@@ -174,6 +196,15 @@ def skipinit(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> 
     reference="Bachlechner et al., UAI 2021 (arXiv 2003.04887)",
 )
 def rezero(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> None:
+    """ReZero (``docs/baselines.md`` §10): torch-default weights, gate ``alpha`` per branch.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> from isokit.models import ResNet
+        >>> model = apply(ResNet(depth=8, width=4), "rezero", seed=0, alpha=0.5)
+        >>> float(model.layer1[0].conv2.isokit_scale)
+        0.5
+    """
     alpha = check_real("alpha", alpha, where=ctx.scheme)
     check_bool("remove_norms", remove_norms, where=ctx.scheme)
     branches = _require_branches(ctx, "rezero")
@@ -189,6 +220,15 @@ def rezero(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> No
     reference="Goyal et al. 2017; He et al., CVPR 2019 (torchvision zero_init_residual)",
 )
 def zero_gamma(ctx: Context) -> None:
+    """Zero-γ (``docs/baselines.md`` §11): γ = 0 on the norm ending each residual branch.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> from isokit.models import ResNet
+        >>> model = apply(ResNet(depth=8, width=4, norm="batch"), "zero-gamma", seed=0)
+        >>> float(model.layer1[0].bn2.weight.abs().max())
+        0.0
+    """
     branches = _require_branches(ctx, "zero-gamma")
     norms = [b.norm for b in branches if b.norm is not None]
     if not norms:
@@ -231,6 +271,15 @@ def _is_attention_branch(model: nn.Module, b: ResidualBranch) -> bool:
     reference="Huang, Perez, Ba & Volkovs, ICML 2020",
 )
 def t_fixup(ctx: Context, *, remove_norms: bool = True) -> None:
+    """T-Fixup (``docs/baselines.md`` §12): Xavier weights, v/out/fc scaled by 0.67·N^(-1/4).
+
+    Example:
+        >>> from isokit.init import apply
+        >>> from isokit.models import Transformer
+        >>> model = apply(Transformer(2, 8, 2, 16, 4), "t-fixup", seed=0)
+        >>> any(isinstance(m, nn.LayerNorm) for m in model.modules())
+        False
+    """
     check_bool("remove_norms", remove_norms, where=ctx.scheme)
     branches = _require_branches(ctx, "t-fixup")
     attention = [b for b in branches if _is_attention_branch(ctx.model, b)]
@@ -288,6 +337,13 @@ def t_fixup(ctx: Context, *, remove_norms: bool = True) -> None:
     reference="Zhao, Schäfer & Anandkumar, TMLR 2022",
 )
 def zero(ctx: Context, *, head_name: str | None = None) -> None:
+    """ZerO (``docs/baselines.md`` §13): identity/Hadamard stem, zero branches and head.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> apply(nn.Linear(2, 4), "zero").weight.tolist()
+        [[0.5, 0.5], [0.5, -0.5], [0.5, 0.5], [0.5, -0.5]]
+    """
     check_head_name(ctx, head_name)
     roles = ctx.roles()
     slots = ctx.slots

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from isokit.init.checks import check_choice, check_per_layer, check_real
+from isokit.init.checks import check_choice, check_fits, check_per_layer, check_real
 from isokit.init.common import (
     BIAS_CHOICES,
     check_head_name,
@@ -35,7 +35,7 @@ from isokit.init.identity import (
     loosening_representable,
     unused_input_channels,
 )
-from isokit.init.layers import embedding_modules, head_layer, unsupported_modules
+from isokit.init.layers import WeightSlot, embedding_modules, head_layer, unsupported_modules
 from isokit.init.registry import Context, register
 
 _CHOICES = {
@@ -101,6 +101,13 @@ def idinit(
     ``head_name`` (the classifier's module name if not ``fc``/``head``/``classifier``),
     ``embeddings`` ("keep" | "idi"), ``last_norm_gamma`` (1.0 | 0.0), ``bias`` ("zero" |
     "keep"), ``unsupported`` ("keep" | "raise").
+
+    Example:
+        >>> from isokit.init import apply
+        >>> from isokit.models import ResNet
+        >>> model = apply(ResNet(depth=8, width=4), "idinit", seed=0, loose=None)
+        >>> f"{float(model.layer1[0].conv2.weight.abs().max()):.1e}"  # IDIZC_ε, branch end
+        '1.0e-06'
     """
     _check_options(ctx, dict(locals()))  # as the first statement, locals() is the options
     model = ctx.model
@@ -142,36 +149,52 @@ def idinit(
             report_slot(ctx, slot, rule, f"eps={eps:g}")
         else:
             tau_l = per_layer("tau", tau, layer=slot.module, default=1.0)
-            fill_on_cpu(
-                t,
-                lambda w, s=slot, tl=tau_l: idi_(
-                    w, tl, groups=s.groups, generator=ctx.generator, **idi_options
-                ),
-            )
-            rule = "idi"
-            if slot.kind == "conv":
-                depthwise_centre = t.shape[1] == 1 and depthwise == "centre"
-                rule = (
-                    "idic-channel" if conv_mode == "channel" or depthwise_centre else ("idic-patch")
-                )
-            flags = []
-            unused = unused_input_channels(t, groups=slot.groups)
-            if unused:
-                n_in = t.shape[1] * slot.groups
-                flags.append(f"unused input channels: {unused}/{n_in}")
-            if loose is not None and not loosening_representable(t.dtype, tau_l, loose_std):
-                flags.append(f"dtype {t.dtype} too coarse for loosening std {loose_std:g}")
-            report_slot(ctx, slot, rule, f"tau={tau_l:g} loose={loose}", flags)
+            _idi_slot(ctx, slot, tau_l, idi_options)
     finish_biases(ctx, bias)
+    _finish_norms(ctx, last_norm_gamma)
+    _finish_embeddings(ctx, embeddings)
+    for name in skipped:
+        for pname, p in model.get_submodule(name).named_parameters():
+            ctx.report.add(f"{name}.{pname}", p.shape, "kept", flags=["unsupported layer"])
+
+
+def _idi_slot(ctx: Context, slot: WeightSlot, tau: float, idi_options: dict) -> None:
+    """IDI_τ (IDIC_τ) on one main-stem or non-last branch slot, with its report row."""
+    t = slot.tensor
+    fill_on_cpu(
+        t, lambda w: idi_(w, tau, groups=slot.groups, generator=ctx.generator, **idi_options)
+    )
+    rule = "idi"
+    if slot.kind == "conv":
+        depthwise_centre = t.shape[1] == 1 and idi_options["depthwise"] == "centre"
+        channel = idi_options["conv_mode"] == "channel" or depthwise_centre
+        rule = "idic-channel" if channel else "idic-patch"
+    flags = []
+    unused = unused_input_channels(t, groups=slot.groups)
+    if unused:
+        n_in = t.shape[1] * slot.groups
+        flags.append(f"unused input channels: {unused}/{n_in}")
+    loose, loose_std = idi_options["loose"], idi_options["loose_std"]
+    if loose is not None and not loosening_representable(t.dtype, tau, loose_std):
+        flags.append(f"dtype {t.dtype} too coarse for loosening std {loose_std:g}")
+    report_slot(ctx, slot, rule, f"tau={tau:g} loose={loose}", flags)
+
+
+def _finish_norms(ctx: Context, last_norm_gamma: float) -> None:
+    """Norms at γ = 1, β = 0, except γ = ``last_norm_gamma`` on the norms ending a branch."""
     gamma = {b.norm: float(last_norm_gamma) for b in ctx.branches if b.norm is not None}
+    for name in gamma:
+        weight = getattr(ctx.model.get_submodule(name), "weight", None)
+        if weight is not None:
+            check_fits("last_norm_gamma", gamma[name], weight.dtype, where=ctx.scheme)
     finish_norms(ctx, gamma)
-    for name in embedding_modules(model):
-        weight = model.get_submodule(name).weight
+
+
+def _finish_embeddings(ctx: Context, embeddings: str) -> None:
+    for name in embedding_modules(ctx.model):
+        weight = ctx.model.get_submodule(name).weight
         if embeddings == "idi":
             fill_on_cpu(weight, lambda w: idi_(w, 1.0))
         ctx.report.add(
             f"{name}.weight", weight.shape, "idi" if embeddings == "idi" else "kept", "embedding"
         )
-    for name in skipped:
-        for pname, p in model.get_submodule(name).named_parameters():
-            ctx.report.add(f"{name}.{pname}", p.shape, "kept", flags=["unsupported layer"])

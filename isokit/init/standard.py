@@ -47,6 +47,14 @@ def _torch_default_law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLa
     weight_law=_torch_default_law,
 )
 def torch_default(ctx: Context) -> None:
+    """Each module's own ``reset_parameters()``, drawn from the scheme's seed.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> w = apply(nn.Linear(4, 4), "torch-default", seed=0).weight
+        >>> bool(w.abs().max() <= 1 / 4**0.5)
+        True
+    """
     # reset_parameters() takes no generator: run it under a forked RNG seeded from ours.
     # nn.MultiheadAttention zeroes out_proj.bias in _reset_parameters(); its out_proj child must
     # not redraw it afterwards (docs/baselines.md §1).
@@ -109,6 +117,14 @@ def _xavier_law(scheme: str) -> LawFn:
 def xavier_uniform(
     ctx: Context, *, gain: float = 1.0, convention: str = "torch", bias: str = "zero"
 ) -> None:
+    """Glorot uniform on every weight slot; biases zero unless ``bias="keep"``.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> w = apply(nn.Linear(8, 8), "xavier-uniform", seed=0, gain=2.0).weight
+        >>> bool(w.abs().max() <= 2.0 * (6 / 16) ** 0.5)
+        True
+    """
     _check_xavier(dict(gain=gain, convention=convention, bias=bias), ctx.scheme)
     _per_slot(
         ctx,
@@ -135,6 +151,14 @@ def xavier_normal(
     convention: str = "torch",
     bias: str = "zero",
 ) -> None:
+    """Glorot normal on every weight slot (``variant="tf_truncated"``: Keras' truncated draw).
+
+    Example:
+        >>> from isokit.init import apply
+        >>> w = apply(nn.Linear(512, 512), "xavier-normal", seed=0).weight
+        >>> round(float(w.var() * 512), 1)
+        1.0
+    """
     _check_xavier(dict(gain=gain, variant=variant, convention=convention, bias=bias), ctx.scheme)
     _per_slot(
         ctx,
@@ -205,6 +229,14 @@ def kaiming_normal(
     convention: str = "torch",
     bias: str = "zero",
 ) -> None:
+    """He normal on every weight slot: N(0, gain²/fan).
+
+    Example:
+        >>> from isokit.init import apply
+        >>> w = apply(nn.Linear(512, 512), "kaiming-normal", seed=0).weight
+        >>> round(float(w.var() * 512), 1)
+        2.0
+    """
     options = dict(mode=mode, nonlinearity=nonlinearity, a=a, convention=convention, bias=bias)
     _check_kaiming(options, ctx.scheme)
     _per_slot(
@@ -239,6 +271,14 @@ def kaiming_uniform(
     convention: str = "torch",
     bias: str = "zero",
 ) -> None:
+    """He uniform on every weight slot: U(±√3·gain/√fan), variance gain²/fan.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> w = apply(nn.Linear(512, 512), "kaiming-uniform", seed=0, nonlinearity="tanh").weight
+        >>> round(float(w.var() * 512), 2)
+        2.78
+    """
     options = dict(mode=mode, nonlinearity=nonlinearity, a=a, convention=convention, bias=bias)
     _check_kaiming(options, ctx.scheme)
     _per_slot(
@@ -285,6 +325,14 @@ def _orthogonal_law(scheme: str, ensemble: str) -> LawFn:
     weight_law=_orthogonal_law("orthogonal", "orthogonal"),
 )
 def orthogonal(ctx: Context, *, gain: float | str = 1.0, bias: str = "zero") -> None:
+    """Haar (semi-)orthogonal weights times ``gain`` (``"relu"`` for √2).
+
+    Example:
+        >>> from isokit.init import apply
+        >>> w = apply(nn.Linear(4, 4), "orthogonal", seed=0, gain="relu").weight.double()
+        >>> torch.allclose(w @ w.T, 2 * torch.eye(4, dtype=torch.float64), atol=1e-6)
+        True
+    """
     g = _gain(gain, ctx.scheme)
     check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
     _per_slot(
@@ -308,6 +356,14 @@ def orthogonal(ctx: Context, *, gain: float | str = 1.0, bias: str = "zero") -> 
 def delta_orthogonal(
     ctx: Context, *, gain: float | str = 1.0, allow_contracting: bool = False, bias: str = "zero"
 ) -> None:
+    """Delta-orthogonal convolutions (orthogonal centre tap), orthogonal Linear layers.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> conv = apply(nn.Conv2d(4, 4, 3, padding=1), "delta-orthogonal", seed=0)
+        >>> float(conv.weight[:, :, 0, 0].abs().sum())
+        0.0
+    """
     g = _gain(gain, ctx.scheme)
     check_bool("allow_contracting", allow_contracting, where=ctx.scheme)
     check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
@@ -330,6 +386,13 @@ def delta_orthogonal(
     reference="Le, Jaitly & Hinton 2015; Zagoruyko & Komodakis 2017",
 )
 def identity(ctx: Context, *, scale: float = 1.0, bias: str = "zero") -> None:
+    """Zero-padded identity (``eye_`` / ``dirac_``) times ``scale``.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> apply(nn.Linear(2, 3), "identity", seed=0, scale=0.5).weight.tolist()
+        [[0.5, 0.0], [0.0, 0.5], [0.0, 0.0]]
+    """
     check_real("scale", scale, where=ctx.scheme)
     check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
 

@@ -21,7 +21,14 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from isokit.init.checks import check_bool, check_choice, check_groups, check_real, check_weight
+from isokit.init.checks import (
+    check_bool,
+    check_choice,
+    check_fits,
+    check_groups,
+    check_real,
+    check_weight,
+)
 
 __all__ = [
     "fans",
@@ -119,6 +126,7 @@ def _fill_normal(w: Tensor, std: float, variant: str, generator: torch.Generator
 
 def _fill_uniform(w: Tensor, std: float, generator: torch.Generator | None) -> Tensor:
     bound = math.sqrt(3.0) * std  # U(-b, b) has variance b²/3
+    check_fits("bound", bound, w.dtype, where="uniform draw")  # torch's own error names no option
     return torch.nn.init.uniform_(w, -bound, bound, generator=generator)
 
 
