@@ -20,7 +20,9 @@ SOURCES = sorted(
     if p.suffix in {".py", ".toml", ".md", ".sh"} and p.is_file()
 ) + [ROOT / "README.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
 
-CITATION = re.compile(r"(docs/[\w/-]+\.md)(?: §([0-9]+(?:\.[0-9]+)*))?")
+# ``docs/x.md §3``, ``docs/x.md`` §3.2, docs/x.md §7–§8, docs/x.md §3.5, §3.6
+CITATION = re.compile(r"(docs/[\w/-]+\.md)`{0,2}((?:\s*(?:,|–|-|and)?\s*§[0-9]+(?:\.[0-9]+)*)*)")
+SECTION = re.compile(r"§([0-9]+(?:\.[0-9]+)*)")
 # A doc name without the docs/ prefix cites a file a user cannot find.
 BARE = re.compile(r"(?<![\w/])(?:reference/)?(idinit|baselines|probes|theory)\.md")
 OUTSIDE = re.compile(r"\.\./shared|/work/|/root/|/home/|\breference/\w+\.md")
@@ -42,11 +44,13 @@ def _headings(doc: Path) -> set[str]:
     return numbers
 
 
-def _citations() -> list[tuple[str, str, str | None]]:
+def _citations() -> list[tuple[str, str, str]]:
+    """(file, doc, section) for every citation; section "" when only the file is named."""
     found = []
     for path in SOURCES:
-        for doc, section in CITATION.findall(_text(path)):
-            found.append((str(path.relative_to(ROOT)), doc, section or None))
+        for doc, sections in CITATION.findall(_text(path)):
+            where = str(path.relative_to(ROOT))
+            found += [(where, doc, s) for s in SECTION.findall(sections) or [""]]
     return found
 
 
@@ -55,10 +59,10 @@ def test_code_cites_the_docs() -> None:
 
 
 @pytest.mark.parametrize("where,doc,section", sorted(set(_citations())))
-def test_citation_resolves(where: str, doc: str, section: str | None) -> None:
+def test_citation_resolves(where: str, doc: str, section: str) -> None:
     path = ROOT / doc
     assert path.is_file(), f"{where} cites {doc}, which is not in the repository"
-    if section is not None:
+    if section:
         assert section in _headings(path), f"{where} cites {doc} §{section}: no such heading"
 
 
