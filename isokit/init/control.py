@@ -98,7 +98,7 @@ def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = Tr
         >>> from isokit.init import apply
         >>> from isokit.models import ResNet
         >>> model = apply(ResNet(depth=8, width=4), "fixup", seed=0)
-        >>> float(model.layer1[0].conv2.isokit_scale)
+        >>> model.layer1[0].conv2.isokit_scale.item()
         1.0
     """
     check_bool("remove_norms", remove_norms, where=ctx.scheme)
@@ -177,7 +177,7 @@ def skipinit(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> 
         >>> from isokit.init import apply
         >>> from isokit.models import ResNet
         >>> model = apply(ResNet(depth=8, width=4, gate="scalar"), "skipinit", seed=0)
-        >>> float(model.layer1[0].gate)
+        >>> model.layer1[0].gate.item()
         0.0
     """
     alpha = check_real("alpha", alpha, where=ctx.scheme)
@@ -202,7 +202,7 @@ def rezero(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> No
         >>> from isokit.init import apply
         >>> from isokit.models import ResNet
         >>> model = apply(ResNet(depth=8, width=4), "rezero", seed=0, alpha=0.5)
-        >>> float(model.layer1[0].conv2.isokit_scale)
+        >>> model.layer1[0].conv2.isokit_scale.item()
         0.5
     """
     alpha = check_real("alpha", alpha, where=ctx.scheme)
@@ -226,7 +226,7 @@ def zero_gamma(ctx: Context) -> None:
         >>> from isokit.init import apply
         >>> from isokit.models import ResNet
         >>> model = apply(ResNet(depth=8, width=4, norm="batch"), "zero-gamma", seed=0)
-        >>> float(model.layer1[0].bn2.weight.abs().max())
+        >>> model.layer1[0].bn2.weight.abs().max().item()
         0.0
     """
     branches = _require_branches(ctx, "zero-gamma")

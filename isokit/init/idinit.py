@@ -106,7 +106,7 @@ def idinit(
         >>> from isokit.init import apply
         >>> from isokit.models import ResNet
         >>> model = apply(ResNet(depth=8, width=4), "idinit", seed=0, loose=None)
-        >>> f"{float(model.layer1[0].conv2.weight.abs().max()):.1e}"  # IDIZC_ε, branch end
+        >>> f"{model.layer1[0].conv2.weight.abs().max().item():.1e}"  # IDIZC_ε, branch end
         '1.0e-06'
     """
     _check_options(ctx, dict(locals()))  # as the first statement, locals() is the options
