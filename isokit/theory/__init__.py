@@ -2,8 +2,18 @@
 
 NumPy/SciPy only. Every function takes keyword arguments (variances are ``sw2``, ``sb2``) and
 returns a :class:`Prediction` (value, provenance tag, citation) or a small dataclass of them;
-:func:`overlay` gives a report the line for one model and scheme, or ``None`` where no theory
-applies. Formulas and sources: ``reference/theory.md``.
+:func:`overlay` gives a report the line for one model's :class:`Chain` under one scheme's
+:class:`WeightLaw`, or ``None`` where no theory applies. Formulas, sources and validity range:
+``docs/theory.md``.
+
+Example:
+    >>> from isokit import theory
+    >>> theory.chi1(act="relu", sw2=2.0).value  # He init is ReLU's critical point
+    1.0
+    >>> "tanh" in theory.ACTIVATIONS, sorted(theory.TAGS)
+    (True, ['A', 'D', 'R', 'S'])
+    >>> theory.CITATIONS["poole2016"].startswith("B. Poole")
+    True
 """
 
 from isokit.theory.activations import (
@@ -12,24 +22,12 @@ from isokit.theory.activations import (
     activation_from_callable,
     get_activation,
 )
-from isokit.theory.meanfield import (
-    CriticalPoint,
-    DepthScales,
-    c_map,
-    c_star,
-    chi1,
-    chi_c,
-    chi_q,
-    critical_point,
-    depth_scales,
-    gauss_expect,
-    gauss_expect2,
-    length_map,
-    mu,
-    q_profile,
-    q_star,
-)
-from isokit.theory.overlay import Overlay, overlay
+from isokit.theory.correlation import DepthScales, c_map, c_star, chi_c, depth_scales
+from isokit.theory.criticality import CriticalPoint, critical_point
+from isokit.theory.gaussian import gauss_expect, gauss_expect2
+from isokit.theory.law import Chain, WeightLaw
+from isokit.theory.meanfield import chi1, chi_q, length_map, mu, q_profile, q_star
+from isokit.theory.overlays import Overlay, overlay
 from isokit.theory.piecewise_linear import (
     FCDensity,
     fc_density,
@@ -41,19 +39,15 @@ from isokit.theory.piecewise_linear import (
 )
 from isokit.theory.prediction import CITATIONS, TAGS, Prediction
 from isokit.theory.resnet import ResNetMoments, resnet_moments, resnet_q_profile
-from isokit.theory.spectra import (
-    JacobianMoments,
-    MLPPrediction,
-    jacobian_m1_v,
-    predict_mlp,
-    series_moments,
-)
+from isokit.theory.series import series_moments
+from isokit.theory.spectra import JacobianMoments, MLPPrediction, jacobian_m1_v, predict_mlp
 
 __all__ = [
     "ACTIVATIONS",
     "CITATIONS",
     "TAGS",
     "Activation",
+    "Chain",
     "CriticalPoint",
     "DepthScales",
     "FCDensity",
@@ -62,6 +56,7 @@ __all__ = [
     "Overlay",
     "Prediction",
     "ResNetMoments",
+    "WeightLaw",
     "activation_from_callable",
     "c_map",
     "c_star",

@@ -1,4 +1,4 @@
-"""Activation registry: φ, φ', φ'' and the closed-form Gaussian integrals of theory.md §2.
+"""Activation registry: φ, φ', φ'' and their closed-form Gaussian integrals (``docs/theory.md`` §2).
 
 An :class:`Activation` bundles the pointwise functions with optional closed forms for the
 Gaussian expectations the mean-field theory needs (``q`` is the pre-activation variance,
@@ -13,12 +13,17 @@ Gaussian expectations the mean-field theory needs (``q`` is the pre-activation v
   so that ``D²`` is Bernoulli(``p``).
 
 A missing closed form means "use quadrature" (``isokit.theory.meanfield``). ``kinks`` lists the
-points where φ' jumps; quadrature splits its integrals there. Closed forms are [D] in theory.md
-§2 unless noted (ReLU ``μ_k = 1/2`` and hard-tanh ``μ_k = p`` are [S]; the ReLU C-map is the
-arc-cosine kernel of Cho & Saul 2009, the erf C-map the kernel of Williams 1997).
+points where φ' jumps; quadrature splits its integrals there. Closed forms are [D] in
+``docs/theory.md`` §2 unless noted (ReLU ``μ_k = 1/2`` and hard-tanh ``μ_k = p`` are [S]; the
+ReLU C-map is the arc-cosine kernel of Cho & Saul 2009, the erf C-map the kernel of Williams
+1997).
 
 Strings name registered activations (:data:`ACTIVATIONS`); any callable acting elementwise on
 NumPy arrays is accepted as well (derivatives by central differences unless given).
+
+Example:
+    >>> ACTIVATIONS[:4]
+    ('linear', 'relu', 'leaky_relu', 'hardtanh')
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from isokit.theory import _validate as check
+
 __all__ = ["ACTIVATIONS", "Activation", "activation_from_callable", "get_activation"]
 
 Fn = Callable[[np.ndarray], np.ndarray]
@@ -38,7 +45,13 @@ _SQRT_PI = math.sqrt(math.pi)
 
 @dataclass(frozen=True, kw_only=True)
 class Activation:
-    """A pointwise nonlinearity with its derivatives and optional closed forms (module doc)."""
+    """A pointwise nonlinearity with its derivatives and optional closed forms (module doc).
+
+    Example:
+        >>> relu = get_activation("relu")
+        >>> relu.phi(np.array([-1.0, 2.0])), relu.mu(1.0, 1), relu.piecewise_linear
+        (array([0., 2.]), 0.5, True)
+    """
 
     name: str
     phi: Fn
@@ -64,6 +77,10 @@ class Activation:
         leaky ReLU): then the Jacobian moments need no fixed point ``q*``."""
         mu = self.mu
         return mu is not None and all(mu(0.5, k) == mu(2.0, k) for k in (1, 2, 3))
+
+
+# What every theory function accepts as ``act``: a registered name, an Activation or a callable.
+ActLike = str | Activation | Fn
 
 
 # ---------------------------------------------------------------- linear
@@ -287,6 +304,11 @@ def activation_from_callable(
     |x|)`` (step sizes balance truncation against float64 round-off). Pass ``kinks`` where φ'
     jumps, so quadrature splits there; a delta in φ'' at a kink is not captured. ``odd=None``
     tests ``φ(−x) = −φ(x)`` on a grid.
+
+    Example:
+        >>> act = activation_from_callable(np.sin)
+        >>> act.name, act.odd, round(float(act.dphi(np.array([0.0]))[0]), 8)  # cos 0
+        ('sin', True, 1.0)
     """
     if not callable(phi):
         raise ValueError(f"activation must be a name or a callable, got {phi!r}")
@@ -322,13 +344,20 @@ def activation_from_callable(
         phi=f,
         dphi=dphi or d1,
         d2phi=d2phi or d2,
-        kinks=tuple(float(k) for k in kinks),
+        kinks=tuple(check.real(f"kinks[{i}]", k) for i, k in enumerate(kinks)),
         odd=odd,
     )
 
 
 def get_activation(act: str | Activation | Fn) -> Activation:
-    """Resolve ``act`` (a registered name, an :class:`Activation` or a callable)."""
+    """Resolve ``act`` (a registered name, an :class:`Activation` or a callable).
+
+    Example:
+        >>> get_activation("identity").name  # names are case-insensitive; aliases resolve
+        'linear'
+        >>> get_activation(np.tanh).odd
+        True
+    """
     if isinstance(act, Activation):
         return act
     if isinstance(act, str):

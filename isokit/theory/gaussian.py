@@ -1,4 +1,4 @@
-"""Gaussian expectations for the mean-field theory (reference/theory.md §1.1).
+"""Gaussian expectations for the mean-field theory (``docs/theory.md`` §1.1).
 
 - ``E f(z)``: probabilists' Gauss–Hermite quadrature (``hermegauss``, 200 nodes, weights
   normalized to sum to 1).
@@ -9,7 +9,8 @@
   the ``z`` and the ``u`` scale, so that large ``q`` (narrow features in ``z``) stays accurate.
 
 The ``_``-prefixed evaluators dispatch to an activation's closed form when it has one and fall
-back to quadrature otherwise; the theory modules share them.
+back to quadrature otherwise; the theory modules share them. They raise ``ValueError`` instead of
+returning NaN or inf (an activation undefined or overflowing on part of the Gaussian's range).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _Z_BREAKS = (-3.0, -1.0, 1.0, 3.0)
 _U_FEATURES = (0.0, -1.0, 1.0, -3.0, 3.0)
 _NODES_1D = 48  # Gauss–Legendre nodes per piece
 _NODES_2D = 24
+_F_HINT = "f returns NaN or inf on part of the Gaussian's range; make it finite on all reals"
 
 
 @functools.cache
@@ -75,9 +77,13 @@ def gauss_expect(f: Callable[[np.ndarray], np.ndarray], *, n: int = 200) -> floa
     A numerical primitive, so it returns a float rather than a :class:`Prediction`. For
     integrands with kinks prefer :func:`isokit.theory.meanfield.mu` and friends, which split
     the integral there.
+
+    Example:
+        >>> round(gauss_expect(lambda z: z**4), 10)  # the fourth moment of N(0, 1)
+        3.0
     """
-    x, w = _hermite(check.integer(n, "n", minimum=1))
-    return float(w @ np.asarray(f(x), dtype=float))
+    x, w = _hermite(check.integer("n", n, minimum=1))
+    return check.result("E f(z)", float(w @ np.asarray(f(x), dtype=float)), hint=_F_HINT)
 
 
 def _nested2(f, q: float, c: float, kinks: tuple[float, ...]) -> float:
@@ -109,13 +115,22 @@ def gauss_expect2(
     With ``kinks=None``: an ``n × n`` Gauss–Hermite tensor grid. With ``kinks`` (a tuple,
     possibly empty, of points in ``u`` where ``f`` is not smooth): nested Gauss–Legendre split
     at the kinks, which stays accurate for large ``q`` and near ``c = 1``.
+
+    Example:
+        >>> round(gauss_expect2(lambda u1, u2: u1 * u2, q=2.0, c=0.5), 10)  # E u1·u2 = q·c
+        1.0
     """
-    q = check.variance(q, "q")
-    c = check.correlation(c)
+    q = check.variance("q", q)
+    c = check.correlation("c", c)
+    n = check.integer("n", n, minimum=1)
+    return check.result("E f(u1, u2)", _expect2(f, q, c, n, kinks), hint=_F_HINT)
+
+
+def _expect2(f, q: float, c: float, n: int, kinks: tuple[float, ...] | None) -> float:
     if kinks is not None and q > 0:
         return _nested2(f, q, c, tuple(kinks))
     s, r = math.sqrt(q), math.sqrt(max(1.0 - c * c, 0.0))
-    x, w = _hermite(check.integer(n, "n", minimum=1))
+    x, w = _hermite(n)
     z1, z2 = x[:, None], x[None, :]
     return float(w @ np.asarray(f(s * z1, s * (c * z1 + r * z2)), dtype=float) @ w)
 
@@ -132,24 +147,35 @@ def _expect1(a: Activation, f: Callable[[np.ndarray], np.ndarray], q: float) -> 
 # ---------------------------------------------------------------- private evaluators (floats)
 
 
+def _finite(a: Activation, what: str, q: float, value: float) -> float:
+    # One clear error where a custom activation is undefined (log) or overflows (exp at large q),
+    # instead of a NaN that would travel through every later formula.
+    if not math.isfinite(value):
+        raise ValueError(
+            f"{what} of {a.name} at q={q:g} is {value}: the activation is undefined or overflows "
+            "on part of the Gaussian's range; use a smaller q or an activation finite on all reals"
+        )
+    return value
+
+
 def _mu(a: Activation, q: float, k: int) -> float:
     if a.mu is not None:
-        return float(a.mu(q, k))
-    return _expect1(a, lambda x: a.dphi(x) ** (2 * k), q)
+        return _finite(a, f"μ_{k}", q, float(a.mu(q, k)))
+    return _finite(a, f"μ_{k}", q, _expect1(a, lambda x: a.dphi(x) ** (2 * k), q))
 
 
 def _e_phi2(a: Activation, q: float) -> float:
     if a.e_phi2 is not None:
-        return float(a.e_phi2(q))
-    return _expect1(a, lambda x: a.phi(x) ** 2, q)
+        return _finite(a, "E φ²", q, float(a.e_phi2(q)))
+    return _finite(a, "E φ²", q, _expect1(a, lambda x: a.phi(x) ** 2, q))
 
 
 def _dq_e_phi2(a: Activation, q: float) -> float:
     if a.dq_e_phi2 is not None:
-        return float(a.dq_e_phi2(q))
+        return _finite(a, "d/dq E φ²", q, float(a.dq_e_phi2(q)))
     smooth = _expect1(a, lambda x: a.dphi(x) ** 2 + a.phi(x) * a.d2phi(x), q)
     if q == 0:
-        return smooth
+        return _finite(a, "d/dq E φ²", q, smooth)
     # A jump Δ in φ' at a kink κ puts Δ·δ(x−κ) into φ''; it adds Δ·φ(κ)·density(κ).
     delta = 0.0
     for kink in a.kinks:
@@ -157,16 +183,18 @@ def _dq_e_phi2(a: Activation, q: float) -> float:
         jump = float(a.dphi(np.array([kink + eps]))[0] - a.dphi(np.array([kink - eps]))[0])
         dens = math.exp(-kink * kink / (2 * q)) / math.sqrt(2 * math.pi * q)
         delta += jump * float(a.phi(np.array([kink]))[0]) * dens
-    return smooth + delta
+    return _finite(a, "d/dq E φ²", q, smooth + delta)
 
 
 def _e_phi_phi(a: Activation, q: float, c: float) -> float:
     if a.e_phi_phi is not None:
-        return float(a.e_phi_phi(q, c))
-    return gauss_expect2(lambda u, v: a.phi(u) * a.phi(v), q=q, c=c, kinks=a.kinks)
+        return _finite(a, "E φ(u1)φ(u2)", q, float(a.e_phi_phi(q, c)))
+    value = _expect2(lambda u, v: a.phi(u) * a.phi(v), q, c, 96, a.kinks)
+    return _finite(a, "E φ(u1)φ(u2)", q, value)
 
 
 def _e_dphi_dphi(a: Activation, q: float, c: float) -> float:
     if a.e_dphi_dphi is not None:
-        return float(a.e_dphi_dphi(q, c))
-    return gauss_expect2(lambda u, v: a.dphi(u) * a.dphi(v), q=q, c=c, kinks=a.kinks)
+        return _finite(a, "E φ'(u1)φ'(u2)", q, float(a.e_dphi_dphi(q, c)))
+    value = _expect2(lambda u, v: a.dphi(u) * a.dphi(v), q, c, 96, a.kinks)
+    return _finite(a, "E φ'(u1)φ'(u2)", q, value)

@@ -25,7 +25,7 @@ class WeightLaw:
     ``ensemble`` is ``"gaussian"`` (any i.i.d. entries: their products follow the Gaussian
     free-probability law at large width), ``"orthogonal"`` (a scaled Haar-orthogonal matrix) or
     ``"delta-orthogonal"`` (a convolution whose centre tap is scaled orthogonal and every other
-    tap zero).
+    tap zero; on a dense layer, a scaled orthogonal matrix).
 
     Example:
         >>> WeightLaw(sigma_w2=2.0, sigma_b2=0.0, ensemble="gaussian").sigma_w2
@@ -81,6 +81,16 @@ class Chain:
     taps: tuple[str, ...]
 
     def __post_init__(self) -> None:
+        if isinstance(self.taps, str):
+            raise ValueError(f"Chain.taps must be a sequence of tap names, got {self.taps!r}")
+        # A list of taps is accepted and stored as a tuple, so that a Chain stays hashable.
+        object.__setattr__(self, "taps", tuple(self.taps))
+        if not all(isinstance(tap, str) for tap in self.taps):
+            raise ValueError(f"Chain.taps must be tap names (strings), got {self.taps!r}")
+        if not isinstance(self.activation, str):
+            raise ValueError(
+                f"Chain.activation must be an activation name, got {self.activation!r}"
+            )
         if self.layer not in LAYERS:
             raise ValueError(f"Chain.layer must be one of {', '.join(LAYERS)}, got {self.layer!r}")
         for name in ("width", "in_width", "depth", "fan_in"):

@@ -1,4 +1,4 @@
-"""Exact spectra of linear and piecewise-linear networks (reference/theory.md §3.5, §3.6, §6).
+"""Exact spectra of linear and piecewise-linear networks (``docs/theory.md`` §3.5, §3.6, §6).
 
 For piecewise-linear φ (linear, ReLU, hard-tanh) ``D²`` is Bernoulli(``p``), so the S-transform
 of ``JJᵀ`` is rational and Lagrange inversion gives every moment in closed form [D]:
@@ -41,6 +41,16 @@ def _gbinom(e: int, j: int) -> int:
     return num // math.factorial(j)
 
 
+def _power(base: float, exponent: int, what: str) -> float:
+    """``base**exponent``, with float64 overflow as a clear ``ValueError``."""
+    try:
+        return base**exponent
+    except OverflowError:
+        raise ValueError(
+            f"{what} overflows float64; use a smaller depth or a variance closer to critical"
+        ) from None
+
+
 def pl_moments(
     *, depth: int, p: float, k: int, weights: str = "gaussian", sw2: float | None = None
 ) -> Prediction:
@@ -49,18 +59,28 @@ def pl_moments(
     ``m_k = (1/k)·Σ_{j=0}^{k−1} C(e, j)·C(Lk, k−1−j)·p^{−(k−1−j)}`` with ``e = k`` (Gaussian) or
     ``e = k(1−L)`` (orthogonal), at criticality ``σ_w²·p = 1``; off criticality (``sw2`` given)
     times ``(σ_w²·p)^{Lk}`` [D]. ``p = 1`` gives the Fuss–Catalan numbers / ``m_k = 1``.
+
+    Example:
+        >>> pl_moments(depth=3, p=0.5, k=2).value  # m2 of a critical ReLU net: v = 2L
+        7.0
+        >>> pl_moments(depth=3, p=0.5, k=2, weights="orthogonal").value  # v = L
+        4.0
     """
-    L = check.integer(depth, "depth", minimum=0)
-    k = check.integer(k, "k", minimum=1)
-    w = check.weights(weights)
-    pf = Fraction(check.fraction(p))
+    L = check.integer("depth", depth, minimum=0)
+    k = check.integer("k", k, minimum=1)
+    w = check.weights("weights", weights)
+    pf = Fraction(check.fraction("p", p))
     e = k if w == "gaussian" else k * (1 - L)
     total = sum(_gbinom(e, j) * math.comb(L * k, k - 1 - j) * pf ** -(k - 1 - j) for j in range(k))
-    value = float(total / k)
+    try:
+        value = float(total / k)
+    except OverflowError:
+        raise ValueError(f"m_{k} at depth {L} overflows float64; use a smaller depth") from None
     if sw2 is not None:
-        value *= (check.variance(sw2, "sw2", positive=True) * float(pf)) ** (L * k)
+        scale = check.variance("sw2", sw2, positive=True) * float(pf)
+        value *= _power(scale, L * k, f"(sw2·p)^(L·k) = {scale:g}^{L * k}")
     return Prediction(
-        value=value,
+        value=check.result(f"m_{k}", value),
         tag="D",
         cite="derived",
         section="§3.5",
@@ -70,9 +90,14 @@ def pl_moments(
 
 def fuss_catalan(*, depth: int, k: int) -> Prediction:
     """Fuss–Catalan number ``FC_L(k) = C((L+1)k, k)/(Lk + 1)``: ``m_k`` of a depth-``L`` linear
-    Gaussian product at ``σ_w² = 1`` (§3.5) [D; same moments as Penson & Życzkowski 2011 [A]]."""
-    L = check.integer(depth, "depth", minimum=0)
-    k = check.integer(k, "k", minimum=0)
+    Gaussian product at ``σ_w² = 1`` (§3.5) [D; same moments as Penson & Życzkowski 2011 [A]].
+
+    Example:
+        >>> fuss_catalan(depth=2, k=3).value
+        12
+    """
+    L = check.integer("depth", depth, minimum=0)
+    k = check.integer("k", k, minimum=0)
     return Prediction(
         value=math.comb((L + 1) * k, k) // (L * k + 1),
         tag="D",
@@ -92,23 +117,27 @@ def pl_edge(
     ``z = p/(L(1−p) − 1)`` (orthogonal, when ``L(1−p) > 1``; otherwise the infimum is at
     ``z → ∞``, the bound ``σ_w^{2L}``). ``sw2`` defaults to criticality, ``1/p``. Divide by
     ``m1 = (σ_w²·p)^L`` to compare with a measured ``λ_max/m1``.
+
+    Example:
+        >>> round(pl_edge(depth=1, p=1.0).value, 12)  # the Marchenko–Pastur edge
+        4.0
     """
-    L = check.integer(depth, "depth", minimum=0)
-    p = check.fraction(p)
-    w = check.weights(weights)
-    s = 1.0 / p if sw2 is None else check.variance(sw2, "sw2", positive=True)
+    L = check.integer("depth", depth, minimum=0)
+    p = check.fraction("p", p)
+    w = check.weights("weights", weights)
+    s = 1.0 / p if sw2 is None else check.variance("sw2", sw2, positive=True)
     if L == 0:
         edge = 1.0
     elif w == "gaussian":
         z = (-(L - 1) + math.sqrt((L - 1) ** 2 + 4 * L * p)) / (2 * L)
-        edge = (1 + z) / z * (s * (z + p)) ** L
+        edge = (1 + z) / z * _power(s * (z + p), L, "the edge")
     elif L * (1 - p) > 1:
         z = p / (L * (1 - p) - 1)
-        edge = (1 + z) / z * (s * (z + p) / (z + 1)) ** L
+        edge = (1 + z) / z * _power(s * (z + p) / (z + 1), L, "the edge")
     else:
-        edge = s**L
+        edge = _power(s, L, "the edge")
     return Prediction(
-        value=edge,
+        value=check.result("the edge", edge),
         tag="D",
         cite="derived",
         section="§3.6",
@@ -118,7 +147,13 @@ def pl_edge(
 
 @dataclass(frozen=True, kw_only=True)
 class FCDensity:
-    """Points ``x`` and the Fuss–Catalan density ``ρ(x)`` there."""
+    """Points ``x`` and the Fuss–Catalan density ``ρ(x)`` there.
+
+    Example:
+        >>> curve = fc_density(depth=2, theta=np.linspace(0.1, 1.0, 5))
+        >>> isinstance(curve, FCDensity), curve.x.value.shape == curve.density.value.shape
+        (True, True)
+    """
 
     x: Prediction
     density: Prediction
@@ -139,18 +174,23 @@ def fc_density(
     ``ρ(x(θ)) = (1/π)·sin²θ·sin^{L−1}(Lθ)/sin^L((L+1)θ)``. Give ``theta`` for the parametric
     curve, or ``x`` for the density at given points (θ found by bisection, as ``x(θ)`` decreases
     from the edge ``(L+1)^{L+1}/L^L`` to 0; ``ρ = 0`` outside). ``L = 1`` is Marchenko–Pastur.
+
+    Example:
+        >>> rho = fc_density(depth=1, x=np.array([1.0, 5.0])).density.value
+        >>> rho.round(4)  # Marchenko–Pastur: √((4 − x)/x)/(2π) inside [0, 4], 0 outside
+        array([0.2757, 0.    ])
     """
-    L = check.integer(depth, "depth", minimum=1)
+    L = check.integer("depth", depth, minimum=1)
     if (theta is None) == (x is None):
         raise ValueError("give exactly one of theta= (parametric curve) or x= (points)")
     top = math.pi / (L + 1)
     if theta is not None:
-        th = np.asarray(theta, dtype=float)
+        th = check.reals("theta", theta)
         if np.any((th <= 0) | (th >= top)):
             raise ValueError(f"theta must lie in (0, π/(L+1)) = (0, {top:.6g})")
         xs, rho = _fc_curve(L, th)
     else:
-        xs = np.asarray(x, dtype=float)
+        xs = check.reals("x", x)
         edge = (L + 1) ** (L + 1) / L**L
         inside = (xs > 0) & (xs < edge)
         lo, hi = np.zeros(xs.shape), np.full(xs.shape, top)
@@ -177,9 +217,13 @@ def linear_gaussian_m2_finite(*, depth: int, width: int) -> Prediction:
     By Wick's theorem (§6) [D]: ``m2(L) = e(L−1) + (1 + 1/N)·m2(L−1)`` and
     ``e(L) = e(L−1) + 2·m2(L−1)/N²`` with ``e(L) = E[(tr JJᵀ/N)²]`` and ``m2(0) = e(0) = 1``;
     ``≈ (L+1) + L(L+1)/(2N)``. Scale by ``σ_w^{4L}`` for other ``σ_w²``.
+
+    Example:
+        >>> round(linear_gaussian_m2_finite(depth=1, width=10).value, 12)  # 2 + 1/N
+        2.1
     """
-    L = check.integer(depth, "depth", minimum=0)
-    N = check.integer(width, "width", minimum=1)
+    L = check.integer("depth", depth, minimum=0)
+    N = check.integer("width", width, minimum=1)
     m2, e = 1.0, 1.0
     for _ in range(L):
         m2, e = e + (1 + 1 / N) * m2, e + 2 * m2 / N**2
@@ -215,9 +259,15 @@ def zero_atom(*, p: float, width: int | None = None, depth: int = 1) -> Predicti
     ``1 − p`` as ``N → ∞`` (free multiplicative convolution keeps the largest atom). With
     ``width`` the finite-``N`` heuristic ``1 − p + √(p(1−p)/N)·E[max of L i.i.d. N(0,1)]``
     (``rank J ≤ min_l rank D^l``, ``rank D^l ~ Bin(N, p)``).
+
+    Example:
+        >>> zero_atom(p=0.5).value  # half the units of a ReLU layer are off
+        0.5
+        >>> zero_atom(p=0.5, width=100, depth=1).value  # one layer: no finite-N excess
+        0.5
     """
-    p = check.fraction(p)
-    L = check.integer(depth, "depth", minimum=1)
+    p = check.fraction("p", p)
+    L = check.integer("depth", depth, minimum=1)
     if width is None:
         return Prediction(
             value=1 - p,
@@ -226,7 +276,7 @@ def zero_atom(*, p: float, width: int | None = None, depth: int = 1) -> Predicti
             section="§3.6",
             what=f"zero atom 1 − p of JJᵀ (p={p:g}, N → ∞)",
         )
-    N = check.integer(width, "width", minimum=1)
+    N = check.integer("width", width, minimum=1)
     value = 1 - p + math.sqrt(p * (1 - p) / N) * _expected_max_normal(L)
     return Prediction(
         value=value,

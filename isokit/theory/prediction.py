@@ -2,8 +2,14 @@
 
 Each public function of ``isokit.theory`` returns a :class:`Prediction`, or a small frozen
 dataclass whose fields are predictions. A prediction carries the provenance tag of
-``reference/theory.md`` (``"S"``, ``"R"``, ``"A"``, ``"D"``), a citation key from :data:`CITATIONS`
+``docs/theory.md`` §0 (``"S"``, ``"R"``, ``"A"``, ``"D"``), a citation key from :data:`CITATIONS`
 and a one-line description, so a report can say where every theory line comes from.
+
+Example:
+    >>> TAGS["D"]
+    "derived for isokit, not read in any source (cite as 'derived')"
+    >>> CITATIONS["derived"]
+    'Derived for isokit (docs/theory.md); not a published result.'
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ TAGS: dict[str, str] = {
 }
 
 CITATIONS: dict[str, str] = {
-    "derived": "Derived for isokit (reference/theory.md); not a published result.",
+    "derived": "Derived for isokit (docs/theory.md); not a published result.",
     "pennington2017": (
         "J. Pennington, S. S. Schoenholz, S. Ganguli. Resurrecting the sigmoid in deep learning "
         "through dynamical isometry: theory and practice. NeurIPS 2017. arXiv:1711.04735."
@@ -91,7 +97,12 @@ class Prediction:
         tag: provenance tag, one of :data:`TAGS`.
         cite: citation key, one of :data:`CITATIONS`.
         what: a short description of the quantity and the formula used.
-        section: the section of ``reference/theory.md`` that gives the formula.
+        section: the section of ``docs/theory.md`` that gives the formula.
+
+    Example:
+        >>> pred = Prediction(value=0.5, tag="S", cite="pennington2017", what="μ1 of ReLU")
+        >>> float(pred), pred.reference.startswith("J. Pennington")
+        (0.5, True)
     """
 
     value: Any

@@ -1,5 +1,5 @@
-"""Mean-field theory (theory.md §1–§2): closed forms vs independent quadrature, fixed points,
-criticality and depth scales."""
+"""Mean-field theory (``docs/theory.md`` §1–§2): closed forms vs independent quadrature, fixed
+points, criticality and depth scales."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import integrate, special, stats
 
-from isokit.theory import meanfield as mf
+from isokit import theory as th
 from isokit.theory.activations import ACTIVATIONS, activation_from_callable, get_activation
 from isokit.theory.prediction import Prediction
 
@@ -29,17 +29,17 @@ def quadrature_twin(name: str):
 
 
 def test_gauss_expect_reproduces_gaussian_moments():
-    assert mf.gauss_expect(lambda z: z**2) == pytest.approx(1.0, abs=1e-13)
-    assert mf.gauss_expect(lambda z: z**4) == pytest.approx(3.0, abs=1e-12)
-    assert mf.gauss_expect(lambda z: z**6) == pytest.approx(15.0, abs=1e-11)
+    assert th.gauss_expect(lambda z: z**2) == pytest.approx(1.0, abs=1e-13)
+    assert th.gauss_expect(lambda z: z**4) == pytest.approx(3.0, abs=1e-12)
+    assert th.gauss_expect(lambda z: z**6) == pytest.approx(15.0, abs=1e-11)
 
 
 @pytest.mark.parametrize("c", [-0.7, 0.0, 0.3, 1.0])
 def test_gauss_expect2_covariance(c):
     q = 1.7
-    assert mf.gauss_expect2(lambda u, v: u * v, q=q, c=c) == pytest.approx(q * c, abs=1e-12)
-    assert mf.gauss_expect2(lambda u, v: v**2, q=q, c=c) == pytest.approx(q, abs=1e-12)
-    split = mf.gauss_expect2(lambda u, v: u * v, q=q, c=c, kinks=(0.0,))
+    assert th.gauss_expect2(lambda u, v: u * v, q=q, c=c) == pytest.approx(q * c, abs=1e-12)
+    assert th.gauss_expect2(lambda u, v: v**2, q=q, c=c) == pytest.approx(q, abs=1e-12)
+    split = th.gauss_expect2(lambda u, v: u * v, q=q, c=c, kinks=(0.0,))
     assert split == pytest.approx(q * c, abs=1e-12)
 
 
@@ -51,13 +51,13 @@ def test_closed_form_single_integrals_match_quadrature(name):
     quad = quadrature_twin(name)
     for q in QS:
         for k in (1, 2, 3):
-            closed = mf.mu(act=name, q=q, k=k).value
-            assert mf.mu(act=quad, q=q, k=k).value == pytest.approx(closed, rel=1e-10, abs=1e-14)
-        e2 = mf.length_map(act=name, sw2=1.0, sb2=0.0, q=q).value
-        assert mf.length_map(act=quad, sw2=1.0, sb2=0.0, q=q).value == pytest.approx(e2, rel=1e-10)
+            closed = th.mu(act=name, q=q, k=k).value
+            assert th.mu(act=quad, q=q, k=k).value == pytest.approx(closed, rel=1e-10, abs=1e-14)
+        e2 = th.length_map(act=name, sw2=1.0, sb2=0.0, q=q).value
+        assert th.length_map(act=quad, sw2=1.0, sb2=0.0, q=q).value == pytest.approx(e2, rel=1e-10)
         # χ_q/σ_w² by Stein's lemma (with the kink deltas of φ'') vs the closed form
-        slope = mf.chi_q(act=name, sw2=1.0, q=q).value
-        assert mf.chi_q(act=quad, sw2=1.0, q=q).value == pytest.approx(slope, rel=1e-9)
+        slope = th.chi_q(act=name, sw2=1.0, q=q).value
+        assert th.chi_q(act=quad, sw2=1.0, q=q).value == pytest.approx(slope, rel=1e-9)
 
 
 @pytest.mark.parametrize("name", ["linear", "relu", "leaky_relu", "erf"])
@@ -66,10 +66,10 @@ def test_closed_form_c_map_matches_quadrature(name):
     for q in (0.3, 2.5):
         for c in CS:
             kw = {"sw2": 1.0, "sb2": 0.0, "c": c, "q": q}
-            closed = mf.c_map(act=name, **kw).value
-            assert mf.c_map(act=quad, **kw).value == pytest.approx(closed, rel=1e-9, abs=1e-12)
-            slope = mf.chi_c(act=name, **kw).value
-            assert mf.chi_c(act=quad, **kw).value == pytest.approx(slope, rel=1e-9, abs=1e-12)
+            closed = th.c_map(act=name, **kw).value
+            assert th.c_map(act=quad, **kw).value == pytest.approx(closed, rel=1e-9, abs=1e-12)
+            slope = th.chi_c(act=name, **kw).value
+            assert th.chi_c(act=quad, **kw).value == pytest.approx(slope, rel=1e-9, abs=1e-12)
 
 
 def _clip_mean(m: float, s: float) -> float:
@@ -91,45 +91,45 @@ def test_hardtanh_c_map_matches_conditional_integral(q, c):
 
     pts = [-1 / s, 1 / s]
     ref = integrate.quad(f, -12, 12, points=pts, epsabs=1e-13, epsrel=1e-12, limit=200)[0]
-    got = mf.c_map(act="hardtanh", sw2=1.0, sb2=0.0, c=c, q=q).value * q
+    got = th.c_map(act="hardtanh", sw2=1.0, sb2=0.0, c=c, q=q).value * q
     assert got == pytest.approx(ref, rel=1e-8, abs=1e-12)
     # E φ'(u1)φ'(u2) = P(|u1| < 1, |u2| < 1): bivariate normal rectangle probability
     mvn = stats.multivariate_normal(mean=[0, 0], cov=[[q, q * c], [q * c, q]])
     box = mvn.cdf([1, 1]) - mvn.cdf([-1, 1]) - mvn.cdf([1, -1]) + mvn.cdf([-1, -1])
-    got = mf.chi_c(act="hardtanh", sw2=1.0, sb2=0.0, c=c, q=q).value
+    got = th.chi_c(act="hardtanh", sw2=1.0, sb2=0.0, c=c, q=q).value
     assert got == pytest.approx(box, abs=1e-6)
 
 
 @pytest.mark.parametrize("name", ["tanh", "erf", "hardtanh", "gelu", "selu", "sigmoid", "relu"])
 def test_chi_q_is_the_slope_of_the_length_map(name):
     sw2, sb2, q, h = 1.3, 0.1, 0.8, 1e-5
-    up = mf.length_map(act=name, sw2=sw2, sb2=sb2, q=q + h).value
-    down = mf.length_map(act=name, sw2=sw2, sb2=sb2, q=q - h).value
-    slope = mf.chi_q(act=name, sw2=sw2, sb2=sb2, q=q).value
+    up = th.length_map(act=name, sw2=sw2, sb2=sb2, q=q + h).value
+    down = th.length_map(act=name, sw2=sw2, sb2=sb2, q=q - h).value
+    slope = th.chi_q(act=name, sw2=sw2, sb2=sb2, q=q).value
     assert slope == pytest.approx((up - down) / (2 * h), rel=1e-7)
 
 
 def test_chi_c_at_one_equals_chi1():
     for name in ("tanh", "erf", "hardtanh", "relu", "gelu"):
-        x1 = mf.chi1(act=name, sw2=1.4, sb2=0.2).value
-        assert mf.chi_c(act=name, sw2=1.4, sb2=0.2, c=1.0).value == pytest.approx(x1, rel=1e-9)
+        x1 = th.chi1(act=name, sw2=1.4, sb2=0.2).value
+        assert th.chi_c(act=name, sw2=1.4, sb2=0.2, c=1.0).value == pytest.approx(x1, rel=1e-9)
 
 
 @pytest.mark.parametrize("q", [1e-3, 3e-3])
 def test_tanh_small_q_expansion(q):
-    mu1, mu2 = mf.mu(act="tanh", q=q, k=1).value, mf.mu(act="tanh", q=q, k=2).value
+    mu1, mu2 = th.mu(act="tanh", q=q, k=1).value, th.mu(act="tanh", q=q, k=2).value
     assert abs(mu1 - (1 - 2 * q + 7 * q**2)) < 40 * q**3
     assert abs(mu2 - (1 - 4 * q + 26 * q**2)) < 400 * q**3
     for name in ("tanh", "erf"):
-        m1, m2 = (mf.mu(act=name, q=q, k=k).value for k in (1, 2))
+        m1, m2 = (th.mu(act=name, q=q, k=k).value for k in (1, 2))
         assert (m2 / m1**2 - 1) / (8 * q**2) == pytest.approx(1.0, abs=60 * q)
 
 
 def test_erf_closed_forms_of_section_2():
     q = 0.7
-    mu1, mu2 = (mf.mu(act="erf", q=q, k=k).value for k in (1, 2))
+    mu1, mu2 = (th.mu(act="erf", q=q, k=k).value for k in (1, 2))
     assert mu2 / mu1**2 == pytest.approx((1 + 4 * q) / math.sqrt(1 + 8 * q), rel=1e-13)
-    assert mf.chi_q(act="erf", sw2=1.0, q=q).value == pytest.approx(
+    assert th.chi_q(act="erf", sw2=1.0, q=q).value == pytest.approx(
         4 / math.pi / ((1 + 2 * q) * math.sqrt(1 + 4 * q)), rel=1e-13
     )
 
@@ -152,22 +152,22 @@ FIXED_POINT_CASES = [
 
 @pytest.mark.parametrize(("name", "sw2", "sb2"), FIXED_POINT_CASES)
 def test_q_star_is_an_attracting_fixed_point(name, sw2, sb2):
-    qs = mf.q_star(act=name, sw2=sw2, sb2=sb2).value
-    image = mf.length_map(act=name, sw2=sw2, sb2=sb2, q=qs).value
+    qs = th.q_star(act=name, sw2=sw2, sb2=sb2).value
+    image = th.length_map(act=name, sw2=sw2, sb2=sb2, q=qs).value
     assert image == pytest.approx(qs, rel=1e-11, abs=1e-14)
     if qs > 0:
-        assert mf.chi_q(act=name, sw2=sw2, sb2=sb2).value < 1
+        assert th.chi_q(act=name, sw2=sw2, sb2=sb2).value < 1
     # the profile from q^1 = 1 converges to it
-    assert mf.q_profile(act=name, sw2=sw2, sb2=sb2, q1=1.0, depth=400).value[-1] == pytest.approx(
+    assert th.q_profile(act=name, sw2=sw2, sb2=sb2, q1=1.0, depth=400).value[-1] == pytest.approx(
         qs, rel=1e-6, abs=1e-3
     )
 
 
 def test_relu_q_star_closed_form_and_divergence():
-    assert mf.q_star(act="relu", sw2=1.5, sb2=0.2).value == pytest.approx(0.2 / (1 - 0.75))
-    assert mf.q_star(act="relu", sw2=2.0, sb2=0.0, q1=3.0).value == 3.0  # every q is fixed
+    assert th.q_star(act="relu", sw2=1.5, sb2=0.2).value == pytest.approx(0.2 / (1 - 0.75))
+    assert th.q_star(act="relu", sw2=2.0, sb2=0.0, q1=3.0).value == 3.0  # every q is fixed
     with pytest.raises(ValueError, match="no finite fixed point"):
-        mf.q_star(act="relu", sw2=2.5, sb2=0.0)
+        th.q_star(act="relu", sw2=2.5, sb2=0.0)
 
 
 # ---------------------------------------------------------------- criticality
@@ -176,10 +176,10 @@ def test_relu_q_star_closed_form_and_divergence():
 @pytest.mark.parametrize("name", ["tanh", "erf", "hardtanh", "gelu", "selu"])
 @pytest.mark.parametrize("target", [0.1, 0.5, 2.0])
 def test_critical_point_given_q_star(name, target):
-    cp = mf.critical_point(act=name, q_star=target)
+    cp = th.critical_point(act=name, q_star=target)
     sw2, sb2 = cp.sw2.value, cp.sb2.value
-    assert mf.chi1(act=name, sw2=sw2, q=target).value == pytest.approx(1.0, abs=1e-12)
-    image = mf.length_map(act=name, sw2=sw2, sb2=sb2, q=target).value
+    assert th.chi1(act=name, sw2=sw2, q=target).value == pytest.approx(1.0, abs=1e-12)
+    image = th.length_map(act=name, sw2=sw2, sb2=sb2, q=target).value
     assert image == pytest.approx(target, rel=1e-12)
     if name == "erf":  # §2 closed form
         assert sw2 == pytest.approx(math.pi / 4 * math.sqrt(1 + 4 * target), rel=1e-13)
@@ -190,11 +190,11 @@ def test_critical_point_given_q_star(name, target):
 @pytest.mark.parametrize("name", ["tanh", "erf", "hardtanh"])
 @pytest.mark.parametrize("sb2", [0.0, 0.05, 0.3])
 def test_critical_point_given_sb2(name, sb2):
-    cp = mf.critical_point(act=name, sb2=sb2)
+    cp = th.critical_point(act=name, sb2=sb2)
     sw2, qs = cp.sw2.value, cp.q_star.value
     assert cp.sb2.value == sb2
-    assert mf.q_star(act=name, sw2=sw2, sb2=sb2).value == pytest.approx(qs, rel=1e-8, abs=1e-12)
-    assert mf.chi1(act=name, sw2=sw2, sb2=sb2).value == pytest.approx(1.0, abs=1e-9)
+    assert th.q_star(act=name, sw2=sw2, sb2=sb2).value == pytest.approx(qs, rel=1e-8, abs=1e-12)
+    assert th.chi1(act=name, sw2=sw2, sb2=sb2).value == pytest.approx(1.0, abs=1e-9)
     if sb2 == 0.0:  # odd φ: the critical point is σ_w² = 1/φ'(0)² with q* = 0 ...
         # ... where χ1(σ_w²) − 1 ∝ (σ_w² − σ_c²)² on the chaotic side, so σ_w² is good to √eps.
         phi0 = get_activation(name).dphi(np.zeros(1))[0]
@@ -202,20 +202,20 @@ def test_critical_point_given_sb2(name, sb2):
 
 
 def test_relu_and_linear_critical_points():
-    for cp in (mf.critical_point(act="relu", sb2=0.0), mf.critical_point(act="relu", q_star=0.7)):
+    for cp in (th.critical_point(act="relu", sb2=0.0), th.critical_point(act="relu", q_star=0.7)):
         assert (cp.sw2.value, cp.sb2.value) == (2.0, 0.0)
         assert cp.sw2.tag == "S"
-    lin = mf.critical_point(act="linear", sb2=0.0)
+    lin = th.critical_point(act="linear", sb2=0.0)
     assert (lin.sw2.value, lin.sb2.value) == (1.0, 0.0)
     with pytest.raises(ValueError, match=r"only critical point is \(sw2, sb2\) = \(2, 0\)"):
-        mf.critical_point(act="relu", sb2=0.1)
+        th.critical_point(act="relu", sb2=0.1)
 
 
 def test_missing_critical_point_raises():
     with pytest.raises(ValueError, match="sb2=.* < 0; choose a smaller target q_star"):
-        mf.critical_point(act="sigmoid", q_star=0.5)
+        th.critical_point(act="sigmoid", q_star=0.5)
     with pytest.raises(ValueError, match="exactly one of"):
-        mf.critical_point(act="tanh", q_star=0.5, sb2=0.1)
+        th.critical_point(act="tanh", q_star=0.5, sb2=0.1)
 
 
 # ---------------------------------------------------------------- correlation map, depth scales
@@ -223,24 +223,24 @@ def test_missing_critical_point_raises():
 
 def test_c_star_in_both_phases():
     chaotic = {"act": "tanh", "sw2": 2.5, "sb2": 0.1}
-    cs = mf.c_star(**chaotic).value
+    cs = th.c_star(**chaotic).value
     assert 0 < cs < 1
-    assert mf.c_map(**chaotic, c=cs).value == pytest.approx(cs, abs=1e-12)
-    assert mf.chi_c(**chaotic, c=cs).value < 1  # attracting
-    assert mf.c_star(act="tanh", sw2=0.9, sb2=0.1).value == 1.0
-    assert mf.c_star(act="tanh", sw2=2.5, sb2=0.0).value == 0.0  # odd φ, σ_b = 0
-    assert mf.c_star(act="relu", sw2=1.5, sb2=0.2).value == 1.0
+    assert th.c_map(**chaotic, c=cs).value == pytest.approx(cs, abs=1e-12)
+    assert th.chi_c(**chaotic, c=cs).value < 1  # attracting
+    assert th.c_star(act="tanh", sw2=0.9, sb2=0.1).value == 1.0
+    assert th.c_star(act="tanh", sw2=2.5, sb2=0.0).value == 0.0  # odd φ, σ_b = 0
+    assert th.c_star(act="relu", sw2=1.5, sb2=0.2).value == 1.0
 
 
 def test_depth_scales_diverge_at_criticality_only():
-    relu = mf.depth_scales(act="relu", sw2=2.0, sb2=0.0)
+    relu = th.depth_scales(act="relu", sw2=2.0, sb2=0.0)
     assert relu.xi_q.value == relu.xi_c.value == relu.xi_grad.value == math.inf
-    cp = mf.critical_point(act="tanh", sb2=0.05)
-    crit = mf.depth_scales(act="tanh", sw2=cp.sw2.value, sb2=0.05)
+    cp = th.critical_point(act="tanh", sb2=0.05)
+    crit = th.depth_scales(act="tanh", sw2=cp.sw2.value, sb2=0.05)
     assert abs(crit.xi_c.value) > 1e6 and abs(crit.xi_grad.value) > 1e6
     assert 0 < crit.xi_q.value < 10  # the length map still converges exponentially
-    ordered = mf.depth_scales(act="tanh", sw2=1.2, sb2=0.05)
-    chaotic = mf.depth_scales(act="tanh", sw2=2.5, sb2=0.05)
+    ordered = th.depth_scales(act="tanh", sw2=1.2, sb2=0.05)
+    chaotic = th.depth_scales(act="tanh", sw2=2.5, sb2=0.05)
     assert 0 < ordered.xi_c.value < 100 and ordered.xi_grad.value > 0
     assert 0 < chaotic.xi_c.value < 100 and chaotic.xi_grad.value < 0  # gradients grow
 
@@ -252,13 +252,13 @@ def _fitted_slope(values: np.ndarray, fixed: float, burn_in: int = 3) -> float:
 
 def test_fitted_depth_scales_match_predictions():
     sw2, sb2 = 1.2, 0.05  # ordered tanh
-    qs = mf.q_star(act="tanh", sw2=sw2, sb2=sb2).value
-    scales = mf.depth_scales(act="tanh", sw2=sw2, sb2=sb2)
-    profile = mf.q_profile(act="tanh", sw2=sw2, sb2=sb2, q1=1.5 * qs, depth=12).value
+    qs = th.q_star(act="tanh", sw2=sw2, sb2=sb2).value
+    scales = th.depth_scales(act="tanh", sw2=sw2, sb2=sb2)
+    profile = th.q_profile(act="tanh", sw2=sw2, sb2=sb2, q1=1.5 * qs, depth=12).value
     assert _fitted_slope(profile, qs) == pytest.approx(-1 / scales.xi_q.value, rel=0.03)
     cs = [0.3]
     for _ in range(20):
-        cs.append(mf.c_map(act="tanh", sw2=sw2, sb2=sb2, c=cs[-1], q=qs).value)
+        cs.append(th.c_map(act="tanh", sw2=sw2, sb2=sb2, c=cs[-1], q=qs).value)
     assert _fitted_slope(np.array(cs), 1.0, burn_in=8) == pytest.approx(
         -1 / scales.xi_c.value, rel=0.03
     )
@@ -271,19 +271,19 @@ def test_callable_activation_matches_registered_one():
     custom = activation_from_callable(np.tanh)  # numerical derivatives
     assert custom.odd
     for q in (0.2, 1.5):
-        assert mf.mu(act=custom, q=q, k=2).value == pytest.approx(
-            mf.mu(act="tanh", q=q, k=2).value, rel=1e-8
+        assert th.mu(act=custom, q=q, k=2).value == pytest.approx(
+            th.mu(act="tanh", q=q, k=2).value, rel=1e-8
         )
-        assert mf.chi_q(act=np.tanh, sw2=1.0, q=q).value == pytest.approx(
-            mf.chi_q(act="tanh", sw2=1.0, q=q).value, rel=1e-6
+        assert th.chi_q(act=np.tanh, sw2=1.0, q=q).value == pytest.approx(
+            th.chi_q(act="tanh", sw2=1.0, q=q).value, rel=1e-6
         )
 
 
 def test_predictions_carry_provenance():
     assert set(ACTIVATIONS) >= {"linear", "relu", "hardtanh", "erf", "tanh", "gelu"}
-    relu_mu = mf.mu(act="relu", q=1.0, k=2)
+    relu_mu = th.mu(act="relu", q=1.0, k=2)
     assert isinstance(relu_mu, Prediction) and relu_mu.tag == "S" and float(relu_mu) == 0.5
-    assert mf.q_star(act="tanh", sw2=1.5, sb2=0.1).cite == "poole2016"
+    assert th.q_star(act="tanh", sw2=1.5, sb2=0.1).cite == "poole2016"
     with pytest.raises(ValueError, match="provenance tag"):
         Prediction(value=1.0, tag="X", cite="derived", what="")
 
@@ -291,15 +291,15 @@ def test_predictions_carry_provenance():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: mf.mu(act="swish9", q=1.0), "unknown activation 'swish9'"),
-        (lambda: mf.mu(act="tanh", q=-1.0), "q=-1.0 is a variance"),
-        (lambda: mf.mu(act="tanh", q=1.0, k=2.5), "k must be an integer"),
-        (lambda: mf.mu(act="tanh", q=1.0, k=0), "k must be at least 1"),
-        (lambda: mf.q_star(act="tanh", sw2=-1.0, sb2=0.0), "sw2=-1.0 is a variance"),
-        (lambda: mf.q_star(act="tanh", sw2=1.0, sb2=-0.1), "sb2=-0.1 is a variance"),
-        (lambda: mf.q_profile(act="tanh", sw2=1, sb2=0, q1=1, depth=-1), "depth must be at least"),
-        (lambda: mf.c_map(act="tanh", sw2=1.5, sb2=0.1, c=1.5), r"must lie in \[-1, 1\]"),
-        (lambda: mf.c_star(act="tanh", sw2=0.9, sb2=0.0), "undefined at q\\* = 0"),
+        (lambda: th.mu(act="swish9", q=1.0), "unknown activation 'swish9'"),
+        (lambda: th.mu(act="tanh", q=-1.0), "q=-1.0 is a variance"),
+        (lambda: th.mu(act="tanh", q=1.0, k=2.5), "k must be an integer"),
+        (lambda: th.mu(act="tanh", q=1.0, k=0), "k must be at least 1"),
+        (lambda: th.q_star(act="tanh", sw2=-1.0, sb2=0.0), "sw2=-1.0 is a variance"),
+        (lambda: th.q_star(act="tanh", sw2=1.0, sb2=-0.1), "sb2=-0.1 is a variance"),
+        (lambda: th.q_profile(act="tanh", sw2=1, sb2=0, q1=1, depth=-1), "depth must be at least"),
+        (lambda: th.c_map(act="tanh", sw2=1.5, sb2=0.1, c=1.5), r"must lie in \[-1, 1\]"),
+        (lambda: th.c_star(act="tanh", sw2=0.9, sb2=0.0), "undefined at q\\* = 0"),
     ],
 )
 def test_bad_input_raises_clear_errors(call, match):

@@ -1,4 +1,4 @@
-"""Residual networks (theory.md §4): closed forms, the single-parameter limit, the variance
+"""Residual networks (``docs/theory.md`` §4): closed forms, the single-parameter limit, the variance
 recursion for odd φ, and float64 NumPy ensembles vs ``resnet_moments``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from isokit.theory import resnet as rs
+from isokit import theory as th
 from isokit.theory.activations import get_activation
 
 N, S = 1000, 3
@@ -18,8 +18,8 @@ N, S = 1000, 3
 @pytest.mark.parametrize("a", [0.1, 0.5, 1.0])
 def test_linear_layers_closed_forms(a):
     L = 7
-    g = rs.resnet_moments(act="linear", a=a, sw2=1.0, sb2=0.0, depth=L)
-    o = rs.resnet_moments(act="linear", a=a, sw2=1.0, sb2=0.0, depth=L, weights="orthogonal")
+    g = th.resnet_moments(act="linear", a=a, sw2=1.0, sb2=0.0, depth=L)
+    o = th.resnet_moments(act="linear", a=a, sw2=1.0, sb2=0.0, depth=L, weights="orthogonal")
     assert g.m1.value == pytest.approx((1 + a * a) ** L, rel=1e-14)
     assert o.m1.value == g.m1.value
     assert g.v.value == pytest.approx(L * (2 * a**2 + a**4) / (1 + a**2) ** 2, rel=1e-14)
@@ -32,7 +32,7 @@ def test_linear_layers_closed_forms(a):
 def test_small_branch_limit_depends_on_t_alone(name, weights):
     # a² = O(1/L): m1 → e^t and v → 2t with t = Σ s_l; the corrections are O(t²/L)
     L, t_target = 2000, 0.8
-    m = rs.resnet_moments(
+    m = th.resnet_moments(
         act=name, a=math.sqrt(t_target / L), sw2=1.0, sb2=0.0, depth=L, weights=weights
     )
     t = m.t.value
@@ -46,10 +46,10 @@ def test_small_branch_limit_depends_on_t_alone(name, weights):
 
 def test_per_block_arrays_and_empty_net():
     L = 5
-    scalar = rs.resnet_moments(act="erf", a=0.3, sw2=1.2, sb2=0.1, depth=L)
-    arrays = rs.resnet_moments(act="erf", a=[0.3] * L, sw2=[1.2] * L, sb2=[0.1] * L, depth=L)
+    scalar = th.resnet_moments(act="erf", a=0.3, sw2=1.2, sb2=0.1, depth=L)
+    arrays = th.resnet_moments(act="erf", a=[0.3] * L, sw2=[1.2] * L, sb2=[0.1] * L, depth=L)
     assert arrays.v.value == pytest.approx(scalar.v.value, rel=1e-14)
-    empty = rs.resnet_moments(act="tanh", a=0.5, sw2=1.0, sb2=0.0, depth=0)
+    empty = th.resnet_moments(act="tanh", a=0.5, sw2=1.0, sb2=0.0, depth=0)
     assert (empty.m1.value, empty.v.value) == (1.0, 0.0)
 
 
@@ -109,7 +109,7 @@ def test_residual_ensembles_match_resnet_moments(name, weights, n):
         sw2, sb2 = 1.0, 0.0
     lams, _ = _ensemble(name, a, sw2, sb2, L, weights, n=n)
     m1, v = _m1_v(lams)
-    pred = rs.resnet_moments(act=name, a=a, sw2=sw2, sb2=sb2, depth=L, weights=weights)
+    pred = th.resnet_moments(act=name, a=a, sw2=sw2, sb2=sb2, depth=L, weights=weights)
     assert v.mean() == pytest.approx(pred.v.value, rel=0.03)
     assert m1.mean() == pytest.approx(pred.m1.value, rel=0.03)
     logs = np.log(m1)
@@ -123,22 +123,22 @@ def test_odd_variance_recursion_matches_forward_pass():
         _resnet(rng, "tanh", a, sw2, sb2, L, N, "gaussian", with_jacobian=False)[1]
         for _ in range(draws)
     ]
-    pred = rs.resnet_q_profile(act="tanh", a=a, sw2=sw2, sb2=sb2, depth=L, x0_sq=1.0).value
+    pred = th.resnet_q_profile(act="tanh", a=a, sw2=sw2, sb2=sb2, depth=L, x0_sq=1.0).value
     # ‖x^l‖² random-walks by O(1/√N) per block (the skip/branch cross term vanishes only in
     # expectation), so compare the mean profile with its standard error.
     se = np.std(runs, axis=0, ddof=1) / math.sqrt(draws)
     assert np.all(np.abs(np.mean(runs, axis=0) - pred) <= 4 * se)
     np.testing.assert_allclose(np.mean(runs, axis=0), pred, rtol=0.06)
     with pytest.raises(ValueError, match="needs an odd activation"):
-        rs.resnet_q_profile(act="gelu", a=a, sw2=sw2, sb2=sb2, depth=L)
+        th.resnet_q_profile(act="gelu", a=a, sw2=sw2, sb2=sb2, depth=L)
     with pytest.raises(ValueError, match="needs an odd activation"):
-        rs.resnet_moments(act="gelu", a=a, sw2=sw2, sb2=sb2, depth=L)
+        th.resnet_moments(act="gelu", a=a, sw2=sw2, sb2=sb2, depth=L)
 
 
 def test_relu_resnet_outlier_and_bulk():
     L, a = 8, 0.5
     lams, runs = _ensemble("relu", a, 2.0, 0.0, L, "gaussian")
-    pred = rs.resnet_moments(act="relu", a=a, sw2=2.0, sb2=0.0, depth=L)
+    pred = th.resnet_moments(act="relu", a=a, sw2=2.0, sb2=0.0, depth=L)
     for lam, (J, _, x0, xL) in zip(lams, runs, strict=True):
         # Euler's relation for a bias-free, degree-1 homogeneous net: J·x^0 = x^L exactly
         np.testing.assert_allclose(J @ x0, xL, rtol=1e-10, atol=1e-10)
@@ -153,15 +153,15 @@ def test_relu_resnet_outlier_and_bulk():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: rs.resnet_moments(act="tanh", a=0.5, sw2=1, sb2=0, depth=-2), "depth must be"),
-        (lambda: rs.resnet_moments(act="tanh", a=[0.5], sw2=1, sb2=0, depth=2), "a has 1 entries"),
-        (lambda: rs.resnet_moments(act="tanh", a=0.5, sw2=1, sb2=-1, depth=2), "sb2=-1.0 is a"),
+        (lambda: th.resnet_moments(act="tanh", a=0.5, sw2=1, sb2=0, depth=-2), "depth must be"),
+        (lambda: th.resnet_moments(act="tanh", a=[0.5], sw2=1, sb2=0, depth=2), "a has 1 entries"),
+        (lambda: th.resnet_moments(act="tanh", a=0.5, sw2=1, sb2=-1, depth=2), "sb2=-1.0 is a"),
         (
-            lambda: rs.resnet_moments(act="tanh", a=0.5, sw2=1, sb2=0, depth=2, weights="x"),
+            lambda: th.resnet_moments(act="tanh", a=0.5, sw2=1, sb2=0, depth=2, weights="x"),
             "weights",
         ),
-        (lambda: rs.resnet_moments(act="foo", a=0.5, sw2=1, sb2=0, depth=2), "unknown activation"),
-        (lambda: rs.resnet_moments(act="tanh", a=math.nan, sw2=1, sb2=0, depth=2), "finite"),
+        (lambda: th.resnet_moments(act="foo", a=0.5, sw2=1, sb2=0, depth=2), "unknown activation"),
+        (lambda: th.resnet_moments(act="tanh", a=math.nan, sw2=1, sb2=0, depth=2), "finite"),
     ],
 )
 def test_bad_input_raises_clear_errors(call, match):

@@ -1,5 +1,6 @@
-"""Jacobian spectra (theory.md §3, §6): series method vs exact moments, the Fuss–Catalan law,
-edges, and float64 NumPy ensembles vs predictions within the finite-width tolerances of §6."""
+"""Jacobian spectra (``docs/theory.md`` §3, §6): series method vs exact moments, the
+Fuss–Catalan law, edges, and float64 NumPy ensembles vs predictions within the finite-width
+tolerances of §6."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, special
 
-from isokit.theory import meanfield as mf
+from isokit import theory
 from isokit.theory import piecewise_linear as pl
-from isokit.theory import spectra as sp
 from isokit.theory.activations import get_activation
 
 N, S = 1000, 3  # the width and number of draws the §6 tolerances are stated for
@@ -23,16 +23,16 @@ N, S = 1000, 3  # the width and number of draws the §6 tolerances are stated fo
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 5, 8])
 def test_series_reproduces_fuss_catalan(depth):
-    m = sp.series_moments(act="linear", sw2=1.0, sb2=0.0, depth=depth, order=8).value
-    fc = [pl.fuss_catalan(depth=depth, k=k).value for k in range(1, 9)]
+    m = theory.series_moments(act="linear", sw2=1.0, sb2=0.0, depth=depth, order=8).value
+    fc = [theory.fuss_catalan(depth=depth, k=k).value for k in range(1, 9)]
     np.testing.assert_allclose(m, fc, rtol=1e-9)
     assert fc[1] == depth + 1 and fc[2] == (depth + 1) * (3 * depth + 2) // 2
-    assert [pl.pl_moments(depth=depth, p=1.0, k=k).value for k in range(1, 9)] == fc
+    assert [theory.pl_moments(depth=depth, p=1.0, k=k).value for k in range(1, 9)] == fc
 
 
 @pytest.mark.parametrize("depth", [1, 5, 20])
 def test_series_linear_orthogonal_is_an_isometry(depth):
-    m = sp.series_moments(
+    m = theory.series_moments(
         act="linear", sw2=1.0, sb2=0.0, depth=depth, weights="orthogonal", order=8
     )
     np.testing.assert_allclose(m.value, 1.0, atol=1e-12)
@@ -41,8 +41,10 @@ def test_series_linear_orthogonal_is_an_isometry(depth):
 @pytest.mark.parametrize("depth", [1, 2, 4, 10])
 def test_series_relu_closed_forms(depth):
     L = depth
-    gauss = sp.series_moments(act="relu", sw2=2.0, sb2=0.0, depth=L, order=3).value
-    orth = sp.series_moments(act="relu", sw2=2.0, sb2=0.0, depth=L, weights="orthogonal", order=3)
+    gauss = theory.series_moments(act="relu", sw2=2.0, sb2=0.0, depth=L, order=3).value
+    orth = theory.series_moments(
+        act="relu", sw2=2.0, sb2=0.0, depth=L, weights="orthogonal", order=3
+    )
     np.testing.assert_allclose(gauss, [1, 2 * L + 1, 6 * L**2 + 4 * L + 1], rtol=1e-12)
     np.testing.assert_allclose(orth.value, [1, L + 1, 1 + 3 * L * (L + 1) / 2], rtol=1e-12)
 
@@ -59,7 +61,7 @@ def test_pl_moments_expanded_form_equals_series(weights, p, depth):
     q = _hardtanh_q(p)
     for scale in (1.0, 1.15):  # at and off criticality
         sw2 = scale / p
-        series = sp.series_moments(
+        series = theory.series_moments(
             act="hardtanh",
             sw2=sw2,
             sb2=0.0,
@@ -69,7 +71,7 @@ def test_pl_moments_expanded_form_equals_series(weights, p, depth):
             q_profile=[q] * depth,
         ).value
         exact = [
-            pl.pl_moments(depth=depth, p=p, k=k, weights=weights, sw2=sw2).value
+            theory.pl_moments(depth=depth, p=p, k=k, weights=weights, sw2=sw2).value
             for k in range(1, 7)
         ]
         np.testing.assert_allclose(series, exact, rtol=1e-8)
@@ -85,8 +87,8 @@ def test_series_first_two_moments_match_m1_v(name, weights):
     ]
     for kw in cases:
         for tap in ("post", "pre"):
-            m = sp.series_moments(act=name, depth=4, weights=weights, order=2, tap=tap, **kw)
-            mv = sp.jacobian_m1_v(act=name, depth=4, weights=weights, tap=tap, **kw)
+            m = theory.series_moments(act=name, depth=4, weights=weights, order=2, tap=tap, **kw)
+            mv = theory.jacobian_m1_v(act=name, depth=4, weights=weights, tap=tap, **kw)
             assert m.value[0] == pytest.approx(mv.m1.value, rel=1e-12)
             assert m.value[1] / m.value[0] ** 2 - 1 == pytest.approx(mv.v.value, rel=1e-10)
 
@@ -94,28 +96,28 @@ def test_series_first_two_moments_match_m1_v(name, weights):
 def test_special_cases_of_v():
     L = 6
     for weights, v in (("gaussian", 2 * L), ("orthogonal", L)):
-        assert sp.jacobian_m1_v(act="relu", sw2=2, sb2=0, depth=L, weights=weights).v.value == v
-    cp = mf.critical_point(act="hardtanh", q_star=0.8)
+        assert theory.jacobian_m1_v(act="relu", sw2=2, sb2=0, depth=L, weights=weights).v.value == v
+    cp = theory.critical_point(act="hardtanh", q_star=0.8)
     p = math.erf(1 / math.sqrt(1.6))
     kw = {"act": "hardtanh", "sw2": cp.sw2.value, "sb2": cp.sb2.value, "depth": L}
-    assert sp.jacobian_m1_v(**kw).v.value == pytest.approx(L / p, rel=1e-9)
-    assert sp.jacobian_m1_v(**kw, weights="orthogonal").v.value == pytest.approx(
+    assert theory.jacobian_m1_v(**kw).v.value == pytest.approx(L / p, rel=1e-9)
+    assert theory.jacobian_m1_v(**kw, weights="orthogonal").v.value == pytest.approx(
         L * (1 / p - 1), rel=1e-9
     )
     for name in ("tanh", "erf"):
-        cp = mf.critical_point(act=name, q_star=1e-3)
-        v = sp.jacobian_m1_v(
+        cp = theory.critical_point(act=name, q_star=1e-3)
+        v = theory.jacobian_m1_v(
             act=name, sw2=cp.sw2.value, sb2=cp.sb2.value, depth=L, weights="orthogonal"
         ).v.value
         assert v == pytest.approx(8 * L * 1e-6, rel=0.02)
         for kw in ({"sw2": 1.3, "sb2": 0.2}, {"sw2": 3.0, "sb2": 0.0}):
-            assert sp.jacobian_m1_v(act=name, depth=L, **kw).v.value >= L  # μ2 ≥ μ1²
+            assert theory.jacobian_m1_v(act=name, depth=L, **kw).v.value >= L  # μ2 ≥ μ1²
 
 
 def test_provenance_of_m1_v():
-    relu = sp.jacobian_m1_v(act="relu", sw2=2.0, sb2=0.0, depth=3)
+    relu = theory.jacobian_m1_v(act="relu", sw2=2.0, sb2=0.0, depth=3)
     assert (relu.m1.tag, relu.v.tag) == ("S", "R")  # criticality: Pennington et al.
-    off = sp.jacobian_m1_v(act="tanh", sw2=1.3, sb2=0.0, depth=3, q1=2.0)
+    off = theory.jacobian_m1_v(act="tanh", sw2=1.3, sb2=0.0, depth=3, q1=2.0)
     assert (off.m1.tag, off.v.tag, off.v.cite) == ("D", "D", "derived")
 
 
@@ -134,7 +136,7 @@ def test_fc_density_is_normalized_with_fuss_catalan_moments(depth):
 
     def moment(k: int) -> float:
         def f(th: float) -> float:
-            d = pl.fc_density(depth=depth, theta=np.array([th]))
+            d = theory.fc_density(depth=depth, theta=np.array([th]))
             x, rho = d.x.value[0], d.density.value[0]
             return x**k * rho * abs(_dx_dtheta(depth, np.array([th]))[0])
 
@@ -142,17 +144,17 @@ def test_fc_density_is_normalized_with_fuss_catalan_moments(depth):
 
     assert moment(0) == pytest.approx(1.0, abs=1e-8)
     for k in range(1, 5):
-        assert moment(k) == pytest.approx(pl.fuss_catalan(depth=depth, k=k).value, rel=1e-7)
+        assert moment(k) == pytest.approx(theory.fuss_catalan(depth=depth, k=k).value, rel=1e-7)
 
 
 def test_fc_density_at_one_layer_is_marchenko_pastur():
     th = np.linspace(0.01, math.pi / 2 - 0.01, 50)
-    d = pl.fc_density(depth=1, theta=th)
+    d = theory.fc_density(depth=1, theta=th)
     x = d.x.value
     np.testing.assert_allclose(d.density.value, np.sqrt(x * (4 - x)) / (2 * np.pi * x), rtol=1e-12)
-    at_x = pl.fc_density(depth=1, x=x).density.value  # the x= route inverts θ by bisection
+    at_x = theory.fc_density(depth=1, x=x).density.value  # the x= route inverts θ by bisection
     np.testing.assert_allclose(at_x, d.density.value, rtol=1e-9)
-    assert pl.fc_density(depth=3, x=np.array([-1.0, 1e3])).density.value.tolist() == [0, 0]
+    assert theory.fc_density(depth=3, x=np.array([-1.0, 1e3])).density.value.tolist() == [0, 0]
 
 
 @pytest.mark.parametrize("weights", ["gaussian", "orthogonal"])
@@ -172,18 +174,18 @@ def test_pl_edge_closed_form_is_the_minimum_of_m_inverse(weights, p, depth):
     numeric = math.exp(res.fun)
     if weights == "orthogonal":  # M^{−1} → σ_w^{2L} as z → ∞
         numeric = min(numeric, sw2**depth)
-    edge = pl.pl_edge(depth=depth, p=p, weights=weights, sw2=sw2).value
+    edge = theory.pl_edge(depth=depth, p=p, weights=weights, sw2=sw2).value
     assert edge == pytest.approx(numeric, rel=1e-8)
     if p == 1.0 and weights == "gaussian":
-        assert pl.pl_edge(depth=depth, p=1.0).value == pytest.approx(
+        assert theory.pl_edge(depth=depth, p=1.0).value == pytest.approx(
             (depth + 1) ** (depth + 1) / depth**depth, rel=1e-13
         )
 
 
 def test_linear_gaussian_m2_finite_small_cases_and_expansion():
-    assert pl.linear_gaussian_m2_finite(depth=1, width=10).value == pytest.approx(2.1)
+    assert theory.linear_gaussian_m2_finite(depth=1, width=10).value == pytest.approx(2.1)
     for L, n in ((4, 200), (16, 1000), (32, 1000)):
-        exact = pl.linear_gaussian_m2_finite(depth=L, width=n).value
+        exact = theory.linear_gaussian_m2_finite(depth=L, width=n).value
         approx = (L + 1) + L * (L + 1) / (2 * n)
         assert exact == pytest.approx(approx, rel=3 * (L / n) ** 2)
 
@@ -197,17 +199,17 @@ def test_linear_gaussian_m2_finite_matches_monte_carlo():
         J = w[:, layer] @ J
     g = J @ np.swapaxes(J, 1, 2)
     m2 = np.einsum("dij,dji->d", g, g) / n
-    exact = pl.linear_gaussian_m2_finite(depth=L, width=n).value
+    exact = theory.linear_gaussian_m2_finite(depth=L, width=n).value
     assert abs(m2.mean() - exact) < 4 * m2.std(ddof=1) / math.sqrt(draws)
     assert exact > L + 1 + 0.5 * L * (L + 1) / (2 * n)  # the 1/N term is visible here
 
 
 def test_zero_atom():
-    assert pl.zero_atom(p=0.5).value == 0.5
-    assert pl.zero_atom(p=0.5, width=1000, depth=1).value == 0.5  # E max of one normal is 0
-    two = pl.zero_atom(p=0.5, width=1000, depth=2).value  # E max of two normals is 1/√π
+    assert theory.zero_atom(p=0.5).value == 0.5
+    assert theory.zero_atom(p=0.5, width=1000, depth=1).value == 0.5  # E max of one normal is 0
+    two = theory.zero_atom(p=0.5, width=1000, depth=2).value  # E max of two normals is 1/√π
     assert two == pytest.approx(0.5 + math.sqrt(0.25 / 1000) / math.sqrt(math.pi), rel=1e-9)
-    assert pl.zero_atom(p=0.5, width=1000, depth=8).value > two
+    assert theory.zero_atom(p=0.5, width=1000, depth=8).value > two
 
 
 # ---------------------------------------------------------------- NumPy float64 ensembles
@@ -273,12 +275,12 @@ def _assert_log_m1(m1: np.ndarray, chi1: float, depth: int) -> None:
 def test_linear_gaussian_ensemble():
     L = 8
     st = _stats(_spectra("linear", 1.0, 0.0, L, "gaussian")[L])
-    m2 = pl.linear_gaussian_m2_finite(depth=L, width=N).value
+    m2 = theory.linear_gaussian_m2_finite(depth=L, width=N).value
     assert st["m2"].mean() == pytest.approx(m2, rel=0.03)
     assert st["v"].mean() == pytest.approx(L, rel=0.03)
-    fc3 = pl.fuss_catalan(depth=L, k=3).value
+    fc3 = theory.fuss_catalan(depth=L, k=3).value
     assert st["m3n"].mean() == pytest.approx(fc3, rel=0.07)
-    edge = pl.pl_edge(depth=L, p=1.0).value
+    edge = theory.pl_edge(depth=L, p=1.0).value
     assert st["edge"].mean() <= 1.02 * edge
 
 
@@ -295,15 +297,15 @@ def test_relu_ensemble_at_criticality(weights):
     L = 8
     lam = _spectra("relu", 2.0, 0.0, L, weights)[L]
     st = _stats(lam)
-    v = sp.jacobian_m1_v(act="relu", sw2=2.0, sb2=0.0, depth=L, weights=weights).v.value
+    v = theory.jacobian_m1_v(act="relu", sw2=2.0, sb2=0.0, depth=L, weights=weights).v.value
     assert v == (2 * L if weights == "gaussian" else L)
     assert st["v"].mean() == pytest.approx(v, rel=0.03)
     _assert_log_m1(st["m1"], 1.0, L)
-    assert st["edge"].mean() <= 1.02 * pl.pl_edge(depth=L, p=0.5, weights=weights).value
+    assert st["edge"].mean() <= 1.02 * theory.pl_edge(depth=L, p=0.5, weights=weights).value
     # zero fraction: eigenvalues below the float64 rank threshold of JJᵀ
     zeros = np.mean(lam <= lam.max(axis=1, keepdims=True) * N * np.finfo(float).eps, axis=1)
     assert np.all((zeros >= 0.5) & (zeros <= 0.5 + 0.045))
-    assert zeros.mean() == pytest.approx(pl.zero_atom(p=0.5, width=N, depth=L).value, abs=0.02)
+    assert zeros.mean() == pytest.approx(theory.zero_atom(p=0.5, width=N, depth=L).value, abs=0.02)
 
 
 @pytest.mark.parametrize(
@@ -313,13 +315,13 @@ def test_relu_ensemble_at_criticality(weights):
 def test_top_eigenvalue_sits_at_the_edge(name, weights, p):
     L = 4  # the two-sided window of §6 is for shallow nets; a prefix of the depth-8 ensembles
     st = _stats(_spectra(name, 1.0 / p, 0.0, 2 * L, weights)[L])
-    edge = pl.pl_edge(depth=L, p=p, weights=weights).value
+    edge = theory.pl_edge(depth=L, p=p, weights=weights).value
     assert 0.93 * edge <= st["edge"].mean() <= 1.02 * edge
 
 
 @functools.cache
 def _tanh_critical() -> tuple[float, float, float]:
-    cp = mf.critical_point(act="tanh", sb2=0.05)
+    cp = theory.critical_point(act="tanh", sb2=0.05)
     return cp.sw2.value, cp.sb2.value, cp.q_star.value
 
 
@@ -328,9 +330,9 @@ def test_tanh_ensemble_at_criticality(weights, m3_tol):
     L = 8
     sw2, sb2, qs = _tanh_critical()
     st = _stats(_spectra("tanh", sw2, sb2, L, weights, q_in=qs)[L])
-    pred = sp.series_moments(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights, order=3)
+    pred = theory.series_moments(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights, order=3)
     m1, m2, m3 = pred.value
-    v = sp.jacobian_m1_v(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights).v.value
+    v = theory.jacobian_m1_v(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights).v.value
     assert m2 / m1**2 - 1 == pytest.approx(v, rel=1e-12)
     assert st["v"].mean() == pytest.approx(v, rel=0.03)
     assert st["m3n"].mean() == pytest.approx(m3 / m1**3, rel=m3_tol)
@@ -343,8 +345,8 @@ def test_tanh_ensemble_at_criticality(weights, m3_tol):
 )
 def test_log_m1_grows_or_decays_with_chi1(name, sw2, sb2):
     L, n, draws = 6, 400, 8
-    x1 = mf.chi1(act=name, sw2=sw2, sb2=sb2).value
-    q_in = 1.0 if name == "relu" else mf.q_star(act=name, sw2=sw2, sb2=sb2).value
+    x1 = theory.chi1(act=name, sw2=sw2, sb2=sb2).value
+    q_in = 1.0 if name == "relu" else theory.q_star(act=name, sw2=sw2, sb2=sb2).value
     m1 = _spectra(name, sw2, sb2, L, "gaussian", q_in=q_in, n=n, draws=draws, seed=1, m1_only=True)
     logs = np.log(m1[L][:, 0])
     _assert_log_m1(np.exp(logs), x1, L)
@@ -357,7 +359,7 @@ def test_log_m1_grows_or_decays_with_chi1(name, sw2, sb2):
 def test_relu_orthogonal_third_moment_with_many_draws():
     L = 8
     st = _stats(_spectra("relu", 2.0, 0.0, L, "orthogonal", draws=12, seed=2)[L])
-    m = sp.series_moments(act="relu", sw2=2.0, sb2=0.0, depth=L, weights="orthogonal", order=3)
+    m = theory.series_moments(act="relu", sw2=2.0, sb2=0.0, depth=L, weights="orthogonal", order=3)
     assert st["m3n"].mean() == pytest.approx(m.value[2], rel=0.03)
 
 
@@ -365,7 +367,7 @@ def test_relu_orthogonal_third_moment_with_many_draws():
 def test_deep_linear_gaussian_needs_the_finite_width_correction():
     L = 32  # L/N = 0.032 > 0.01
     st = _stats(_spectra("linear", 1.0, 0.0, L, "gaussian", draws=4, seed=3)[L])
-    m2 = pl.linear_gaussian_m2_finite(depth=L, width=N).value
+    m2 = theory.linear_gaussian_m2_finite(depth=L, width=N).value
     assert st["m2"].mean() == pytest.approx(m2, rel=0.10)
     assert st["v"].mean() == pytest.approx(L, rel=0.10)
 
@@ -376,30 +378,32 @@ def test_deep_linear_gaussian_needs_the_finite_width_correction():
 def test_predict_mlp_is_consistent_with_single_depth_calls():
     sw2, sb2, _ = _tanh_critical()
     for weights in ("gaussian", "orthogonal"):
-        pred = sp.predict_mlp(act="tanh", sw2=sw2, sb2=sb2, depth=5, weights=weights)
+        pred = theory.predict_mlp(act="tanh", sw2=sw2, sb2=sb2, depth=5, weights=weights)
         for d in range(1, 6):
-            mv = sp.jacobian_m1_v(act="tanh", sw2=sw2, sb2=sb2, depth=d, weights=weights)
-            m = sp.series_moments(act="tanh", sw2=sw2, sb2=sb2, depth=d, weights=weights, order=3)
+            mv = theory.jacobian_m1_v(act="tanh", sw2=sw2, sb2=sb2, depth=d, weights=weights)
+            m = theory.series_moments(
+                act="tanh", sw2=sw2, sb2=sb2, depth=d, weights=weights, order=3
+            )
             assert pred.m1.value[d - 1] == pytest.approx(mv.m1.value, rel=1e-12)
             assert pred.v.value[d - 1] == pytest.approx(mv.v.value, rel=1e-12)
             assert pred.m3_norm.value[d - 1] == pytest.approx(m.value[2] / m.value[0] ** 3)
         assert pred.edge_norm is None and pred.zero_fraction is None
-    pre = sp.predict_mlp(act="erf", sw2=1.5, sb2=0.1, depth=4, tap="pre", q1=2.0)
+    pre = theory.predict_mlp(act="erf", sw2=1.5, sb2=0.1, depth=4, tap="pre", q1=2.0)
     for d in range(1, 5):
-        m = sp.series_moments(act="erf", sw2=1.5, sb2=0.1, depth=d, tap="pre", q1=2.0, order=3)
+        m = theory.series_moments(act="erf", sw2=1.5, sb2=0.1, depth=d, tap="pre", q1=2.0, order=3)
         assert pre.m1.value[d - 1] == pytest.approx(m.value[0], rel=1e-12)
         assert pre.v.value[d - 1] == pytest.approx(m.value[1] / m.value[0] ** 2 - 1, rel=1e-10)
         assert pre.m3_norm.value[d - 1] == pytest.approx(m.value[2] / m.value[0] ** 3, rel=1e-10)
 
 
 def test_predict_mlp_piecewise_linear_extras():
-    relu = sp.predict_mlp(act="relu", sw2=2.0, sb2=0.0, depth=4, width=N).as_dict()
+    relu = theory.predict_mlp(act="relu", sw2=2.0, sb2=0.0, depth=4, width=N).as_dict()
     assert relu["v"].tolist() == [2, 4, 6, 8]
-    assert relu["edge_norm"][-1] == pytest.approx(pl.pl_edge(depth=4, p=0.5).value)
-    assert relu["zero_fraction"][-1] == pl.zero_atom(p=0.5, width=N, depth=4).value
-    lin = sp.predict_mlp(act="linear", sw2=1.0, sb2=0.0, depth=16, width=N)
+    assert relu["edge_norm"][-1] == pytest.approx(theory.pl_edge(depth=4, p=0.5).value)
+    assert relu["zero_fraction"][-1] == theory.zero_atom(p=0.5, width=N, depth=4).value
+    lin = theory.predict_mlp(act="linear", sw2=1.0, sb2=0.0, depth=16, width=N)
     assert lin.v_finite.value[-1] == pytest.approx(
-        pl.linear_gaussian_m2_finite(depth=16, width=N).value - 1
+        theory.linear_gaussian_m2_finite(depth=16, width=N).value - 1
     )
     assert lin.zero_fraction is None
 
@@ -407,18 +411,30 @@ def test_predict_mlp_piecewise_linear_extras():
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: sp.series_moments(act="tanh", sw2=1, sb2=0, depth=2, order=9), "order=9 > 8"),
-        (lambda: sp.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=2, weights="haar"), "weights"),
-        (lambda: sp.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=2, tap="mid"), "tap must be"),
-        (lambda: sp.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=-1), "depth must be at least 0"),
-        (lambda: sp.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=2.5), "depth must be an integer"),
-        (lambda: sp.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=3, q_profile=[1, 1]), "entries"),
-        (lambda: sp.jacobian_m1_v(act="tanh", sw2=[1, 2], sb2=0, depth=2), "no common fixed"),
-        (lambda: sp.jacobian_m1_v(act="erf", sw2=-2, sb2=0, depth=2), "sw2=-2.0 is a variance"),
-        (lambda: pl.pl_moments(depth=2, p=0.0, k=2), r"must lie in \(0, 1\]"),
-        (lambda: pl.pl_moments(depth=2, p=0.5, k=1.5), "k must be an integer"),
-        (lambda: pl.fc_density(depth=2, theta=np.array([2.0])), "theta must lie"),
-        (lambda: pl.fc_density(depth=0, theta=np.array([0.1])), "depth must be at least 1"),
+        (lambda: theory.series_moments(act="tanh", sw2=1, sb2=0, depth=2, order=9), "order=9 > 8"),
+        (
+            lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=2, weights="haar"),
+            "weights",
+        ),
+        (lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=2, tap="mid"), "tap must be"),
+        (
+            lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=-1),
+            "depth must be at least 0",
+        ),
+        (
+            lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=2.5),
+            "depth must be an integer",
+        ),
+        (
+            lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=3, q_profile=[1, 1]),
+            "entries",
+        ),
+        (lambda: theory.jacobian_m1_v(act="tanh", sw2=[1, 2], sb2=0, depth=2), "no common fixed"),
+        (lambda: theory.jacobian_m1_v(act="erf", sw2=-2, sb2=0, depth=2), "sw2=-2.0 is a variance"),
+        (lambda: theory.pl_moments(depth=2, p=0.0, k=2), r"must lie in \(0, 1\]"),
+        (lambda: theory.pl_moments(depth=2, p=0.5, k=1.5), "k must be an integer"),
+        (lambda: theory.fc_density(depth=2, theta=np.array([2.0])), "theta must lie"),
+        (lambda: theory.fc_density(depth=0, theta=np.array([0.1])), "depth must be at least 1"),
     ],
 )
 def test_bad_input_raises_clear_errors(call, match):
