@@ -16,8 +16,6 @@ Example:
 from __future__ import annotations
 
 import difflib
-import importlib
-import inspect
 import os
 import tomllib
 from collections.abc import Mapping
@@ -213,29 +211,30 @@ def _unique(key: str, labels: list[str]) -> None:
 
 
 def _check_method_options(options: dict[str, Any]) -> None:
-    """Check option names against ``isokit.probe.profile`` once it exists."""
+    """Check ``method_options`` as the probes read them (:class:`isokit.probe.ProbeOptions`).
+
+    Example:
+        >>> _check_method_options({"n_probe": 8})
+        Traceback (most recent call last):
+        ...
+        isokit.report.checks.ConfigError: method_options.n_probe: unknown probe option; did you \
+mean 'n_probes'? (allowed: taps, method, dtype, chunk_size, example_chunk, max_memory, n_probes, \
+lanczos_steps, slq_taps, seed, band, svd, progress)
+    """
+    from isokit.probe import ProbeOptionError, ProbeOptions
+
+    # The runner sets these itself, each from one place of the config or the command line.
+    owners = {"method": "the top-level `method`", "dtype": "the top-level `dtype`"}
+    owners.update(seed="`seeds`", progress="--quiet")
+    for name, owner in owners.items():
+        if name in options:
+            raise ConfigError(
+                f"method_options.{name}", f"is set by {owner}; remove it from [method_options]"
+            )
     try:
-        module = importlib.import_module("isokit.probe.profile")
-    except ImportError:  # the probe package is not there yet: nothing to check against
-        return
-    params = inspect.signature(module.profile).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    # The runner sets these itself (from method, dtype, seeds and [probes]).
-    reserved = {
-        "model",
-        "inputs",
-        "method",
-        "dtype",
-        "progress",
-        "meta",
-        "seed",
-        "generator",
-        "with_signal",
-        "with_blocks",
-    }
-    allowed = tuple(n for n in params if n not in reserved)
-    check_keys("method_options", options, allowed or ("(none)",))
+        ProbeOptions.from_mapping(options)
+    except ProbeOptionError as exc:
+        raise ConfigError(f"method_options.{exc.option}", exc.message) from None
 
 
 def _parse_seeds(raw: object) -> tuple[int, ...]:
