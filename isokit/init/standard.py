@@ -51,7 +51,7 @@ def torch_default(ctx: Context) -> None:
 
     Example:
         >>> from isokit.init import apply
-        >>> w = apply(nn.Linear(4, 4), "torch-default", seed=0).weight
+        >>> w = apply(nn.Linear(4, 4), "torch-default", seed=0).weight.detach()
         >>> bool(w.abs().max() <= 1 / 4**0.5)
         True
     """
@@ -121,7 +121,7 @@ def xavier_uniform(
 
     Example:
         >>> from isokit.init import apply
-        >>> w = apply(nn.Linear(8, 8), "xavier-uniform", seed=0, gain=2.0).weight
+        >>> w = apply(nn.Linear(8, 8), "xavier-uniform", seed=0, gain=2.0).weight.detach()
         >>> bool(w.abs().max() <= 2.0 * (6 / 16) ** 0.5)
         True
     """
@@ -155,7 +155,7 @@ def xavier_normal(
 
     Example:
         >>> from isokit.init import apply
-        >>> w = apply(nn.Linear(512, 512), "xavier-normal", seed=0).weight
+        >>> w = apply(nn.Linear(512, 512), "xavier-normal", seed=0).weight.detach()
         >>> round(float(w.var() * 512), 1)
         1.0
     """
@@ -233,7 +233,7 @@ def kaiming_normal(
 
     Example:
         >>> from isokit.init import apply
-        >>> w = apply(nn.Linear(512, 512), "kaiming-normal", seed=0).weight
+        >>> w = apply(nn.Linear(512, 512), "kaiming-normal", seed=0).weight.detach()
         >>> round(float(w.var() * 512), 1)
         2.0
     """
@@ -275,7 +275,8 @@ def kaiming_uniform(
 
     Example:
         >>> from isokit.init import apply
-        >>> w = apply(nn.Linear(512, 512), "kaiming-uniform", seed=0, nonlinearity="tanh").weight
+        >>> model = apply(nn.Linear(512, 512), "kaiming-uniform", seed=0, nonlinearity="tanh")
+        >>> w = model.weight.detach()
         >>> round(float(w.var() * 512), 2)
         2.78
     """
@@ -361,7 +362,7 @@ def delta_orthogonal(
     Example:
         >>> from isokit.init import apply
         >>> conv = apply(nn.Conv2d(4, 4, 3, padding=1), "delta-orthogonal", seed=0)
-        >>> float(conv.weight[:, :, 0, 0].abs().sum())
+        >>> conv.weight[:, :, 0, 0].abs().sum().item()
         0.0
     """
     g = _gain(gain, ctx.scheme)
