@@ -15,7 +15,7 @@ import math
 import sys
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,62 +201,119 @@ def make_report(
 # `isokit probe`: one model × one scheme from flags
 
 
-def _flag_model(model: str, depth, width, activation, in_features, norm) -> dict[str, Any]:
-    table: dict[str, Any] = {"kind": model}
-    if model == "mlp":
-        width = 64 if width is None else width
-        in_features = width if in_features is None else in_features
-        table.update(in_features=in_features, width=width, depth=8 if depth is None else depth)
-    elif model == "convnet":
-        table.update(
-            in_channels=3,
-            channels=16 if width is None else width,
-            depth=8 if depth is None else depth,
-        )
-    elif model == "resnet":
-        table.update(depth=20 if depth is None else depth, width=16 if width is None else width)
-    else:
-        d_model = 32 if width is None else width
-        table.update(
-            depth=4 if depth is None else depth,
-            d_model=d_model,
-            heads=4,
-            d_ff=4 * d_model,
-            seq_len=8,
-        )
-    if activation is not None:
-        table["activation"] = activation
-    if norm is not None:
-        table["norm"] = norm
+def _dest(flag: str) -> str:
+    return flag.replace("-", "_")
+
+
+def _flag_model(model: str, flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``[[models]]`` table that ``isokit probe`` flags describe, from the kind's spec.
+
+    A given flag sets the argument the kind ties to it (``--width`` is a ConvNet's
+    ``channels``); other arguments take the spec's probe default, or the constructor's.
+
+    Example:
+        >>> _flag_model("transformer", {"width": 16})
+        {'kind': 'transformer', 'depth': 4, 'd_model': 16, 'heads': 4, 'seq_len': 8, 'd_ff': 64}
+    """
+    from isokit.models import ModelArgError, get_model_kind, model_flags
+
+    try:
+        kind = get_model_kind(model)
+    except ModelArgError as exc:
+        raise ConfigError("--model", exc.message) from None
+    given = {name: value for name, value in flags.items() if value is not None}
+    table: dict[str, Any] = {"kind": kind.name}
+    derived = []
+    for arg in kind.args:
+        if arg.flag is not None and _dest(arg.flag) in given:
+            table[arg.name] = given.pop(_dest(arg.flag))
+        elif callable(arg.probe_default):  # computed from the others, so last
+            derived.append(arg)
+        elif arg.has_probe_default:
+            table[arg.name] = arg.probe_default
+    for arg in derived:
+        table[arg.name] = arg.probe_default(table)
+    for name in given:  # flags this kind has no argument for
+        flag = name.replace("_", "-")
+        users = [k.name for k, _ in model_flags().get(flag, [])]
+        where = f"it sets an argument of {', '.join(users)}" if users else "no model takes it"
+        raise ConfigError(f"--{flag}", f"a {kind.name} has none; drop it ({where})")
     return table
 
 
-def _flag_for(key: str) -> str:
-    """The ``isokit probe`` flag behind a config key (``models[0].depth`` → ``--depth``)."""
+#: ``isokit probe`` flags behind config keys that are not model arguments.
+_KEY_FLAGS = {
+    "inputs.examples": "--examples",
+    "inputs.image_size": "--image-size",
+    "method": "--method",
+}
+
+
+def _model_flag(model: str, keys: Sequence[str]) -> str | None:
+    """The flag that sets the first model argument of ``keys`` that has one."""
+    from isokit.models import model_kinds
+
+    kind = model_kinds().get(model)
+    for key in keys:
+        name = key.removeprefix("models[0].")
+        arg = next((a for a in kind.args if a.name == name), None) if kind else None
+        if arg is not None and arg.flag is not None:
+            return f"--{arg.flag}"
+    return None
+
+
+def _flag_for(key: str, related: Sequence[str] = (), *, model: str = "") -> str:
+    """The ``isokit probe`` flag behind a config key (``models[0].channels`` → ``--width``).
+
+    ``related`` are the keys a cross-argument rule ties ``key`` to: an argument the probe
+    fixes (a Transformer's ``heads``) is named through one the user sets (``--width``).
+
+    Example:
+        >>> _flag_for("models[0].heads", ("models[0].d_model",), model="transformer")
+        '--width'
+    """
+    if key.startswith("schemes[0].options."):
+        return "--option " + key.split(".", 2)[2]
     if key.startswith("schemes[0].options"):
-        return "--option " + key.split(".")[-1] if key.count(".") > 1 else "--option"
+        return "--option"
     if key.startswith("schemes"):
         return "--scheme"
     if key.startswith("seeds"):
         return "--seed"
-    last = key.split(".")[-1]
-    if last.startswith("models[") or last == "input_shape":
-        return "--model"
-    return "--" + {"width": "width", "channels": "width", "d_model": "width"}.get(
-        last, last.replace("_", "-")
-    )
+    if key in _KEY_FLAGS:
+        return _KEY_FLAGS[key]
+    if key.startswith("models[0]."):
+        flag = _model_flag(model, (key, *related))
+        if flag is not None:
+            return flag
+    if key == "models[0]":  # the model as a whole does not fit: the flags that size it
+        from isokit.models import model_kinds
+
+        kind = model_kinds().get(model)
+        sizes = [f"--{a.flag}" for a in (kind.args if kind else ()) if a.flag and a.type is int]
+        return "/".join(sizes) or "--model"
+    return "--model" if key.startswith("models") or key == "inputs.shape" else key
 
 
 def _parse_options(options: Sequence[str]) -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs; a VALUE is TOML (``1.5``, ``true``, ``nan``) or a bare word.
+
+    Example:
+        >>> _parse_options(["gain=2", "mode=fan_in", "tau=nan"])
+        {'gain': 2, 'mode': 'fan_in', 'tau': nan}
+    """
     parsed: dict[str, Any] = {}
     for item in options:
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError("--option", f"expected KEY=VALUE, got {item!r}")
+        if key in parsed:
+            raise ConfigError(f"--option {key}", "is given twice; give each option once")
         try:
-            parsed[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+            parsed[key] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
-            parsed[key.strip()] = value  # a bare word is a string
+            parsed[key] = value  # a bare word is a string
     return parsed
 
 
@@ -270,21 +327,22 @@ def probe_text(
     model: str,
     scheme: str,
     options: Sequence[str] = (),
-    depth: int | None = None,
-    width: int | None = None,
-    activation: str | None = None,
-    in_features: int | None = None,
-    norm: str | None = None,
     image_size: int = 8,
     examples: int = 4,
     seed: int = 0,
     method: str = "auto",
+    **model_flags: Any,
 ) -> str:
-    """``isokit probe``: probe one model with one scheme; return a table of statistics per tap."""
+    """``isokit probe``: probe one model with one scheme; return a table of statistics per tap.
+
+    ``model_flags`` are the common model flags by keyword (``depth=16``, ``width=32``,
+    ``in_features=...``; :func:`isokit.models.model_flags` lists them); ``None`` leaves one
+    to the model kind's probe default. Errors name the flag, not the config key.
+    """
     from isokit.report.series import fmt_number, tap_series
 
     table = {
-        "models": [_flag_model(model, depth, width, activation, in_features, norm)],
+        "models": [_flag_model(model, model_flags)],
         "schemes": [{"name": scheme, "options": _parse_options(options)}],
         "seeds": [seed],
         "method": method,
@@ -293,9 +351,9 @@ def probe_text(
     }
     try:
         cfg = parse_config(table, source="command line")
-        record = _run_one(cfg, cfg.models[0], cfg.schemes[0], seed, _probe_functions())
+        record = _run_one(cfg, cfg.models[0], cfg.schemes[0], seed)
     except ConfigError as exc:  # name the flag, not the config key
-        raise ConfigError(_flag_for(exc.key), exc.message) from None
+        raise ConfigError(_flag_for(exc.key, exc.related, model=model), exc.message) from None
     head = f"{cfg.models[0].label} · {scheme} · seed {seed} · {examples} examples"
     if record.status != "ok":
         return f"{head}\nnot applicable: {record.message}"
