@@ -24,6 +24,7 @@ from isokit.models.residual_mlp import ResidualBlock, ResidualMLP
 from isokit.models.resnet import BasicBlock, PadShortcut, ResNet
 from isokit.models.spec import (
     Arg,
+    Derived,
     FixedInput,
     FlatInput,
     ImageInput,
@@ -44,6 +45,7 @@ __all__ = [
     "Arg",
     "BasicBlock",
     "ConvNet",
+    "Derived",
     "EncoderBlock",
     "Erf",
     "FeedForward",

@@ -22,7 +22,7 @@ from isokit.models.spec import (
 from isokit.structure import ResidualBranch
 
 if TYPE_CHECKING:
-    from isokit.theory import Chain
+    from isokit.theory.law import Chain
 
 
 class ConvNet(nn.Module):
@@ -97,7 +97,7 @@ def _odd_kernel(a: Mapping[str, Any]) -> str | None:
 
 
 def _chain(a: Mapping[str, Any]) -> Chain:
-    from isokit.theory import Chain
+    from isokit.theory.law import Chain
 
     return Chain(
         layer="conv",

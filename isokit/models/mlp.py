@@ -11,6 +11,7 @@ from torch import nn
 from isokit.models.activations import ACTIVATIONS, make_activation
 from isokit.models.spec import (
     Arg,
+    Derived,
     FlatInput,
     ModelKind,
     ModelSize,
@@ -20,7 +21,7 @@ from isokit.models.spec import (
 from isokit.structure import ResidualBranch
 
 if TYPE_CHECKING:
-    from isokit.theory import Chain
+    from isokit.theory.law import Chain
 
 
 class MLP(nn.Module):
@@ -82,7 +83,7 @@ class MLP(nn.Module):
 
 
 def _chain(a: Mapping[str, Any]) -> Chain:
-    from isokit.theory import Chain
+    from isokit.theory.law import Chain
 
     return Chain(
         layer="dense",
@@ -108,7 +109,7 @@ MLP_KIND = register_model_kind(
         name="mlp",
         factory=MLP,
         args=(
-            size("in_features", flag="in-features", probe_default=lambda a: a["width"]),
+            size("in_features", flag="in-features", probe_default=Derived("width")),
             size("width", flag="width", probe_default=64),
             size("depth", flag="depth", probe_default=8),
             size("out_features"),

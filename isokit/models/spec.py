@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torch import nn
 
-    from isokit.theory import Chain
+    from isokit.theory.law import Chain
 
 __all__ = [
     "REQUIRED",
     "SIZE_MAX",
     "Arg",
+    "Derived",
     "FixedInput",
     "FlatInput",
     "ImageInput",
@@ -58,6 +59,26 @@ SIZE_MAX = 2**31 - 1
 #: Bytes a constructed ``nn.Module`` costs beyond its tensors (measured: about 1.2 KiB for an
 #: ``nn.Linear``); a lower bound, so that deep stacks of tiny layers are estimated too.
 MODULE_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A default computed from another argument: ``factor · args[arg]``.
+
+    Example:
+        >>> d_ff = Derived("d_model", 4)
+        >>> d_ff({"d_model": 32}), str(d_ff)
+        (128, '4·d_model')
+    """
+
+    arg: str
+    factor: int = 1
+
+    def __call__(self, args: Mapping[str, Any]) -> int:
+        return self.factor * args[self.arg]
+
+    def __str__(self) -> str:
+        return self.arg if self.factor == 1 else f"{self.factor}·{self.arg}"
 
 
 class _Sentinel:
@@ -124,7 +145,7 @@ class Arg:
         none: the word that spells ``None`` in a config (TOML has no null), e.g. ``"none"``.
         flag: the common ``isokit probe`` flag (without ``--``) that sets the argument.
         probe_default: what ``isokit probe`` passes when the flag is not given: a value, or a
-            function of the other probe arguments (``lambda a: 4 * a["d_model"]``).
+            :class:`Derived` one (``Derived("d_model", 4)``: four times ``d_model``).
 
     Example:
         >>> Arg(name="depth", type=int, minimum=1).check(1e3)
@@ -150,6 +171,11 @@ class Arg:
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
+
+    @property
+    def has_probe_default(self) -> bool:
+        """Whether ``isokit probe`` sets the argument when its flag is not given."""
+        return self.probe_default is not NO_PROBE_DEFAULT
 
     @property
     def nullable(self) -> bool:

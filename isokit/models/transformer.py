@@ -12,6 +12,7 @@ from torch import nn
 from isokit.models.activations import ACTIVATIONS, check_positive_int, make_activation
 from isokit.models.spec import (
     Arg,
+    Derived,
     FixedInput,
     ModelKind,
     ModelSize,
@@ -192,7 +193,7 @@ TRANSFORMER_KIND = register_model_kind(
             size("depth", flag="depth", probe_default=4),
             size("d_model", flag="width", probe_default=32),
             size("heads", probe_default=4),
-            size("d_ff", probe_default=lambda a: 4 * a["d_model"]),
+            size("d_ff", probe_default=Derived("d_model", 4)),
             size("seq_len", probe_default=8),
             Arg(name="norm", type=str, choices=("pre", "post", "none"), flag="norm"),
             Arg(name="gate", type=str, choices=(None, "scalar"), none="none"),
