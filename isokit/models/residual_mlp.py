@@ -140,7 +140,8 @@ def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
     per_block = a["branch_layers"] * (w * w + w * bias) + (a["gate"] is not None)
     params = stem + L * per_block + out * (w + bias)
     acts = (n or w) + (0 if stem == 0 else w) + L * (2 + a["branch_layers"]) * w + out
-    return ModelSize(parameters=params, activations=acts, modules=4 * L + 4)
+    modules = (2 + a["branch_layers"]) * L + 2  # block, fc1, φ (and fc2); the model, its list
+    return ModelSize(parameters=params, activations=acts, modules=modules)
 
 
 RESIDUAL_MLP_KIND = register_model_kind(

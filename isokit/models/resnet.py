@@ -189,9 +189,11 @@ def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
     acts = 3 * w * pixels + classes
     for stage in range(3):
         c = w * 2**stage
-        params += n * 18 * c * c  # two 3×3 convolutions per block (a lower bound)
+        # Two 3×3 convolutions per block; a stage's first takes half the channels after stage 1.
+        params += n * 18 * c * c - (9 * c * c // 2 if stage else 0)
         acts += n * 6 * c * (pixels // 4**stage)  # conv, norm and ReLU outputs, twice
-    return ModelSize(parameters=params, activations=acts, modules=3 * n * 8 + 7)
+    # Seven modules per block (itself, two convolutions, norms and ReLUs), nine around them.
+    return ModelSize(parameters=params, activations=acts, modules=3 * n * 7 + 9)
 
 
 RESNET_KIND = register_model_kind(

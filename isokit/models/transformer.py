@@ -179,7 +179,7 @@ def _heads_divide(a: Mapping[str, Any]) -> str | None:
 
 def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
     L, t, d, ff, h = a["depth"], a["seq_len"], a["d_model"], a["d_ff"], a["heads"]
-    per_block = 4 * d * d + 2 * d * ff + ff + 9 * d
+    per_block = 4 * d * d + 2 * d * ff + ff + 5 * d  # q, k, v, out, fc1, fc2 (norms not counted)
     # q, k, v, scores, softmax, mixed values, out, residuals, norms, fc1, φ, fc2 per block
     acts = L * (10 * t * d + 2 * h * t * t + 2 * t * ff)
     return ModelSize(parameters=L * per_block + t * d, activations=acts, modules=12 * L + 3)
