@@ -301,7 +301,8 @@ def kaiming_uniform(
 
 def _gain(gain: float | str, where: str) -> float:
     if isinstance(gain, str):
-        check_choice("gain", gain, ("relu",), where=where)
+        if gain != "relu":
+            raise TypeError(f"{where}: gain must be a real number or 'relu', got {gain!r} (str)")
         return math.sqrt(2.0)
     return check_real("gain", gain, where=where)
 
