@@ -36,7 +36,7 @@ class Overlay:
         label: what the line is (activation, ensemble, σ_w², σ_b²).
         citation: the reference the formula comes from.
         tag: the provenance tag of the weakest part (``"R"`` or ``"D"``, see
-            ``docs/theory.md`` §0).
+            :data:`isokit.theory.TAGS` and the introduction of ``docs/theory.md``).
 
     Example:
         >>> line = Overlay(depth=np.arange(1, 3), m1=np.ones(2), var=np.zeros(2),

@@ -1,9 +1,10 @@
 """The value type of every theory function: a number with its provenance.
 
 Each public function of ``isokit.theory`` returns a :class:`Prediction`, or a small frozen
-dataclass whose fields are predictions. A prediction carries the provenance tag of
-``docs/theory.md`` §0 (``"S"``, ``"R"``, ``"A"``, ``"D"``), a citation key from :data:`CITATIONS`
-and a one-line description, so a report can say where every theory line comes from.
+dataclass whose fields are predictions. A prediction carries a provenance tag (``"S"``, ``"R"``,
+``"A"``, ``"D"``: :data:`TAGS`, defined in the introduction of ``docs/theory.md``), a citation key
+from :data:`CITATIONS` and a one-line description, so a report can say where every theory line
+comes from.
 
 Example:
     >>> TAGS["D"]
