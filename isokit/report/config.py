@@ -95,8 +95,14 @@ def _parse_scheme(key: str, raw: object) -> SchemeSpec:
         )
     options = table_of(f"{key}.options", table.get("options", {}))
     check_keys(f"{key}.options", options, known[name].options or ("(none)",))
+    for option, value in options.items():
+        # Values pass through untouched (TOML nan and inf included) to the scheme's own
+        # model-free check, so a bad one fails here, at its key, before any work.
+        try:
+            known[name].check_options({option: value})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{key}.options.{option}", f"{exc}; fix the option") from None
     label = label_of(f"{key}.label", table.get("label", name))
-    # Values pass through untouched (TOML nan and inf included): each scheme checks its own.
     return SchemeSpec(label=label, name=name, options=dict(options))
 
 

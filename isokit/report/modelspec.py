@@ -147,25 +147,27 @@ def check_fits(key: str, spec: ModelSpec, *, examples: int, memory: int | None) 
         >>> check_fits("models[0]", spec, examples=4, memory=2**37)
         Traceback (most recent call last):
         ...
-        isokit.report.checks.ConfigError: models[0]: mlp-relu-w1000000000-d8 needs at least \
-7.82e+10 GiB (7e+18 parameters) but this machine has 128 GiB; make the model smaller
+        isokit.report.checks.ConfigError: models[0]: mlp-relu-w1000000000-d8 on inputs of shape \
+[8] needs at least 7.82e+10 GiB (7e+18 parameters) but this machine has 128 GiB; make the model \
+or its inputs smaller
     """
     size = spec.model_kind.size(spec.args, spec.input_shape)
     if memory is None or size is None:
         return
-    model_bytes = size.bytes()
-    input_bytes = 12 * examples * math.prod(spec.input_shape)  # float32 draws, float64 copies
-    need = model_bytes + input_bytes
-    if need <= memory:
+    per_input = 12 * math.prod(spec.input_shape)  # a float32 draw and its float64 copy
+    one = size.bytes() + per_input
+    if one + (examples - 1) * per_input <= memory:
         return
-    if input_bytes > model_bytes:
+    if one <= memory:  # the model fits; fewer examples would
         raise ConfigError(
             "inputs.examples",
             f"{examples} inputs of shape {list(spec.input_shape)} for {spec.label} need at least "
-            f"{_gib(need)} but this machine has {_gib(memory)}; draw fewer examples",
+            f"{_gib(one + (examples - 1) * per_input)} but this machine has {_gib(memory)}; "
+            f"draw at most {(memory - size.bytes()) // per_input} examples",
         )
     raise ConfigError(
         key,
-        f"{spec.label} needs at least {_gib(need)} ({size.parameters:.3g} parameters) but this "
-        f"machine has {_gib(memory)}; make the model smaller",
+        f"{spec.label} on inputs of shape {list(spec.input_shape)} needs at least {_gib(one)} "
+        f"({size.parameters:.3g} parameters) but this machine has {_gib(memory)}; make the "
+        "model or its inputs smaller",
     )
