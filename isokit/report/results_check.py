@@ -120,6 +120,43 @@ def _read_profile(key: str, table: dict[str, Any]):
         ) from None
 
 
+def _check_shapes(key: str, profile) -> None:
+    """Arrays of the lengths the figures pool: one value per example, one per tap."""
+    names = [t.name for t in profile.taps]
+    for section in ("taps", "blocks"):
+        taps = getattr(profile, section)
+        if taps is None:
+            continue
+        if section == "blocks" and [t.name for t in taps] != names:
+            raise ConfigError(f"{key}.profile.blocks", "must hold one block per tap, in tap order")
+        for i, tap in enumerate(taps):
+            where = f"{key}.profile.{section}[{i}]"
+            n = tap.degenerate.shape[0] if tap.degenerate.ndim == 1 else -1
+            arrays = {f"stats.{k}": v for k, v in tap.stats.items()}
+            arrays["degenerate"] = tap.degenerate
+            for name, values in arrays.items():
+                if n < 0 or values.shape != (n,):
+                    raise ConfigError(
+                        f"{where}.{name}",
+                        f"has shape {list(values.shape)}; expected one value per example",
+                    )
+            sv = tap.singular_values
+            if sv is not None and (sv.ndim != 2 or sv.shape[0] != n):
+                raise ConfigError(
+                    f"{where}.singular_values",
+                    f"has shape {list(sv.shape)}; expected one row per example ({n})",
+                )
+    signal = profile.signal
+    if signal is not None:
+        if list(signal.taps) != names:
+            raise ConfigError(f"{key}.profile.signal.taps", "must be the profile's taps")
+        for name in ("q", "cos", "grad"):
+            if getattr(signal, name).shape != (len(names),):
+                raise ConfigError(
+                    f"{key}.profile.signal.{name}", f"must hold one value per tap ({len(names)})"
+                )
+
+
 def _run(i: int, run: Any, config, schema: str) -> dict[str, Any]:
     key = f"runs[{i}]"
     _field(key, run, dict, "a table")
@@ -153,6 +190,8 @@ def _run(i: int, run: Any, config, schema: str) -> dict[str, Any]:
         need = "needs a profile" if status == "ok" else "that did not apply has no profile"
         raise ConfigError(f"{key}.profile", f"a run with status {status!r} {need}")
     profile = None if table is None else _read_profile(key, table)
+    if profile is not None:
+        _check_shapes(key, profile)
     return {
         "model": run["model"],
         "scheme": run["scheme"],
