@@ -67,7 +67,7 @@ def find_branches(
     if branches is not None:
         return _validate(model, [_as_branch(b, "branches=") for b in branches], "branches=")
     if branch_last is not None:
-        patterns = [branch_last] if isinstance(branch_last, str) else list(branch_last)
+        patterns = _last_patterns(branch_last)
         return _validate(model, _from_last(model, patterns, "branch_last="), "branch_last=")
     declared = getattr(model, "residual_branches", None)
     if callable(declared):
@@ -105,6 +105,17 @@ def find_branches(
 
 
 # --------------------------------------------------------------------------- declared branches
+
+
+def _last_patterns(branch_last: object) -> list[str]:
+    if isinstance(branch_last, str):
+        return [branch_last]
+    patterns = list(branch_last) if isinstance(branch_last, Iterable) else None
+    if patterns is None or not all(isinstance(p, str) for p in patterns):
+        raise BranchDiscoveryError(
+            f"branch_last= must be a layer name or glob, or a list of them, got {branch_last!r}"
+        )
+    return patterns
 
 
 def _as_branch(item: object, source: str) -> ResidualBranch:

@@ -625,3 +625,25 @@ def test_random_residual_stacks(spec):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert find_branches(model) == expected
+
+
+@pytest.mark.parametrize("bad", [True, 3, [1], ["fc", None]])
+def test_branch_last_must_name_layers(bad):
+    with pytest.raises(BranchDiscoveryError, match="branch_last= must be a layer name or glob"):
+        find_branches(nn.Sequential(nn.Linear(2, 2)), branch_last=bad)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"layers": "conv2"}, "sequence of module names"),  # not ('c', 'o', 'n', 'v', '2')
+        ({"layers": ("conv1", 2)}, "non-empty module names"),
+        ({"layers": ("conv1", "")}, "non-empty module names"),
+        ({"layers": ("conv1",), "gate": 1.0}, "gate must be a module or parameter name"),
+        ({"layers": ("conv1",), "norm": ""}, "norm must be a module or parameter name"),
+    ],
+)
+def test_residual_branch_refuses_what_is_not_a_name(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        ResidualBranch(**kwargs)
+    assert ResidualBranch(layers=["conv1", "conv2"]).layers == ("conv1", "conv2")
