@@ -18,20 +18,15 @@ from isokit.models.activations import (
     check_positive_int,
     make_activation,
 )
+from isokit.models.args import Arg, Derived, ModelArgError, Rule
 from isokit.models.convnet import ConvNet
+from isokit.models.inputs import FixedInput, FlatInput, ImageInput
 from isokit.models.mlp import MLP
 from isokit.models.residual_mlp import ResidualBlock, ResidualMLP
 from isokit.models.resnet import BasicBlock, PadShortcut, ResNet
 from isokit.models.spec import (
-    Arg,
-    Derived,
-    FixedInput,
-    FlatInput,
-    ImageInput,
-    ModelArgError,
     ModelKind,
     ModelSize,
-    Rule,
     get_model_kind,
     model_flags,
     model_kinds,

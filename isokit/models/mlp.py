@@ -9,15 +9,9 @@ import torch
 from torch import nn
 
 from isokit.models.activations import ACTIVATIONS, make_activation
-from isokit.models.spec import (
-    Arg,
-    Derived,
-    FlatInput,
-    ModelKind,
-    ModelSize,
-    register_model_kind,
-    size,
-)
+from isokit.models.args import Arg, Derived, size
+from isokit.models.inputs import FlatInput
+from isokit.models.spec import ModelKind, ModelSize, register_model_kind
 from isokit.structure import ResidualBranch
 
 if TYPE_CHECKING:

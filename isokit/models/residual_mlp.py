@@ -9,14 +9,9 @@ import torch
 from torch import nn
 
 from isokit.models.activations import ACTIVATIONS, make_activation
-from isokit.models.spec import (
-    Arg,
-    FlatInput,
-    ModelKind,
-    ModelSize,
-    register_model_kind,
-    size,
-)
+from isokit.models.args import Arg, size
+from isokit.models.inputs import FlatInput
+from isokit.models.spec import ModelKind, ModelSize, register_model_kind
 from isokit.structure import ResidualBranch
 
 

@@ -10,15 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from isokit.models.spec import (
-    Arg,
-    ImageInput,
-    ModelKind,
-    ModelSize,
-    Rule,
-    register_model_kind,
-    size,
-)
+from isokit.models.args import Arg, Rule, size
+from isokit.models.inputs import ImageInput
+from isokit.models.spec import ModelKind, ModelSize, register_model_kind
 from isokit.structure import ResidualBranch
 
 

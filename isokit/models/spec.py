@@ -1,14 +1,15 @@
 """Model kinds: a constructor with its typed arguments, its input, its label and its theory view.
 
 A :class:`ModelKind` is everything the rest of isokit knows about a model family: configs read
-its :class:`Arg` specs (types, defaults, choices, bounds) and its cross-argument :class:`Rule`\\ s,
-the ``isokit probe`` flags come from the args' ``flag`` and ``probe_default``, reports take the
-label and input shape from it, and theory overlays its :meth:`ModelKind.chain`. Each module of
+its :class:`~isokit.models.args.Arg` specs (types, defaults, choices, bounds), its cross-argument
+:class:`~isokit.models.args.Rule`\\ s and its input rule (:mod:`isokit.models.inputs`); the
+``isokit probe`` flags come from the args' ``flag`` and ``probe_default``; reports take the label
+and input shape from it; and theory overlays its :meth:`ModelKind.chain`. Each module of
 :mod:`isokit.models` declares the kind of its class beside the class and registers it with
 :func:`register_model_kind`; nothing here assumes a kind is isokit's own, so a factory from
 elsewhere wraps into the same type.
 
-Defaults come from the factory's signature (an :class:`Arg` restates one only where a config
+Defaults come from the factory's signature (an ``Arg`` restates one only where a config
 needs a different one, e.g. because TOML has no null), so a constructor and its spec cannot
 drift apart.
 
@@ -23,10 +24,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from isokit.models.args import FROM_FACTORY, REQUIRED, Arg, ModelArgError, Rule
+from isokit.models.inputs import InputRule
 
 if TYPE_CHECKING:
     from torch import nn
@@ -34,14 +37,7 @@ if TYPE_CHECKING:
     from isokit.theory.law import Chain
 
 __all__ = [
-    "REQUIRED",
-    "SIZE_MAX",
-    "Arg",
-    "Derived",
-    "FixedInput",
-    "FlatInput",
-    "ImageInput",
-    "ModelArgError",
+    "MODULE_BYTES",
     "ModelKind",
     "ModelSize",
     "Rule",
@@ -51,226 +47,9 @@ __all__ = [
     "register_model_kind",
 ]
 
-#: The largest size argument (width, depth, channels, ...) any spec accepts. A layer or stack
-#: beyond 2³¹ − 1 units cannot be held in the memory of any machine isokit runs on, and the
-#: bound keeps every size estimate a plain, instant integer product.
-SIZE_MAX = 2**31 - 1
-
 #: Bytes a constructed ``nn.Module`` costs beyond its tensors (measured: about 1.2 KiB for an
 #: ``nn.Linear``); a lower bound, so that deep stacks of tiny layers are estimated too.
 MODULE_BYTES = 1024
-
-
-@dataclass(frozen=True)
-class Derived:
-    """A default computed from another argument: ``factor · args[arg]``.
-
-    Example:
-        >>> d_ff = Derived("d_model", 4)
-        >>> d_ff({"d_model": 32}), str(d_ff)
-        (128, '4·d_model')
-    """
-
-    arg: str
-    factor: int = 1
-
-    def __call__(self, args: Mapping[str, Any]) -> int:
-        return self.factor * args[self.arg]
-
-    def __str__(self) -> str:
-        return self.arg if self.factor == 1 else f"{self.factor}·{self.arg}"
-
-
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-#: ``Arg.default`` of an argument a config must give.
-REQUIRED: Any = _Sentinel("REQUIRED")
-#: ``Arg.default`` to take from the factory's signature (the usual case).
-FROM_FACTORY: Any = _Sentinel("FROM_FACTORY")
-#: ``Arg.probe_default`` when ``isokit probe`` leaves the argument to the factory.
-NO_PROBE_DEFAULT: Any = _Sentinel("NO_PROBE_DEFAULT")
-
-
-class ModelArgError(ValueError):
-    """A bad model argument ``arg`` (or ``"input_shape"``, ``"kind"``) and a message saying the fix.
-
-    ``related`` names the other arguments a cross-argument rule ties ``arg`` to, so that a
-    caller whose user cannot set ``arg`` (a flag the CLI fixes) can name one they can.
-
-    Example:
-        >>> err = ModelArgError("depth", "must be a positive integer, got -3")
-        >>> err.arg, str(err)
-        ('depth', 'depth: must be a positive integer, got -3')
-    """
-
-    def __init__(self, arg: str, message: str, *, related: tuple[str, ...] = ()) -> None:
-        super().__init__(f"{arg}: {message}")
-        self.arg = arg
-        self.message = message
-        self.related = tuple(related)
-
-
-def _shown(value: object) -> str:
-    """How a value reads in a message: ``-3``, ``'4'``, ``a float 1000.0``, ``a list``."""
-    if isinstance(value, bool):
-        return f"a boolean {str(value).lower()}"
-    if isinstance(value, float):
-        return f"a float {value!r}"
-    if isinstance(value, int | str):
-        return repr(value)
-    return f"a {type(value).__name__}"
-
-
-_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Arg:
-    """One constructor argument: its type, default, allowed values and the CLI flag that sets it.
-
-    Attributes:
-        name: the keyword the factory takes.
-        type: ``int``, ``float``, ``bool`` or ``str``. Strict: a boolean is not an integer,
-            ``1e3`` is not an integer, ``"False"`` is not a boolean.
-        default: :data:`REQUIRED`, a value, or (the default) :data:`FROM_FACTORY`, which reads it
-            from the factory's signature when the kind is made.
-        choices: the allowed values, or ``None`` for any value of the type.
-        minimum, maximum: inclusive bounds of a number (sizes: 1 and :data:`SIZE_MAX`).
-        none: the word that spells ``None`` in a config (TOML has no null), e.g. ``"none"``.
-        flag: the common ``isokit probe`` flag (without ``--``) that sets the argument.
-        probe_default: what ``isokit probe`` passes when the flag is not given: a value, or a
-            :class:`Derived` one (``Derived("d_model", 4)``: four times ``d_model``).
-
-    Example:
-        >>> Arg(name="depth", type=int, minimum=1).check(1e3)
-        Traceback (most recent call last):
-        ...
-        isokit.models.spec.ModelArgError: depth: must be a positive integer, got a float 1000.0
-    """
-
-    name: str
-    type: type
-    default: Any = FROM_FACTORY
-    choices: tuple | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    none: str | None = None
-    flag: str | None = None
-    probe_default: Any = NO_PROBE_DEFAULT
-
-    def __post_init__(self) -> None:
-        if self.type not in _TYPE_WORDS:
-            raise TypeError(f"Arg {self.name!r}: type must be int, float, bool or str")
-
-    @property
-    def required(self) -> bool:
-        return self.default is REQUIRED
-
-    @property
-    def has_probe_default(self) -> bool:
-        """Whether ``isokit probe`` sets the argument when its flag is not given."""
-        return self.probe_default is not NO_PROBE_DEFAULT
-
-    @property
-    def nullable(self) -> bool:
-        """Whether ``None`` is a valid value (a ``None`` default or a ``none`` word)."""
-        return self.none is not None or (self.default is None) or None in (self.choices or ())
-
-    def describe(self) -> str:
-        """What a valid value is, as a message fragment (``a positive integer``, ``one of ...``)."""
-        if self.choices is not None:
-            words = [self.none if c is None and self.none else c for c in self.choices]
-            return "one of " + ", ".join(map(repr, words))
-        if self.type is int and self.minimum == 1:
-            what = "a positive integer"
-        elif self.type in (int, float) and self.minimum is not None:
-            what = f"{_TYPE_WORDS[self.type]} >= {self.minimum:g}"
-        else:
-            what = _TYPE_WORDS[self.type]
-        return what  # the maximum has its own message: values beyond it are not typos
-
-    def _fail(self, value: object, hint: str = "") -> ModelArgError:
-        return ModelArgError(self.name, f"must be {self.describe()}, got {_shown(value)}{hint}")
-
-    def check(self, value: object) -> Any:
-        """Return ``value`` as the factory takes it (``none`` word → ``None``), or raise."""
-        if value is None or (self.none is not None and value == self.none):
-            if self.nullable:
-                return None
-            raise self._fail(value)
-        if self.choices is not None:
-            return self._check_choice(value)
-        if self.type is bool:
-            if not isinstance(value, bool):
-                raise self._fail(value)
-            return value
-        if self.type is str:
-            if not isinstance(value, str):
-                raise self._fail(value)
-            return value
-        return self._check_number(value)
-
-    def _check_choice(self, value: object) -> Any:
-        typed = isinstance(value, self.type) and isinstance(value, bool) == (self.type is bool)
-        if typed and value in self.choices:
-            return value
-        words = [self.none if c is None and self.none else str(c) for c in self.choices]
-        close = difflib.get_close_matches(str(value), words, n=1)
-        raise self._fail(value, f"; did you mean {close[0]!r}?" if close else "")
-
-    def _check_number(self, value: object) -> int | float:
-        if self.type is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            ok = ok and math.isfinite(value)
-        if not ok:
-            raise self._fail(value)
-        if self.minimum is not None and value < self.minimum:
-            raise self._fail(value)
-        if self.maximum is not None and value > self.maximum:
-            raise ModelArgError(
-                self.name, f"must be at most {self.maximum!r}, got {value!r}; no machine fits more"
-            )
-        return value if self.type is int else float(value)
-
-    def to_config(self, value: Any) -> Any:
-        """``value`` as a config spells it (``None`` → the ``none`` word)."""
-        return self.none if value is None and self.none is not None else value
-
-
-def size(name: str, **kw: Any) -> Arg:
-    """A size argument: a positive integer up to :data:`SIZE_MAX`.
-
-    Example:
-        >>> size("width", flag="width").check(0)
-        Traceback (most recent call last):
-        ...
-        isokit.models.spec.ModelArgError: width: must be a positive integer, got 0
-    """
-    return Arg(name=name, type=int, minimum=1, maximum=SIZE_MAX, **kw)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """A rule tying arguments together: ``check(args)`` returns a message saying the fix, or None.
-
-    The error names ``args[0]``; the others are its ``related`` arguments.
-
-    Example:
-        >>> rule = Rule(("kernel_size",), lambda a: None if a["kernel_size"] % 2 else "must be odd")
-        >>> rule.check({"kernel_size": 3}) is None
-        True
-    """
-
-    args: tuple[str, ...]
-    check: Callable[[Mapping[str, Any]], str | None]
 
 
 @dataclass(frozen=True)
@@ -298,95 +77,6 @@ class ModelSize:
         one float64 forward pass keeps every layer output.
         """
         return 12 * self.parameters + MODULE_BYTES * self.modules + 8 * self.activations
-
-
-# --------------------------------------------------------------------------------------------
-# input shapes
-
-
-def _value(args: Mapping[str, Any], dim: str | int) -> int:
-    return dim if isinstance(dim, int) else args[dim]
-
-
-@dataclass(frozen=True)
-class FlatInput:
-    """A vector input of ``args[features]`` entries (``args[fallback]`` when that is None).
-
-    Any shape with that many entries is accepted (the model flattens it).
-
-    Example:
-        >>> FlatInput("in_features").natural({"in_features": 12}, image_size=8)
-        (12,)
-    """
-
-    features: str
-    fallback: str | None = None
-
-    def _count(self, args: Mapping[str, Any]) -> tuple[int, str]:
-        n = args[self.features]
-        if n is None and self.fallback is not None:
-            return args[self.fallback], f"{self.fallback} = {args[self.fallback]}"
-        return n, f"{self.features} = {n}"
-
-    def natural(self, args: Mapping[str, Any], image_size: int) -> tuple[int, ...]:
-        return (self._count(args)[0],)
-
-    def check(self, kind: str, args: Mapping[str, Any], shape: tuple[int, ...]) -> None:
-        n, what = self._count(args)
-        if math.prod(shape) != n:
-            raise ModelArgError(
-                "input_shape",
-                f"{list(shape)} has {math.prod(shape)} entries but the {kind} takes {what} "
-                "features; make them agree",
-            )
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """An image ``[channels, height, width]``; the natural one is square, ``image_size`` a side.
-
-    Example:
-        >>> ImageInput("in_channels").natural({"in_channels": 3}, image_size=8)
-        (3, 8, 8)
-    """
-
-    channels: str | int = 3
-
-    def natural(self, args: Mapping[str, Any], image_size: int) -> tuple[int, ...]:
-        return (_value(args, self.channels), image_size, image_size)
-
-    def check(self, kind: str, args: Mapping[str, Any], shape: tuple[int, ...]) -> None:
-        c = _value(args, self.channels)
-        if len(shape) != 3 or shape[0] != c:
-            raise ModelArgError(
-                "input_shape", f"a {kind} needs [{c}, height, width], got {list(shape)}"
-            )
-
-
-@dataclass(frozen=True)
-class FixedInput:
-    """A fixed shape, each entry an integer or the name of the argument giving it.
-
-    Example:
-        >>> FixedInput(("seq_len", "d_model")).natural({"seq_len": 5, "d_model": 8}, 16)
-        (5, 8)
-    """
-
-    dims: tuple[str | int, ...]
-
-    def natural(self, args: Mapping[str, Any], image_size: int) -> tuple[int, ...]:
-        return tuple(_value(args, d) for d in self.dims)
-
-    def check(self, kind: str, args: Mapping[str, Any], shape: tuple[int, ...]) -> None:
-        want = self.natural(args, 0)
-        if tuple(shape) != want:
-            names = ", ".join(str(d) for d in self.dims)
-            raise ModelArgError(
-                "input_shape", f"a {kind} needs [{names}] = {list(want)}, got {list(shape)}"
-            )
-
-
-InputRule = FlatInput | ImageInput | FixedInput
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,7 +153,7 @@ class ModelKind:
             >>> get_model_kind("resnet").resolve({"depth": 21})
             Traceback (most recent call last):
             ...
-            isokit.models.spec.ModelArgError: depth: must be 6n+2 (8, 14, 20, ...), got 21
+            isokit.models.args.ModelArgError: depth: must be 6n+2 (8, 14, 20, ...), got 21
         """
         for name in raw:
             if name not in self._by_name:
@@ -557,7 +247,7 @@ def get_model_kind(name: str) -> ModelKind:
         >>> get_model_kind("mpl")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        isokit.models.spec.ModelArgError: kind: unknown model kind 'mpl'; did you mean 'mlp'? ...
+        isokit.models.args.ModelArgError: kind: unknown model kind 'mpl'; did you mean 'mlp'? ...
     """
     if isinstance(name, str) and name in _KINDS:
         return _KINDS[name]

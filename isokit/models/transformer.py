@@ -10,16 +10,9 @@ import torch
 from torch import nn
 
 from isokit.models.activations import ACTIVATIONS, check_positive_int, make_activation
-from isokit.models.spec import (
-    Arg,
-    Derived,
-    FixedInput,
-    ModelKind,
-    ModelSize,
-    Rule,
-    register_model_kind,
-    size,
-)
+from isokit.models.args import Arg, Derived, Rule, size
+from isokit.models.inputs import FixedInput
+from isokit.models.spec import ModelKind, ModelSize, register_model_kind
 from isokit.structure import ResidualBranch
 
 

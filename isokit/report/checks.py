@@ -13,7 +13,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from isokit.models.spec import SIZE_MAX
+from isokit.models.args import SIZE_MAX
 
 __all__ = [
     "SIZE_MAX",
