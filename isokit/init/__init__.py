@@ -1,7 +1,9 @@
 """Initializers: the IDInit family and the baselines it is compared with.
 
 Tensor-level functions follow ``torch.nn.init`` (in place, trailing underscore, ``generator=``);
-:func:`apply` initializes a whole model with a named scheme and :func:`schemes` lists them.
+:func:`apply` initializes a whole model with a named scheme, :func:`schemes` lists them and
+:func:`get_scheme` returns one, with its options, their defaults and its weight law
+(:meth:`Scheme.weight_law`). Input checks shared by the layer live in :mod:`isokit.init.checks`.
 
 Example:
     >>> import isokit
@@ -10,12 +12,12 @@ Example:
     >>> print(isokit.init.schemes())  # doctest: +SKIP
 """
 
-# Importing the scheme modules registers them.
-from isokit.init import control, idinit, lsuv, standard  # noqa: F401
+# Importing the scheme modules registers them, in this order (schemes() lists IDInit first).
+from isokit.init import standard, isometric, control, idinit, lsuv  # noqa: F401, I001
 from isokit.init.branches import find_branches
 from isokit.init.identity import idi_, idiz_, loosening_representable, unused_input_channels
 from isokit.init.orthogonal import delta_orthogonal_, dirac_, eye_, orthogonal_
-from isokit.init.registry import SchemeNotApplicable, apply, get_scheme, schemes
+from isokit.init.registry import Scheme, SchemeNotApplicable, apply, get_scheme, schemes
 from isokit.init.report import InitReport, InitRow
 from isokit.init.variance import (
     fans,
@@ -30,6 +32,7 @@ from isokit.init.zero import hadamard, zero_, zero_matrix
 __all__ = [
     "InitReport",
     "InitRow",
+    "Scheme",
     "SchemeNotApplicable",
     "apply",
     "delta_orthogonal_",

@@ -76,6 +76,21 @@ def finish_norms(ctx: Context, gamma: dict[str, float] | None = None) -> None:
                 ctx.report.add(f"{name}.{pname}", p.shape, f"const {value:g}")
 
 
+def fill_slots(ctx: Context, rule: str, options: str, fill, bias: str) -> None:
+    """Fill every weight slot with ``fill(tensor, slot)``, then the biases and norms.
+
+    Example:
+        >>> from isokit.init import apply
+        >>> apply(torch.nn.Linear(2, 2), "identity").weight.tolist()
+        [[1.0, 0.0], [0.0, 1.0]]
+    """
+    for slot in ctx.slots:
+        fill_on_cpu(slot.tensor, lambda t, s=slot: fill(t, s))
+        report_slot(ctx, slot, rule, options)
+    finish_biases(ctx, bias)
+    finish_norms(ctx)
+
+
 def report_slot(ctx: Context, slot: WeightSlot, rule: str, options: str = "", flags=()) -> None:
     ctx.report.add(slot.name, slot.shape, rule, options, flags)
 

@@ -1,24 +1,22 @@
-"""Model-level tensor schemes: torch default, Xavier, Kaiming, orthogonal, delta-orthogonal, eye.
+"""Model-level variance-scaling schemes: the torch default, Xavier and Kaiming.
 
 Each writes every weight slot (attention per projection), zeroes biases unless
 ``bias="keep"``, sets norms to γ = 1, β = 0 and keeps embeddings (``docs/baselines.md`` §0).
-Those that draw i.i.d. weights register their weight law with the scheme: the variance
+Each registers its weight law with the scheme: the variance
 ``σ_w²/fan_in`` of one entry on a square layer, the bias variance ``σ_b²`` and the ensemble
 (:class:`isokit.theory.WeightLaw`), which theory overlays read instead of scheme names.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import get_args
 
 import torch
 from torch import nn
 
-from isokit.init.checks import check_bool, check_choice, check_real
-from isokit.init.common import BIAS_CHOICES, fill_on_cpu, finish_biases, finish_norms, report_slot
-from isokit.init.orthogonal import delta_orthogonal_, dirac_, eye_, orthogonal_
+from isokit.init.checks import check_choice, check_real
+from isokit.init.common import BIAS_CHOICES, fill_slots
 from isokit.init.registry import Context, LawFn, register
 from isokit.init.variance import (
     FanConvention,
@@ -81,14 +79,6 @@ def torch_default(ctx: Context) -> None:
                 ctx.report.add(full, p.shape, "torch-default")
 
 
-def _per_slot(ctx: Context, rule: str, options: str, fill, bias: str) -> None:
-    for slot in ctx.slots:
-        fill_on_cpu(slot.tensor, lambda t, s=slot: fill(t, s))
-        report_slot(ctx, slot, rule, options)
-    finish_biases(ctx, bias)
-    finish_norms(ctx)
-
-
 def _check_xavier(options: Mapping, where: str) -> float:
     check_choice("convention", options["convention"], get_args(FanConvention), where=where)
     check_choice("bias", options["bias"], BIAS_CHOICES, where=where)
@@ -126,7 +116,7 @@ def xavier_uniform(
         True
     """
     _check_xavier(dict(gain=gain, convention=convention, bias=bias), ctx.scheme)
-    _per_slot(
+    fill_slots(
         ctx,
         "xavier-uniform",
         f"gain={gain:g}",
@@ -160,7 +150,7 @@ def xavier_normal(
         1.0
     """
     _check_xavier(dict(gain=gain, variant=variant, convention=convention, bias=bias), ctx.scheme)
-    _per_slot(
+    fill_slots(
         ctx,
         "xavier-normal",
         f"gain={gain:g} variant={variant}",
@@ -239,7 +229,7 @@ def kaiming_normal(
     """
     options = dict(mode=mode, nonlinearity=nonlinearity, a=a, convention=convention, bias=bias)
     _check_kaiming(options, ctx.scheme)
-    _per_slot(
+    fill_slots(
         ctx,
         "kaiming-normal",
         f"mode={mode} nonlinearity={nonlinearity}",
@@ -282,7 +272,7 @@ def kaiming_uniform(
     """
     options = dict(mode=mode, nonlinearity=nonlinearity, a=a, convention=convention, bias=bias)
     _check_kaiming(options, ctx.scheme)
-    _per_slot(
+    fill_slots(
         ctx,
         "kaiming-uniform",
         f"mode={mode} nonlinearity={nonlinearity}",
@@ -297,111 +287,3 @@ def kaiming_uniform(
         ),
         bias,
     )
-
-
-def _gain(gain: float | str, where: str) -> float:
-    if isinstance(gain, str):
-        if gain != "relu":
-            raise TypeError(f"{where}: gain must be a real number or 'relu', got {gain!r} (str)")
-        return math.sqrt(2.0)
-    return check_real("gain", gain, where=where)
-
-
-def _orthogonal_law(scheme: str, ensemble: str) -> LawFn:
-    def law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLaw | None:
-        gain = _gain(options["gain"], scheme)
-        check_choice("bias", options["bias"], BIAS_CHOICES, where=scheme)
-        if "allow_contracting" in options:
-            check_bool("allow_contracting", options["allow_contracting"], where=scheme)
-        if options["bias"] != "zero":
-            return None
-        return WeightLaw(sigma_w2=gain**2, sigma_b2=0.0, ensemble=ensemble)
-
-    return law
-
-
-@register(
-    "orthogonal",
-    description="Haar (semi-)orthogonal weights times gain; conv kernels flattened",
-    reference="Saxe, McClelland & Ganguli, ICLR 2014",
-    weight_law=_orthogonal_law("orthogonal", "orthogonal"),
-)
-def orthogonal(ctx: Context, *, gain: float | str = 1.0, bias: str = "zero") -> None:
-    """Haar (semi-)orthogonal weights times ``gain`` (``"relu"`` for √2).
-
-    Example:
-        >>> from isokit.init import apply
-        >>> w = apply(nn.Linear(4, 4), "orthogonal", seed=0, gain="relu").weight.double()
-        >>> torch.allclose(w @ w.T, 2 * torch.eye(4, dtype=torch.float64), atol=1e-6)
-        True
-    """
-    g = _gain(gain, ctx.scheme)
-    check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
-    _per_slot(
-        ctx,
-        "orthogonal",
-        f"gain={g:g}",
-        lambda t, s: orthogonal_(t, g, generator=ctx.generator),
-        bias,
-    )
-
-
-@register(
-    "delta-orthogonal",
-    description="orthogonal channel mixing at the kernel centre, zeros elsewhere; "
-    "Linear layers orthogonal",
-    reference="Xiao et al., ICML 2018",
-    # Linear layers get plain orthogonal weights: the theory reads this ensemble as orthogonal
-    # on dense chains and as the centre-tap law on convolutions.
-    weight_law=_orthogonal_law("delta-orthogonal", "delta-orthogonal"),
-)
-def delta_orthogonal(
-    ctx: Context, *, gain: float | str = 1.0, allow_contracting: bool = False, bias: str = "zero"
-) -> None:
-    """Delta-orthogonal convolutions (orthogonal centre tap), orthogonal Linear layers.
-
-    Example:
-        >>> from isokit.init import apply
-        >>> conv = apply(nn.Conv2d(4, 4, 3, padding=1), "delta-orthogonal", seed=0)
-        >>> conv.weight[:, :, 0, 0].abs().sum().item()
-        0.0
-    """
-    g = _gain(gain, ctx.scheme)
-    check_bool("allow_contracting", allow_contracting, where=ctx.scheme)
-    check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
-
-    def fill(t: torch.Tensor, s) -> None:
-        if s.kind == "conv":
-            delta_orthogonal_(
-                t, g, groups=s.groups, allow_contracting=allow_contracting, generator=ctx.generator
-            )
-        else:
-            orthogonal_(t, g, generator=ctx.generator)
-
-    _per_slot(ctx, "delta-orthogonal", f"gain={g:g}", fill, bias)
-
-
-@register(
-    "identity",
-    description="zero-padded identity: torch eye_ / dirac_ (times scale); the baseline IDI pads "
-    "by repetition instead",
-    reference="Le, Jaitly & Hinton 2015; Zagoruyko & Komodakis 2017",
-)
-def identity(ctx: Context, *, scale: float = 1.0, bias: str = "zero") -> None:
-    """Zero-padded identity (``eye_`` / ``dirac_``) times ``scale``.
-
-    Example:
-        >>> from isokit.init import apply
-        >>> apply(nn.Linear(2, 3), "identity", seed=0, scale=0.5).weight.tolist()
-        [[0.5, 0.0], [0.0, 0.5], [0.0, 0.0]]
-    """
-    check_real("scale", scale, where=ctx.scheme)
-    check_choice("bias", bias, BIAS_CHOICES, where=ctx.scheme)
-
-    def fill(t: torch.Tensor, s) -> None:
-        if s.kind == "conv":
-            dirac_(t, scale, groups=s.groups)
-        else:
-            eye_(t, scale)
-
-    _per_slot(ctx, "identity", f"scale={scale:g}", fill, bias)
