@@ -331,18 +331,18 @@ def probe_text(
     examples: int = 4,
     seed: int = 0,
     method: str = "auto",
-    **model_flags: Any,
+    **flags: Any,
 ) -> str:
     """``isokit probe``: probe one model with one scheme; return a table of statistics per tap.
 
-    ``model_flags`` are the common model flags by keyword (``depth=16``, ``width=32``,
+    ``flags`` are the common model flags by keyword (``depth=16``, ``width=32``,
     ``in_features=...``; :func:`isokit.models.model_flags` lists them); ``None`` leaves one
     to the model kind's probe default. Errors name the flag, not the config key.
     """
     from isokit.report.series import fmt_number, tap_series
 
     table = {
-        "models": [_flag_model(model, model_flags)],
+        "models": [_flag_model(model, flags)],
         "schemes": [{"name": scheme, "options": _parse_options(options)}],
         "seeds": [seed],
         "method": method,
