@@ -1,4 +1,4 @@
-"""The torch.fx source of residual-branch discovery (reference ``idinit.md`` §8), and the layer
+"""The torch.fx source of residual-branch discovery (``docs/idinit.md`` §8), and the layer
 vocabulary it shares with :mod:`isokit.init.branches`, which imports this module and re-exports
 its public names.
 

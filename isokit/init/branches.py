@@ -1,5 +1,5 @@
 """Find a model's residual branches: the weight layers on the branch operand of each residual
-addition, and which of them is the branch's last layer (reference ``idinit.md`` §8).
+addition, and which of them is the branch's last layer (``docs/idinit.md`` §8).
 
 Sources, first match wins: (1) ``branches=``; (2) ``branch_last=``, names or fnmatch globs of
 the last layers, whose branch is completed by the weight layers that are direct children of the

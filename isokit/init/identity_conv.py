@@ -4,12 +4,12 @@ A ConvNd weight has shape ``(C_out, ipg, *kernel)`` with ``ipg = C_in / groups``
 (IDI, IDIZ) are applied to one ``(opg, F)`` matrix per group, ``opg = C_out / groups``, and the
 result is laid back out as a kernel. Two layouts exist:
 
-* **patch** (IDIC, reference §6.1): ``F = ipg * prod(kernel)``. Column ``j`` is
+* **patch** (IDIC, ``docs/idinit.md`` §6.1): ``F = ipg * prod(kernel)``. Column ``j`` is
   ``c * K + t`` in PyTorch memory order (``flatten_order="torch"``), or ``t * ipg + c`` in the
   paper's k×k×C_in×C_out order (``flatten_order="tap"``), where ``t`` is the row-major tap index
   and ``K = prod(kernel)``.
-* **centre** (channel-maintain, reference §6.2): ``F = ipg``; the matrix sits at the centre tap
-  ``(k_1 // 2, ..., k_n // 2)`` and every other tap is zero.
+* **centre** (channel-maintain, ``docs/idinit.md`` §6.2): ``F = ipg``; the matrix sits at the
+  centre tap ``(k_1 // 2, ..., k_n // 2)`` and every other tap is zero.
 
 Every group gets the same pattern, because output ``g * opg + m`` only ever reads the channels
 of group ``g`` and the rule only sees indices inside the group.

@@ -58,7 +58,7 @@ Nonlinearity = Literal[
 ]
 
 # Std of a standard normal truncated to [-2, 2]. Keras/TF divide by it so that the truncated
-# draw keeps the variance the scheme asks for (tensorflow#16344).
+# draw keeps the variance the scheme asks for (tensorflow/tensorflow#16344).
 TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 
@@ -251,7 +251,7 @@ def kaiming_uniform_(
     """Fill ``w`` from U(-b, b) with b = √3·gain / √fan, i.e. variance gain²/fan.
 
     Same gain and fan rules as :func:`kaiming_normal_`; the uniform bound is √3 times the std, not
-    the std itself (pytorch#30947).
+    the std itself (pytorch/pytorch#30947).
 
     Example:
         >>> w = kaiming_uniform_(torch.empty(128, 256), generator=torch.Generator().manual_seed(0))

@@ -1,4 +1,4 @@
-"""Properties of IDI_τ / IDIC_τ and IDIZ_ε (reference idinit.md §3–§6).
+"""Properties of IDI_τ / IDIC_τ and IDIZ_ε (``docs/idinit.md`` §3–§6).
 
 Expected values are computed from the reference's formulas or by running the weight through
 ``torch.nn.functional.conv*``, never from the initializer's own output.

@@ -78,7 +78,7 @@ def test_fans_true_convention_transposed_counts_real_connections(groups):
     torch.nn.init.normal_(convt.weight, generator=g)
     true = fans(convt.weight, convention="true", groups=groups, transposed=True)
     assert true == _count_dependencies(convt, (1, 8, 9, 9))
-    # torch's own numbers for the same weight are the swapped ones (pytorch#7865).
+    # torch's own numbers for the same weight are the swapped ones (pytorch/pytorch#7865).
     assert fans(convt.weight, groups=groups, transposed=True) == (12 // groups * 9, 8 * 9)
 
 
