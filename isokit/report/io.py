@@ -40,6 +40,8 @@ __all__ = ["REPORT_ENTRIES", "ReportDir", "check_out", "write_atomic"]
 REPORT_ENTRIES = frozenset(
     {"results.json", "summary.csv", "ranking.csv", "report.html", "figures", "screenshot.png"}
 )
+# The temporary file of a screenshot that was killed while writing (write_atomic's naming).
+_SCREENSHOT_TMP = re.compile(r"\.screenshot\.png\..+\.tmp")
 
 
 def check_out(path: str | os.PathLike) -> Path:
@@ -86,7 +88,7 @@ def _not_a_report(target: Path) -> None:
         return
     except OSError as exc:
         raise ConfigError("--out", f"cannot list {target} ({exc.strerror})") from None
-    foreign = [e for e in entries if e not in REPORT_ENTRIES]
+    foreign = [e for e in entries if e not in REPORT_ENTRIES and not _SCREENSHOT_TMP.fullmatch(e)]
     if foreign:
         shown = ", ".join(map(repr, foreign[:3])) + (", ..." if len(foreign) > 3 else "")
         raise ConfigError(
@@ -150,8 +152,8 @@ class ReportDir:
         >>> with ReportDir(parent / "report") as out:
         ...     _ = out.write("results.json", "{}")
         ...     out.commit()
-        >>> sorted(p.name for p in parent.iterdir())
-        ['report']
+        >>> sorted(p.name for p in parent.iterdir()), shutil.rmtree(parent)
+        (['report'], None)
     """
 
     def __init__(self, path: str | os.PathLike) -> None:

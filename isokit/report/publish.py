@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import os
 import sys
-import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from matplotlib import rc_context
 
@@ -36,27 +35,29 @@ from isokit.report.summary import ranking_csv, summary_csv
 
 __all__ = ["build_figures", "overlays_for", "render", "write_report"]
 
+if TYPE_CHECKING:
+    from isokit.theory import Overlay
+
 Images = list[tuple[FigureImage, dict[str, bytes]]]
 
 
-def _theory_overlay():
-    """``isokit.theory.overlay`` if it exists (the package may export it or only hold the
-    submodule of that name), else ``None``."""
-    try:
-        from isokit import theory
-    except ImportError:
-        return None
-    fn = getattr(theory, "overlay", None)
-    if isinstance(fn, types.ModuleType):
-        fn = getattr(fn, "overlay", None)
-    return fn if callable(fn) else None
+def overlays_for(results: Results, curves: list[Curve]) -> dict[tuple[str, str], Overlay]:
+    """Theory lines per (model, scheme), where :func:`isokit.theory.overlay` has one.
 
+    The model kind says what the theory sees of the model (its :class:`~isokit.theory.Chain`),
+    the scheme how it draws the weights (its :class:`~isokit.theory.WeightLaw`); the theory
+    decides whether a line applies. The report's inputs have unit variance
+    (:func:`~isokit.report.run.draw_inputs`), so ``E[x_i²] = 1``.
 
-def overlays_for(results: Results, curves) -> dict[tuple[str, str], Any]:
-    """Theory lines per (model, scheme) from ``isokit.theory.overlay`` where it has one."""
-    overlay = _theory_overlay()
-    if overlay is None:  # theory not there (yet): the report simply has no theory lines
-        return {}
+    Example:
+        >>> from isokit.report.config import load_config
+        >>> overlays_for(Results(config=load_config(), records=[], environment={}), [])
+        {}
+    """
+    from isokit.init import get_scheme
+    from isokit.models import get_model_kind
+    from isokit.theory import overlay
+
     models = {m.label: m for m in results.config.models}
     schemes = {s.label: s for s in results.config.schemes}
     out = {}
@@ -65,21 +66,19 @@ def overlays_for(results: Results, curves) -> dict[tuple[str, str], Any]:
         if m is None or s is None:
             continue
         try:
-            ov = overlay(
-                kind=m.kind,
-                model_args=dict(m.args),
-                scheme=s.name,
-                scheme_options=dict(s.options),
-                taps=list(c.names),
-            )
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            # A theory function that cannot handle this case must not sink the report.
+            chain = get_model_kind(m.kind).chain(m.args)
+            if chain is None:  # no theory describes this kind of model
+                continue
+            law = get_scheme(s.name).weight_law(s.options, fan_in=chain.fan_in, bias=chain.bias)
+            line = overlay(chain, law, taps=list(c.names), input_second_moment=1.0)
+        except (ValueError, ArithmeticError) as exc:
+            # A case the theory cannot handle must not sink the report: no line, and a note.
             print(
                 f"isokit: note: no theory line for {c.model} × {c.scheme}: {exc}", file=sys.stderr
             )
             continue
-        if ov is not None:
-            out[(c.model, c.scheme)] = ov
+        if line is not None:
+            out[(c.model, c.scheme)] = line
     return out
 
 

@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from isokit._atomic import write_atomic
+
 __all__ = ["ScreenshotError", "find_chromium", "screenshot"]
 
 _CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -84,8 +86,7 @@ def screenshot(
             raise ScreenshotError(
                 f"Chromium exited with code {proc.returncode} and wrote no screenshot: {tail[0]}"
             )
-        shutil.copyfile(partial, directory / ".screenshot.png.tmp")
-        os.replace(directory / ".screenshot.png.tmp", target)
+        write_atomic(target, partial.read_bytes())
     return target
 
 

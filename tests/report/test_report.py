@@ -317,23 +317,24 @@ def test_training_section_adds_loss_curves(small_report, tmp_path):
 
 
 def test_theory_overlay_is_drawn_where_one_applies(small_report):
-    if publish._theory_overlay() is None:
-        pytest.skip("isokit.theory.overlay is not there yet")
     overlays = publish.overlays_for(small_report.results, collect_curves(small_report.results))
-    assert ("mlp-tanh-w6-d3", "orthogonal") in overlays
-    assert not any(model.startswith("resnet") for model, _ in overlays)
+    # The tanh MLP is a chain the theory describes under orthogonal weights; IDInit and ZerO
+    # draw no i.i.d. law, and no theory describes the ResNet.
+    assert set(overlays) == {("mlp-tanh-w6-d3", "orthogonal")}
+    line = overlays[("mlp-tanh-w6-d3", "orthogonal")]
+    assert list(line.depth) == [1, 2, 3] and np.all(np.isfinite(line.m1))
     assert "Theory lines" in (small_report.out / "report.html").read_text(encoding="utf-8")
 
 
-def test_missing_or_failing_theory_means_no_line_not_a_crash(small_report, monkeypatch, capsys):
-    curves = collect_curves(small_report.results)
-    monkeypatch.setattr(publish, "_theory_overlay", lambda: None)
-    assert publish.overlays_for(small_report.results, curves) == {}
+def test_a_failing_theory_means_no_line_not_a_crash(small_report, monkeypatch, capsys):
+    import isokit.theory
 
-    def broken(**kwargs):
+    curves = collect_curves(small_report.results)
+
+    def broken(*args, **kwargs):
         raise ValueError("no formula for this activation")
 
-    monkeypatch.setattr(publish, "_theory_overlay", lambda: broken)
+    monkeypatch.setattr(isokit.theory, "overlay", broken)
     assert publish.overlays_for(small_report.results, curves) == {}
     assert "no formula for this activation" in capsys.readouterr().err
 
