@@ -77,7 +77,7 @@ def _probe_options(config: Config, seed: int):
 def _run_one(config: Config, model_spec, scheme_spec, seed: int, _probes=None) -> RunRecord:
     from isokit.init import SchemeNotApplicable, apply, get_scheme
     from isokit.init.branches import BranchDiscoveryError
-    from isokit.probe import profile
+    from isokit.probe import ProbeMemoryError, TapError, profile
 
     base = {"model": model_spec.label, "scheme": scheme_spec.label, "seed": seed}
     with torch.random.fork_rng(devices=[]):
@@ -96,16 +96,28 @@ def _run_one(config: Config, model_spec, scheme_spec, seed: int, _probes=None) -
     meta = {**base, "model_kind": model_spec.kind, "scheme_name": scheme_spec.name}
     # Dead or zeroed Jacobians (Fixup's zero head, ZerO) are expected here; their statistics
     # are well defined (inf) and numpy's divide-by-zero warnings would only be noise.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        options = _probe_options(config, seed)  # TEMP until profile() takes options
-        result = profile(
-            model,
-            inputs,
-            **{name: getattr(options, name) for name in options.names()},
-            meta=meta,
-            with_signal=config.probes["signal"],
-            with_blocks=config.probes["block"],
-        )
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            options = _probe_options(config, seed)  # TEMP until profile() takes options
+            result = profile(
+                model,
+                inputs,
+                **{name: getattr(options, name) for name in options.names()},
+                meta=meta,
+                with_signal=config.probes["signal"],
+                with_blocks=config.probes["block"],
+            )
+    except ProbeMemoryError as exc:  # only `method = "exact"` raises it; "auto" falls back
+        raise ConfigError(
+            "method",
+            f"{exc}; use method = 'auto' or 'lanczos', or raise method_options.max_memory",
+        ) from None
+    except TapError as exc:
+        if "taps" not in config.method_options:  # the model's own taps: not the config's fault
+            raise
+        raise ConfigError(
+            "method_options.taps", f"{exc}; name modules of {model_spec.label}"
+        ) from None
     return RunRecord(**base, status="ok", profile=result)
 
 
