@@ -43,12 +43,6 @@ def draw_inputs(spec: InputSpec, shape: Sequence[int], seed: int) -> torch.Tenso
     return torch.randint(0, 2, size, generator=gen).float() * 2.0 - 1.0
 
 
-def _probe_functions() -> None:
-    """Nothing: kept only so that ``probe_text``'s call ``_run_one(..., seed, _probe_functions())``
-    works until it drops the last argument."""
-    return None
-
-
 def _probe_options(config: Config, seed: int):
     """The one :class:`isokit.probe.ProbeOptions` of a run: the config's ``method``, ``dtype`` and
     ``method_options``, the run's ``seed`` and a fixed memory budget.
@@ -74,7 +68,7 @@ def _probe_options(config: Config, seed: int):
     )
 
 
-def _run_one(config: Config, model_spec, scheme_spec, seed: int, _probes=None) -> RunRecord:
+def _run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
     from isokit.init import SchemeNotApplicable, apply, get_scheme
     from isokit.init.branches import BranchDiscoveryError
     from isokit.probe import ProbeMemoryError, TapError, profile
