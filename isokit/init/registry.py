@@ -91,8 +91,11 @@ LawFn = Callable[..., WeightLaw | None]
 
 def _keyword_defaults(fn: SchemeFn) -> dict[str, object]:
     """The scheme's options and their defaults: the keyword-only parameters of ``fn``."""
-    params = inspect.signature(fn).parameters.values()
-    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+    params = [p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    missing = [p.name for p in params if p.default is p.empty]
+    if missing:
+        raise TypeError(f"scheme options need defaults; {fn.__name__} has none for {missing}")
+    return {p.name: p.default for p in params}
 
 
 @dataclass(frozen=True, kw_only=True)
