@@ -8,14 +8,12 @@
 6. loss curves when results carry a ``training`` section (:func:`training_figure`).
 
 Each returns a :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot); render it inside
-``matplotlib.rc_context(style())``. :class:`FigureImage` is a figure once encoded: what the page
-embeds and the files it links to.
+``matplotlib.rc_context(style())``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -37,7 +35,6 @@ from isokit.report.style import (
 )
 
 __all__ = [
-    "FigureImage",
     "histogram_figure",
     "signal_figure",
     "spectrum_figure",
@@ -47,23 +44,6 @@ __all__ = [
 
 # (model, scheme) -> isokit.theory.Overlay (depth, m1, var, label, citation)
 Overlays = dict
-
-
-@dataclass(frozen=True, kw_only=True)
-class FigureImage:
-    """One rendered figure: a file stem (also its id on the page), a title and caption, its PNG
-    bytes and the files it is written to.
-
-    Example:
-        >>> FigureImage(name="moments", title="m1", caption="", png=b"").files
-        ()
-    """
-
-    name: str
-    title: str
-    caption: str
-    png: bytes
-    files: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------ 1. spectra

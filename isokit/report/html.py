@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from isokit.report.formatting import format_number
 
 if TYPE_CHECKING:  # the view reads these; the code that computes them owns them
-    from isokit.report.figures import FigureImage
+    from isokit.report.publish import FigureImage
     from isokit.report.series import RankRow
 
 __all__ = ["render_html"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,17 +27,34 @@ from matplotlib import rc_context
 
 from isokit.report import figures as F
 from isokit.report import style as S
-from isokit.report.figures import FigureImage
 from isokit.report.html import render_html
 from isokit.report.io import ReportDir
 from isokit.report.results import Results
 from isokit.report.series import Curve, collect_curves, collect_signals, ranking
 from isokit.report.summary import ranking_csv, summary_csv
 
-__all__ = ["build_figures", "overlays_for", "render", "write_report"]
+__all__ = ["FigureImage", "build_figures", "overlays_for", "render", "write_report"]
 
 if TYPE_CHECKING:
     from isokit.theory import Overlay
+
+
+@dataclass(frozen=True, kw_only=True)
+class FigureImage:
+    """One rendered figure: a file stem (also its id on the page), a title and caption, its PNG
+    bytes and the files it is written to.
+
+    Example:
+        >>> FigureImage(name="moments", title="m1", caption="", png=b"").files
+        ()
+    """
+
+    name: str
+    title: str
+    caption: str
+    png: bytes
+    files: tuple[str, ...] = ()
+
 
 Images = list[tuple[FigureImage, dict[str, bytes]]]
 

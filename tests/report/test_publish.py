@@ -19,8 +19,8 @@ import pytest
 
 from isokit.cli import main
 from isokit.report import io, make_report, publish, render
-from isokit.report.figures import FigureImage
 from isokit.report.io import ReportDir
+from isokit.report.publish import FigureImage
 from isokit.report.style import unique_slugs
 
 TINY = """
