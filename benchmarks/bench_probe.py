@@ -42,8 +42,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from isokit.models import MLP  # noqa: E402
+from isokit.probe import profile  # noqa: E402
 from isokit.probe.exact import _eigvalsh  # noqa: E402
-from isokit.probe.profile import profile  # noqa: E402
 
 WIDTH = 256
 N_EXAMPLES = 4

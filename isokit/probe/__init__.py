@@ -4,8 +4,9 @@
 forward-mode pass (streamed Grams), or matrix-free (random-tangent moments, stochastic Lanczos
 quadrature, Ritz bounds) when the exact tier does not fit in memory. :func:`block_profile`
 gives each block's local Jacobian, :func:`signal` the forward signal and gradient norms, and
-:func:`stats` the isometry statistics of a spectrum. Results are :class:`Profile` objects that
-round-trip through JSON.
+:func:`stats` the isometry statistics of a spectrum. All three probes take one
+:class:`ProbeOptions` (or its fields as keywords) and share one preparation step
+(:mod:`isokit.probe.prepare`). Results are :class:`Profile` objects that round-trip through JSON.
 
 Example:
     >>> import torch, isokit
@@ -14,15 +15,23 @@ Example:
     >>> prof = isokit.probe.profile(model, torch.randn(2, 32))
     >>> prof.stat("m1").shape
     (4,)
+    >>> opts = isokit.probe.ProbeOptions(method="lanczos", n_probes=4, lanczos_steps=4)
+    >>> isokit.probe.profile(model, torch.randn(1, 32), opts).meta["method"]
+    'lanczos'
 """
 
+from isokit.probe.checks import ProbeOptionError
+from isokit.probe.depth_profile import profile
 from isokit.probe.exact import ProbeMemoryError, estimate_exact_memory
-from isokit.probe.lanczos import LanczosResult, lanczos, ritz_bounds, slq_density, slq_moments
+from isokit.probe.forward_signal import signal
+from isokit.probe.lanczos import LanczosResult, lanczos
+from isokit.probe.local import block_profile
 from isokit.probe.moments import TraceMoments, rademacher, trace_moments
-from isokit.probe.options import ProbeOptionError, ProbeOptions
-from isokit.probe.profile import block_profile, profile, signal
+from isokit.probe.options import ProbeOptions
+from isokit.probe.quadrature import ritz_bounds, slq_density, slq_moments
 from isokit.probe.result import Profile, Signal, TapSpectrum
-from isokit.probe.stats import stats
+from isokit.probe.serialization import ProfileFormatError
+from isokit.probe.statistics import stats
 from isokit.probe.taps import TapError, resolve_taps
 
 __all__ = [
@@ -31,6 +40,7 @@ __all__ = [
     "ProbeOptionError",
     "ProbeOptions",
     "Profile",
+    "ProfileFormatError",
     "Signal",
     "TapError",
     "TapSpectrum",

@@ -1,4 +1,4 @@
-"""Argument checks of the probe layer: each takes ``(name, value, ...)`` and returns the value.
+"""Argument checks of the probe layer: each takes ``(name, value, ...)``, returns the value.
 
 Every failure is a :class:`ProbeOptionError` (a ``ValueError``) naming the argument, the value
 found and the fix. Types are strict: ``True`` is not an integer, ``1.0`` is not an integer and the
@@ -18,15 +18,21 @@ from __future__ import annotations
 import difflib
 import math
 import operator
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor, nn
 
 __all__ = [
     "ProbeOptionError",
     "as_int",
     "boolean",
+    "check_dtype",
+    "check_inputs",
+    "check_slq_taps",
+    "check_taps",
     "choice",
     "close_matches",
     "describe",
@@ -163,3 +169,124 @@ def choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
             + close_matches(str(value), choices),
         )
     return value
+
+
+# ----------------------------------------------------------------------- probe-specific values
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+_TOO_COARSE = {"float16", "bfloat16", "half"}
+_GLOB = frozenset("*?[]")
+
+TapsOption = str | Sequence[str] | Callable[[str, nn.Module], bool]
+SlqTapsOption = str | Sequence[str | int] | None
+
+
+def _tap_name(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ProbeOptionError(name, f"tap names must be non-empty strings, got {describe(value)}")
+    if _GLOB & set(value):
+        raise ProbeOptionError(
+            name,
+            f"{value!r} looks like a glob pattern, and tap names are matched literally; list the "
+            "module names or pass a predicate (name, module) -> bool",
+        )
+    return value
+
+
+def check_taps(name: str, value: Any) -> TapsOption:
+    """``"auto"``, one module name, a list/tuple of names (as a tuple) or a predicate.
+
+    Example:
+        >>> check_taps("taps", ["blocks.0", "blocks.1"])
+        ('blocks.0', 'blocks.1')
+    """
+    if isinstance(value, str):
+        return _tap_name(name, value)
+    if isinstance(value, list | tuple):
+        if not value:
+            raise ProbeOptionError(name, "the tap list is empty; pass module names or 'auto'")
+        return tuple(_tap_name(name, item) for item in value)
+    if isinstance(value, nn.Module):
+        raise ProbeOptionError(
+            name,
+            f"got the module {type(value).__name__} itself; pass its name from named_modules()",
+        )
+    if callable(value):
+        return value
+    raise ProbeOptionError(
+        name,
+        f"must be 'auto', a list of module names or a predicate (name, module) -> bool, "
+        f"got {describe(value)}",
+    )
+
+
+def check_slq_taps(name: str, value: Any) -> SlqTapsOption:
+    """``None`` (default depths), ``"all"``, ``"none"``, a tap name, or names and 1-based depths.
+
+    Example:
+        >>> check_slq_taps("slq_taps", ["blocks.0", 3])
+        ('blocks.0', 3)
+    """
+    if value is None or isinstance(value, str):
+        return None if value is None else _tap_name(name, value)
+    if not isinstance(value, list | tuple):
+        raise ProbeOptionError(
+            name,
+            f"must be None, 'all', 'none' or a list of tap names and 1-based depths, got "
+            f"{describe(value)}",
+        )
+    out: list[str | int] = []
+    for item in value:
+        depth = as_int(item)
+        if depth is not None:
+            out.append(positive_int(name, depth, why=" (a 1-based depth)"))
+        else:
+            out.append(_tap_name(name, item))
+    return tuple(out)
+
+
+def check_dtype(name: str, value: Any) -> torch.dtype:
+    """``torch.float64`` or ``torch.float32`` (or their names); half precisions are refused.
+
+    Example:
+        >>> check_dtype("dtype", "float32")
+        torch.float32
+    """
+    key = str(value).replace("torch.", "") if isinstance(value, torch.dtype | str) else None
+    if key in _TOO_COARSE:
+        raise ProbeOptionError(
+            name,
+            f"{key} is too coarse for Jacobian spectra (machine epsilon ~1e-3 swamps small "
+            "singular values and overflows deep products); use float64 (default) or float32",
+        )
+    if key not in _DTYPES:
+        raise ProbeOptionError(name, f"must be float64 or float32, got {describe(value)}")
+    return _DTYPES[key]
+
+
+def check_inputs(name: str, inputs: Any) -> Tensor:
+    """A finite floating batch ``(B, ...)`` with ``B ≥ 1``, or a clear error.
+
+    Example:
+        >>> check_inputs("inputs", torch.zeros(2, 3)).shape
+        torch.Size([2, 3])
+    """
+    if not isinstance(inputs, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor batch (B, ...), got {type(inputs).__name__}"
+        )
+    if not inputs.dtype.is_floating_point:
+        raise TypeError(
+            f"{name} must be floating point (Jacobians need a continuous input), got "
+            f"{inputs.dtype}; embed discrete tokens first and probe from the embeddings"
+        )
+    if inputs.ndim < 2:
+        raise ValueError(
+            f"{name} must be a batch of shape (B, ...) with B ≥ 1, got shape "
+            f"{tuple(inputs.shape)}; add the batch axis with inputs[None]"
+        )
+    if inputs.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (B = 0)")
+    if not bool(torch.isfinite(inputs).all()):
+        raise ValueError(f"{name} contain NaN or inf")
+    return inputs

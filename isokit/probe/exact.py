@@ -1,4 +1,4 @@
-"""Exact per-example Jacobian spectra at every tap (``probes.md`` §3).
+"""Exact per-example Jacobian spectra at every tap (``docs/probes.md §3``).
 
 **Forward mode, one sweep for all taps** (§3.1). ``g(x) = (h_1, …, h_L)`` is captured with hooks
 (:mod:`isokit.probe.taps`). For each chunk ``S`` of ``c`` input basis vectors,
@@ -45,43 +45,38 @@ point used by the tests to compare the Grams with a dense ``jacrev`` reference.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
+from isokit.probe.grams import _F64, GRAM_RTOL
+from isokit.probe.grams import _eigvalsh as _eigvalsh  # re-exported (benchmarks)
 from isokit.probe.plan import (
-    JOINT_COMFORT_BYTES,
     ExactPlan,
     ProbeMemoryError,
-    _reverse_split,
     available_memory,
     default_max_memory,
     estimate_exact_memory,
     plan_exact,
 )
+from isokit.probe.result import TapSpectrum
+from isokit.probe.statistics import degenerate_mask, dtype_eps, saturated_mask, stats
 from isokit.probe.sweeps import (
-    _F64,
-    GRAM_RTOL,
-    _basis,
-    _from_gram,
-    _gram_of,
-    _joint_sweep,
-    _primal_taps,
-    _reverse_rows,
-    _segment_push,
-    _Slot,
-    _svdvals,
-    check_chain,
+    _chain_ok,
+    _Geometry,
+    _geometry,
+    _run_chained,
+    _run_group,
+    _run_reverse,
 )
-from isokit.probe.sweeps import (
-    _eigvalsh as _eigvalsh,  # re-exported (benchmarks)
-)
-from isokit.probe.taps import TapError, resolve_taps, run_with_taps
 
 __all__ = [
     "GRAM_RTOL",
@@ -133,6 +128,31 @@ class ExactTap:
     svd_used: Tensor
     gram: Tensor | None = None
 
+    def to_spectrum(
+        self, depth: int, *, dtype: torch.dtype, band: float, method_prefix: str = "exact"
+    ) -> TapSpectrum:
+        """The :class:`TapSpectrum` of this tap: statistics with the probe dtype's zero rule."""
+        s = self.singular_values.numpy().astype(np.float64, copy=False)
+        eps = dtype_eps(dtype)
+        st = stats(s, n_rows=self.D, n_cols=self.n_in, band=band, eps=eps, degenerate_var=math.inf)
+        lam = s * s
+        return TapSpectrum(
+            name=self.name,
+            depth=depth,
+            D=self.D,
+            n_in=self.n_in,
+            r=self.r,
+            shape=tuple(self.shape),
+            method=f"{method_prefix}-{self.mode}",
+            side=self.side,
+            singular_values=s,
+            stats=st,
+            traces={"t1": lam.sum(1), "t2": (lam**2).sum(1), "t3": (lam**3).sum(1)},
+            degenerate=np.asarray(degenerate_mask(s), dtype=bool).reshape(-1),
+            saturated=np.asarray(saturated_mask(s, eps=eps), dtype=bool).reshape(-1),
+            gram_unreliable=self.gram_unreliable.numpy().astype(bool),
+        )
+
 
 @dataclass(kw_only=True, eq=False)
 class ExactResult:
@@ -143,6 +163,65 @@ class ExactResult:
     n_sweeps: int
     chain_checked: bool | None
     warnings: list[str] = field(default_factory=list)
+
+
+class _Collector:
+    """Per-tap results over the example chunks, concatenated into :class:`ExactTap` at the end."""
+
+    def __init__(self, n: int, keep_grams: bool) -> None:
+        self.keep_grams = keep_grams
+        self.parts: list[list[tuple[Tensor, ...]]] = [[] for _ in range(n)]
+
+    def record(self, i: int, s: Tensor, bad: Tensor, used: Tensor, G: Tensor | None) -> None:
+        gram = G.cpu() if self.keep_grams else None
+        self.parts[i].append((s.cpu(), bad.cpu(), used.cpu(), gram))
+
+    def taps(self, geo: _Geometry, plan: ExactPlan) -> list[ExactTap]:
+        out = []
+        for i, name in enumerate(geo.names):
+            s, bad, used, grams = zip(*self.parts[i], strict=True)
+            D = geo.dims[i]
+            out.append(
+                ExactTap(
+                    index=i,
+                    name=name,
+                    shape=geo.shapes[i],
+                    D=D,
+                    n_in=geo.n_in,
+                    r=min(D, geo.n_in),
+                    side="output" if geo.n_in >= D else "input",
+                    mode="reverse" if i in plan.reverse else "forward",
+                    singular_values=torch.cat(s),
+                    gram_unreliable=torch.cat(bad),
+                    svd_used=torch.cat(used),
+                    gram=torch.cat(grams) if self.keep_grams else None,
+                )
+            )
+        return out
+
+
+@contextlib.contextmanager
+def _slow_path_warnings() -> Iterator[list[str]]:
+    """Collect vmap slow-path warnings (sorted, distinct); re-emit every other warning."""
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as wlist:
+        warnings.filterwarnings("always", message=r".*(performance drop|batching rule)")
+        yield caught
+    for w in wlist:
+        text = str(w.message)
+        if _SLOW_PATH.search(text):
+            caught.append(text)
+        else:  # not ours to swallow: re-emit
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    caught[:] = sorted(set(caught))
+
+
+def _progress_bar(progress: bool, total: int) -> Any:
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="exact probe", unit="col")
 
 
 # --------------------------------------------------------------------------------------- driver
@@ -162,6 +241,7 @@ def exact_spectra(
     progress: bool = False,
     allow_groups: bool = True,
     example_chunk: int | None = None,
+    labels: Sequence[str] | None = None,
 ) -> ExactResult:
     """Exact spectra of ``J_l = ∂h_l/∂x`` for every example of ``inputs`` and every tap.
 
@@ -183,37 +263,19 @@ def exact_spectra(
         example_chunk: examples per sweep (default: see :func:`plan_exact`). More examples per
             ``vmap`` amortize the per-operation dispatch (faster on small layers) but hold their
             tangents and Grams at the same time.
+        labels: the taps' names in the results and in error messages (default ``tap_names``).
+
+    Raises:
+        ValueError: the Jacobian of some tap holds NaN or inf (named).
     """
     B = inputs.shape[0]
-    in_shape = tuple(inputs.shape[1:])
-    n_in = math.prod(in_shape)
-    device = inputs.device
-    mods = [model.get_submodule(n) for n in tap_names]
-    dry = run_with_taps(model, mods, inputs[:1])
-    shapes = [tuple(h.shape) for h in dry.outputs]
-    dims = [h.numel() for h in dry.outputs]
-    param_bytes = 8 * sum(p.numel() for p in model.parameters())
+    geo = _geometry(model, inputs, tap_names, labels)
     if max_memory is None:
-        max_memory = default_max_memory(device)
-
-    chain_ok: bool | None = None
-    fwd, _ = _reverse_split(n_in, dims, mode)
-    if fwd and strategy in ("auto", "chained"):
-        # The chain check is only worth running when the joint sweep is not small.
-        fdims = [dims[i] for i in fwd]
-        joint_min = estimate_exact_memory(
-            n_in, fdims, chunk_size=min(n_in, 64), svd=svd, param_bytes=param_bytes
-        )
-        if strategy == "chained" or joint_min > JOINT_COMFORT_BYTES:
-            chain_ok = check_chain(model, [mods[i] for i in fwd], inputs[0])
-            if strategy == "chained" and not chain_ok:
-                raise TapError(
-                    "the taps do not form a chain (some connection skips over a tap boundary); "
-                    "use strategy='joint' or 'auto'"
-                )
+        max_memory = default_max_memory(inputs.device)
+    chain_ok = _chain_ok(model, inputs, geo, strategy=strategy, mode=mode, svd=svd)
     plan = plan_exact(
-        n_in,
-        dims,
+        geo.n_in,
+        geo.dims,
         n_examples=B,
         max_memory=max_memory,
         chunk_size=chunk_size,
@@ -221,158 +283,51 @@ def exact_spectra(
         strategy=strategy,
         mode=mode,
         chain_ok=chain_ok,
-        param_bytes=param_bytes,
+        param_bytes=geo.param_bytes,
         allow_groups=allow_groups,
         example_chunk_size=example_chunk,
     )
-
-    s_out: list[list[Tensor]] = [[] for _ in mods]
-    bad_out: list[list[Tensor]] = [[] for _ in mods]
-    svd_out: list[list[Tensor]] = [[] for _ in mods]
-    gram_out: list[list[Tensor]] = [[] for _ in mods]
-    n_sweeps = 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        total = n_in * len(plan.groups) * -(-B // plan.example_chunk)
-        bar = tqdm(total=total, desc="exact probe", unit="col")
-
-    def record(i: int, s, bad, used, G) -> None:
-        s_out[i].append(s.cpu())
-        bad_out[i].append(bad.cpu())
-        svd_out[i].append(used.cpu())
-        if keep_grams:
-            gram_out[i].append(G.cpu())
-        del G
-
-    caught: list[str] = []
-    with warnings.catch_warnings(record=True) as wlist:
-        warnings.filterwarnings("always", message=r".*(performance drop|batching rule)")
-        for b0 in range(0, B, plan.example_chunk):
-            X = inputs[b0 : b0 + plan.example_chunk]
-            if plan.strategy == "chained":
-                idx = plan.groups[0]
-                cmods = [mods[i] for i in idx]
-                H = _primal_taps(model, cmods, X)
-                T_prev = None
-                for k, i in enumerate(idx):
-                    T = torch.empty(X.shape[0], n_in, dims[i], dtype=X.dtype, device=device)
-                    for start in range(0, n_in, plan.chunk_size):
-                        stop = min(n_in, start + plan.chunk_size)
-                        if k == 0:
-                            V = _basis(start, stop, n_in, in_shape, dtype=X.dtype, device=device)
-                            V = V.unsqueeze(0).expand(X.shape[0], *V.shape)
-                        else:
-                            V = T_prev[:, start:stop]
-                        T[:, start:stop] = _segment_push(
-                            model, cmods, k, X, H[k - 1] if k else None, V
-                        )
-                        if bar is not None and k == len(idx) - 1:
-                            bar.update(stop - start)
-                    slot = _Slot.__new__(_Slot)
-                    slot.D, slot.n_in, slot.keep_cols = dims[i], n_in, True
-                    slot.cols, slot.gram = T.to(_F64), None
-                    s, bad, used, G, _ = slot.finish(svd=svd)
-                    record(i, s, bad, used, G)
-                    del slot
-                    T_prev = T
-                n_sweeps = 1
-            else:
-                for group in plan.groups:
-                    gmods = [mods[i] for i in group]
-                    keep = [svd or dims[i] > n_in for i in group]
-
-                    def done(slot: _Slot) -> tuple:
-                        s, bad, used, G, again = slot.finish(svd=svd)
-                        return s, bad, used, (G if keep_grams else None), again
-
-                    finished = _joint_sweep(
-                        model, gmods, X, plan.chunk_size, keep, bar, on_done=done
-                    )
-                    redo: list[int] = []
-                    results = {}
-                    for i, (s, bad, used, G, again) in zip(group, finished, strict=True):
-                        results[i] = (s, bad, used, G)
-                        if again:
-                            redo.append(i)
-                    del finished
-                    if redo:
-                        # Re-sweep the unreliable taps keeping their columns (§3.4).
-                        rmods = [mods[i] for i in redo]
-                        rslots = _joint_sweep(model, rmods, X, plan.chunk_size, [True] * len(redo))
-                        for i, slot in zip(redo, rslots, strict=True):
-                            s, bad, used, G = results[i]
-                            s = s.clone()
-                            C = slot.cols
-                            s[used] = _svdvals(C[used])
-                            results[i] = (s, bad, used, G)
-                        del rslots
-                    for i in group:
-                        record(i, *results[i])
-                n_sweeps = len(plan.groups)
-            if plan.reverse:
-                rmods = [mods[i] for i in plan.reverse]
-                rows = _reverse_rows(model, rmods, X, plan.chunk_size)
-                for i, R in zip(plan.reverse, rows, strict=True):
-                    R = R.to(_F64)  # [bc, D, n_in]
-                    G = _gram_of(R, rows=dims[i] <= n_in)
-                    s, bad = _from_gram(G)
-                    used = torch.ones_like(bad) if svd else bad
-                    if bool(used.any()):
-                        s = s.clone()
-                        s[used] = _svdvals(R[used])
-                    record(i, s, bad, used, G)
-    for w in wlist:
-        text = str(w.message)
-        if _SLOW_PATH.search(text):
-            caught.append(text)
-        else:  # not ours to swallow: re-emit
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    caught = sorted(set(caught))
-    if bar is not None:
-        bar.close()
-
-    taps = []
-    for i, name in enumerate(tap_names):
-        D = dims[i]
-        taps.append(
-            ExactTap(
-                index=i,
-                name=name,
-                shape=shapes[i],
-                D=D,
-                n_in=n_in,
-                r=min(D, n_in),
-                side="output" if n_in >= D else "input",
-                mode="reverse" if i in plan.reverse else "forward",
-                singular_values=torch.cat(s_out[i]),
-                gram_unreliable=torch.cat(bad_out[i]),
-                svd_used=torch.cat(svd_out[i]),
-                gram=torch.cat(gram_out[i]) if keep_grams else None,
-            )
-        )
+    out = _Collector(len(geo.mods), keep_grams)
+    bar = _progress_bar(progress, geo.n_in * len(plan.groups) * -(-B // plan.example_chunk))
+    try:
+        with _slow_path_warnings() as caught:
+            for b0 in range(0, B, plan.example_chunk):
+                X = inputs[b0 : b0 + plan.example_chunk]
+                if plan.strategy == "chained":
+                    _run_chained(model, geo, plan, X, svd, out, bar)
+                else:
+                    for group in plan.groups:
+                        _run_group(model, geo, plan, group, X, svd, out, bar)
+                if plan.reverse:
+                    _run_reverse(model, geo, plan, X, svd, out)
+    finally:
+        if bar is not None:
+            bar.close()
     return ExactResult(
-        taps=taps, plan=plan, n_sweeps=n_sweeps, chain_checked=chain_ok, warnings=caught
+        taps=out.taps(geo, plan),
+        plan=plan,
+        n_sweeps=1 if plan.strategy == "chained" else len(plan.groups),
+        chain_checked=chain_ok,
+        warnings=caught,
     )
 
 
 def tap_grams(
     model: nn.Module,
     inputs: Tensor,
-    taps="auto",
+    taps: Any = "auto",
     *,
     dtype: torch.dtype = _F64,
-    **kwargs,
+    **kwargs: Any,
 ) -> ExactResult:
     """Self-contained exact probe that keeps the Grams (for tests and debugging).
 
-    Applies :func:`~isokit.probe.hygiene.probe_context` and returns :func:`exact_spectra`'s
-    result with ``gram`` set on every tap (``B = JJᵀ`` if ``side == "output"``, else ``JᵀJ``).
+    Prepares the model like every probe (:func:`isokit.probe.prepare.prepare`) and returns
+    :func:`exact_spectra`'s result with ``gram`` set on every tap (``B = JJᵀ`` if
+    ``side == "output"``, else ``JᵀJ``).
     """
-    from isokit.probe.hygiene import model_device, probe_context
+    from isokit.probe.options import ProbeOptions
+    from isokit.probe.prepare import prepare
 
-    names = resolve_taps(model, taps)
-    with probe_context(model, dtype=dtype) as m:
-        x = inputs.to(device=model_device(m), dtype=dtype)
-        return exact_spectra(m, x, names, keep_grams=True, **kwargs)
+    with prepare(model, inputs, ProbeOptions(taps=taps, dtype=dtype)) as prep:
+        return exact_spectra(prep.copy, prep.x, prep.names, keep_grams=True, **kwargs)

@@ -1,4 +1,4 @@
-"""Forward signal and gradient norms across depth: :func:`signal` (``probes.md`` §5).
+"""Forward signal and gradient norms across depth: :func:`signal` (``docs/probes.md §5``).
 
 ``q_l`` (mean squared activation), ``c_l`` (mean pairwise cosine, :func:`_mean_cosine`) and the
 gradient norms ``g_l`` at every tap, plus the parameter-gradient norm of the segment that ends at
@@ -10,125 +10,186 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from isokit.probe.common import _check_inputs, _dry_run
-from isokit.probe.hygiene import model_device, probe_context
+from isokit.probe.options import ProbeOptions, resolve_options
+from isokit.probe.prepare import Prepared, prepare
 from isokit.probe.result import Signal
-from isokit.probe.taps import TapSpec, resolve_taps, run_with_taps
+from isokit.probe.taps import TapCall, run_with_taps
 
-__all__ = ["signal"]
+__all__ = ["measure_signal", "signal"]
 
-
-# ----------------------------------------------------------------------------------- signal
+Loss = Callable[[Tensor], Tensor]
 
 
 def signal(
     model: nn.Module,
     inputs: Tensor,
+    options: ProbeOptions | None = None,
     *,
-    taps: TapSpec = "auto",
-    loss: Callable[[Tensor], Tensor] | None = None,
+    loss: Loss | None = None,
     generator: torch.Generator | None = None,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float64,
+    **overrides: Any,
 ) -> Signal:
-    """Forward signal ``q_l``, ``c_l`` and gradient norms ``g_l`` at every tap (``probes.md`` §5).
+    """Forward signal ``q_l``, ``c_l`` and gradient norms ``g_l`` at every tap.
 
-    One forward and one backward pass of the batch on the eval-mode probe copy. Zero tensors
-    ``e_l`` are added to the tap outputs in the hooks and the loss is differentiated with respect
-    to them, so ``∂ℓ_b/∂h_l^(b)`` comes out for all taps at once.
+    One forward and one backward pass of the batch on the eval-mode probe copy
+    (``docs/probes.md §5``). Zero tensors ``e_l`` are added to the tap outputs in the hooks and
+    the loss is differentiated with respect to them, so ``∂ℓ_b/∂h_l^(b)`` comes out for all taps
+    at once. Of the :class:`~isokit.probe.ProbeOptions` (or keyword ``overrides``), ``taps``,
+    ``dtype`` and ``seed`` apply.
 
     Args:
         loss: ``output -> per-example losses [B]`` (summed) or their scalar sum. Default:
-            ``ℓ_b = ⟨u_b, f(x_b)⟩`` with ``u_b ~ N(0, I)`` drawn from ``generator`` (or ``seed``),
-            so that ``E g_l = ‖∂f/∂h_l‖_F²``.
+            ``ℓ_b = ⟨u_b, f(x_b)⟩`` with ``u_b ~ N(0, I)`` drawn from ``generator`` (or
+            ``options.seed``), so that ``E g_l = ‖∂f/∂h_l‖_F²``.
+        generator: explicit generator of the projection vectors ``u_b``.
+
+    Raises:
+        ValueError: NaN or inf in the weights, activations, loss or gradients (named).
+
+    Example:
+        >>> import torch, isokit
+        >>> from isokit.models import MLP
+        >>> model = isokit.init.apply(MLP(8, 8, depth=3, activation="tanh"), "orthogonal", seed=0)
+        >>> sig = isokit.probe.signal(model, torch.randn(4, 8), seed=0)
+        >>> sig.q.shape, sig.loss
+        ((3,), 'projection')
     """
-    _check_inputs(inputs)
-    names = resolve_taps(model, taps)
-    if generator is not None:
-        seed = int(generator.initial_seed())
-    with probe_context(model, dtype=dtype) as m:
-        device = model_device(m)
-        x = inputs.detach().to(device=device, dtype=dtype)
-        mods = [m.get_submodule(n) for n in names]
-        dry = _dry_run(m, mods, x, model)
-        del dry
-        shapes_call = run_with_taps(m, mods, x)
-        B = x.shape[0]
-        with torch.enable_grad():
-            zeros = [torch.zeros_like(h, requires_grad=True) for h in shapes_call.outputs]
-            del shapes_call
-            for p in m.parameters():
-                p.requires_grad_(True)
-            with _segment_recorder(m, mods) as segments:
-                call = run_with_taps(m, mods, x, add=dict(enumerate(zeros)))
-            output = call.output
-            if not isinstance(output, Tensor):
-                raise TypeError(f"signal needs a tensor model output, got {type(output).__name__}")
-            if loss is None:
-                gen = generator or torch.Generator(device=device).manual_seed(seed)
-                u = torch.randn(output.shape, generator=gen, dtype=output.dtype, device=device)
-                total = (u * output).sum()
-                loss_kind = "projection"
-            else:
-                value = loss(output)
-                total = value.sum()
-                loss_kind = "custom"
-            tap_params = [
-                [p for mod in segments.get(i, []) for p in mod.parameters(recurse=False)]
-                for i in range(len(mods))
-            ]
-            unique = list({id(p): p for group in tap_params for p in group}.values())
-            grads = torch.autograd.grad(total, zeros + unique, allow_unused=True)
-        g_h = grads[: len(zeros)]
-        g_by_id = {id(p): gp for p, gp in zip(unique, grads[len(zeros) :], strict=True)}
-        hs = [h.detach() for h in call.outputs]
-        q, q_std, cos, dropped, g, g_std, gpu, pg, dims = [], [], [], [], [], [], [], [], []
-        for h, gh, group in zip(hs, g_h, tap_params, strict=True):
-            H = h.reshape(B, -1).to(torch.float64)
-            D = H.shape[1]
-            dims.append(D)
-            per = (H * H).sum(1) / D
-            q.append(float(per.mean()))
-            q_std.append(float(per.std(unbiased=False)))
-            c, n_drop = _mean_cosine(H)
-            cos.append(c)
-            dropped.append(n_drop)
-            G = torch.zeros_like(H) if gh is None else gh.reshape(B, -1).to(torch.float64)
-            per_g = (G * G).sum(1)
-            g.append(float(per_g.mean()))
-            g_std.append(float(per_g.std(unbiased=False)))
-            gpu.append(float(per_g.mean()) / D)
-            sq = 0.0
-            for p in group:
-                gp = g_by_id[id(p)]
-                if gp is not None:
-                    sq += float((gp.to(torch.float64) / B).pow(2).sum())
-            pg.append(math.sqrt(sq))
-        X = x.reshape(B, -1).to(torch.float64)
-        input_q = float(((X * X).sum(1) / X.shape[1]).mean())
-        input_cos, _ = _mean_cosine(X)
+    opts = resolve_options(options, overrides)
+    with prepare(model, inputs, opts, generator=generator) as prep:
+        return measure_signal(prep, loss=loss, generator=generator)
+
+
+@dataclass
+class _Backward:
+    """One forward with zero perturbations at the taps and the gradients of the loss."""
+
+    call: TapCall
+    grad_h: list[Tensor | None]
+    tap_params: list[list[Tensor]]
+    grad_by_id: dict[int, Tensor | None]
+    loss_kind: str
+
+
+def measure_signal(
+    prep: Prepared, *, loss: Loss | None = None, generator: torch.Generator | None = None
+) -> Signal:
+    """:func:`signal` on a prepared probe (the copy's parameters get ``requires_grad`` back off)."""
+    try:
+        back = _backward(prep, loss, generator)
+    finally:
+        prep.copy.requires_grad_(False)
+    x, B = prep.x, prep.x.shape[0]
+    rows = [
+        _tap_signal(prep.names[i], h.detach(), back.grad_h[i], back.tap_params[i], back, B)
+        for i, h in enumerate(back.call.outputs)
+    ]
+    X = x.reshape(B, -1).to(torch.float64)
+    input_q = float(((X * X).sum(1) / X.shape[1]).mean())
+    input_cos, _ = _mean_cosine(X)
+    column = {key: [row[key] for row in rows] for key in rows[0]}
     return Signal(
-        taps=list(names),
-        D=dims,
-        q=np.array(q),
-        q_std=np.array(q_std),
-        cos=np.array(cos),
-        cos_dropped=np.array(dropped, dtype=np.int64),
-        grad=np.array(g),
-        grad_std=np.array(g_std),
-        grad_per_unit=np.array(gpu),
-        param_grad=np.array(pg),
+        taps=list(prep.names),
+        D=column["D"],
+        q=np.array(column["q"]),
+        q_std=np.array(column["q_std"]),
+        cos=np.array(column["cos"]),
+        cos_dropped=np.array(column["cos_dropped"], dtype=np.int64),
+        grad=np.array(column["grad"]),
+        grad_std=np.array(column["grad_std"]),
+        grad_per_unit=np.array(column["grad_per_unit"]),
+        param_grad=np.array(column["param_grad"]),
         input_q=input_q,
         input_cos=input_cos,
-        loss=loss_kind,
-        seed=seed if loss is None else None,
+        loss=back.loss_kind,
+        seed=prep.seed if loss is None else None,
         n_examples=B,
     )
+
+
+def _backward(prep: Prepared, loss: Loss | None, generator: torch.Generator | None) -> _Backward:
+    m, mods, x = prep.copy, prep.mods, prep.x
+    shapes_call = run_with_taps(m, mods, x)
+    with torch.enable_grad():
+        zeros = [torch.zeros_like(h, requires_grad=True) for h in shapes_call.outputs]
+        del shapes_call
+        for p in m.parameters():
+            p.requires_grad_(True)
+        with _segment_recorder(m, mods) as segments:
+            call = run_with_taps(m, mods, x, add=dict(enumerate(zeros)))
+        for name, h in zip(prep.names, call.outputs, strict=True):
+            _check_finite(name, "activations", h.detach())
+        output = call.output
+        if not isinstance(output, Tensor):
+            raise TypeError(f"signal needs a tensor model output, got {type(output).__name__}")
+        if loss is None:
+            gen = generator or torch.Generator(device=prep.device).manual_seed(prep.seed)
+            u = torch.randn(output.shape, generator=gen, dtype=output.dtype, device=prep.device)
+            total = (u * output).sum()
+            loss_kind = "projection"
+        else:
+            total = loss(output).sum()
+            loss_kind = "custom"
+        if not bool(torch.isfinite(total.detach()).all()):
+            raise ValueError(
+                f"the {loss_kind} loss of {type(prep.model).__name__} is NaN or inf on this "
+                "batch; gradient norms cannot be measured (check the loss or the output scale)"
+            )
+        tap_params = [
+            [p for mod in segments.get(i, []) for p in mod.parameters(recurse=False)]
+            for i in range(len(mods))
+        ]
+        unique = list({id(p): p for group in tap_params for p in group}.values())
+        grads = torch.autograd.grad(total, zeros + unique, allow_unused=True)
+    grad_by_id = {id(p): gp for p, gp in zip(unique, grads[len(zeros) :], strict=True)}
+    return _Backward(call, list(grads[: len(zeros)]), tap_params, grad_by_id, loss_kind)
+
+
+def _check_finite(name: str, what: str, T: Tensor) -> None:
+    if not bool(torch.isfinite(T).all()):
+        raise ValueError(
+            f"the {what} at tap {name!r} hold NaN or inf for some example of the batch; the "
+            "signal cannot be measured there (overflow: check the initialization's scale)"
+        )
+
+
+def _tap_signal(
+    name: str, h: Tensor, gh: Tensor | None, group: list[Tensor], back: _Backward, B: int
+) -> dict[str, Any]:
+    """The signal quantities of one tap, refusing NaN or inf (never returned silently)."""
+    H = h.reshape(B, -1).to(torch.float64)
+    G = torch.zeros_like(H) if gh is None else gh.reshape(B, -1).to(torch.float64)
+    _check_finite(name, "gradients", G)
+    D = H.shape[1]
+    per = (H * H).sum(1) / D
+    c, n_drop = _mean_cosine(H)
+    per_g = (G * G).sum(1)
+    sq = 0.0
+    for p in group:
+        gp = back.grad_by_id[id(p)]
+        if gp is not None:
+            sq += float((gp.to(torch.float64) / B).pow(2).sum())
+    if not math.isfinite(sq):
+        raise ValueError(
+            f"the parameter gradients of the block ending at tap {name!r} overflow to NaN or inf"
+        )
+    return {
+        "D": D,
+        "q": float(per.mean()),
+        "q_std": float(per.std(unbiased=False)),
+        "cos": c,
+        "cos_dropped": n_drop,
+        "grad": float(per_g.mean()),
+        "grad_std": float(per_g.std(unbiased=False)),
+        "grad_per_unit": float(per_g.mean()) / D,
+        "param_grad": math.sqrt(sq),
+    }
 
 
 @contextlib.contextmanager

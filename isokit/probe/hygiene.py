@@ -1,4 +1,4 @@
-"""Numerical hygiene for probes (``probes.md`` §6): a private model copy and clean global flags.
+"""Numerical hygiene (``docs/probes.md §6``): a private model copy and clean global flags.
 
 :func:`probe_context` yields a deep copy of the model, converted to the probe dtype (float64 by
 default), in eval mode, with ``requires_grad`` off on every parameter, and sets for its duration:

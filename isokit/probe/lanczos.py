@@ -1,6 +1,6 @@
-"""Batched Lanczos on a symmetric PSD operator: SLQ moments and densities, Ritz bounds.
+"""Batched Lanczos on a symmetric PSD operator (its quadratures: :mod:`isokit.probe.quadrature`).
 
-``probes.md`` §4.3–4.4. The operator ``M`` (``A = JᵀJ`` or ``B = JJᵀ``, on the side whose
+``docs/probes.md §4.3``, ``§4.4``. The operator ``M`` (``A = JᵀJ`` or ``B = JJᵀ``, on the side whose
 dimension is ``r = min(D, n_in)``) is given only through a batched product
 ``matvec(V: [P, dim]) -> [P, dim]``, so callers can ``vmap`` their ``jvp``/``vjp``.
 
@@ -25,25 +25,17 @@ distance of ``θ_i``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from isokit.probe.checks import positive_int
 from isokit.probe.moments import rademacher
+from isokit.probe.statistics import DEGENERATE_BELOW
 
-__all__ = [
-    "LanczosResult",
-    "RitzBounds",
-    "SLQDensity",
-    "SLQMoments",
-    "lanczos",
-    "ritz_bounds",
-    "slq_density",
-    "slq_moments",
-]
+__all__ = ["LanczosResult", "lanczos"]
 
 _F64 = torch.float64
 
@@ -51,6 +43,13 @@ _F64 = torch.float64
 @dataclass(frozen=True, kw_only=True, eq=False)
 class LanczosResult:
     """Per-probe Lanczos tridiagonals and their Gauss quadratures.
+
+    Example:
+        >>> M = torch.diag(torch.tensor([1.0, 4.0], dtype=torch.float64))
+        >>> res = lanczos(lambda V: V @ M, 2, steps=3, n_probes=2,
+        ...               generator=torch.Generator().manual_seed(0))
+        >>> res.n_steps.tolist(), res.mask.shape  # the third step breaks down: padding
+        ([2, 2], torch.Size([2, 3]))
 
     All ``[P, m]`` tensors are float64 on the CPU. Entries past a probe's ``n_steps`` (after a
     breakdown) are padding: node ``0``, weight ``0``, residual ``0``; :attr:`mask` marks the rest.
@@ -117,74 +116,6 @@ class LanczosResult:
         return torch.einsum("pji,pjd->pid", S, self.basis)
 
 
-@dataclass(frozen=True, kw_only=True)
-class SLQMoments:
-    """SLQ estimates of ``m_j = (1/r)·tr M^j`` for ``j = 1..k_max``.
-
-    Attributes:
-        moments: ``(m_1, …, m_kmax)``, the probe average of ``Σ_i w_i θ_i^j``.
-        standard_errors: standard errors across probes (``std/√P``; ``nan`` for one probe).
-        per_probe: ``[P, k_max]`` float64, ``Σ_i w_i θ_i^j = q_1ᵀ M^j q_1`` per probe.
-    """
-
-    moments: tuple[float, ...]
-    standard_errors: tuple[float, ...]
-    per_probe: Tensor
-
-
-@dataclass(frozen=True, kw_only=True)
-class SLQDensity:
-    """Kernel-smoothed singular-value density from the SLQ nodes.
-
-    Attributes:
-        grid: evaluation points (``log s`` if ``log`` else ``s``), float64.
-        density: ``ρ(x) = (1/P)·Σ_{p,i} w_i φ_h(x − x_i)`` over non-zero nodes; integrates to
-            ``1 − zero_mass``.
-        zero_mass: total weight of nodes at or below the zero threshold (the separate atom).
-        bandwidth: the Gaussian kernel's standard deviation ``h`` (not a variance).
-        log: whether the axis is ``log s = ½·log θ`` (else ``s = √θ``).
-        zero_threshold: the ``θ`` value at or below which a node counts as zero.
-    """
-
-    grid: Tensor
-    density: Tensor
-    zero_mass: float
-    bandwidth: float
-    log: bool
-    zero_threshold: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class RitzBounds:
-    """Certified bounds on the extreme singular values from Ritz values (``r``-side operator).
-
-    Attributes:
-        theta_max, theta_min: the largest and smallest active Ritz values over all probes.
-        sigma_max_lower: ``√θ_max ≤ σ_max``.
-        sigma_min_upper: ``√max(θ_min, 0) ≥ σ_min``.
-        residual_max, residual_min: residuals ``β_k·|S_{k,i}|`` of those two Ritz pairs.
-        residuals: all residuals (``[P, m]``, padding 0).
-        converged_max, converged_min: residual ``≤ tol·θ_max`` for each pair.
-        tol: the relative convergence tolerance.
-    """
-
-    theta_max: float
-    theta_min: float
-    sigma_max_lower: float
-    sigma_min_upper: float
-    residual_max: float
-    residual_min: float
-    residuals: Tensor
-    converged_max: bool
-    converged_min: bool
-    tol: float
-
-    @property
-    def converged(self) -> bool:
-        """Both extreme Ritz pairs have converged."""
-        return self.converged_max and self.converged_min
-
-
 def lanczos(
     matvec: Callable[[Tensor], Tensor],
     dim: int,
@@ -200,6 +131,15 @@ def lanczos(
 ) -> LanczosResult:
     """Run ``steps`` Lanczos steps on ``P`` probes at once (see the module docstring).
 
+    Example:
+        >>> M = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+        >>> res = lanczos(lambda V: V @ M, 3, steps=3, n_probes=2,
+        ...               generator=torch.Generator().manual_seed(0))
+        >>> [round(t, 12) for t in res.nodes[0].tolist()]  # 3 steps on 3×3: its eigenvalues
+        [1.0, 2.0, 3.0]
+        >>> [round(w, 12) for w in res.weights.sum(dim=1).tolist()]  # Gauss weights sum to 1
+        [1.0, 1.0]
+
     Args:
         matvec: batched product ``V ↦ V M`` for symmetric PSD ``M``: ``[P, dim] -> [P, dim]``.
         dim: operator dimension ``r``.
@@ -213,12 +153,12 @@ def lanczos(
         breakdown_tol: relative breakdown threshold; default ``1e-12`` in float64, ``1e-6`` in
             float32, ``1e-3`` in half precision.
     """
-    dim = _positive_int(dim, "dim")
-    steps = _positive_int(steps, "steps")
+    dim = positive_int("dim", dim)
+    steps = positive_int("steps", steps)
     if start is None:
         if n_probes is None:
             raise ValueError("pass n_probes (the number of start vectors) or a start block")
-        n_probes = _positive_int(n_probes, "n_probes")
+        n_probes = positive_int("n_probes", n_probes)
         if generator is None:
             raise ValueError(
                 "lanczos draws its Rademacher starts from an explicit generator; pass "
@@ -269,7 +209,7 @@ def lanczos(
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
             raise ValueError(
                 f"matvec returned NaN or inf at Lanczos step {j + 1}; check the operator "
-                "(overflow? then use float64 or renormalize, probes.md §6)"
+                "(overflow? then use float64 or renormalize, docs/probes.md §6)"
             )
         scale = torch.maximum(scale, torch.maximum(a.abs(), b))
         broke = active & (b <= breakdown_tol * scale)
@@ -294,7 +234,7 @@ def lanczos(
         n_products=n_calls * n_probes,
         dtype=dtype,
         breakdown_tol=float(breakdown_tol),
-        degenerate=bool((scale <= torch.finfo(_F64).tiny).all()),
+        degenerate=bool((scale <= DEGENERATE_BELOW).all()),
         basis=Q if keep_basis else None,
     )
 
@@ -318,101 +258,3 @@ def _solve_tridiagonals(
         residuals[p, :k] = beta[p, k - 1] * S[k - 1].abs()
         eigvecs[p, :k, :k] = S
     return nodes, weights, residuals, eigvecs
-
-
-def slq_moments(result: LanczosResult, k_max: int = 3) -> SLQMoments:
-    """``m_j ≈ (1/P)·Σ_p Σ_i w_i^(p) (θ_i^(p))^j`` for ``j = 1..k_max``, with standard errors.
-
-    Each probe's sum equals ``q_1ᵀ M^j q_1`` exactly for ``j ≤ 2k − 1``; its expectation over
-    the Rademacher start is ``tr(M^j)/r``. Padding nodes carry zero weight and do not contribute.
-    """
-    k_max = _positive_int(k_max, "k_max")
-    powers = torch.arange(1, k_max + 1, dtype=_F64)
-    per_probe = (result.weights[:, :, None] * result.nodes[:, :, None] ** powers).sum(dim=1)
-    P = result.n_probes
-    mean = per_probe.mean(dim=0)
-    se = per_probe.std(dim=0) / math.sqrt(P) if P > 1 else torch.full((k_max,), math.nan)
-    return SLQMoments(
-        moments=tuple(mean.tolist()), standard_errors=tuple(se.tolist()), per_probe=per_probe
-    )
-
-
-def slq_density(
-    result: LanczosResult,
-    grid: Tensor,
-    *,
-    bandwidth: float,
-    log: bool = True,
-    zero_tol: float | None = None,
-) -> SLQDensity:
-    """Gaussian-kernel density of singular values ``s = √θ`` (or of ``log s = ½·log θ``).
-
-    ``ρ(x) = (1/P)·Σ_{p,i} w_i^(p)·exp(−(x − x_i)²/(2h²)) / (h·√(2π))`` over the nodes above the
-    zero threshold, where ``h = bandwidth`` is a **standard deviation**. Nodes with
-    ``θ ≤ zero_tol·θ_max`` (``θ_max`` over all probes) form a separate zero atom of mass
-    ``zero_mass``; ``zero_tol`` defaults to ``dim·ε`` of the operator dtype, the absolute accuracy
-    of Lanczos on a Gram, so ``s ≲ √(dim·ε)·s_max`` counts as zero (cf. ``probes.md`` §3.4).
-    """
-    bandwidth = float(bandwidth)
-    if not (math.isfinite(bandwidth) and bandwidth > 0):
-        raise ValueError(f"bandwidth must be a positive standard deviation, got {bandwidth}")
-    grid = torch.as_tensor(grid, dtype=_F64).cpu()
-    if grid.ndim != 1:
-        raise ValueError(f"grid must be 1-D, got shape {tuple(grid.shape)}")
-    if zero_tol is None:
-        zero_tol = result.dim * torch.finfo(result.dtype).eps
-    theta, w = result.quadrature()
-    theta = theta.clamp_min(0)  # PSD operator: negative nodes are round-off
-    threshold = float(zero_tol) * float(theta.max()) if theta.numel() else 0.0
-    nonzero = theta > threshold
-    zero_mass = float(w[~nonzero].sum())
-    theta, w = theta[nonzero], w[nonzero]
-    x = 0.5 * torch.log(theta) if log else torch.sqrt(theta)
-    z = (grid[:, None] - x[None, :]) / bandwidth
-    kernel = torch.exp(-0.5 * z**2) / (bandwidth * math.sqrt(2 * math.pi))
-    return SLQDensity(
-        grid=grid,
-        density=kernel @ w,
-        zero_mass=zero_mass,
-        bandwidth=bandwidth,
-        log=log,
-        zero_threshold=threshold,
-    )
-
-
-def ritz_bounds(result: LanczosResult, *, tol: float = 1e-8) -> RitzBounds:
-    """Ritz bounds ``√θ_max ≤ σ_max`` and ``σ_min ≤ √θ_min`` over all probes (``r``-side ``M``).
-
-    ``converged_*`` holds when the pair's residual ``β_k·|S_{k,i}| ≤ tol·θ_max``. A zero operator
-    gives zero bounds with zero residuals.
-    """
-    if not (tol >= 0):
-        raise ValueError(f"tol must be non-negative, got {tol}")
-    mask = result.mask
-    lo = torch.where(mask, result.nodes, math.inf)
-    hi = torch.where(mask, result.nodes, -math.inf)
-    i_max, i_min = int(hi.argmax()), int(lo.argmin())
-    theta_max = float(hi.flatten()[i_max])
-    theta_min = float(lo.flatten()[i_min])
-    res_max = float(result.residuals.flatten()[i_max])
-    res_min = float(result.residuals.flatten()[i_min])
-    scale = tol * max(theta_max, 0.0)
-    return RitzBounds(
-        theta_max=theta_max,
-        theta_min=theta_min,
-        sigma_max_lower=math.sqrt(max(theta_max, 0.0)),
-        sigma_min_upper=math.sqrt(max(theta_min, 0.0)),
-        residual_max=res_max,
-        residual_min=res_min,
-        residuals=result.residuals,
-        converged_max=res_max <= scale,
-        converged_min=res_min <= scale,
-        tol=float(tol),
-    )
-
-
-def _positive_int(value: int, name: str) -> int:
-    """``value`` as a positive int, or a ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value

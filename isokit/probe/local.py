@@ -8,19 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from isokit.probe.common import _check_inputs, _dry_run, _exact_tap, _meta
 from isokit.probe.exact import exact_spectra
-from isokit.probe.hygiene import model_device, probe_context
-from isokit.probe.result import Profile
-from isokit.probe.taps import TapError, TapSpec, resolve_taps, run_with_taps
+from isokit.probe.options import ProbeOptions, resolve_options
+from isokit.probe.prepare import Prepared, prepare
+from isokit.probe.result import Profile, TapSpectrum
+from isokit.probe.taps import TapError, run_with_taps
 
-__all__ = ["block_profile"]
-
-
-# ----------------------------------------------------------------------------------- blocks
+__all__ = ["block_profile", "measure_blocks"]
 
 
 class _Bound(nn.Module):
@@ -38,15 +34,10 @@ class _Bound(nn.Module):
 def block_profile(
     model: nn.Module,
     inputs: Tensor,
+    options: ProbeOptions | None = None,
     *,
-    taps: TapSpec = "auto",
-    dtype: torch.dtype = torch.float64,
-    chunk_size: int | None = None,
-    max_memory: int | None = None,
-    svd: bool = False,
-    band: float = 0.1,
     meta: dict[str, Any] | None = None,
-    progress: bool = False,
+    **overrides: Any,
 ) -> Profile:
     """Exact spectra of each tap module's local Jacobian ``∂h_l/∂u_l`` at its actual input.
 
@@ -54,58 +45,68 @@ def block_profile(
     (captured with a hook; for the first tap it is whatever the model feeds it, e.g. the input
     itself). Each module is then differentiated alone (forward or reverse mode by dimensions,
     :mod:`isokit.probe.exact`), its other arguments as captured. ``n_in`` of each
-    :class:`TapSpectrum` is ``d_l`` and ``r = min(D_l, d_l)``. On chains ``J_l = J_l^loc J_{l−1}``;
-    with skips across tap boundaries the local spectra do not compose (``probes.md`` §1).
+    :class:`~isokit.probe.TapSpectrum` is ``d_l`` and ``r = min(D_l, d_l)``. On chains
+    ``J_l = J_l^loc J_{l−1}``; with skips across tap boundaries the local spectra do not compose
+    (``docs/probes.md §1``).
+
+    Local Jacobians are always exact: of the :class:`~isokit.probe.ProbeOptions` (or keyword
+    ``overrides``), ``taps``, ``dtype``, ``chunk_size``, ``example_chunk``, ``max_memory``,
+    ``svd``, ``band`` and ``progress`` apply; ``method``, ``n_probes``, ``lanczos_steps``,
+    ``slq_taps`` and ``seed`` are not used.
+
+    Example:
+        >>> import torch, isokit
+        >>> from isokit.models import MLP
+        >>> model = isokit.init.apply(MLP(8, 8, depth=3, activation="tanh"), "orthogonal", seed=0)
+        >>> blocks = isokit.probe.block_profile(model, torch.randn(2, 8))
+        >>> blocks.meta["kind"], len(blocks.taps)
+        ('local', 3)
     """
-    _check_inputs(inputs)
-    names = resolve_taps(model, taps)
-    with probe_context(model, dtype=dtype) as m:
-        device = model_device(m)
-        x = inputs.detach().to(device=device, dtype=dtype)
-        mods = [m.get_submodule(n) for n in names]
-        _dry_run(m, mods, x, model)
-        call = run_with_taps(m, mods, x, capture_inputs=True)
-        out = []
-        reasons = []
-        for i, (name, mod) in enumerate(zip(names, mods, strict=True)):
-            u = call.inputs[i]
-            args, kwargs = call.args[i]
-            if u.shape[0] != x.shape[0]:
-                raise TapError(
-                    f"the input of tap {name!r} has no leading batch axis (shape "
-                    f"{tuple(u.shape)}); block_profile needs per-example block inputs"
-                )
-            bound = _Bound(mod, args, kwargs)
-            try:
-                ex = exact_spectra(
-                    bound,
-                    u.detach(),
-                    ["inner"],
-                    chunk_size=chunk_size,
-                    max_memory=max_memory,
-                    svd=svd,
-                    progress=progress,
-                )
-            except RuntimeError as err:
-                raise TapError(
-                    f"tap {name!r} cannot be differentiated alone on one example of its "
-                    f"captured input (shape {tuple(u.shape[1:])}): {err}"
-                ) from err
-            tap = _exact_tap(ex.taps[0], i + 1, dtype=dtype, band=band, method_prefix="local")
-            tap.name = name
-            tap.warnings.extend(ex.warnings)
-            out.append(tap)
-            reasons.append(ex.plan.strategy)
-    prof_meta = _meta(
-        model,
-        inputs,
-        names,
-        method="exact",
-        reason="local Jacobians are always exact",
-        dtype=dtype,
-        device=device,
-        seed=None,
-        meta=meta,
-        extra={"kind": "local"},
-    )
-    return Profile(taps=out, meta=prof_meta)
+    opts = resolve_options(options, overrides)
+    with prepare(model, inputs, opts) as prep:
+        taps = measure_blocks(prep)
+        prof_meta = prep.meta(
+            method="exact",
+            reason="local Jacobians are always exact",
+            seed=None,
+            meta=meta,
+            extra={"kind": "local"},
+        )
+    return Profile(taps=taps, meta=prof_meta)
+
+
+def measure_blocks(prep: Prepared) -> list[TapSpectrum]:
+    """The local spectra of every tap of a prepared probe (see :func:`block_profile`)."""
+    call = run_with_taps(prep.copy, prep.mods, prep.x, capture_inputs=True)
+    return [_block_tap(prep, i, call.inputs[i], call.args[i]) for i in range(len(prep.names))]
+
+
+def _block_tap(prep: Prepared, i: int, u: Tensor, captured: tuple[tuple, dict]) -> TapSpectrum:
+    opts, name = prep.options, prep.names[i]
+    if u.shape[0] != prep.x.shape[0]:
+        raise TapError(
+            f"the input of tap {name!r} has no leading batch axis (shape "
+            f"{tuple(u.shape)}); block_profile needs per-example block inputs"
+        )
+    args, kwargs = captured
+    bound = _Bound(prep.mods[i], args, kwargs)
+    try:
+        ex = exact_spectra(
+            bound,
+            u.detach(),
+            ["inner"],
+            chunk_size=opts.chunk_size,
+            max_memory=opts.max_memory,
+            svd=opts.svd,
+            progress=opts.progress,
+            example_chunk=opts.example_chunk,
+            labels=[name],
+        )
+    except RuntimeError as err:
+        raise TapError(
+            f"tap {name!r} cannot be differentiated alone on one example of its "
+            f"captured input (shape {tuple(u.shape[1:])}): {err}"
+        ) from err
+    tap = ex.taps[0].to_spectrum(i + 1, dtype=opts.dtype, band=opts.band, method_prefix="local")
+    tap.warnings.extend(ex.warnings)
+    return tap

@@ -1,11 +1,12 @@
-"""Matrix-free tier of :func:`~isokit.probe.profile.profile` (``"lanczos"``, ``probes.md`` §4).
+"""Matrix-free tier of :func:`~isokit.probe.profile` (``"lanczos"``, ``docs/probes.md §4``).
 
 Unbiased ``m1..m3`` with jackknife standard errors at every tap from ``n_probes`` Rademacher
 tangents (one ``vmap``-ped ``jvp`` for all taps, :mod:`isokit.probe.moments`), plus stochastic
 Lanczos quadrature (density, node statistics) and Ritz bounds on ``σ_max``/``σ_min`` at the
-``slq_taps`` (:mod:`isokit.probe.lanczos`), whose default is :func:`default_slq_taps`. The operator
-is the ``r``-side Gram: ``A v = Jᵀ(J v)`` when ``n_in ≤ D``, else ``B u = J(Jᵀ u)``, both from
-batched ``jvp``/``vjp`` (:func:`_jacobian_products`).
+``slq_taps`` (:mod:`isokit.probe.lanczos`, :mod:`isokit.probe.quadrature`), whose default is
+:func:`default_slq_taps`. The operator is the ``r``-side Gram: ``A v = Jᵀ(J v)`` when
+``n_in ≤ D``, else ``B u = J(Jᵀ u)``, both from batched ``jvp``/``vjp``
+(:func:`_jacobian_products`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, vjp, vmap
 
-from isokit.probe.common import _eps
+from isokit.probe.lanczos import lanczos
+from isokit.probe.moments import rademacher, trace_moments
+from isokit.probe.quadrature import ritz_bounds, slq_moments
 from isokit.probe.result import TapSpectrum
+from isokit.probe.statistics import dtype_eps, zero_threshold
 from isokit.probe.taps import TapError, run_with_taps
 
 __all__ = ["default_slq_taps"]
@@ -30,7 +34,7 @@ __all__ = ["default_slq_taps"]
 
 
 def default_slq_taps(n_taps: int) -> list[int]:
-    """Log-spaced depths plus the last one, as 0-based tap indices (``probes.md`` §4.3)."""
+    """Log-spaced depths plus the last one, as 0-based tap indices (``docs/probes.md §4.3``)."""
     if n_taps <= 0:
         return []
     k = min(n_taps, 1 + math.ceil(math.log2(n_taps)))
@@ -80,7 +84,7 @@ def _jacobian_products(fn, xb: Tensor, D: int, in_shape: tuple[int, ...]):
     """Batched ``V ↦ J V`` and ``U ↦ Jᵀ U`` (rows are vectors) at one example.
 
     ``Jᵀu`` is one ``vmap``-ped call of the reusable ``vjp_fn`` (primal cached). ``Jv`` uses the
-    double-vjp trick (``probes.md`` §4.1): ``u ↦ Jᵀu`` is linear, so its own ``vjp`` applied to
+    double-vjp trick (``docs/probes.md §4.1``): ``u ↦ Jᵀu`` is linear, so its own ``vjp`` applied to
     ``v`` is ``Jv``. It reuses the same graph, and was 4× faster than ``vmap(jvp)`` on wide
     linear layers (where ``jvp`` re-runs the primal and copies the transposed weight). If the
     model lacks double backward, plain ``jvp`` is used.
@@ -124,16 +128,13 @@ def _lanczos_taps(
     band: float,
     progress: bool,
 ) -> list[TapSpectrum]:
-    from isokit.probe.lanczos import lanczos, ritz_bounds, slq_moments
-    from isokit.probe.moments import rademacher, trace_moments
-
     B = x.shape[0]
     in_shape = tuple(x.shape[1:])
     n_in = int(math.prod(in_shape))
     L = len(names)
     last = L - 1
     dtype = x.dtype
-    eps = _eps(dtype)
+    eps = dtype_eps(dtype)
 
     def g_all(xx: Tensor) -> tuple[Tensor, ...]:
         call = run_with_taps(m, mods, xx.unsqueeze(0), stop_after=last)
@@ -298,7 +299,8 @@ def _slq_stats(per_example, *, r, m1, n_probes, steps, band, eps, D, n_in):
         weights[b, :, : w.shape[1]] = w
         mask = res.mask.numpy()
         tmax = float(theta[mask].max())
-        zero = (theta <= max(D, n_in) * eps * tmax) & mask  # τ of the stats module, on λ = s²
+        # The zero rule on Gram eigenvalues θ = s², relative to θ_max.
+        zero = (theta <= zero_threshold(tmax, r, n_rows=D, n_cols=n_in, eps=eps)) & mask
         zero = zero | ((theta <= 0) & mask)
         with np.errstate(divide="ignore"):
             log_s = np.where(mask & ~zero, 0.5 * np.log(np.where(theta > 0, theta, 1.0)), 0.0)
@@ -334,7 +336,7 @@ def _slq_stats(per_example, *, r, m1, n_probes, steps, band, eps, D, n_in):
         st["erank"][b] = math.exp(math.log(r * es) - eslogs / es) if es > 0 else 0.0
         st["sigma_max"][b] = rb.sigma_max_lower
         st["sigma_min"][b] = rb.sigma_min_upper
-        thr = max(D, n_in) * eps * rb.sigma_max_lower
+        thr = zero_threshold(rb.sigma_max_lower, r, n_rows=D, n_cols=n_in, eps=eps)
         st["cond"][b] = (
             math.inf if rb.sigma_min_upper <= thr else rb.sigma_max_lower / rb.sigma_min_upper
         )

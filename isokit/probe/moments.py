@@ -1,4 +1,4 @@
-"""Unbiased trace moments of a Jacobian Gram from forward-only probes (``probes.md`` §4.2).
+"""Unbiased trace moments of a Jacobian Gram from forward-only probes (``docs/probes.md §4.2``).
 
 Draw ``K`` i.i.d. isotropic probes ``v_i`` (``E vvᵀ = I``; Rademacher by default, Gaussian
 allowed), push them through the Jacobian, ``y_i = J v_i``, and form the probe Gram
@@ -24,17 +24,20 @@ error). The jackknife also gives standard errors for ``T1..T3``.
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from isokit.probe.checks import positive_int
+from isokit.probe.statistics import DEGENERATE_BELOW
 
 __all__ = ["TraceMoments", "rademacher", "trace_moments", "trace_moments_from_gram"]
 
 # Elements of float64 scratch per chunk when forming ``G`` from a low-precision ``Y``: bounds the
 # temporary float64 copy of ``Y`` to ~128 MiB whatever ``D`` is.
 _GRAM_CHUNK_ELEMENTS = 2**24
+_R_IS = " (min(D, n_in) of the Jacobian)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +53,13 @@ class TraceMoments:
         sfvar_se: jackknife standard error of ``sfvar`` (``nan`` if degenerate).
         sfvar_plugin: the plug-in ratio ``r·T2/T1² − 1`` without bias correction.
         degenerate: ``True`` when ``T1`` is at or below ``zero_tol`` (e.g. an all-dead ReLU net).
+
+    Example:
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> V = rademacher((64, 10), generator=gen)
+        >>> tm = trace_moments(V @ (2 * torch.eye(10, dtype=torch.float64)), r=10)
+        >>> round(tm.m1, 6), round(tm.m1_se, 6)  # J = 2·I: every λ = 4, with no spread
+        (4.0, 0.0)
     """
 
     n_probes: int
@@ -110,6 +120,10 @@ def rademacher(
         generator: the explicit, recorded source of randomness (``None`` uses the global RNG).
         dtype: floating dtype of the result.
         device: device of the result; defaults to the generator's device.
+
+    Example:
+        >>> rademacher((2, 3), generator=torch.Generator().manual_seed(0)).abs().tolist()
+        [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
     if not dtype.is_floating_point:
         raise ValueError(f"rademacher needs a floating dtype, got {dtype}; pass e.g. torch.float64")
@@ -128,6 +142,13 @@ def trace_moments(Y: Tensor, *, r: int, zero_tol: float | None = None) -> TraceM
         r: spectrum length ``min(D, n_in)``, which normalizes ``m_k`` and ``sfvar``.
         zero_tol: ``T1`` at or below this marks the result ``degenerate``; defaults to the
             smallest normal float64 (only an exactly vanishing Jacobian is degenerate).
+
+    Example:
+        >>> J = torch.diag(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+        >>> V = rademacher((16, 3), generator=torch.Generator().manual_seed(0))
+        >>> tm = trace_moments(V @ J.T, r=3)  # rows J v_i
+        >>> round(tm.m1, 9), tm.n_probes  # (1 + 4 + 9)/3: exact for a diagonal J (vᵢ² = 1)
+        (4.666666667, 16)
     """
     if Y.ndim < 2:
         raise ValueError(
@@ -136,7 +157,7 @@ def trace_moments(Y: Tensor, *, r: int, zero_tol: float | None = None) -> TraceM
         )
     Y = Y.reshape(Y.shape[0], -1)
     K, D = Y.shape
-    if _check_r(r) > D:
+    if positive_int("r", r, why=_R_IS) > D:
         raise ValueError(
             f"r={r} exceeds the probe-image length D={D}; r must be min(D, n_in) of the Jacobian"
         )
@@ -156,16 +177,16 @@ def trace_moments_from_gram(G: Tensor, *, r: int, zero_tol: float | None = None)
             f"trace_moments needs at least 4 probes (T3 needs 3 distinct probes, and its "
             f"jackknife leaves one out), got K={K}; draw more probes"
         )
-    r = _check_r(r)
+    r = positive_int("r", r, why=_R_IS)
     G = G.detach().to(device="cpu", dtype=torch.float64)
     if not torch.isfinite(G).all():
         raise ValueError(
             "the probe Gram contains NaN or inf; check the probe images (overflow in the "
-            "forward pass? then renormalize blocks, probes.md §6)"
+            "forward pass? then renormalize blocks, docs/probes.md §6)"
         )
     # Symmetrize: a Gram accumulated in pieces may carry round-off asymmetry.
     G = 0.5 * (G + G.T)
-    zero_tol = torch.finfo(torch.float64).tiny if zero_tol is None else float(zero_tol)
+    zero_tol = DEGENERATE_BELOW if zero_tol is None else float(zero_tol)
 
     diag = torch.diagonal(G).clone()
     H = G - torch.diag(diag)
@@ -211,17 +232,6 @@ def trace_moments_from_gram(G: Tensor, *, r: int, zero_tol: float | None = None)
         sfvar_plugin=sfvar_plugin,
         degenerate=degenerate,
     )
-
-
-def _check_r(r: int) -> int:
-    """``r`` as a positive int, or a ValueError naming the fix."""
-    try:
-        value = operator.index(r)
-    except TypeError:
-        value = None
-    if value is None or isinstance(r, bool) or value < 1:
-        raise ValueError(f"r must be a positive int, min(D, n_in) of the Jacobian; got {r!r}")
-    return value
 
 
 def _jackknife_se(loo: Tensor) -> float:

@@ -23,12 +23,15 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-from torch import nn
 
 from isokit.probe.checks import (
     ProbeOptionError,
-    as_int,
+    SlqTapsOption,
+    TapsOption,
     boolean,
+    check_dtype,
+    check_slq_taps,
+    check_taps,
     choice,
     close_matches,
     describe,
@@ -41,97 +44,6 @@ __all__ = ["METHODS", "ProbeOptionError", "ProbeOptions"]
 
 #: The probe methods (``docs/probes.md §3`` exact, ``§4`` matrix-free).
 METHODS: tuple[str, ...] = ("auto", "exact", "lanczos")
-_DTYPES = {"float64": torch.float64, "float32": torch.float32}
-_TOO_COARSE = {"float16", "bfloat16", "half"}
-_GLOB = frozenset("*?[]")
-
-TapsOption = str | Sequence[str] | Callable[[str, nn.Module], bool]
-SlqTapsOption = str | Sequence[str | int] | None
-
-
-def _tap_name(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ProbeOptionError(name, f"tap names must be non-empty strings, got {describe(value)}")
-    if _GLOB & set(value):
-        raise ProbeOptionError(
-            name,
-            f"{value!r} looks like a glob pattern, and tap names are matched literally; list the "
-            "module names or pass a predicate (name, module) -> bool",
-        )
-    return value
-
-
-def check_taps(name: str, value: Any) -> TapsOption:
-    """``"auto"``, one module name, a list/tuple of names (as a tuple) or a predicate.
-
-    Example:
-        >>> check_taps("taps", ["blocks.0", "blocks.1"])
-        ('blocks.0', 'blocks.1')
-    """
-    if isinstance(value, str):
-        return _tap_name(name, value)
-    if isinstance(value, list | tuple):
-        if not value:
-            raise ProbeOptionError(name, "the tap list is empty; pass module names or 'auto'")
-        return tuple(_tap_name(name, item) for item in value)
-    if isinstance(value, nn.Module):
-        raise ProbeOptionError(
-            name,
-            f"got the module {type(value).__name__} itself; pass its name from named_modules()",
-        )
-    if callable(value):
-        return value
-    raise ProbeOptionError(
-        name,
-        f"must be 'auto', a list of module names or a predicate (name, module) -> bool, "
-        f"got {describe(value)}",
-    )
-
-
-def check_slq_taps(name: str, value: Any) -> SlqTapsOption:
-    """``None`` (default depths), ``"all"``, ``"none"``, a tap name, or names and 1-based depths.
-
-    Example:
-        >>> check_slq_taps("slq_taps", ["blocks.0", 3])
-        ('blocks.0', 3)
-    """
-    if value is None or isinstance(value, str):
-        return None if value is None else _tap_name(name, value)
-    if not isinstance(value, list | tuple):
-        raise ProbeOptionError(
-            name,
-            f"must be None, 'all', 'none' or a list of tap names and 1-based depths, got "
-            f"{describe(value)}",
-        )
-    out: list[str | int] = []
-    for item in value:
-        depth = as_int(item)
-        if depth is not None:
-            out.append(positive_int(name, depth, why=" (a 1-based depth)"))
-        else:
-            out.append(_tap_name(name, item))
-    return tuple(out)
-
-
-def check_dtype(name: str, value: Any) -> torch.dtype:
-    """``torch.float64`` or ``torch.float32`` (or their names); half precisions are refused.
-
-    Example:
-        >>> check_dtype("dtype", "float32")
-        torch.float32
-    """
-    key = str(value).replace("torch.", "") if isinstance(value, torch.dtype | str) else None
-    if key in _TOO_COARSE:
-        raise ProbeOptionError(
-            name,
-            f"{key} is too coarse for Jacobian spectra (machine epsilon ~1e-3 swamps small "
-            "singular values and overflows deep products); use float64 (default) or float32",
-        )
-    if key not in _DTYPES:
-        raise ProbeOptionError(name, f"must be float64 or float32, got {describe(value)}")
-    return _DTYPES[key]
-
-
 # The checker of each field, in field order; each returns the (normalized) value.
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "taps": check_taps,

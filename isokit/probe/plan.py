@@ -1,4 +1,4 @@
-"""Memory plan of the exact probe (``probes.md`` §3.3): estimates, budget and sweep choice.
+"""Memory plan of the exact probe (``docs/probes.md §3.3``): estimates, budget and sweep choice.
 
 :func:`estimate_exact_memory` gives the bytes of one sweep (joint or chained, see
 :mod:`isokit.probe.exact`) over taps of given output sizes; :func:`available_memory` and
@@ -46,7 +46,18 @@ _TARGET_COLUMNS = 256
 
 
 class ProbeMemoryError(MemoryError):
-    """The exact probe's memory estimate exceeds ``max_memory``."""
+    """The exact probe's memory estimate exceeds ``max_memory``.
+
+    Example:
+        >>> import torch, isokit
+        >>> from isokit.models import MLP
+        >>> try:
+        ...     isokit.probe.profile(MLP(8, 8, depth=2), torch.randn(1, 8), method="exact",
+        ...                          max_memory=64)
+        ... except isokit.probe.ProbeMemoryError as err:
+        ...     print("max_memory" in str(err))
+        True
+    """
 
 
 # --------------------------------------------------------------------------------------- memory
@@ -112,6 +123,10 @@ def estimate_exact_memory(
     captured tangents and ``ACT_FACTOR·c·max D`` live ones, per example in flight.
     ``chained``: ``max_l (D_{l−1} + D_l)·n_in`` columns, the largest ``r×r`` Gram, and the live
     tangents of one chunk. ``param_bytes`` (the float64 model copy) is added once.
+
+    Example:
+        >>> estimate_exact_memory(64, [64, 64], chunk_size=64)  # two 64×64 Grams + tangents
+        524288
     """
     if not dims:
         return int(param_bytes)
@@ -158,6 +173,157 @@ def _reverse_split(n_in: int, dims: Sequence[int], mode: str) -> tuple[list[int]
     return list(range(k)), list(range(k, n))
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
+class _Sizing:
+    """The sizes and budget of one plan, with the estimates :func:`plan_exact` compares."""
+
+    n_in: int
+    dims: Sequence[int]
+    n_examples: int
+    max_memory: int
+    chunk_size: int | None
+    svd: bool
+    param_bytes: int
+    example_chunk_size: int | None
+    cands: list[int]
+
+    def estimate(self, taps: Sequence[int], c: int, strategy: str = "joint", bc: int = 1) -> int:
+        return estimate_exact_memory(
+            self.n_in,
+            [self.dims[i] for i in taps],
+            strategy=strategy,
+            chunk_size=c,
+            example_chunk=bc,
+            svd=self.svd,
+            param_bytes=self.param_bytes,
+        )
+
+    def best(self, strategy: str, taps: list[int]) -> tuple[int, int] | None:
+        """(chunk, bytes): the largest chunk that fits, keeping the live tangents within
+        ``max(storage/2, LIVE_FLOOR)`` (bigger chunks add memory, hardly speed)."""
+        ds = [self.dims[i] for i in taps]
+        fallback = None
+        for c in self.cands:
+            est = self.estimate(taps, c, strategy)
+            if est > self.max_memory:
+                continue
+            storage, live = _storage_live(self.n_in, ds, strategy, c, self.svd)
+            if self.chunk_size or 8 * live <= max(4 * storage, LIVE_FLOOR_BYTES):
+                return c, est
+            fallback = fallback or (c, est)
+        return fallback
+
+    def example_chunk(self, strategy: str, c: int, taps: list[int]) -> tuple[int, int]:
+        """(examples per sweep, bytes): halved from the target until the estimate fits."""
+        if self.example_chunk_size:
+            bc = max(1, min(self.n_examples, int(self.example_chunk_size)))
+        else:
+            bc = max(1, min(self.n_examples, -(-_TARGET_COLUMNS // c)))
+        while True:
+            est = self.estimate(taps, c, strategy, bc)
+            if est <= self.max_memory or bc == 1:
+                return bc, est
+            bc = max(1, bc // 2)
+
+
+def _reverse_bytes(sz: _Sizing, rev: list[int]) -> int:
+    """Bytes of the reverse taps: their rows ``J_l`` (``D_l × n_in``) and one cotangent chunk."""
+    if not rev:
+        return 0
+    rev_bytes = 8 * sum(2 * sz.dims[i] * sz.n_in for i in rev) + sz.param_bytes
+    if rev_bytes > sz.max_memory:
+        raise ProbeMemoryError(
+            f"exact reverse mode needs ~{_fmt(rev_bytes)} but max_memory is "
+            f"{_fmt(sz.max_memory)}; use method='lanczos' or raise max_memory"
+        )
+    return rev_bytes
+
+
+def _choose(strategy: str, joint, chained, chain_ok: bool | None) -> str | None:
+    """The single-sweep strategy, or ``None`` when tap groups are needed."""
+    if strategy == "joint" and joint:
+        return "joint"
+    if strategy == "chained" and chained:
+        if chain_ok is False:
+            raise TapError("the taps do not form a chain; the chained sweep is invalid here")
+        return "chained"
+    if strategy == "auto":
+        if joint and joint[1] <= JOINT_COMFORT_BYTES:
+            return "joint"
+        if chained and chain_ok:
+            return "joint" if joint and joint[1] <= 2 * chained[1] else "chained"
+        return "joint" if joint else None
+    if strategy not in ("joint", "chained", "groups"):
+        raise ValueError(f"strategy must be auto, joint, chained or groups, got {strategy!r}")
+    return None
+
+
+def _single_plan(sz: _Sizing, choice: str, strategy: str, joint, chained, fwd, rev, rev_bytes):
+    c = (joint if choice == "joint" else chained)[0]
+    bc, est = sz.example_chunk(choice, c, fwd)
+    if joint:
+        joint_txt = f"joint ~{_fmt(joint[1])}"
+    else:
+        joint_txt = "joint over budget" if strategy == "auto" else f"forced {choice}"
+    return ExactPlan(
+        strategy=choice,
+        chunk_size=c,
+        example_chunk=bc,
+        groups=[fwd],
+        reverse=rev,
+        bytes=max(est, rev_bytes),
+        max_memory=sz.max_memory,
+        reason=f"{choice} sweep (~{_fmt(est)}; {joint_txt}; budget {_fmt(sz.max_memory)})",
+    )
+
+
+def _split_groups(sz: _Sizing, fwd: list[int], c: int) -> list[list[int]]:
+    """Consecutive tap groups, each as large as the budget allows at chunk ``c``."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for i in fwd:
+        trial = current + [i]
+        if sz.estimate(trial, c) <= sz.max_memory:
+            current = trial
+            continue
+        if not current:
+            raise ProbeMemoryError(
+                f"the exact probe needs at least ~{_fmt(sz.estimate([i], c))} for tap #{i} "
+                f"(D={sz.dims[i]}, n_in={sz.n_in}) but max_memory is {_fmt(sz.max_memory)}; use "
+                "method='lanczos', fewer taps, or a larger max_memory"
+            )
+        groups.append(current)
+        current = [i]
+    groups.append(current)
+    return groups
+
+
+def _group_plan(sz: _Sizing, fwd: list[int], rev: list[int], rev_bytes: int) -> ExactPlan:
+    """Several joint sweeps over consecutive groups of taps."""
+    c = sz.cands[-1] if sz.chunk_size is None else sz.chunk_size
+    groups = _split_groups(sz, fwd, c)
+    c_best = c
+    for cand in sz.cands:  # the largest chunk that every group can afford
+        if all(sz.estimate(g, cand) <= sz.max_memory for g in groups):
+            c_best = cand
+            break
+    est = max(sz.estimate(g, c_best) for g in groups)
+    one_sweep = estimate_exact_memory(
+        sz.n_in, [sz.dims[i] for i in fwd], chunk_size=c_best, svd=sz.svd
+    )
+    return ExactPlan(
+        strategy="groups",
+        chunk_size=c_best,
+        example_chunk=1,
+        groups=groups,
+        reverse=rev,
+        bytes=max(est, rev_bytes),
+        max_memory=sz.max_memory,
+        reason=f"{len(groups)} joint sweeps over tap groups (~{_fmt(est)} each; one sweep "
+        f"would need ~{_fmt(one_sweep)}; budget {_fmt(sz.max_memory)})",
+    )
+
+
 def plan_exact(
     n_in: int,
     dims: Sequence[int],
@@ -180,61 +346,29 @@ def plan_exact(
     sweep (default: one, unless the chunks are so small that ``vmap``-ping a few examples
     together reaches 256 tangent columns; one example at a time keeps the peak memory lowest).
     Raises :class:`ProbeMemoryError` when nothing fits.
+
+    Example:
+        >>> plan = plan_exact(64, [64, 64, 10], n_examples=2, max_memory=2**30)
+        >>> plan.strategy, plan.groups, plan.reverse
+        ('joint', [[0, 1]], [2])
     """
     fwd, rev = _reverse_split(n_in, dims, mode)
-    rev_bytes = 0
-    if rev:
-        # Reverse taps keep their rows J_l (D_l × n_in) and one chunk of cotangent products.
-        rev_bytes = 8 * sum(2 * dims[i] * n_in for i in rev) + param_bytes
-        if rev_bytes > max_memory:
-            raise ProbeMemoryError(
-                f"exact reverse mode needs ~{_fmt(rev_bytes)} but max_memory is "
-                f"{_fmt(max_memory)}; use method='lanczos' or raise max_memory"
-            )
-    fdims = [dims[i] for i in fwd]
-    cands = [chunk_size] if chunk_size else _chunk_candidates(n_in)
-
-    def best(strat: str, taps: list[int]) -> tuple[int, int] | None:
-        # The largest chunk that fits, but keeping the live tangents within
-        # max(storage/2, LIVE_FLOOR): bigger chunks add memory, hardly speed.
-        ds = [dims[i] for i in taps]
-        fallback = None
-        for c in cands:
-            est = estimate_exact_memory(
-                n_in, ds, strategy=strat, chunk_size=c, svd=svd, param_bytes=param_bytes
-            )
-            if est > max_memory:
-                continue
-            storage, live = _storage_live(n_in, ds, strat, c, svd)
-            if chunk_size or 8 * live <= max(4 * storage, LIVE_FLOOR_BYTES):
-                return c, est
-            fallback = fallback or (c, est)
-        return fallback
-
-    def example_chunk(strat: str, c: int, taps: list[int]) -> tuple[int, int]:
-        ds = [dims[i] for i in taps]
-        if example_chunk_size:
-            bc = max(1, min(n_examples, int(example_chunk_size)))
-        else:
-            bc = max(1, min(n_examples, -(-_TARGET_COLUMNS // c)))
-        while True:
-            est = estimate_exact_memory(
-                n_in,
-                ds,
-                strategy=strat,
-                chunk_size=c,
-                example_chunk=bc,
-                svd=svd,
-                param_bytes=param_bytes,
-            )
-            if est <= max_memory or bc == 1:
-                return bc, est
-            bc = max(1, bc // 2)
-
+    sz = _Sizing(
+        n_in=n_in,
+        dims=dims,
+        n_examples=n_examples,
+        max_memory=max_memory,
+        chunk_size=chunk_size,
+        svd=svd,
+        param_bytes=param_bytes,
+        example_chunk_size=example_chunk_size,
+        cands=[chunk_size] if chunk_size else _chunk_candidates(n_in),
+    )
+    rev_bytes = _reverse_bytes(sz, rev)
     if not fwd:
         return ExactPlan(
             strategy="joint",
-            chunk_size=cands[0],
+            chunk_size=sz.cands[0],
             example_chunk=1,
             groups=[],
             reverse=rev,
@@ -242,108 +376,21 @@ def plan_exact(
             max_memory=max_memory,
             reason="all taps in reverse mode",
         )
-    joint = best("joint", fwd) if strategy in ("auto", "joint") else None
-    chained = best("chained", fwd) if strategy in ("auto", "chained") else None
-    choice = None
-    if strategy == "joint" and joint:
-        choice = "joint"
-    elif strategy == "chained" and chained:
-        if chain_ok is False:
-            raise TapError("the taps do not form a chain; the chained sweep is invalid here")
-        choice = "chained"
-    elif strategy == "auto":
-        if joint and joint[1] <= JOINT_COMFORT_BYTES:
-            choice = "joint"
-        elif chained and chain_ok:
-            choice = "joint" if joint and joint[1] <= 2 * chained[1] else "chained"
-        elif joint:
-            choice = "joint"
-    elif strategy not in ("joint", "chained", "groups"):
-        raise ValueError(f"strategy must be auto, joint, chained or groups, got {strategy!r}")
+    joint = sz.best("joint", fwd) if strategy in ("auto", "joint") else None
+    chained = sz.best("chained", fwd) if strategy in ("auto", "chained") else None
+    choice = _choose(strategy, joint, chained, chain_ok)
     if choice is not None:
-        c = (joint if choice == "joint" else chained)[0]
-        bc, est = example_chunk(choice, c, fwd)
-        joint_txt = (
-            f"joint ~{_fmt(joint[1])}"
-            if joint
-            else "joint over budget"
-            if strategy == "auto"
-            else f"forced {choice}"
-        )
-        return ExactPlan(
-            strategy=choice,
-            chunk_size=c,
-            example_chunk=bc,
-            groups=[fwd],
-            reverse=rev,
-            bytes=max(est, rev_bytes),
-            max_memory=max_memory,
-            reason=f"{choice} sweep (~{_fmt(est)}; {joint_txt}; budget {_fmt(max_memory)})",
-        )
+        return _single_plan(sz, choice, strategy, joint, chained, fwd, rev, rev_bytes)
     if not allow_groups and strategy != "groups":
         best_single = min(
-            estimate_exact_memory(
-                n_in, fdims, strategy=st, chunk_size=cands[-1], svd=svd, param_bytes=param_bytes
-            )
+            sz.estimate(fwd, sz.cands[-1], st)
             for st in (("joint", "chained") if chain_ok else ("joint",))
         )
         raise ProbeMemoryError(
             f"one exact sweep needs at least ~{_fmt(best_single)} but max_memory is "
             f"{_fmt(max_memory)}"
         )
-    # Several joint sweeps over consecutive groups of taps.
-    c = cands[-1] if chunk_size is None else chunk_size
-    groups: list[list[int]] = []
-    current: list[int] = []
-    for i in fwd:
-        trial = current + [i]
-        est = estimate_exact_memory(
-            n_in, [dims[j] for j in trial], chunk_size=c, svd=svd, param_bytes=param_bytes
-        )
-        if est <= max_memory:
-            current = trial
-            continue
-        if not current:
-            need = estimate_exact_memory(
-                n_in, [dims[i]], chunk_size=c, svd=svd, param_bytes=param_bytes
-            )
-            raise ProbeMemoryError(
-                f"the exact probe needs at least ~{_fmt(need)} for tap #{i} (D={dims[i]}, "
-                f"n_in={n_in}) but max_memory is {_fmt(max_memory)}; use method='lanczos', "
-                "fewer taps, or a larger max_memory"
-            )
-        groups.append(current)
-        current = [i]
-    groups.append(current)
-    c_best = c
-    for cand in cands:  # the largest chunk that every group can afford
-        if all(
-            estimate_exact_memory(
-                n_in, [dims[j] for j in g], chunk_size=cand, svd=svd, param_bytes=param_bytes
-            )
-            <= max_memory
-            for g in groups
-        ):
-            c_best = cand
-            break
-    est = max(
-        estimate_exact_memory(
-            n_in, [dims[j] for j in g], chunk_size=c_best, svd=svd, param_bytes=param_bytes
-        )
-        for g in groups
-    )
-    return ExactPlan(
-        strategy="groups",
-        chunk_size=c_best,
-        example_chunk=1,
-        groups=groups,
-        reverse=rev,
-        bytes=max(est, rev_bytes),
-        max_memory=max_memory,
-        reason=f"{len(groups)} joint sweeps over tap groups (~{_fmt(est)} each; one sweep "
-        f"would need ~{_fmt(estimate_exact_memory(n_in, fdims, chunk_size=c_best, svd=svd))}; "
-        f"budget {_fmt(max_memory)})",
-    )
+    return _group_plan(sz, fwd, rev, rev_bytes)
 
 
 def _fmt(n: float) -> str:

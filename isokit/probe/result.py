@@ -1,20 +1,18 @@
 """Result objects of the probes: :class:`TapSpectrum`, :class:`Signal`, :class:`Profile`.
 
-**JSON convention.** :meth:`Profile.to_dict` returns plain JSON types: numpy arrays become nested
-lists, tuples become lists, and the non-finite floats ``+inf``, ``−inf`` and ``nan`` become the
-strings ``"inf"``, ``"-inf"`` and ``"nan"`` (strict JSON has no such numbers, and a browser's
-``JSON.parse`` rejects ``Infinity``). :meth:`Profile.from_dict` knows which fields are numeric
-and converts those strings back, so ``Profile.from_dict(p.to_dict())`` reproduces every array
-bit for bit (finite floats are written with ``repr`` precision). Strings inside the free-form
-``meta`` dict are left as they are. :meth:`Profile.to_json` writes atomically (a temporary file in
-the same directory, then ``os.replace``).
+:class:`Profile` is the only place probe results live: the spectra at every tap
+(:attr:`Profile.taps`), optionally the forward signal (:attr:`Profile.signal`) and the local
+block spectra (:attr:`Profile.blocks`), and the metadata (:attr:`Profile.meta`). Its JSON form
+and the checks that read it back are in :mod:`isokit.probe.serialization`; :meth:`Profile.to_json`
+writes atomically (a temporary file in the same directory, then ``os.replace``).
 
 **Missing versus infinite.** A tap's ``stats`` dict holds only the statistics that were measured
 (the matrix-free tier measures the moments at every tap and the node-based statistics only at
 the SLQ taps). Degenerate spectra (``J = 0``) carry the documented values of
-:mod:`isokit.probe.stats` with ``var = +inf`` instead of NaN, and the ``degenerate`` flag; so a
-Profile's spectra carry no NaN. :meth:`Profile.stat` returns NaN only for "not measured at this
-tap". The one other NaN is :attr:`Signal.cos` at a tap with fewer than two non-zero examples.
+:mod:`isokit.probe.statistics` with ``var = +inf`` instead of NaN, and the ``degenerate`` flag;
+so a Profile's spectra carry no NaN. :meth:`Profile.stat` returns NaN only for "not measured at
+this tap". The one other NaN is :attr:`Signal.cos` at a tap with fewer than two non-zero
+examples.
 """
 
 from __future__ import annotations
@@ -28,53 +26,19 @@ from typing import Any
 import numpy as np
 
 from isokit._atomic import write_atomic
+from isokit.probe.serialization import (
+    SCHEMA_VERSION,
+    SIGNAL_ARRAYS,
+    ProfileFormatError,
+    decode,
+    encode,
+    read_profile,
+    read_signal,
+    read_tap,
+)
+from isokit.probe.statistics import zero_threshold
 
 __all__ = ["Profile", "Signal", "TapSpectrum", "decode", "encode"]
-
-SCHEMA_VERSION = 1
-_SPECIAL = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-
-
-def encode(value: Any) -> Any:
-    """Plain JSON types, with non-finite floats as the strings ``"inf"``, ``"-inf"``, ``"nan"``."""
-    if isinstance(value, np.ndarray):
-        return encode(value.tolist())
-    if isinstance(value, np.generic):
-        return encode(value.item())
-    if isinstance(value, bool) or value is None or isinstance(value, str | int):
-        return value
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return value
-    if isinstance(value, dict):
-        return {str(k): encode(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [encode(v) for v in value]
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    return str(value)
-
-
-def _numeric(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_numeric(v) for v in value]
-    if isinstance(value, str):
-        return _SPECIAL[value]
-    return value
-
-
-def decode(value: Any, dtype: Any = np.float64) -> np.ndarray:
-    """A numeric field of :func:`encode`'s output back to an array of ``dtype``."""
-    return np.asarray(_numeric(value), dtype=dtype)
-
-
-def _arr_dict(d: dict[str, Any] | None, dtype: Any = np.float64) -> dict[str, np.ndarray] | None:
-    if d is None:
-        return None
-    return {k: decode(v, dtype) for k, v in d.items()}
 
 
 @dataclass(kw_only=True, eq=False)
@@ -90,7 +54,7 @@ class TapSpectrum:
             block Jacobians.
         side: ``"output"`` (``B = JJᵀ``) or ``"input"`` (``A = JᵀJ``), the ``r``-side Gram.
         singular_values: ``[B, r]`` float64, descending (exact tier only).
-        stats: ``{name: [B] array}`` — see :mod:`isokit.probe.stats`.
+        stats: ``{name: [B] array}`` — see :mod:`isokit.probe.statistics`.
         se: standard errors of the matrix-free statistics (same keys, subset of ``stats``).
         traces: raw traces ``t1, t2, t3`` (``tr A^k``) per example, so any normalization can be
             recovered.
@@ -98,9 +62,21 @@ class TapSpectrum:
             ``[B, P, m]`` (eigenvalues ``θ`` of the ``r``-side Gram; padding has weight 0).
         ritz: Ritz bounds per example: ``sigma_max_lower``, ``sigma_min_upper``,
             ``residual_max``, ``residual_min``, ``converged`` (``[B]`` arrays).
-        degenerate, saturated, gram_unreliable: ``[B]`` bool flags (``probes.md`` §3.4, §6).
+        degenerate, saturated, gram_unreliable: ``[B]`` bool flags (``docs/probes.md §3.4``,
+            ``§6``).
         n_products: Jacobian products used (matrix-free tier).
         warnings: messages worth keeping (e.g. vmap slow paths).
+
+    Example:
+        >>> import torch, isokit
+        >>> from isokit.models import MLP
+        >>> model = isokit.init.apply(MLP(6, 6, depth=2), "orthogonal", seed=0)
+        >>> tap = isokit.probe.profile(model, torch.randn(3, 6)).taps[-1]
+        >>> tap.name, tap.depth, tap.singular_values.shape, tap.stats["m1"].shape
+        ('acts.1', 2, (3, 6), (3,))
+        >>> s, w = tap.atoms()
+        >>> s.shape, float(w.sum())
+        ((18,), 1.0)
     """
 
     name: str
@@ -158,15 +134,18 @@ class TapSpectrum:
     ) -> tuple[np.ndarray, float]:
         """Gaussian-kernel density of ``log s`` (or ``s``) on ``grid`` and the zero atom's mass.
 
-        ``bandwidth`` is the kernel's **standard deviation** (``probes.md`` §4.3). Atoms with
-        ``s ≤ zero_tol·s_max`` (default ``max(D, n_in)·ε₆₄``) form the separate zero atom; the
-        density integrates to ``1 − zero_mass``.
+        ``bandwidth`` is the kernel's **standard deviation** (``docs/probes.md §4.3``). Atoms with
+        ``s ≤ zero_tol·s_max`` (default: the zero rule of :func:`~isokit.probe.statistics.
+        zero_threshold`, ``max(D, n_in)·ε₆₄``) form the separate zero atom; the density
+        integrates to ``1 − zero_mass``.
         """
         s, w = self.atoms(example)
         grid = np.asarray(grid, dtype=np.float64)
         smax = float(s.max()) if s.size else 0.0
-        tol = max(self.D, self.n_in) * np.finfo(np.float64).eps if zero_tol is None else zero_tol
-        zero = s <= tol * smax
+        if zero_tol is None:
+            zero = s <= zero_threshold(smax, self.r, n_rows=self.D, n_cols=self.n_in)
+        else:
+            zero = s <= zero_tol * smax
         zero_mass = float(w[zero].sum())
         x = np.log(s[~zero]) if log else s[~zero]
         z = (grid[:, None] - x[None, :]) / bandwidth
@@ -179,42 +158,17 @@ class TapSpectrum:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TapSpectrum:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            name=d["name"],
-            depth=int(d["depth"]),
-            D=int(d["D"]),
-            n_in=int(d["n_in"]),
-            r=int(d["r"]),
-            shape=tuple(d["shape"]),
-            method=d["method"],
-            side=d["side"],
-            stats=_arr_dict(d["stats"]),
-            degenerate=decode(d["degenerate"], bool),
-            saturated=decode(d["saturated"], bool),
-            gram_unreliable=decode(d["gram_unreliable"], bool),
-            singular_values=(
-                None if d.get("singular_values") is None else decode(d["singular_values"])
-            ),
-            se=_arr_dict(d.get("se") or {}),
-            traces=_arr_dict(d.get("traces") or {}),
-            density=_arr_dict(d.get("density")),
-            ritz=(
-                None
-                if d.get("ritz") is None
-                else {
-                    k: decode(v, bool if k.startswith("converged") else np.float64)
-                    for k, v in d["ritz"].items()
-                }
-            ),
-            n_products=int(d.get("n_products", 0)),
-            warnings=list(d.get("warnings", [])),
-        )
+        """Inverse of :meth:`to_dict`; every field is checked (:mod:`isokit.probe.serialization`).
+
+        Raises:
+            ProfileFormatError: a missing, unknown, mistyped or wrongly sized field (named).
+        """
+        return cls(**read_tap("tap", d))
 
 
 @dataclass(kw_only=True, eq=False)
 class Signal:
-    """Forward signal and gradient norms per tap (``probes.md`` §5, "Forward signal").
+    """Forward signal and gradient norms per tap (``docs/probes.md §5``, "Forward signal").
 
     Arrays are over taps (depth 1..L); the ``input_*`` scalars are depth 0.
 
@@ -230,6 +184,16 @@ class Signal:
         loss: ``"projection"`` (``ℓ_b = ⟨u_b, f(x_b)⟩``, ``u_b ~ N(0, I)``) or ``"custom"``.
         seed: seed of the projection vectors.
         n_examples: ``B``.
+
+    Example:
+        >>> import torch, isokit
+        >>> from isokit.models import MLP
+        >>> model = isokit.init.apply(MLP(6, 6, depth=2), "orthogonal", seed=0)
+        >>> sig = isokit.probe.signal(model, torch.randn(3, 6))
+        >>> sig.taps, sig.q.shape, sig.n_examples
+        (['acts.0', 'acts.1'], (2,), 3)
+        >>> Signal.from_dict(sig.to_dict()).grad.tolist() == sig.grad.tolist()
+        True
     """
 
     taps: list[str]
@@ -248,7 +212,7 @@ class Signal:
     seed: int | None
     n_examples: int
 
-    _ARRAYS = ("q", "q_std", "cos", "grad", "grad_std", "grad_per_unit", "param_grad")
+    _ARRAYS = SIGNAL_ARRAYS
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict."""
@@ -256,21 +220,17 @@ class Signal:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Signal:
-        """Inverse of :meth:`to_dict`."""
-        kw = dict(d)
-        for name in cls._ARRAYS:
-            kw[name] = decode(d[name])
-        kw["cos_dropped"] = decode(d["cos_dropped"], np.int64)
-        kw["input_q"] = float(_numeric(d["input_q"]))
-        kw["input_cos"] = float(_numeric(d["input_cos"]))
-        kw["taps"] = list(d["taps"])
-        kw["D"] = [int(v) for v in d["D"]]
-        return cls(**kw)
+        """Inverse of :meth:`to_dict`; every field is checked (:mod:`isokit.probe.serialization`).
+
+        Raises:
+            ProfileFormatError: a missing, unknown, mistyped or wrongly sized field (named).
+        """
+        return cls(**read_signal("signal", d))
 
 
 @dataclass(kw_only=True, eq=False)
 class Profile:
-    """Jacobian spectra at every tap of one model on one batch (``probes.md`` §7).
+    """Jacobian spectra at every tap of one model on one batch (``docs/probes.md §7``).
 
     Attributes:
         taps: one :class:`TapSpectrum` per tap, in depth order.
@@ -278,6 +238,17 @@ class Profile:
             was chosen, dtype, device, torch and isokit versions, input shape, ...
         signal: optional :class:`Signal`.
         blocks: optional local (per-block) spectra, one :class:`TapSpectrum` per tap.
+
+    Example:
+        >>> import torch, isokit
+        >>> from isokit.models import MLP
+        >>> model = isokit.init.apply(MLP(6, 6, depth=3), "orthogonal", seed=0)
+        >>> prof = isokit.probe.profile(model, torch.randn(2, 6), with_signal=True)
+        >>> prof.names, prof.stat("m1").shape, prof.signal.q.shape
+        (['acts.0', 'acts.1', 'acts.2'], (3,), (3,))
+        >>> back = Profile.from_dict(prof.to_dict())
+        >>> bool((back.taps[0].singular_values == prof.taps[0].singular_values).all())
+        True
     """
 
     taps: list[TapSpectrum]
@@ -352,42 +323,28 @@ class Profile:
         With ``se=True`` each row also carries ``se`` (NaN where none was estimated).
         ``section="signal"`` gives one row per tap and signal quantity with ``example = None``.
         """
-        model = self.meta.get("model")
-        scheme = self.meta.get("scheme")
+        base = {"model": self.meta.get("model"), "scheme": self.meta.get("scheme")}
         rows: list[dict[str, Any]] = []
         if section == "signal":
             if self.signal is None:
                 raise ValueError(
                     "this profile has no signal section (profile(..., with_signal=True))"
                 )
-            s = self.signal
-            for i, tap in enumerate(s.taps):
-                for stat in Signal._ARRAYS:
+            sig = self.signal
+            for i, tap in enumerate(sig.taps):
+                for stat in SIGNAL_ARRAYS:
+                    value = float(getattr(sig, stat)[i])
                     rows.append(
-                        {
-                            "model": model,
-                            "scheme": scheme,
-                            "tap": tap,
-                            "depth": i + 1,
-                            "example": None,
-                            "statistic": stat,
-                            "value": float(getattr(s, stat)[i]),
-                        }
+                        {**base, "tap": tap, "depth": i + 1, "example": None, "statistic": stat}
+                        | {"value": value}
                     )
             return rows
         for t in self._section(section):
             for stat, values in t.stats.items():
                 errors = t.se.get(stat)
                 for b, value in enumerate(np.asarray(values).tolist()):
-                    row = {
-                        "model": model,
-                        "scheme": scheme,
-                        "tap": t.name,
-                        "depth": t.depth,
-                        "example": b,
-                        "statistic": stat,
-                        "value": float(value),
-                    }
+                    row = {**base, "tap": t.name, "depth": t.depth, "example": b}
+                    row |= {"statistic": stat, "value": float(value)}
                     if se:
                         row["se"] = math.nan if errors is None else float(errors[b])
                     rows.append(row)
@@ -407,18 +364,18 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
-        """Inverse of :meth:`to_dict`."""
-        if d.get("schema", SCHEMA_VERSION) > SCHEMA_VERSION:
-            raise ValueError(
-                f"profile schema {d['schema']} is newer than this isokit ({SCHEMA_VERSION})"
-            )
+        """Inverse of :meth:`to_dict`; every field is checked (:mod:`isokit.probe.serialization`).
+
+        Raises:
+            ProfileFormatError: a missing, unknown, mistyped or wrongly sized field (named),
+                or a schema newer than this isokit's.
+        """
+        parts = read_profile(d)
         return cls(
-            taps=[TapSpectrum.from_dict(t) for t in d["taps"]],
-            meta=dict(d["meta"]),
-            signal=None if d.get("signal") is None else Signal.from_dict(d["signal"]),
-            blocks=(
-                None if d.get("blocks") is None else [TapSpectrum.from_dict(t) for t in d["blocks"]]
-            ),
+            taps=[TapSpectrum(**t) for t in parts["taps"]],
+            meta=parts["meta"],
+            signal=None if parts["signal"] is None else Signal(**parts["signal"]),
+            blocks=None if parts["blocks"] is None else [TapSpectrum(**t) for t in parts["blocks"]],
         )
 
     def to_json(self, path: str | os.PathLike) -> None:
@@ -427,9 +384,18 @@ class Profile:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> Profile:
-        """Read a profile written by :meth:`to_json`."""
+        """Read a profile written by :meth:`to_json`, checking every field.
+
+        Raises:
+            ProfileFormatError: the file is not JSON, or a field is missing, unknown, mistyped
+                or wrongly sized (named).
+        """
         with open(path, encoding="utf-8") as fh:
-            return cls.from_dict(json.load(fh))
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as err:
+                raise ProfileFormatError(str(path), f"is not valid JSON ({err})") from None
+        return cls.from_dict(data)
 
     def __repr__(self) -> str:
         m = self.meta

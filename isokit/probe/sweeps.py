@@ -1,115 +1,34 @@
-"""Forward and reverse sweeps of the exact probe and their Gram accumulators (``probes.md`` §3).
+"""Forward and reverse sweeps of the exact probe (``docs/probes.md §3``).
 
 - :func:`_joint_sweep`: one forward-mode sweep for a group of taps; each input-basis chunk ``S``
-  gives ``J_l[:, S]`` of every tap through ``vmap(jvp)``, streamed into a :class:`_Slot` per tap
-  (the output-side Gram ``B_l += J_l[:, S] J_l[:, S]ᵀ`` when ``D_l ≤ n_in``, else the columns).
-- :func:`_segment_push` and :func:`_primal_taps`: the chained sweep, pushing the columns of
-  ``J_{l−1}`` through the segment between taps ``l−1`` and ``l``; :func:`check_chain` verifies
-  numerically that the taps form a chain before the chained sweep is used.
-- :func:`_reverse_rows`: reverse mode for trailing narrow taps (``vmap`` of one ``vjp_fn``).
-- Gram helpers: float64 Grams, ``eigvalsh`` with negative round-off clamped to 0, the
-  ``λ_min/λ_max < GRAM_RTOL`` reliability flag and the ``svdvals`` fallback (§3.4).
+  gives ``J_l[:, S]`` of every tap through ``vmap(jvp)``, streamed into a
+  :class:`~isokit.probe.grams._Slot` per tap; :func:`_run_group` runs it for one tap group and
+  re-sweeps the taps whose Gram is unreliable.
+- :func:`_segment_push` and :func:`_primal_taps`: the chained sweep (:func:`_run_chained`),
+  pushing the columns of ``J_{l−1}`` through the segment between taps ``l−1`` and ``l``;
+  :func:`check_chain` verifies numerically that the taps form a chain before it is used.
+- :func:`_reverse_rows`: reverse mode for trailing narrow taps (``vmap`` of one ``vjp_fn``,
+  :func:`_run_reverse`).
 
-The driver that combines them is :func:`isokit.probe.exact.exact_spectra`.
+The driver that combines them is :func:`isokit.probe.exact.exact_spectra`; the Gram helpers live
+in :mod:`isokit.probe.grams`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.func import jvp, vjp, vmap
 
+from isokit.probe.grams import _F64, _basis, _from_gram, _gram_of, _Slot, _svdvals
+from isokit.probe.plan import JOINT_COMFORT_BYTES, ExactPlan, _reverse_split, estimate_exact_memory
 from isokit.probe.taps import TapError, run_with_taps
 
-__all__ = ["GRAM_RTOL", "check_chain"]
-
-#: ``λ_min/λ_max`` below this makes a Gram unreliable (§3.4): recompute with ``svdvals``.
-GRAM_RTOL = 1e-12
-_F64 = torch.float64
-
-
-# --------------------------------------------------------------------------------------- helpers
-
-
-def _svdvals(M: Tensor) -> Tensor:
-    if M.is_cuda:
-        return torch.linalg.svdvals(M, driver="gesvd")
-    return torch.linalg.svdvals(M)
-
-
-def _eigvalsh(G: Tensor) -> Tensor:
-    """Ascending eigenvalues of a batch of symmetric ``[b, r, r]`` float64 matrices.
-
-    Always ``torch.linalg.eigvalsh`` (LAPACK ``syevd`` through torch's BLAS). SciPy's LAPACK is
-    no faster single-threaded, and mixing its OpenBLAS thread pool with torch's OpenMP pool
-    oversubscribes the cores (both spin-wait), which made whole probes 10–50× slower on a
-    loaded 2-core machine.
-    """
-    return torch.linalg.eigvalsh(G)
-
-
-def _gram_of(C: Tensor, *, rows: bool) -> Tensor:
-    """``C Cᵀ`` (``rows=True``) or ``CᵀC`` of a batch ``[b, p, q]`` in float64, symmetric."""
-    C = C.to(_F64)
-    return C @ C.transpose(1, 2) if rows else C.transpose(1, 2) @ C
-
-
-def _from_gram(G: Tensor) -> tuple[Tensor, Tensor]:
-    """``[b, r, r]`` Gram → (descending ``s`` ``[b, r]``, unreliable ``[b]``).
-
-    ``eigvalsh`` reads one triangle only, so round-off asymmetry of ``G`` needs no fixing.
-    """
-    lam = _eigvalsh(G).clamp_min(0)
-    lmax, lmin = lam[:, -1], lam[:, 0]
-    unreliable = (lmax > 0) & (lmin < GRAM_RTOL * lmax)
-    return lam.flip(-1).sqrt(), unreliable
-
-
-def _basis(start: int, stop: int, n_in: int, in_shape, *, dtype, device) -> Tensor:
-    E = torch.zeros(stop - start, n_in, dtype=dtype, device=device)
-    E[torch.arange(stop - start, device=device), torch.arange(start, stop, device=device)] = 1
-    return E.reshape(stop - start, *in_shape)
-
-
-class _Slot:
-    """Per-tap, per-example-chunk accumulator: a Gram or the columns."""
-
-    def __init__(self, bc: int, D: int, n_in: int, keep_cols: bool, device) -> None:
-        self.D, self.n_in, self.keep_cols = D, n_in, keep_cols
-        if keep_cols:
-            self.cols = torch.zeros(bc, n_in, D, dtype=_F64, device=device)
-            self.gram = None
-        else:
-            self.cols = None
-            self.gram = None  # allocated by the first chunk
-
-    def add(self, start: int, Y: Tensor) -> None:  # Y: [bc, c, D] = (J E_S)ᵀ
-        Y = Y.to(_F64)
-        if self.keep_cols:
-            self.cols[:, start : start + Y.shape[1]] = Y
-        elif start == 0 and Y.shape[1] == self.n_in:
-            self.gram = _gram_of(Y, rows=False)  # one chunk: B = YᵀY
-        elif self.gram is None:
-            self.gram = Y.transpose(1, 2) @ Y
-        else:
-            self.gram.baddbmm_(Y.transpose(1, 2), Y)
-
-    def finish(self, *, svd: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None, bool]:
-        """(s, unreliable, svd_used, gram, needs_resweep)."""
-        # cols: [bc, n_in, D]; the r-side Gram is A = JᵀJ when D > n_in
-        G = _gram_of(self.cols, rows=self.n_in < self.D) if self.keep_cols else self.gram
-        s, bad = _from_gram(G)
-        use_svd = torch.ones_like(bad) if svd else bad
-        if bool(use_svd.any()):
-            if self.keep_cols:
-                s = s.clone()
-                s[use_svd] = _svdvals(self.cols[use_svd])
-            else:
-                return s, bad, use_svd, G, True
-        return s, bad, use_svd, G, False
+__all__ = ["check_chain"]
 
 
 # --------------------------------------------------------------------------------------- sweeps
@@ -127,8 +46,9 @@ def _joint_sweep(
     """One forward sweep over all input basis chunks for the taps ``mods`` (stops after the last).
 
     ``X`` is ``[bc, *in_shape]``; returns one filled slot per tap, or, with ``on_done``, what
-    ``on_done(slot)`` returns for each slot, called as soon as the last chunk is in (the slot and
-    that tap's chunk are released right away, so the Grams never pile up).
+    ``on_done(k, slot)`` returns for the slot of the ``k``-th tap, called as soon as the last
+    chunk is in (the slot and that tap's chunk are released right away, so the Grams never
+    pile up).
     """
     in_shape = tuple(X.shape[1:])
     n_in = math.prod(in_shape)
@@ -164,7 +84,7 @@ def _joint_sweep(
             slot.add(start, Ys[k])
             Ys[k] = None
             if on_done is not None and stop == n_in:
-                done[k] = on_done(slot)
+                done[k] = on_done(k, slot)
                 slots[k] = None
         del Ys
         if progress is not None:
@@ -269,3 +189,130 @@ def _reverse_rows(model, mods: Sequence[nn.Module], X: Tensor, c: int) -> list[T
         return tuple(rows)
 
     return list(vmap(per_example)(X))
+
+
+# --------------------------------------------------------------------------------------- runs
+
+
+@dataclass(eq=False)
+class _Geometry:
+    """The sizes of one exact probe, from a dry run on the first example."""
+
+    names: list[str]  # the taps' names in results and messages
+    mods: list[nn.Module]
+    shapes: list[tuple[int, ...]]
+    dims: list[int]
+    in_shape: tuple[int, ...]
+    n_in: int
+    param_bytes: int
+
+
+def _geometry(
+    model: nn.Module, inputs: Tensor, tap_names: Sequence[str], labels: Sequence[str] | None
+) -> _Geometry:
+    mods = [model.get_submodule(n) for n in tap_names]
+    dry = run_with_taps(model, mods, inputs[:1])
+    in_shape = tuple(inputs.shape[1:])
+    return _Geometry(
+        names=list(tap_names if labels is None else labels),
+        mods=mods,
+        shapes=[tuple(h.shape) for h in dry.outputs],
+        dims=[h.numel() for h in dry.outputs],
+        in_shape=in_shape,
+        n_in=math.prod(in_shape),
+        param_bytes=8 * sum(p.numel() for p in model.parameters()),
+    )
+
+
+def _chain_ok(
+    model: nn.Module, inputs: Tensor, geo: _Geometry, *, strategy: str, mode: str, svd: bool
+) -> bool | None:
+    """Whether the forward taps form a chain, checked only when the chained sweep may be used."""
+    fwd, _ = _reverse_split(geo.n_in, geo.dims, mode)
+    if not fwd or strategy not in ("auto", "chained"):
+        return None
+    # The chain check is only worth running when the joint sweep is not small.
+    joint_min = estimate_exact_memory(
+        geo.n_in,
+        [geo.dims[i] for i in fwd],
+        chunk_size=min(geo.n_in, 64),
+        svd=svd,
+        param_bytes=geo.param_bytes,
+    )
+    if strategy != "chained" and joint_min <= JOINT_COMFORT_BYTES:
+        return None
+    ok = check_chain(model, [geo.mods[i] for i in fwd], inputs[0])
+    if strategy == "chained" and not ok:
+        raise TapError(
+            "the taps do not form a chain (some connection skips over a tap boundary); "
+            "use strategy='joint' or 'auto'"
+        )
+    return ok
+
+
+def _run_chained(model, geo: _Geometry, plan: ExactPlan, X: Tensor, svd: bool, out, bar) -> None:
+    """The chained sweep over one example chunk: ``J_{l−1}``'s columns through segment ``l``."""
+    idx = plan.groups[0]
+    cmods = [geo.mods[i] for i in idx]
+    H = _primal_taps(model, cmods, X)
+    n_in = geo.n_in
+    T_prev = None
+    for k, i in enumerate(idx):
+        T = torch.empty(X.shape[0], n_in, geo.dims[i], dtype=X.dtype, device=X.device)
+        for start in range(0, n_in, plan.chunk_size):
+            stop = min(n_in, start + plan.chunk_size)
+            if k == 0:
+                V = _basis(start, stop, n_in, geo.in_shape, dtype=X.dtype, device=X.device)
+                V = V.unsqueeze(0).expand(X.shape[0], *V.shape)
+            else:
+                V = T_prev[:, start:stop]
+            T[:, start:stop] = _segment_push(model, cmods, k, X, H[k - 1] if k else None, V)
+            if bar is not None and k == len(idx) - 1:
+                bar.update(stop - start)
+        s, bad, used, G, _ = _Slot.of_columns(T, geo.dims[i]).finish(svd=svd, name=geo.names[i])
+        out.record(i, s, bad, used, G)
+        T_prev = T
+
+
+def _run_group(
+    model, geo: _Geometry, plan: ExactPlan, group: list[int], X: Tensor, svd: bool, out, bar
+) -> None:
+    """One joint sweep over the taps of ``group``; unreliable Grams are re-swept (§3.4)."""
+    keep = [svd or geo.dims[i] > geo.n_in for i in group]
+
+    def done(k: int, slot: _Slot) -> tuple:
+        s, bad, used, G, again = slot.finish(svd=svd, name=geo.names[group[k]])
+        return s, bad, used, (G if out.keep_grams else None), again
+
+    gmods = [geo.mods[i] for i in group]
+    finished = _joint_sweep(model, gmods, X, plan.chunk_size, keep, bar, on_done=done)
+    results = {i: item[:4] for i, item in zip(group, finished, strict=True)}
+    redo = [i for i, item in zip(group, finished, strict=True) if item[4]]
+    del finished
+    if redo:
+        # Re-sweep the unreliable taps keeping their columns (§3.4).
+        rmods = [geo.mods[i] for i in redo]
+        rslots = _joint_sweep(model, rmods, X, plan.chunk_size, [True] * len(redo))
+        for i, slot in zip(redo, rslots, strict=True):
+            s, bad, used, G = results[i]
+            s = s.clone()
+            s[used] = _svdvals(slot.cols[used])
+            results[i] = (s, bad, used, G)
+        del rslots
+    for i in group:
+        out.record(i, *results[i])
+
+
+def _run_reverse(model, geo: _Geometry, plan: ExactPlan, X: Tensor, svd: bool, out) -> None:
+    """The trailing narrow taps by reverse mode (§3.2)."""
+    rmods = [geo.mods[i] for i in plan.reverse]
+    rows = _reverse_rows(model, rmods, X, plan.chunk_size)
+    for i, R in zip(plan.reverse, rows, strict=True):
+        R = R.to(_F64)  # [bc, D, n_in]
+        G = _gram_of(R, rows=geo.dims[i] <= geo.n_in)
+        s, bad = _from_gram(G, geo.names[i])
+        used = torch.ones_like(bad) if svd else bad
+        if bool(used.any()):
+            s = s.clone()
+            s[used] = _svdvals(R[used])
+        out.record(i, s, bad, used, G)

@@ -1,7 +1,7 @@
 """Resolving tap specifications and capturing tap outputs inside function transforms.
 
-A *tap* is a module whose output marks one depth (``probes.md`` §1). :func:`resolve_taps` turns a
-specification into an ordered list of module names:
+A *tap* is a module whose output marks one depth (``docs/probes.md §1``). :func:`resolve_taps`
+turns a specification into an ordered list of module names:
 
 - ``"auto"``: the model's ``taps`` attribute if it has one; else the children of a top-level
   :class:`torch.nn.Sequential`; else the children of the largest ``nn.ModuleList``/``nn.Sequential``
@@ -9,8 +9,8 @@ specification into an ordered list of module names:
 - a list of module names (an unknown name raises :class:`TapError` listing close matches);
 - a predicate ``(name, module) -> bool`` evaluated over ``model.named_modules()`` (root excluded).
 
-:func:`run_with_taps` follows the rules of ``probes.md`` §2: hooks are registered for the call only
-and removed in ``finally``; the capture container is created inside the (possibly transformed)
+:func:`run_with_taps` follows the rules of ``docs/probes.md §2``: hooks are registered for the call
+only and removed in ``finally``; the capture container is created inside the (possibly transformed)
 call and the captured tensors are returned from it; each capture is cloned, so later in-place
 operations (``ReLU(inplace=True)``, ``x += skip``) cannot rewrite it; a tap module that runs more
 than once per forward is rejected.
@@ -38,7 +38,16 @@ TapSpec = str | Sequence[str] | Callable[[str, nn.Module], bool]
 
 
 class TapError(ValueError):
-    """A tap specification that cannot be resolved, or a tap that misbehaves during a forward."""
+    """A tap specification that cannot be resolved, or a tap that misbehaves during a forward.
+
+    Example:
+        >>> from torch import nn
+        >>> resolve_taps(nn.Sequential(nn.Linear(2, 2), nn.Tanh()), ["fc"])
+        Traceback (most recent call last):
+        ...
+        isokit.probe.taps.TapError: the model Sequential has no module named 'fc' (tap names \
+come from model.named_modules())
+    """
 
 
 class _StopForward(Exception):  # noqa: N818 - control flow, not an error
@@ -46,7 +55,14 @@ class _StopForward(Exception):  # noqa: N818 - control flow, not an error
 
 
 def resolve_taps(model: nn.Module, taps: TapSpec = "auto") -> list[str]:
-    """Resolve ``taps`` to an ordered list of distinct module names of ``model`` (module doc)."""
+    """Resolve ``taps`` to an ordered list of distinct module names of ``model`` (module doc).
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 2))
+        >>> resolve_taps(model), resolve_taps(model, lambda name, m: isinstance(m, nn.Linear))
+        (['0', '1', '2'], ['0', '2'])
+    """
     modules = dict(model.named_modules())
     if isinstance(taps, str):
         if taps != "auto":
@@ -159,7 +175,7 @@ def run_with_taps(
     capture_inputs: bool = False,
     clone: bool = True,
 ) -> TapCall:
-    """Call ``model(x)`` with hooks on ``tap_modules`` and return the captures (``probes.md`` §2).
+    """Call ``model(x)`` with hooks on ``tap_modules``; return the captures (``docs/probes.md §2``).
 
     Safe inside ``torch.func`` transforms when called from the transformed function: the capture
     lists are created here, per call, and returned.

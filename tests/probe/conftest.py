@@ -1,4 +1,4 @@
-"""Dense float64 references for the probe tests (``probes.md`` §9.1) and small test models."""
+"""Dense float64 references for the probe tests (``docs/probes.md §9.1``) and small test models."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exact tier: every streamed Gram equals the dense jacrev reference (``probes.md`` §9.1–9.2)."""
+"""Exact tier: every streamed Gram equals the dense jacrev reference (``docs/probes.md §9.1``)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,10 @@ import torch
 from torch import nn
 
 from isokit.models import MLP, ConvNet, ResNet, Transformer
-from isokit.probe.exact import (
-    ProbeMemoryError,
-    check_chain,
-    estimate_exact_memory,
-    plan_exact,
-    tap_grams,
-)
+from isokit.probe import profile
+from isokit.probe.exact import ProbeMemoryError, estimate_exact_memory, plan_exact, tap_grams
 from isokit.probe.hygiene import probe_context
-from isokit.probe.profile import profile
+from isokit.probe.sweeps import check_chain
 from isokit.probe.taps import TapError, resolve_taps
 
 from .conftest import (
@@ -193,7 +188,7 @@ _STREAM_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys, time, torch
     from isokit.models import ResNet
-    from isokit.probe.profile import profile
+    from isokit.probe import profile
     torch.manual_seed(0)
     model = ResNet(depth=56, norm="none")
     x = torch.randn(1, 3, 32, 32)

@@ -1,4 +1,4 @@
-"""Hygiene (``probes.md`` §6, §9.9): the user's model and every global flag are left as found."""
+"""Hygiene (``docs/probes.md §6``, ``§9.9``): the model and the global flags stay as found."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import torch
 from torch import nn
 
 from isokit.models import MLP, ResNet
+from isokit.probe import block_profile, profile, signal
 from isokit.probe.hygiene import global_flags, probe_context, snapshot_flags
-from isokit.probe.profile import block_profile, profile, signal
 
 from .conftest import randomize_batchnorm
 
-# The module, not the function: isokit.probe exports a function named `profile`.
-profile_module = importlib.import_module("isokit.probe.profile")
+profile_module = importlib.import_module("isokit.probe.depth_profile")
 
 
 def _state(model: nn.Module):

@@ -1,4 +1,4 @@
-"""IDInit keeps every identity block of a residual network an isometry (issue 3)."""
+"""IDInit keeps every identity block of a residual network an isometry (``docs/idinit.md §5``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 
 from isokit.init import apply
 from isokit.models import ResNet
-from isokit.probe.profile import block_profile, profile
-from isokit.probe.stats import zero_threshold
+from isokit.probe import block_profile, profile
+from isokit.probe.statistics import zero_threshold
 
 
 def test_idinit_resnet_blocks_have_unit_local_singular_values():

@@ -1,4 +1,4 @@
-"""Lanczos, SLQ and Ritz bounds (probes.md §4.3–4.4, §9 items 5–6) versus dense float64."""
+"""Lanczos, SLQ and Ritz bounds (``docs/probes.md §4.3``, ``§4.4``, ``§9.5``, ``§9.6``) vs dense."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from isokit.probe.lanczos import lanczos, ritz_bounds, slq_density, slq_moments
+from isokit.probe.lanczos import lanczos
+from isokit.probe.quadrature import ritz_bounds, slq_density, slq_moments
 
 F64 = torch.float64
 
@@ -197,7 +198,7 @@ def test_bad_input_raises():
     g = _gen(0)
     with pytest.raises(ValueError, match="same shape"):
         lanczos(lambda V: V[:, :2], 4, steps=2, n_probes=2, generator=g)
-    with pytest.raises(ValueError, match="steps must be a positive int"):
+    with pytest.raises(ValueError, match="steps: must be a positive integer"):
         lanczos(_op(M), 4, steps=0, n_probes=2, generator=g)
     with pytest.raises(ValueError, match="explicit generator"):
         lanczos(_op(M), 4, steps=2, n_probes=2)

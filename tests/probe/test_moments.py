@@ -1,4 +1,4 @@
-"""Forward-only trace moments (probes.md §4.2, §9 item 4) against dense float64 references."""
+"""Forward-only trace moments (``docs/probes.md §4.2``, ``§9.4``) against dense float64 values."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_estimators_and_jackknife_match_brute_force(seed):
     assert res.t1 == pytest.approx(t[0], rel=1e-12)
     assert res.t2 == pytest.approx(t[1], rel=1e-12)
     assert res.t3 == pytest.approx(t[2], rel=1e-12)
-    # The trace formula of probes.md §4.2 gives the same T3.
+    # The trace formula of docs/probes.md §4.2 gives the same T3.
     G = Y @ Y.T
     d = torch.diagonal(G)
     t3_formula = torch.trace(G @ G @ G) - 3 * (d * torch.diagonal(G @ G)).sum() + 2 * (d**3).sum()

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from isokit.models import MLP, ResNet
-from isokit.probe.profile import block_profile, default_slq_taps, profile
+from isokit.probe import block_profile, profile
+from isokit.probe.matrix_free import default_slq_taps
 from isokit.probe.result import Profile
 from isokit.probe.taps import TapError, resolve_taps
 

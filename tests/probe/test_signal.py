@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from isokit.models import MLP
-from isokit.probe.profile import _mean_cosine, signal
+from isokit.probe import signal
+from isokit.probe.forward_signal import _mean_cosine
 
 
 def _manual(model: MLP, x: torch.Tensor, u_seed: int | None, loss=None):

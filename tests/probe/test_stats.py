@@ -1,4 +1,4 @@
-"""Statistics on synthetic spectra (``probes.md`` §9.8) and their invariances."""
+"""Statistics on synthetic spectra (``docs/probes.md §9.8``) and their invariances."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from isokit.probe.stats import STAT_NAMES, degenerate_mask, saturated_mask, stats
+from isokit.probe.statistics import STAT_NAMES, degenerate_mask, saturated_mask, stats
 
 
 def test_all_ones_is_perfect_isometry():
@@ -51,7 +51,7 @@ def test_round_off_below_threshold_counts_as_zero():
 
 def test_degenerate_spectrum_convention():
     out = stats(np.zeros(5))
-    assert math.isnan(out["var"])  # probes.md §6 default
+    assert math.isnan(out["var"])  # docs/probes.md §6 default
     assert out["cond"] == out["gap"] == math.inf and out["mean_log_s"] == -math.inf
     for name in ("m1", "m2", "m3", "sigma_max", "sigma_min", "near", "erank", "pr"):
         assert out[name] == 0.0

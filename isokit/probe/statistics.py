@@ -1,4 +1,4 @@
-"""Spectral statistics of a Jacobian from its singular values (``probes.md`` §5).
+"""Spectral statistics of a Jacobian from its singular values (``docs/probes.md §5``).
 
 For one tap and one example, ``s_1 ≥ … ≥ s_r ≥ 0`` are the ``r = min(D, n_in)`` singular values of
 ``J = ∂h/∂x`` (structural zeros of the larger Gram are never included) and ``λ_i = s_i²``.
@@ -22,21 +22,25 @@ name                      formula
 ``lmax_over_m1``          ``s_1²/m1``
 ========================  =========================================================================
 
-The zero threshold is ``τ = max(n_rows, n_cols)·ε·s_1`` (NumPy's ``matrix_rank`` rule), with
-``ε`` the machine epsilon of the probe dtype (float64 by default); without ``n_rows``/``n_cols``
-the spectrum length ``r`` stands in for ``max(D, n_in)``. Values at or below ``τ`` count as zero in
-every logarithmic statistic, so round-off noise never turns an infinite gap into a large finite
-one.
+**The zero rule** (:func:`zero_threshold`, the one place it lives): a value counts as zero when it
+is at or below ``τ = max(n_rows, n_cols)·ε·scale`` (NumPy's ``matrix_rank`` rule), with ``ε`` the
+machine epsilon of the probe dtype (float64 by default); without ``n_rows``/``n_cols`` the
+spectrum length ``r`` stands in for ``max(D, n_in)``. For singular values computed directly
+(exact tier) the scale is ``s_1``; for eigenvalues of a Gram found by Lanczos, whose absolute
+error is about ``ε·θ_max``, the rule is applied to ``θ = s²`` with scale ``θ_max``. Values at or
+below ``τ`` count as zero in every logarithmic statistic, so round-off noise never turns an
+infinite gap into a large finite one. A spectrum is *degenerate* (``J = 0``) when ``s_1`` is at
+or below :data:`DEGENERATE_BELOW`, the smallest normal float64 (:func:`degenerate_mask`).
 
 ``near`` uses the band ``[1/(1+band), 1+band]`` (``[1/1.1, 1.1]`` for the default ``band = 0.1``),
-symmetric in ``log s``. ``probes.md`` §5 writes the band as ``|log s| ≤ δ``, i.e.
+symmetric in ``log s``. ``docs/probes.md §5`` writes the band as ``|log s| ≤ δ``, i.e.
 ``[e^{−0.1}, e^{0.1}] = [0.905, 1.105]``; the two differ by 0.5 % at the edges.
 
 **Degenerate spectra** (``s_1`` at or below the smallest normal float64, i.e. ``J = 0``, e.g. an
 all-dead ReLU network): every moment, ``sigma_*``, ``near``, ``near_rel``, ``erank``, ``pr`` and
 ``lmax_over_m1`` is 0, ``zero_frac = 1``, ``cond = gap = +inf``, ``mean_log_s = −inf``, and
-``var = degenerate_var``. Following ``probes.md`` §6 the default is NaN (``0/0``); the
-:class:`~isokit.probe.profile.Profile` passes ``degenerate_var=+inf`` instead so that it carries no
+``var = degenerate_var``. Following ``docs/probes.md §6`` the default is NaN (``0/0``); the
+:class:`~isokit.probe.Profile` passes ``degenerate_var=+inf`` instead so that it carries no
 NaN: a dead Jacobian is infinitely far from isometry by every distance-to-isometry measure
 (``var``, ``gap``, ``cond``), and ``+inf`` neither poisons means over depth into NaN nor breaks
 plots (matplotlib skips non-finite points). Test :func:`degenerate_mask` (or the Profile's
@@ -50,10 +54,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["STAT_NAMES", "degenerate_mask", "saturated_mask", "stats", "zero_threshold"]
+__all__ = [
+    "DEGENERATE_BELOW",
+    "STAT_NAMES",
+    "degenerate_mask",
+    "dtype_eps",
+    "saturated_mask",
+    "stats",
+    "zero_threshold",
+]
 
 #: Names of the statistics returned by :func:`stats`, in a stable order.
 STAT_NAMES: tuple[str, ...] = (
@@ -75,7 +88,20 @@ STAT_NAMES: tuple[str, ...] = (
 )
 
 _F64_EPS = float(np.finfo(np.float64).eps)
-_TINY = float(np.finfo(np.float64).tiny)
+#: ``s_1`` at or below this (the smallest normal float64) makes a spectrum degenerate (``J = 0``).
+DEGENERATE_BELOW = float(np.finfo(np.float64).tiny)
+
+
+def dtype_eps(dtype: Any) -> float:
+    """Machine epsilon of a torch or numpy floating dtype, the ``ε`` of the zero rule.
+
+    Example:
+        >>> import torch
+        >>> dtype_eps(torch.float32) == float(np.finfo(np.float32).eps)
+        True
+    """
+    name = str(dtype).replace("torch.", "")
+    return float(np.finfo(np.dtype(name)).eps)
 
 
 def _as_spectra(singular_values: np.ndarray | Sequence[float]) -> np.ndarray:
@@ -104,28 +130,46 @@ def zero_threshold(
     n_cols: int | None = None,
     eps: float = _F64_EPS,
 ) -> np.ndarray:
-    """``τ = max(n_rows, n_cols)·ε·s_1`` (``r`` stands in for the larger dimension if unknown)."""
+    """The zero rule ``τ = max(n_rows, n_cols)·ε·scale`` (module docstring).
+
+    ``sigma_max`` is the scale: ``s_1`` for singular values, ``θ_max`` for Gram eigenvalues from
+    Lanczos; ``r`` stands in for the larger dimension if ``n_rows``/``n_cols`` are unknown.
+
+    Example:
+        >>> eps = float(np.finfo(np.float64).eps)
+        >>> float(zero_threshold(2.0, 4, n_rows=10, n_cols=4)) == 2.0 * 10 * eps
+        True
+    """
     big = max(n_rows or 0, n_cols or 0) or r
     return np.asarray(sigma_max, dtype=np.float64) * (big * eps)
 
 
 def degenerate_mask(singular_values: np.ndarray | Sequence[float]) -> np.ndarray | bool:
-    """``True`` where the spectrum vanishes (``s_1`` at or below the smallest normal float64)."""
+    """``True`` where the spectrum vanishes (``s_1`` at or below :data:`DEGENERATE_BELOW`).
+
+    Example:
+        >>> degenerate_mask([[1.0, 0.5], [0.0, 0.0]]).tolist()
+        [False, True]
+    """
     s = _as_spectra(singular_values)
-    out = s[..., 0] <= _TINY
+    out = s[..., 0] <= DEGENERATE_BELOW
     return bool(out) if out.ndim == 0 else out
 
 
 def saturated_mask(
     singular_values: np.ndarray | Sequence[float], *, eps: float = _F64_EPS
 ) -> np.ndarray | bool:
-    """``True`` where ``s_r/s_1 < 1e3·ε`` (``probes.md`` §6): statistics using ``s_r`` are
+    """``True`` where ``s_r/s_1 < 1e3·ε`` (``docs/probes.md §6``): statistics using ``s_r`` are
     unreliable.
 
     Degenerate spectra are saturated too.
+
+    Example:
+        >>> saturated_mask([1.0, 1e-20]), saturated_mask([1.0, 0.5])
+        (True, False)
     """
     s = _as_spectra(singular_values)
-    out = ~(s[..., -1] >= 1e3 * eps * s[..., 0]) | (s[..., 0] <= _TINY)
+    out = ~(s[..., -1] >= 1e3 * eps * s[..., 0]) | (s[..., 0] <= DEGENERATE_BELOW)
     return bool(out) if out.ndim == 0 else out
 
 
@@ -145,19 +189,26 @@ def stats(
         n_rows, n_cols: ``D`` and ``n_in`` of the Jacobian, for the zero threshold ``τ``.
         band: half-width of ``near`` in ``log(1 + band)`` units (``[1/1.1, 1.1]`` for 0.1).
         eps: machine epsilon of the dtype the Jacobian was computed in.
-        degenerate_var: ``var`` of a vanishing spectrum (NaN per ``probes.md`` §6; the Profile
+        degenerate_var: ``var`` of a vanishing spectrum (NaN per ``docs/probes.md §6``; the Profile
             stores ``+inf``).
 
     Returns:
         ``{name: value}`` over :data:`STAT_NAMES`: Python floats for one spectrum, arrays of the
         leading shape for a batch.
+
+    Example:
+        >>> st = stats([1.0, 1.0, 0.5])
+        >>> round(st["m1"], 4), st["sigma_min"], st["cond"]
+        (0.75, 0.5, 2.0)
+        >>> stats([[1.0, 0.0]])["gap"].tolist()  # a zero singular value: infinitely far
+        [inf]
     """
     if not band > 0:
         raise ValueError(f"band must be positive, got {band}")
     s = _as_spectra(singular_values)
     r = s.shape[-1]
     s1 = s[..., 0]
-    degenerate = s1 <= _TINY
+    degenerate = s1 <= DEGENERATE_BELOW
     safe1 = np.where(degenerate, 1.0, s1)
     t = s / safe1[..., None]  # in [0, 1], t_1 = 1 unless degenerate
     t2 = t * t

@@ -1,0 +1,176 @@
+"""Jacobian spectra across depth: :func:`profile`.
+
+``profile(model, inputs)`` measures, for every example ``x_b`` of the batch and every tap ``l``,
+the spectrum of ``J_l = ∂h_l/∂x`` (``docs/probes.md §1``), on a float64 eval-mode copy of the
+model with clean global flags (:mod:`isokit.probe.hygiene`), set up once by
+:func:`isokit.probe.prepare.prepare`. The input is depth 0; taps are depths ``1..L``.
+
+Methods:
+
+- ``"exact"`` (:mod:`isokit.probe.exact`, memory plan in :mod:`isokit.probe.plan`): one
+  forward-mode sweep for all taps with streamed Grams (or the chained sweep), ``eigvalsh`` of the
+  ``r×r`` Gram with an ``svdvals`` fallback.
+- ``"lanczos"`` (matrix-free, :mod:`isokit.probe.matrix_free` on top of
+  :mod:`isokit.probe.moments`, :mod:`isokit.probe.lanczos` and :mod:`isokit.probe.quadrature`):
+  unbiased ``m1..m3`` with jackknife standard errors at every tap from ``n_probes`` Rademacher
+  tangents (one ``vmap``-ped ``jvp`` for all taps), plus stochastic Lanczos quadrature (density,
+  node statistics) and Ritz bounds on ``σ_max``/``σ_min`` at the ``slq_taps``. The operator is the
+  ``r``-side Gram: ``A v = Jᵀ(J v)`` when ``n_in ≤ D``, else ``B u = J(Jᵀ u)``, both from batched
+  ``jvp``/``vjp``.
+- ``"auto"``: exact when its memory estimate fits ``max_memory`` in one sweep (default: half the
+  free RAM, or 80 % of the free GPU memory), else lanczos. ``meta["method_reason"]`` says why.
+
+``with_signal`` and ``with_blocks`` run :func:`~isokit.probe.signal` and
+:func:`~isokit.probe.block_profile` on the same prepared copy, into ``Profile.signal`` and
+``Profile.blocks``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from isokit.probe.exact import ProbeMemoryError, exact_spectra
+from isokit.probe.forward_signal import measure_signal
+from isokit.probe.local import measure_blocks
+from isokit.probe.matrix_free import _lanczos_taps, _resolve_slq
+from isokit.probe.options import ProbeOptions, resolve_options
+from isokit.probe.prepare import Prepared, prepare
+from isokit.probe.result import Profile, TapSpectrum
+
+__all__ = ["profile"]
+
+
+def profile(
+    model: nn.Module,
+    inputs: Tensor,
+    options: ProbeOptions | None = None,
+    *,
+    generator: torch.Generator | None = None,
+    meta: dict[str, Any] | None = None,
+    with_signal: bool = False,
+    with_blocks: bool = False,
+    **overrides: Any,
+) -> Profile:
+    """Spectra of ``J_l = ∂h_l/∂x`` at every tap for every example of ``inputs`` (module doc).
+
+    Args:
+        model: any ``nn.Module``; it is never modified (a float64 eval copy is probed).
+        inputs: a finite floating batch ``(B, ...)``; each example is probed separately.
+        options: a :class:`~isokit.probe.ProbeOptions` (taps, method, dtype, memory budget,
+            probes, seed, ...); default ``ProbeOptions()``.
+        generator: an explicit ``torch.Generator`` on the model's device for the matrix-free
+            probes (its ``initial_seed()`` replaces ``options.seed`` and is recorded).
+        meta: extra metadata, e.g. ``{"scheme": "idinit"}``; copied into ``Profile.meta``.
+        with_signal: also compute :func:`~isokit.probe.signal` into ``Profile.signal``.
+        with_blocks: also compute :func:`~isokit.probe.block_profile` into ``Profile.blocks``.
+        **overrides: fields of :class:`~isokit.probe.ProbeOptions` (``method="exact"``) applied
+            on top of ``options``.
+
+    Raises:
+        ProbeOptionError: a bad option (also an unknown keyword).
+        ProbeMemoryError: ``method="exact"`` does not fit ``max_memory``.
+        ValueError: inputs that do not fit the model, or non-finite weights or activations.
+
+    Example:
+        >>> import torch, isokit
+        >>> from isokit.models import MLP
+        >>> model = isokit.init.apply(MLP(8, 8, depth=3, activation="tanh"), "orthogonal", seed=0)
+        >>> prof = isokit.probe.profile(model, torch.randn(2, 8), method="exact")
+        >>> prof.meta["method"], prof.taps[0].singular_values.shape
+        ('exact', (2, 8))
+    """
+    opts = resolve_options(options, overrides)
+    with prepare(model, inputs, opts, generator=generator) as prep:
+        taps, method, reason, extra = _measure(prep, generator)
+        prof = Profile(
+            taps=taps,
+            meta=prep.meta(method=method, reason=reason, seed=prep.seed, meta=meta, extra=extra),
+        )
+        if with_signal:
+            prof.signal = measure_signal(prep)
+        if with_blocks:
+            prof.blocks = measure_blocks(prep)
+    return prof
+
+
+def _measure(
+    prep: Prepared, generator: torch.Generator | None
+) -> tuple[list[TapSpectrum], str, str, dict[str, Any]]:
+    """(taps, method used, why, metadata of the tier) for ``options.method``."""
+    method = prep.options.method
+    if method == "lanczos":
+        taps, extra = _lanczos_tier(prep, generator)
+        return taps, "lanczos", "requested", extra
+    try:
+        taps, extra, plan_reason = _exact_tier(prep)
+    except ProbeMemoryError as err:
+        if method == "exact":
+            raise
+        taps, extra = _lanczos_tier(prep, generator)
+        return taps, "lanczos", f"auto: exact does not fit ({err})", extra
+    prefix = "requested; " if method == "exact" else "auto: "
+    return taps, "exact", prefix + plan_reason, extra
+
+
+def _exact_tier(prep: Prepared) -> tuple[list[TapSpectrum], dict[str, Any], str]:
+    opts = prep.options
+    ex = exact_spectra(
+        prep.copy,
+        prep.x,
+        prep.names,
+        chunk_size=opts.chunk_size,
+        max_memory=opts.max_memory,
+        svd=opts.svd,
+        progress=opts.progress,
+        allow_groups=(opts.method == "exact"),
+        example_chunk=opts.example_chunk,
+    )
+    taps = [t.to_spectrum(i + 1, dtype=opts.dtype, band=opts.band) for i, t in enumerate(ex.taps)]
+    for t in taps:
+        t.warnings.extend(ex.warnings)
+    extra = {
+        "exact": {
+            "strategy": ex.plan.strategy,
+            "chunk_size": ex.plan.chunk_size,
+            "example_chunk": ex.plan.example_chunk,
+            "n_sweeps": ex.n_sweeps,
+            "memory_estimate": ex.plan.bytes,
+            "max_memory": ex.plan.max_memory,
+            "reverse_taps": [prep.names[i] for i in ex.plan.reverse],
+        }
+    }
+    return taps, extra, ex.plan.reason
+
+
+def _lanczos_tier(
+    prep: Prepared, generator: torch.Generator | None
+) -> tuple[list[TapSpectrum], dict[str, Any]]:
+    opts = prep.options
+    if generator is None:
+        generator = torch.Generator(device=prep.device).manual_seed(prep.seed)
+    slq_idx = _resolve_slq(opts.slq_taps, prep.names)
+    taps = _lanczos_taps(
+        prep.copy,
+        prep.x,
+        prep.names,
+        prep.mods,
+        prep.dims,
+        prep.shapes,
+        n_probes=opts.n_probes,
+        steps=opts.lanczos_steps,
+        slq_idx=slq_idx,
+        generator=generator,
+        band=opts.band,
+        progress=opts.progress,
+    )
+    extra = {
+        "lanczos": {
+            "n_probes": opts.n_probes,
+            "steps": opts.lanczos_steps,
+            "slq_taps": [prep.names[i] for i in slq_idx],
+        }
+    }
+    return taps, extra

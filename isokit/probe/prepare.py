@@ -1,0 +1,214 @@
+"""The one preparation step of every probe: :func:`prepare`.
+
+:func:`~isokit.probe.profile`, :func:`~isokit.probe.block_profile` and
+:func:`~isokit.probe.signal` all start here. :func:`prepare` checks the inputs, resolves the
+taps, makes the float64 (or float32) eval copy under :func:`~isokit.probe.hygiene.probe_context`,
+moves the inputs to the copy's device and dtype, refuses what cannot be measured (non-finite
+weights, buffers or inputs) and runs one dry forward pass on the first example, whose shape
+errors become a clear ``ValueError`` and whose non-finite outputs are refused naming the tap. It
+yields a :class:`Prepared` that the probes share; :meth:`Prepared.meta` builds ``Profile.meta``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from isokit.probe.checks import check_inputs
+from isokit.probe.hygiene import model_device, probe_context
+from isokit.probe.options import ProbeOptions
+from isokit.probe.taps import TapCall, TapError, resolve_taps, run_with_taps
+
+__all__ = ["Prepared", "prepare"]
+
+
+def _input_hint(model: nn.Module) -> str:
+    shape = getattr(model, "input_shape", None)
+    if shape is not None:
+        return f"(B, {', '.join(map(str, shape))})"
+    if hasattr(model, "seq_len") and hasattr(model, "d_model"):
+        return f"(B, {model.seq_len}, {model.d_model})"
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            n = module.in_features
+            return f"(B, {n}) (the first Linear takes {n} features)"
+        if isinstance(module, nn.Conv1d | nn.Conv2d | nn.Conv3d):
+            spatial = ", ".join("HWD"[: module.weight.ndim - 2])
+            return (
+                f"(B, {module.in_channels}, {spatial}) (the first convolution takes "
+                f"{module.in_channels} channels)"
+            )
+    return "the shape the model's forward accepts"
+
+
+def _check_finite_state(copy: nn.Module, original: nn.Module, dtype: torch.dtype) -> None:
+    """Refuse a model whose parameters or floating buffers hold NaN or inf in the probe dtype."""
+    named = [("parameter", n, t) for n, t in copy.named_parameters()]
+    named += [("buffer", n, t) for n, t in copy.named_buffers() if t.is_floating_point()]
+    for kind, name, tensor in named:
+        if not bool(torch.isfinite(tensor).all()):
+            n_bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"{type(original).__name__} {kind} {name!r} holds {n_bad} NaN or inf value(s) "
+                f"in the probe dtype {str(dtype).replace('torch.', '')}; a Jacobian spectrum "
+                "cannot be measured on it (re-initialize the model, or probe in float64 if the "
+                "values only overflow in float32)"
+            )
+
+
+def _dry_run(model: nn.Module, mods: list[nn.Module], x: Tensor, original: nn.Module) -> TapCall:
+    """One primal forward on one example; errors about shapes become a clear ValueError."""
+    try:
+        return run_with_taps(model, mods, x[:1])
+    except TapError:
+        raise
+    except (RuntimeError, ValueError, IndexError) as err:
+        raise ValueError(
+            f"inputs of shape {tuple(x.shape)} do not fit {type(original).__name__}: expected "
+            f"{_input_hint(original)}, got (B={x.shape[0]}, {', '.join(map(str, x.shape[1:]))}). "
+            f"The dry forward pass failed with: {err}"
+        ) from err
+
+
+def _check_finite_outputs(dry: TapCall, names: list[str], original: nn.Module) -> None:
+    """Refuse NaN or inf at a tap (or in the model output) of the dry forward pass."""
+    for name, h in zip(names, dry.outputs, strict=True):
+        if not bool(torch.isfinite(h).all()):
+            raise ValueError(
+                f"the forward pass of {type(original).__name__} gives NaN or inf at tap "
+                f"{name!r} on the first example; a Jacobian spectrum cannot be measured there "
+                "(the activations overflow: check the initialization's scale or probe in float64)"
+            )
+    if isinstance(dry.output, Tensor) and not bool(torch.isfinite(dry.output).all()):
+        raise ValueError(
+            f"the output of {type(original).__name__} is NaN or inf on the first example "
+            "(after every tap); check the layers after the last tap"
+        )
+
+
+@dataclass(eq=False)
+class Prepared:
+    """What :func:`prepare` sets up once for a probe.
+
+    Attributes:
+        model: the user's model (never modified; named in messages and metadata).
+        inputs: the user's batch.
+        options: the validated options.
+        names: resolved tap names in depth order.
+        copy: the hygienic probe copy (eval mode, probe dtype, no ``requires_grad``).
+        device: the copy's device.
+        x: the inputs on ``device`` in the probe dtype.
+        mods: the tap modules of ``copy``, in tap order.
+        dry: the dry run on the first example (tap outputs with batch axis 1).
+        seed: the probe seed (``generator.initial_seed()`` when a generator was given).
+    """
+
+    model: nn.Module
+    inputs: Tensor
+    options: ProbeOptions
+    names: list[str]
+    copy: nn.Module
+    device: torch.device
+    x: Tensor
+    mods: list[nn.Module]
+    dry: TapCall
+    seed: int
+
+    @property
+    def dims(self) -> list[int]:
+        """Per-example output size ``D_l`` of every tap."""
+        return [h.numel() for h in self.dry.outputs]
+
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Per-example output shape of every tap (batch axis of size 1 kept)."""
+        return [tuple(h.shape) for h in self.dry.outputs]
+
+    def meta(
+        self,
+        *,
+        method: str,
+        reason: str,
+        seed: int | None,
+        meta: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``Profile.meta``: model, method and why, dtype, device, seed, versions, shapes."""
+        import isokit
+
+        out: dict[str, Any] = {
+            "model": type(self.model).__name__,
+            "scheme": None,
+            "method": method,
+            "method_reason": reason,
+            "dtype": str(self.options.dtype).replace("torch.", ""),
+            "device": str(self.device),
+            "seed": seed,
+            "torch": torch.__version__,
+            "isokit": getattr(isokit, "__version__", "unknown"),
+            "n_examples": int(self.inputs.shape[0]),
+            "input_shape": list(self.inputs.shape[1:]),
+            "n_in": int(math.prod(self.inputs.shape[1:])),
+            "taps": list(self.names),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        if extra:
+            out.update(extra)
+        if meta:
+            out.update(meta)
+        return out
+
+
+@contextlib.contextmanager
+def prepare(
+    model: nn.Module,
+    inputs: Tensor,
+    options: ProbeOptions,
+    *,
+    generator: torch.Generator | None = None,
+) -> Iterator[Prepared]:
+    """Check, copy, place and dry-run once for a probe (module docstring).
+
+    The copy and the probe's global flags live for the ``with`` block only.
+
+    Example:
+        >>> from isokit.models import MLP
+        >>> with prepare(MLP(4, 4, depth=2), torch.randn(3, 4), ProbeOptions()) as prep:
+        ...     prep.names, prep.dims, prep.x.dtype
+        (['acts.0', 'acts.1'], [4, 4], torch.float64)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_inputs("inputs", inputs)
+    names = resolve_taps(model, options.taps)
+    seed = options.seed if generator is None else int(generator.initial_seed())
+    with probe_context(model, dtype=options.dtype) as copy:
+        _check_finite_state(copy, model, options.dtype)
+        device = model_device(copy)
+        x = inputs.detach().to(device=device, dtype=options.dtype)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(
+                f"inputs overflow to inf in the probe dtype {options.dtype}; probe in float64"
+            )
+        mods = [copy.get_submodule(n) for n in names]
+        dry = _dry_run(copy, mods, x, model)
+        _check_finite_outputs(dry, names, model)
+        yield Prepared(
+            model=model,
+            inputs=inputs,
+            options=options,
+            names=names,
+            copy=copy,
+            device=device,
+            x=x,
+            mods=mods,
+            dry=dry,
+            seed=seed,
+        )
