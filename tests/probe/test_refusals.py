@@ -1,0 +1,304 @@
+"""Probes refuse what they cannot measure, with errors that name the culprit."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import isokit
+from isokit.models import MLP, ResNet
+from isokit.probe import ProbeOptionError, ProbeOptions, Profile, block_profile, profile, signal
+
+PROBES = {
+    "profile-exact": lambda m, x: profile(m, x, method="exact"),
+    "profile-lanczos": lambda m, x: profile(m, x, method="lanczos", n_probes=4, lanczos_steps=4),
+    "block_profile": lambda m, x: block_profile(m, x),
+    "signal": lambda m, x: signal(m, x),
+}
+
+
+def _mlp() -> MLP:
+    return isokit.init.apply(MLP(6, 6, depth=3, activation="tanh"), "orthogonal", seed=0)
+
+
+class _Exp(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(x)
+
+
+def _overflowing_second_example():
+    """Finite on the first example (the dry run), overflowing to inf on the second."""
+    model = nn.Sequential(nn.Linear(3, 3), _Exp(), nn.Linear(3, 3))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(3))
+        model[0].bias.zero_()
+    return model, torch.tensor([[0.0, 0.0, 0.0], [800.0, 0.0, 0.0]])
+
+
+# ------------------------------------------------------------------------------ non-finite
+
+
+@pytest.mark.parametrize("probe", list(PROBES))
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_weight_is_named(probe, value):
+    model = _mlp()
+    with torch.no_grad():
+        model.fcs[1].weight[0, 0] = value
+    before = model.fcs[1].weight.clone()
+    with pytest.raises(ValueError, match=r"parameter 'fcs\.1\.weight' holds 1 NaN or inf"):
+        PROBES[probe](model, torch.randn(2, 6))
+    assert torch.equal(model.fcs[1].weight, before) or math.isnan(value)  # never modified
+
+
+@pytest.mark.parametrize("probe", list(PROBES))
+def test_non_finite_buffer_is_named(probe):
+    model = ResNet(depth=8, width=2, norm="batch")
+    name = next(n for n, _ in model.named_buffers() if n.endswith("running_var"))
+    model.get_buffer(name).fill_(math.nan)
+    with pytest.raises(ValueError, match=rf"buffer '{name}' holds .* NaN or inf"):
+        PROBES[probe](model, torch.randn(2, 3, 8, 8))
+
+
+def test_weight_that_overflows_only_in_float32_says_so():
+    model = MLP(4, 4, depth=2).double()
+    with torch.no_grad():
+        model.fcs[0].weight[0, 0] = 1e300
+    with pytest.raises(ValueError, match=r"'fcs\.0\.weight'.*float32"):
+        profile(model, torch.randn(1, 4), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("probe", list(PROBES))
+def test_non_finite_dry_run_names_the_tap(probe):
+    model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)).double()
+    with torch.no_grad():
+        for layer in model:
+            layer.weight.fill_(1e200)
+    with pytest.raises(ValueError, match=r"NaN or inf at tap '1' on the first example"):
+        PROBES[probe](model, torch.ones(2, 4))
+
+
+@pytest.mark.parametrize("probe", ["profile-exact", "block_profile", "signal"])
+def test_overflow_after_the_first_example_is_a_clear_error(probe):
+    # The dry run sees a finite first example; the second overflows. Exact probes used to fail
+    # inside LAPACK ("linalg.eigh: ... failed to converge"), signal returned inf silently.
+    model, x = _overflowing_second_example()
+    with pytest.raises(ValueError, match=r"(at tap|activations at tap) '1' hold") as info:
+        PROBES[probe](model, x)
+    assert "linalg" not in str(info.value)
+    assert "NaN or inf" in str(info.value)
+
+
+def test_signal_never_returns_non_finite_values_silently():
+    model, x = _overflowing_second_example()
+    with pytest.raises(ValueError, match=r"activations at tap '1' hold NaN or inf"):
+        signal(model, x)
+    with pytest.raises(ValueError, match="custom loss .* is NaN or inf"):
+        signal(_mlp(), torch.randn(2, 6), loss=lambda out: out.sum() * math.nan)
+
+
+# ------------------------------------------------------------------------------ options
+
+
+@pytest.mark.parametrize("probe", list(PROBES))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_refused(probe, dtype):
+    fn = {
+        "profile-exact": profile,
+        "profile-lanczos": profile,
+        "block_profile": block_profile,
+        "signal": signal,
+    }[probe]
+    with pytest.raises(ProbeOptionError, match="too coarse for Jacobian spectra"):
+        fn(_mlp(), torch.randn(2, 6), dtype=dtype)
+
+
+@pytest.mark.parametrize("option", ["chunk_size", "example_chunk", "max_memory"])
+@pytest.mark.parametrize("value", [0, -1])
+@pytest.mark.parametrize("fn", [profile, block_profile])
+def test_non_positive_sizes_are_refused(option, value, fn):
+    with pytest.raises(ProbeOptionError, match=rf"^{option}: must be a positive integer") as info:
+        fn(_mlp(), torch.randn(2, 6), **{option: value})
+    assert info.value.option == option
+
+
+def test_overrides_are_checked_and_unknown_names_refused():
+    x = torch.randn(2, 6)
+    with pytest.raises(ProbeOptionError, match="svd: must be True or False"):
+        profile(_mlp(), x, svd="no")
+    with pytest.raises(ProbeOptionError, match="did you mean 'n_probes'"):
+        profile(_mlp(), x, n_probe=8)
+    with pytest.raises(ProbeOptionError, match="seed: must be a non-negative integer"):
+        signal(_mlp(), x, seed=1.5)
+    with pytest.raises(ProbeOptionError, match="options: must be ProbeOptions"):
+        profile(_mlp(), x, {"method": "exact"})
+
+
+def test_options_object_and_keywords_give_the_same_profile():
+    model, x = _mlp(), torch.randn(2, 6)
+    opts = ProbeOptions(method="lanczos", n_probes=4, lanczos_steps=4, seed=3)
+    a = profile(model, x, opts)
+    b = profile(model, x, method="lanczos", n_probes=4, lanczos_steps=4, seed=3)
+    c = profile(model, x, opts.replace(seed=0), seed=3)  # a keyword overrides the object
+    for t in (b, c):
+        for ta, tb in zip(a.taps, t.taps, strict=True):
+            assert ta.stats["m1"].tolist() == tb.stats["m1"].tolist()
+
+
+def test_profile_with_signal_and_blocks_matches_the_separate_probes():
+    model, x = _mlp(), torch.randn(3, 6)
+    both = profile(model, x, with_signal=True, with_blocks=True)
+    sig, blocks = signal(model, x), block_profile(model, x)
+    assert both.signal.q.tolist() == sig.q.tolist()
+    assert both.signal.param_grad.tolist() == sig.param_grad.tolist()
+    for a, b in zip(both.blocks, blocks.taps, strict=True):
+        assert (a.singular_values == b.singular_values).all()
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())  # as they were
+
+
+def test_profile_is_the_function_whatever_is_imported():
+    import isokit.probe.depth_profile  # noqa: F401
+    import isokit.probe.statistics  # noqa: F401
+
+    assert callable(isokit.probe.profile) and callable(isokit.probe.stats)
+    assert isokit.probe.profile.__module__ == "isokit.probe.depth_profile"
+
+
+# ------------------------------------------------------------------------------ from_dict
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    model = _mlp()
+    prof = profile(model, torch.randn(2, 6), with_signal=True, with_blocks=True)
+    return prof.to_dict()
+
+
+def _corrupt(data: dict, change) -> dict:
+    d = copy.deepcopy(data)
+    change(d)
+    return d
+
+
+def _set(path, value):
+    def change(d):
+        *head, last = path
+        for key in head:
+            d = d[key]
+        d[last] = value
+
+    return change
+
+
+def _delete(path):
+    def change(d):
+        *head, last = path
+        for key in head:
+            d = d[key]
+        del d[last]
+
+    return change
+
+
+CORRUPTIONS = {
+    "missing tap field": (_delete(["taps", 0, "stats"]), r"taps\[0\]\.stats: missing"),
+    "missing optional tap field": (
+        _delete(["taps", 1, "singular_values"]),
+        r"taps\[1\]\.singular_values: missing",
+    ),
+    "missing signal": (_delete(["signal"]), r"signal: missing"),
+    "missing schema": (_delete(["schema"]), r"schema: missing"),
+    "unknown top-level field": (_set(["extra"], 1), r"extra: unknown field"),
+    "unknown tap field": (_set(["taps", 0, "sv"], []), r"taps\[0\]\.sv: unknown field"),
+    "too few singular-value rows": (
+        lambda d: d["taps"][0]["singular_values"].pop(),
+        r"taps\[0\]\.singular_values: has shape \[1, 6\], expected \[2 × 6\]",
+    ),
+    "ragged singular values": (
+        lambda d: d["taps"][0]["singular_values"][0].pop(),
+        r"taps\[0\]\.singular_values: is not a rectangular array",
+    ),
+    "short stats array": (
+        lambda d: d["taps"][2]["stats"]["m1"].pop(),
+        r"taps\[2\]\.stats\.m1: has shape \[1\], expected \[2\]",
+    ),
+    "unknown statistic": (
+        _set(["taps", 0, "stats", "m_1"], [1.0, 1.0]),
+        r"taps\[0\]\.stats\.m_1: unknown name; did you mean 'm1'",
+    ),
+    "string depth": (_set(["taps", 0, "depth"], "1"), r"taps\[0\]\.depth: must be an integer"),
+    "float D": (_set(["taps", 0, "D"], 6.0), r"taps\[0\]\.D: must be an integer"),
+    "wrong r": (_set(["taps", 0, "r"], 5), r"taps\[0\]\.r: must be min\(D, n_in\) = 6"),
+    "shape not holding D": (_set(["taps", 0, "shape"], [1, 5]), r"taps\[0\]\.shape"),
+    "string flag": (
+        _set(["taps", 0, "degenerate"], ["no", "no"]),
+        r"taps\[0\]\.degenerate: must hold true/false values",
+    ),
+    "bad special float": (
+        _set(["taps", 0, "stats", "cond"], ["Infinity", 1.0]),
+        r"taps\[0\]\.stats\.cond: must hold numbers",
+    ),
+    "unknown side": (_set(["taps", 0, "side"], "left"), r"taps\[0\]\.side: must be one of"),
+    "no taps": (_set(["taps"], []), r"taps: must be a non-empty array"),
+    "taps as a string": (_set(["taps"], "acts.0"), r"taps: must be a non-empty array"),
+    "duplicate tap": (lambda d: d["taps"].append(d["taps"][0]), r"taps\[3\]\.name: 'acts.0'"),
+    "examples differ": (
+        lambda d: d["taps"][1].update(
+            {
+                k: d["taps"][1][k][:1]
+                for k in ("degenerate", "saturated", "gram_unreliable", "singular_values")
+            }
+        ),
+        r"taps\[1\]",
+    ),
+    "meta examples": (_set(["meta", "n_examples"], 3), r"meta\.n_examples: is 3"),
+    "signal array length": (
+        lambda d: d["signal"]["q"].pop(),
+        r"signal\.q: has shape \[2\], expected \[3\]",
+    ),
+    "signal taps split": (_set(["signal", "taps"], "acts"), r"signal\.taps: must be"),
+    "signal loss": (_set(["signal", "loss"], "mse"), r"signal\.loss: must be one of"),
+    "signal examples": (_set(["signal", "n_examples"], 5), r"signal\.n_examples: is 5"),
+    "blocks examples": (
+        lambda d: d["blocks"].__setitem__(slice(None), []),
+        r"blocks: must be a non-empty array",
+    ),
+    "newer schema": (_set(["schema"], 2), r"schema: profile schema 2 is newer"),
+    "warnings": (_set(["taps", 0, "warnings"], "slow"), r"taps\[0\]\.warnings: must be an array"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_from_dict_names_the_bad_field(data, case):
+    change, match = CORRUPTIONS[case]
+    with pytest.raises(ValueError, match=match):
+        Profile.from_dict(_corrupt(data, change))
+
+
+def test_from_dict_round_trip_is_exact(data):
+    assert Profile.from_dict(data).to_dict() == data
+
+
+def test_from_json_refuses_a_file_that_is_not_json(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        Profile.from_json(path)
+    path.write_text(json.dumps([1, 2]), encoding="utf-8")
+    with pytest.raises(ValueError, match="must be an object"):
+        Profile.from_json(path)
+
+
+def test_the_json_schema_lists_every_field():
+    from dataclasses import fields
+
+    from isokit.probe import Signal, TapSpectrum
+    from isokit.probe.serialization import PROFILE_FIELDS, SIGNAL_FIELDS, TAP_FIELDS
+
+    assert set(TAP_FIELDS) == {f.name for f in fields(TapSpectrum)}
+    assert set(SIGNAL_FIELDS) == {f.name for f in fields(Signal)}
+    assert set(PROFILE_FIELDS) == {f.name for f in fields(Profile)} | {"schema"}
