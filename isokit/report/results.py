@@ -136,7 +136,7 @@ class Results:
         return out
 
     def to_json(self) -> str:
-        from isokit.probe.result import encode
+        from isokit.probe.serialization import encode
 
         return json.dumps(encode(self.to_dict()), indent=1, allow_nan=False) + "\n"
 

@@ -108,10 +108,12 @@ def _profile_table(key: str, run: dict[str, Any], schema: str) -> dict[str, Any]
 
 
 def _read_profile(key: str, table: dict[str, Any]):
-    from isokit.probe import Profile
+    from isokit.probe import Profile, ProfileFormatError
 
     try:
         return Profile.from_dict(table)
+    except ProfileFormatError as exc:  # it names the field inside the profile
+        raise ConfigError(f"{key}.profile.{exc.field}", exc.message) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
         raise ConfigError(
@@ -120,41 +122,14 @@ def _read_profile(key: str, table: dict[str, Any]):
         ) from None
 
 
-def _check_shapes(key: str, profile) -> None:
-    """Arrays of the lengths the figures pool: one value per example, one per tap."""
+def _check_sections(key: str, profile) -> None:
+    """The block spectra and the forward signal describe the profile's own taps (the figures
+    pool them tap by tap); each section's own fields are checked by ``Profile.from_dict``."""
     names = [t.name for t in profile.taps]
-    for section in ("taps", "blocks"):
-        taps = getattr(profile, section)
-        if taps is None:
-            continue
-        if section == "blocks" and [t.name for t in taps] != names:
-            raise ConfigError(f"{key}.profile.blocks", "must hold one block per tap, in tap order")
-        for i, tap in enumerate(taps):
-            where = f"{key}.profile.{section}[{i}]"
-            n = tap.degenerate.shape[0] if tap.degenerate.ndim == 1 else -1
-            arrays = {f"stats.{k}": v for k, v in tap.stats.items()}
-            arrays["degenerate"] = tap.degenerate
-            for name, values in arrays.items():
-                if n < 0 or values.shape != (n,):
-                    raise ConfigError(
-                        f"{where}.{name}",
-                        f"has shape {list(values.shape)}; expected one value per example",
-                    )
-            sv = tap.singular_values
-            if sv is not None and (sv.ndim != 2 or sv.shape[0] != n):
-                raise ConfigError(
-                    f"{where}.singular_values",
-                    f"has shape {list(sv.shape)}; expected one row per example ({n})",
-                )
-    signal = profile.signal
-    if signal is not None:
-        if list(signal.taps) != names:
-            raise ConfigError(f"{key}.profile.signal.taps", "must be the profile's taps")
-        for name in ("q", "cos", "grad"):
-            if getattr(signal, name).shape != (len(names),):
-                raise ConfigError(
-                    f"{key}.profile.signal.{name}", f"must hold one value per tap ({len(names)})"
-                )
+    if profile.blocks is not None and [t.name for t in profile.blocks] != names:
+        raise ConfigError(f"{key}.profile.blocks", "must hold one block per tap, in tap order")
+    if profile.signal is not None and list(profile.signal.taps) != names:
+        raise ConfigError(f"{key}.profile.signal.taps", "must be the profile's taps, in order")
 
 
 def _run(i: int, run: Any, config, schema: str) -> dict[str, Any]:
@@ -191,7 +166,7 @@ def _run(i: int, run: Any, config, schema: str) -> dict[str, Any]:
         raise ConfigError(f"{key}.profile", f"a run with status {status!r} {need}")
     profile = None if table is None else _read_profile(key, table)
     if profile is not None:
-        _check_shapes(key, profile)
+        _check_sections(key, profile)
     return {
         "model": run["model"],
         "scheme": run["scheme"],

@@ -17,13 +17,16 @@ import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from isokit.report.config import Config, ConfigError, InputSpec, load_config, parse_config
 from isokit.report.results import Results, RunRecord, environment, load_results, now_utc
+
+if TYPE_CHECKING:
+    from isokit.probe import ProbeOptions
 
 __all__ = ["draw_inputs", "make_report", "probe_text", "run_config"]
 
@@ -43,7 +46,7 @@ def draw_inputs(spec: InputSpec, shape: Sequence[int], seed: int) -> torch.Tenso
     return torch.randint(0, 2, size, generator=gen).float() * 2.0 - 1.0
 
 
-def _probe_options(config: Config, seed: int):
+def _probe_options(config: Config, seed: int) -> ProbeOptions:
     """The one :class:`isokit.probe.ProbeOptions` of a run: the config's ``method``, ``dtype`` and
     ``method_options``, the run's ``seed`` and a fixed memory budget.
 
@@ -92,11 +95,10 @@ def _run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
     # are well defined (inf) and numpy's divide-by-zero warnings would only be noise.
     try:
         with np.errstate(divide="ignore", invalid="ignore"):
-            options = _probe_options(config, seed)  # TEMP until profile() takes options
             result = profile(
                 model,
                 inputs,
-                **{name: getattr(options, name) for name in options.names()},
+                _probe_options(config, seed),
                 meta=meta,
                 with_signal=config.probes["signal"],
                 with_blocks=config.probes["block"],

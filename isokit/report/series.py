@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isokit.probe.stats import zero_threshold
+from isokit.probe.statistics import zero_threshold
 from isokit.report.formatting import format_number
 from isokit.report.results import Results, RunRecord
 
@@ -36,13 +36,19 @@ def sigma_samples(tap, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray] 
     """Singular values of one tap over all examples with their weights (summing to 1).
 
     Exact taps give every value with equal weight; SLQ taps give the Ritz nodes ``√θ`` with
-    their quadrature weights; taps with only moments give ``None``.
+    their quadrature weights; taps with only moments give ``None``. Values at or below the zero
+    rule of :func:`isokit.probe.statistics.zero_threshold` (the one ``cond`` and ``gap`` use)
+    are round-off, not tiny singular values, and are shown as the zeros they are.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> tap = SimpleNamespace(singular_values=np.array([[2.0, 1e-300]]), r=2, D=2, n_in=2)
+        >>> sigma_samples(tap)
+        (array([2., 0.]), array([0.5, 0.5]))
     """
     eps = float(np.finfo(np.float32 if "32" in str(dtype) else np.float64).eps)
     if tap.singular_values is not None:
         s = np.asarray(tap.singular_values, dtype=float)
-        # Values at or below the rank threshold are round-off, not tiny singular values: show
-        # them as the zeros they are (the rule isokit.probe.stats uses for cond and gap).
         tau = zero_threshold(
             s.max(axis=-1, keepdims=True), tap.r, n_rows=tap.D, n_cols=tap.n_in, eps=eps
         )
@@ -54,11 +60,9 @@ def sigma_samples(tap, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray] 
         keep = w > 0
         if not keep.any():
             return None
-        sigma = np.sqrt(theta)
-        # Ritz values of a Gram carry an absolute error ~ ε·λ_max, i.e. √ε·σ_max in σ: below
-        # that (scaled like the exact tier's rank rule) a node is a zero eigenvalue.
-        tau = math.sqrt(max(tap.D, tap.n_in) * eps) * sigma[keep].max()
-        sigma = np.where(sigma <= tau, 0.0, sigma)
+        # Ritz values are eigenvalues θ = σ² of the Gram: the same rule, on the Gram's scale.
+        tau = zero_threshold(theta[keep].max(), tap.r, n_rows=tap.D, n_cols=tap.n_in, eps=eps)
+        sigma = np.sqrt(np.where(theta <= tau, 0.0, theta))
         return sigma[keep], w[keep] / w[keep].sum()
     return None
 

@@ -77,7 +77,11 @@ BAD_FILES = {
     "no taps": (("runs", 0, "profile", "taps"), [], "runs[0].profile.taps"),
     "taps a string": (("runs", 0, "profile", "taps"), "abc", "runs[0].profile.taps"),
     "a tap a string": (("runs", 0, "profile", "taps", 0), "abc", "runs[0].profile.taps[0]"),
-    "a tap without a name": (("runs", 0, "profile", "taps", 0, "name"), _DELETE, "runs[0].profile"),
+    "a tap without a name": (
+        ("runs", 0, "profile", "taps", 0, "name"),
+        _DELETE,
+        "runs[0].profile.taps[0].name",
+    ),
     "blocks a string": (("runs", 0, "profile", "blocks"), "abc", "runs[0].profile.blocks"),
     "signal a list": (("runs", 0, "profile", "signal"), [1], "runs[0].profile.signal"),
     "stats of the wrong length": (
