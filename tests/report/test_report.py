@@ -374,3 +374,24 @@ def test_default_report_compares_every_required_scheme(tmp_path):
     for r in loaded.records:
         if r.scheme in ("fixup", "rezero"):
             assert (r.status == "ok") == (r.model.lower().startswith("resnet")), r.model
+
+
+def test_slq_nodes_below_the_zero_rule_are_drawn_as_zeros():
+    from types import SimpleNamespace
+
+    from isokit.report.series import sigma_samples
+
+    # Gram eigenvalues θ = σ²: 4 is σ = 2; 1e-30 is round-off of a zero eigenvalue (below
+    # max(D, n_in)·ε·θ_max), and a node of weight 0 is padding.
+    tap = SimpleNamespace(
+        singular_values=None,
+        density={"nodes": np.array([[4.0, 1e-30, 9.0]]), "weights": np.array([[0.5, 0.5, 0.0]])},
+        r=2,
+        D=2,
+        n_in=2,
+    )
+    sigma, weights = sigma_samples(tap)
+    np.testing.assert_array_equal(sigma, [2.0, 0.0])
+    np.testing.assert_array_equal(weights, [0.5, 0.5])
+    tap.density["nodes"] = np.array([[4.0, 1e-6, 9.0]])  # well above round-off: kept
+    assert sigma_samples(tap)[0][1] == pytest.approx(1e-3)
