@@ -347,7 +347,7 @@ def probe_text(
     ``in_features=...``; :func:`isokit.models.model_flags` lists them); ``None`` leaves one
     to the model kind's probe default. Errors name the flag, not the config key.
     """
-    from isokit.report.series import fmt_number, tap_series
+    from isokit.report.formatting import format_number
 
     table = {
         "models": [_flag_model(model, flags)],
@@ -367,13 +367,13 @@ def probe_text(
         return f"{head}\nnot applicable: {record.message}"
     cols = ("m1", "var", "gap", "cond", "sigma_min", "sigma_max")
     rows = [("tap", "depth", "D", *cols)]
-    for tap in tap_series(record.profile):
+    for tap in record.profile.taps:
         rows.append(
             (
                 tap.name,
                 str(tap.depth),
                 str(tap.D),
-                *(fmt_number(_median(tap.stats[c])) for c in cols),
+                *(format_number(_median(tap.stats[c])) for c in cols),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -384,11 +384,10 @@ def probe_text(
         )
         for r in rows
     ]
-    method_note = getattr(record.profile, "meta", {}) or {}
     return "\n".join(
         [
             head,
-            f"method: {method_note.get('method', method)}"
+            f"method: {record.profile.meta.get('method', method)}"
             f" (medians over examples; var = scale-free variance, gap = isometry gap)",
             *lines,
         ]

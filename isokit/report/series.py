@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from isokit.probe.statistics import zero_threshold
-from isokit.report.formatting import format_number
 from isokit.report.results import Results, RunRecord
 
 __all__ = [
@@ -314,12 +313,3 @@ def ranking(results: Results, curves: Iterable[Curve] | None = None) -> list[Ran
                     )
                 )
     return rows
-
-
-# Compatibility names for ``isokit.report.run.probe_text`` only, until it imports
-# ``isokit.report.formatting.format_number`` and reads ``Profile.taps`` itself.
-fmt_number = format_number
-
-
-def tap_series(profile) -> list:
-    return list(profile.taps)
