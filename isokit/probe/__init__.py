@@ -24,7 +24,7 @@ from isokit.probe.checks import ProbeOptionError
 from isokit.probe.depth_profile import profile
 from isokit.probe.exact import ProbeMemoryError, estimate_exact_memory
 from isokit.probe.forward_signal import signal
-from isokit.probe.lanczos import LanczosResult, lanczos
+from isokit.probe.krylov import LanczosResult, lanczos
 from isokit.probe.local import block_profile
 from isokit.probe.moments import TraceMoments, rademacher, trace_moments
 from isokit.probe.options import ProbeOptions

@@ -11,7 +11,7 @@ Methods:
   forward-mode sweep for all taps with streamed Grams (or the chained sweep), ``eigvalsh`` of the
   ``r×r`` Gram with an ``svdvals`` fallback.
 - ``"lanczos"`` (matrix-free, :mod:`isokit.probe.matrix_free` on top of
-  :mod:`isokit.probe.moments`, :mod:`isokit.probe.lanczos` and :mod:`isokit.probe.quadrature`):
+  :mod:`isokit.probe.moments`, :mod:`isokit.probe.krylov` and :mod:`isokit.probe.quadrature`):
   unbiased ``m1..m3`` with jackknife standard errors at every tap from ``n_probes`` Rademacher
   tangents (one ``vmap``-ped ``jvp`` for all taps), plus stochastic Lanczos quadrature (density,
   node statistics) and Ritz bounds on ``σ_max``/``σ_min`` at the ``slq_taps``. The operator is the

@@ -3,7 +3,7 @@
 Unbiased ``m1..m3`` with jackknife standard errors at every tap from ``n_probes`` Rademacher
 tangents (one ``vmap``-ped ``jvp`` for all taps, :mod:`isokit.probe.moments`), plus stochastic
 Lanczos quadrature (density, node statistics) and Ritz bounds on ``σ_max``/``σ_min`` at the
-``slq_taps`` (:mod:`isokit.probe.lanczos`, :mod:`isokit.probe.quadrature`), whose default is
+``slq_taps`` (:mod:`isokit.probe.krylov`, :mod:`isokit.probe.quadrature`), whose default is
 :func:`default_slq_taps`. The operator is the ``r``-side Gram: ``A v = Jᵀ(J v)`` when
 ``n_in ≤ D``, else ``B u = J(Jᵀ u)``, both from batched ``jvp``/``vjp``
 (:func:`_jacobian_products`).
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, vjp, vmap
 
-from isokit.probe.lanczos import lanczos
+from isokit.probe.krylov import lanczos
 from isokit.probe.moments import rademacher, trace_moments
 from isokit.probe.quadrature import ritz_bounds, slq_moments
 from isokit.probe.result import TapSpectrum

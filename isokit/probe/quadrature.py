@@ -1,6 +1,6 @@
 """Quadratures of a Lanczos run: SLQ moments and densities, Ritz bounds (``docs/probes.md §4.3``).
 
-From the per-probe tridiagonals of :func:`isokit.probe.lanczos.lanczos` (nodes ``θ_i`` and
+From the per-probe tridiagonals of :func:`isokit.probe.krylov.lanczos` (nodes ``θ_i`` and
 weights ``w_i = S_{1i}²``):
 
 - :func:`slq_moments`: ``m_j ≈ (1/P)·Σ_p Σ_i w_i θ_i^j`` with standard errors across probes;
@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from isokit.probe.checks import positive_int
-from isokit.probe.lanczos import LanczosResult
+from isokit.probe.krylov import LanczosResult
 from isokit.probe.statistics import dtype_eps, zero_threshold
 
 __all__ = [
@@ -109,7 +109,7 @@ def slq_moments(result: LanczosResult, k_max: int = 3) -> SLQMoments:
     the Rademacher start is ``tr(M^j)/r``. Padding nodes carry zero weight and do not contribute.
 
     Example:
-        >>> from isokit.probe.lanczos import lanczos
+        >>> from isokit.probe.krylov import lanczos
         >>> M = torch.diag(torch.tensor([1.0, 4.0], dtype=torch.float64))
         >>> res = lanczos(lambda V: V @ M, 2, steps=2, n_probes=4,
         ...               generator=torch.Generator().manual_seed(0))
@@ -145,7 +145,7 @@ def slq_density(
     the zero rule of :func:`~isokit.probe.statistics.zero_threshold` applied to ``θ``.
 
     Example:
-        >>> from isokit.probe.lanczos import lanczos
+        >>> from isokit.probe.krylov import lanczos
         >>> M = torch.diag(torch.tensor([1.0, 4.0], dtype=torch.float64))
         >>> res = lanczos(lambda V: V @ M, 2, steps=2, n_probes=4,
         ...               generator=torch.Generator().manual_seed(0))
@@ -189,7 +189,7 @@ def ritz_bounds(result: LanczosResult, *, tol: float = 1e-8) -> RitzBounds:
     gives zero bounds with zero residuals.
 
     Example:
-        >>> from isokit.probe.lanczos import lanczos
+        >>> from isokit.probe.krylov import lanczos
         >>> M = torch.diag(torch.tensor([1.0, 4.0], dtype=torch.float64))
         >>> res = lanczos(lambda V: V @ M, 2, steps=2, n_probes=4,
         ...               generator=torch.Generator().manual_seed(0))

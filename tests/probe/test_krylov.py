@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from isokit.probe.lanczos import lanczos
+from isokit.probe.krylov import lanczos
 from isokit.probe.quadrature import ritz_bounds, slq_density, slq_moments
 
 F64 = torch.float64
