@@ -6,8 +6,13 @@ its :class:`~isokit.models.args.Arg` specs (types, defaults, choices, bounds), i
 ``isokit probe`` flags come from the args' ``flag`` and ``probe_default``; reports take the label
 and input shape from it; and theory overlays its :meth:`ModelKind.chain`. Each module of
 :mod:`isokit.models` declares the kind of its class beside the class and registers it with
-:func:`register_model_kind`; nothing here assumes a kind is isokit's own, so a factory from
-elsewhere wraps into the same type.
+:func:`register_model_kind`; :func:`import_kind_modules` imports every module of the package, so
+a new module is found without an edit elsewhere. Nothing here assumes a kind is isokit's own, so
+a factory from elsewhere wraps into the same type.
+
+A model class decorates its ``__init__`` with :func:`kind_checked`, so that a direct call is
+checked by its kind's specs too, and :meth:`ModelKind.resolve` returns :class:`ResolvedArgs`,
+which the kind's other methods (and :meth:`ModelKind.build`'s factory) take as they are.
 
 Defaults come from the factory's signature (an ``Arg`` restates one only where a config
 needs a different one, e.g. because TOML has no null), so a constructor and its spec cannot
@@ -23,12 +28,17 @@ Example:
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
 import inspect
+import pkgutil
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from isokit.models.args import FROM_FACTORY, REQUIRED, Arg, ModelArgError, Rule
+from isokit.models.cost import MODULE_BYTES, ModelSize
 from isokit.models.inputs import InputRule
 
 if TYPE_CHECKING:
@@ -40,47 +50,52 @@ __all__ = [
     "MODULE_BYTES",
     "ModelKind",
     "ModelSize",
+    "ResolvedArgs",
     "Rule",
     "get_model_kind",
+    "import_kind_modules",
+    "kind_checked",
     "model_flags",
     "model_kinds",
     "register_model_kind",
 ]
 
-#: Bytes a constructed ``nn.Module`` costs beyond its tensors (measured: about 1.2 KiB for an
-#: ``nn.Linear``); a lower bound, so that deep stacks of tiny layers are estimated too.
-MODULE_BYTES = 1024
-
-
-@dataclass(frozen=True)
-class ModelSize:
-    """What building and running one model costs, counted from its arguments alone.
-
-    Attributes:
-        parameters: scalar parameters.
-        activations: floats one forward pass of one example produces (every layer output).
-        modules: ``nn.Module`` objects the constructor creates.
-
-    Example:
-        >>> ModelSize(parameters=10, activations=4, modules=2).bytes()
-        2200
-    """
-
-    parameters: int
-    activations: int
-    modules: int
-
-    def bytes(self) -> int:
-        """A lower bound on the memory a probe needs for the model and one example.
-
-        The model as built (float32) plus its float64 probe copy is 12 bytes per parameter;
-        one float64 forward pass keeps every layer output.
-        """
-        return 12 * self.parameters + MODULE_BYTES * self.modules + 8 * self.activations
-
-
 # --------------------------------------------------------------------------------------------
 # the kind
+
+
+class ResolvedArgs(dict):
+    """Every argument of a model, as :meth:`ModelKind.resolve` returned them; read-only.
+
+    The kind that resolved them (``kind``) takes them back as they are; a copy (``dict(args)``,
+    ``{**args, "depth": 3}``) is an ordinary dict and is resolved again.
+
+    Example:
+        >>> args = get_model_kind("mlp").resolve({"in_features": 4, "width": 4, "depth": 2})
+        >>> args["depth"] = 0
+        Traceback (most recent call last):
+        ...
+        TypeError: resolved model arguments are read-only; resolve a changed copy instead
+    """
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: ModelKind, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.kind = kind
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("resolved model arguments are read-only; resolve a changed copy instead")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple:
+        return (dict, (dict(self),))  # a copy or an unpickled one is a plain, unchecked dict
+
+
+#: The kind whose :meth:`ModelKind.build` is calling its factory with resolved arguments.
+_RESOLVED_BY: ContextVar[ModelKind | None] = ContextVar("isokit_resolved_by", default=None)
 
 
 def _factory_defaults(factory: Callable[..., Any]) -> tuple[dict[str, Any], bool]:
@@ -107,6 +122,8 @@ class ModelKind:
         tap_prefix: the prefix of the depth taps (``"acts."`` → ``acts.0, acts.1, …``), or
             ``None`` where the taps have no common prefix.
         rules: cross-argument rules, checked after every argument is valid.
+        example: the smallest valid arguments (what tests and listings build), or ``None``;
+            checked when the kind is made.
         chain_of: the model as the theory sees it (:class:`isokit.theory.Chain`), or ``None``.
         size_of: parameter, activation and module counts from ``(args, input_shape)``; checked
             against the machine's memory before anything is built.
@@ -123,6 +140,7 @@ class ModelKind:
     chain_of: Callable[[Mapping[str, Any]], Chain | None] | None = None
     size_of: Callable[[Mapping[str, Any], tuple[int, ...]], ModelSize] | None = None
     description: str = ""
+    example: Mapping[str, Any] | None = field(default=None, compare=False)
     _by_name: dict[str, Arg] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -141,13 +159,24 @@ class ModelKind:
             raise TypeError(f"model kind {self.name!r}: no Arg for required {', '.join(missing)}")
         object.__setattr__(self, "args", tuple(args))
         object.__setattr__(self, "_by_name", {a.name: a for a in args})
+        if self.example is not None:
+            try:
+                self.resolve(self.example)
+            except ModelArgError as exc:
+                raise TypeError(
+                    f"model kind {self.name!r}: the example is invalid: {exc}"
+                ) from None
+            object.__setattr__(self, "example", dict(self.example))
 
     def arg(self, name: str) -> Arg:
         """The spec of argument ``name``."""
         return self._by_name[name]
 
-    def resolve(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+    def resolve(self, raw: Mapping[str, Any]) -> ResolvedArgs:
         """Every argument, checked and with defaults filled in, in the spec's order; or raise.
+
+        The other methods take ``raw`` (what a config gave) or, as they are, the
+        :class:`ResolvedArgs` this returned.
 
         Example:
             >>> get_model_kind("resnet").resolve({"depth": 21})
@@ -155,6 +184,8 @@ class ModelKind:
             ...
             isokit.models.args.ModelArgError: depth: must be 6n+2 (8, 14, 20, ...), got 21
         """
+        if isinstance(raw, ResolvedArgs) and raw.kind is self:
+            return raw
         for name in raw:
             if name not in self._by_name:
                 close = difflib.get_close_matches(str(name), list(self._by_name), n=1)
@@ -172,14 +203,22 @@ class ModelKind:
             else:
                 out[arg.name] = arg.default
         for rule in self.rules:
-            message = rule.check(out)
-            if message is not None:
-                raise ModelArgError(rule.args[0], message, related=rule.args[1:])
-        return out
+            rule.require(out)
+        return ResolvedArgs(self, out)
 
     def build(self, **args: Any) -> nn.Module:
-        """A fresh model (seed ``torch`` first: constructors draw from the global RNG)."""
-        return self.factory(**self.resolve(args))
+        """A fresh model (seed ``torch`` first: constructors draw from the global RNG).
+
+        Example:
+            >>> get_model_kind("mlp").build(in_features=3, width=2, depth=1).taps
+            ['acts.0']
+        """
+        resolved = self.resolve(args)
+        token = _RESOLVED_BY.set(self)  # a kind_checked factory need not resolve them again
+        try:
+            return self.factory(**resolved)
+        finally:
+            _RESOLVED_BY.reset(token)
 
     def input_shape(self, args: Mapping[str, Any], image_size: int) -> tuple[int, ...]:
         """The shape of one input the model takes (``image_size`` sets image sides)."""
@@ -192,6 +231,17 @@ class ModelKind:
     def label(self, args: Mapping[str, Any]) -> str:
         """The default display label (``mlp-tanh-w64-d32``)."""
         return self.label_format.format(**self.resolve(args))
+
+    def depth_taps(self, depth: int) -> list[str]:
+        """The depth taps of a model with ``depth`` of them: ``tap_prefix`` and an index.
+
+        Example:
+            >>> get_model_kind("residual-mlp").depth_taps(2)
+            ['blocks.0', 'blocks.1']
+        """
+        if self.tap_prefix is None:
+            raise ValueError(f"model kind {self.name!r} has no tap_prefix: its taps are its own")
+        return [f"{self.tap_prefix}{i}" for i in range(depth)]
 
     def chain(self, args: Mapping[str, Any]) -> Chain | None:
         """The model as the theory sees it, or ``None`` where no theory describes the kind."""
@@ -218,6 +268,8 @@ class ModelKind:
 # the registry
 
 _KINDS: dict[str, ModelKind] = {}
+#: Each model class → the first registered kind whose factory it is (what ``kind_checked`` reads).
+_CLASS_KINDS: dict[type, ModelKind] = {}
 
 
 def register_model_kind(kind: ModelKind) -> ModelKind:
@@ -227,7 +279,26 @@ def register_model_kind(kind: ModelKind) -> ModelKind:
     if kind.name in _KINDS and _KINDS[kind.name] is not kind:
         raise ValueError(f"model kind {kind.name!r} is registered already")
     _KINDS[kind.name] = kind
+    if isinstance(kind.factory, type):
+        _CLASS_KINDS.setdefault(kind.factory, kind)
     return kind
+
+
+def import_kind_modules(package: str) -> list[str]:
+    """Import every module of ``package`` so that each registers the kinds it declares.
+
+    :mod:`isokit.models` calls it on itself: a new model module needs no import elsewhere. A
+    package of models from outside isokit registers its kinds the same way. Returns the names.
+
+    Example:
+        >>> "isokit.models.mlp" in import_kind_modules("isokit.models")
+        True
+    """
+    path = importlib.import_module(package).__path__
+    names = [info.name for info in pkgutil.iter_modules(path, prefix=f"{package}.")]
+    for name in names:
+        importlib.import_module(name)
+    return names
 
 
 def model_kinds() -> dict[str, ModelKind]:
@@ -256,6 +327,58 @@ def get_model_kind(name: str) -> ModelKind:
     raise ModelArgError(
         "kind", f"unknown model kind {name!r}; {hint}choose one of {', '.join(_KINDS)}"
     )
+
+
+def _class_kind(cls: type, init: Callable[..., None]) -> ModelKind:
+    """The registered kind of the class among ``cls``'s bases whose ``__init__`` is ``init``."""
+    owner = next((c for c in cls.__mro__ if c.__dict__.get("__init__") is init), cls)
+    kind = _CLASS_KINDS.get(owner)
+    if kind is None:
+        raise TypeError(
+            f"{owner.__name__}.__init__ is kind_checked but no registered model kind has "
+            f"{owner.__name__} as its factory; register one with register_model_kind"
+        )
+    return kind
+
+
+def kind_checked(init: Callable[..., None]) -> Callable[..., None]:
+    """Decorate a model class's ``__init__`` so that its kind checks every call's arguments.
+
+    The call binds to ``init``'s signature (a wrong number of arguments is Python's own
+    ``TypeError``); the registered kind of the class resolves the arguments (types, bounds,
+    cross-argument rules, ``none`` words: a :class:`ModelArgError`, a ``ValueError``, naming the
+    argument) and ``init`` gets them resolved. Under :meth:`ModelKind.build` the kind has resolved
+    them already, so they are not checked twice.
+
+    Example:
+        >>> from isokit.models import MLP
+        >>> MLP(4, 4, depth=0)
+        Traceback (most recent call last):
+        ...
+        isokit.models.args.ModelArgError: depth: must be a positive integer, got 0
+    """
+    signature = inspect.signature(init)
+    self_name = next(iter(signature.parameters))
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in signature.parameters.values()):
+        raise TypeError(f"kind_checked: {init.__qualname__} must name every argument")
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        kind = _class_kind(type(self), checked)
+        try:
+            raw = signature.bind(self, *args, **kwargs).arguments
+        except TypeError as exc:  # as Python words it, with the class Python would name
+            raise TypeError(f"{init.__qualname__}(): {exc}") from None
+        del raw[self_name]
+        if _RESOLVED_BY.get() is not kind:
+            raw = kind.resolve(raw)
+        token = _RESOLVED_BY.set(None)  # a model built inside this one checks its own arguments
+        try:
+            init(self, **raw)
+        finally:
+            _RESOLVED_BY.reset(token)
+
+    return checked
 
 
 def model_flags() -> dict[str, list[tuple[ModelKind, Arg]]]:
