@@ -1,9 +1,11 @@
-"""Activation modules by name, shared by the reference models."""
+"""Activation modules by name, shared by the reference models, and their argument spec."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from isokit.models.args import Arg
 
 
 class Erf(nn.Module):
@@ -33,47 +35,23 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 ACTIVATIONS: tuple[str, ...] = tuple(_ACTIVATIONS)
 
 
+#: The ``activation`` argument of every reference model (the kinds read its default from the
+#: constructor); :func:`make_activation` checks a name by it too.
+ACTIVATION_ARG = Arg(name="activation", type=str, choices=ACTIVATIONS, flag="activation")
+
+
 def make_activation(name: str) -> nn.Module:
     """Return a fresh activation module for ``name`` (one of :data:`ACTIVATIONS`).
 
     Example:
         >>> make_activation("tanh")
         Tanh()
-    """
-    try:
-        return _ACTIVATIONS[name]()
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}"
-        ) from None
-
-
-def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
-    """Validate a size argument ``name`` of a model constructor and return it.
-
-    Example:
-        >>> check_positive_int("depth", 4)
-        4
-        >>> check_positive_int("depth", True)
+        >>> make_activation("tanhh")
         Traceback (most recent call last):
         ...
-        TypeError: depth must be an integer, got bool True
+        isokit.models.args.ModelArgError: activation: must be one of 'relu', 'tanh', 'hardtanh', \
+'erf', 'linear', 'gelu', 'sigmoid', 'selu', 'leaky_relu', got 'tanhh'; did you mean 'tanh'?
     """
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def check_choice(name: str, value: object, choices: tuple) -> object:
-    """Validate the option ``name`` against its allowed ``choices`` and return it.
-
-    Example:
-        >>> check_choice("norm", "batch", ("none", "batch"))
-        'batch'
-    """
-    if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
-        allowed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    return value
+    if not isinstance(name, str) or name not in _ACTIVATIONS:
+        ACTIVATION_ARG.check(name)  # raises, naming the argument and a close match
+    return _ACTIVATIONS[name]()

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from isokit.models.activations import ACTIVATIONS, make_activation
+from isokit.models.activations import ACTIVATION_ARG, make_activation
 from isokit.models.args import Arg, Rule, size
+from isokit.models.cost import ModelSize
 from isokit.models.inputs import ImageInput
-from isokit.models.spec import ModelKind, ModelSize, register_model_kind
+from isokit.models.spec import ModelKind, kind_checked, register_model_kind
 from isokit.structure import ResidualBranch
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ class ConvNet(nn.Module):
         torch.Size([2, 16, 8, 8])
     """
 
+    @kind_checked
     def __init__(
         self,
         in_channels: int,
@@ -44,17 +46,6 @@ class ConvNet(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        CONVNET_KIND.resolve(
-            dict(
-                in_channels=in_channels,
-                channels=channels,
-                depth=depth,
-                activation=activation,
-                kernel_size=kernel_size,
-                num_classes=num_classes,
-                bias=bias,
-            )
-        )
         self.activation = activation
         self.convs = nn.ModuleList(
             nn.Conv2d(
@@ -70,7 +61,7 @@ class ConvNet(nn.Module):
         self.head = None
         if num_classes is not None:
             self.head = nn.Linear(channels, num_classes)
-        self.taps = [f"acts.{i}" for i in range(depth)] + ([] if self.head is None else ["head"])
+        self.taps = CONVNET_KIND.depth_taps(depth) + ([] if self.head is None else ["head"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv, act in zip(self.convs, self.acts, strict=True):
@@ -101,7 +92,7 @@ def _chain(a: Mapping[str, Any]) -> Chain:
         depth=a["depth"],
         fan_in=a["channels"] * a["kernel_size"] ** 2,
         bias=a["bias"],
-        taps=tuple(f"acts.{i}" for i in range(a["depth"])),
+        taps=tuple(CONVNET_KIND.depth_taps(a["depth"])),
     )
 
 
@@ -121,7 +112,7 @@ CONVNET_KIND = register_model_kind(
             size("in_channels", probe_default=3),
             size("channels", flag="width", probe_default=16),
             size("depth", flag="depth", probe_default=8),
-            Arg(name="activation", type=str, choices=ACTIVATIONS, flag="activation"),
+            ACTIVATION_ARG,
             size("kernel_size"),
             size("num_classes"),
             Arg(name="bias", type=bool),
@@ -132,6 +123,7 @@ CONVNET_KIND = register_model_kind(
         rules=(Rule(("kernel_size",), _odd_kernel),),
         chain_of=_chain,
         size_of=_size,
+        example={"in_channels": 2, "channels": 3, "depth": 2},
         description="a plain convolutional network (same padding, no skips)",
     )
 )

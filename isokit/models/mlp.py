@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from isokit.models.activations import ACTIVATIONS, make_activation
+from isokit.models.activations import ACTIVATION_ARG, make_activation
 from isokit.models.args import Arg, Derived, size
+from isokit.models.cost import ModelSize
 from isokit.models.inputs import FlatInput
-from isokit.models.spec import ModelKind, ModelSize, register_model_kind
+from isokit.models.spec import ModelKind, kind_checked, register_model_kind
 from isokit.structure import ResidualBranch
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class MLP(nn.Module):
         ['acts.0', 'acts.1']
     """
 
+    @kind_checked
     def __init__(
         self,
         in_features: int,
@@ -47,23 +49,13 @@ class MLP(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        MLP_KIND.resolve(
-            dict(
-                in_features=in_features,
-                width=width,
-                depth=depth,
-                out_features=out_features,
-                activation=activation,
-                bias=bias,
-            )
-        )
         self.activation = activation
         self.fcs = nn.ModuleList(
             nn.Linear(in_features if i == 0 else width, width, bias=bias) for i in range(depth)
         )
         self.acts = nn.ModuleList(make_activation(activation) for _ in range(depth))
         self.head = None if out_features is None else nn.Linear(width, out_features, bias=bias)
-        self.taps = [f"acts.{i}" for i in range(depth)] + ([] if self.head is None else ["head"])
+        self.taps = MLP_KIND.depth_taps(depth) + ([] if self.head is None else ["head"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
@@ -87,7 +79,7 @@ def _chain(a: Mapping[str, Any]) -> Chain:
         depth=a["depth"],
         fan_in=a["width"],
         bias=a["bias"],
-        taps=tuple(f"acts.{i}" for i in range(a["depth"])),
+        taps=tuple(MLP_KIND.depth_taps(a["depth"])),
     )
 
 
@@ -107,7 +99,7 @@ MLP_KIND = register_model_kind(
             size("width", flag="width", probe_default=64),
             size("depth", flag="depth", probe_default=8),
             size("out_features"),
-            Arg(name="activation", type=str, choices=ACTIVATIONS, flag="activation"),
+            ACTIVATION_ARG,
             Arg(name="bias", type=bool),
         ),
         inputs=FlatInput("in_features"),
@@ -115,6 +107,7 @@ MLP_KIND = register_model_kind(
         tap_prefix="acts.",
         chain_of=_chain,
         size_of=_size,
+        example={"in_features": 6, "width": 5, "depth": 3},
         description="a plain fully connected network",
     )
 )

@@ -8,10 +8,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from isokit.models.activations import ACTIVATIONS, make_activation
+from isokit.models.activations import ACTIVATION_ARG, make_activation
 from isokit.models.args import Arg, size
+from isokit.models.cost import ModelSize
 from isokit.models.inputs import FlatInput
-from isokit.models.spec import ModelKind, ModelSize, register_model_kind
+from isokit.models.spec import ModelKind, kind_checked, register_model_kind
 from isokit.structure import ResidualBranch
 
 
@@ -71,6 +72,7 @@ class ResidualMLP(nn.Module):
         'blocks.7'
     """
 
+    @kind_checked
     def __init__(
         self,
         in_features: int | None,
@@ -85,19 +87,6 @@ class ResidualMLP(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        RESIDUAL_MLP_KIND.resolve(
-            dict(
-                in_features=in_features,
-                width=width,
-                depth=depth,
-                out_features=out_features,
-                activation=activation,
-                branch_layers=branch_layers,
-                scale=scale,
-                gate=gate,
-                bias=bias,
-            )
-        )
         self.stem = None
         if in_features is not None and in_features != width:
             self.stem = nn.Linear(in_features, width, bias=bias)
@@ -105,7 +94,7 @@ class ResidualMLP(nn.Module):
             ResidualBlock(width, activation, branch_layers, scale, gate, bias) for _ in range(depth)
         )
         self.head = None if out_features is None else nn.Linear(width, out_features, bias=bias)
-        self.taps = [f"blocks.{i}" for i in range(depth)] + ([] if self.head is None else ["head"])
+        self.taps = RESIDUAL_MLP_KIND.depth_taps(depth) + ([] if self.head is None else ["head"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
@@ -118,13 +107,10 @@ class ResidualMLP(nn.Module):
     def residual_branches(self) -> list[ResidualBranch]:
         """One branch per block: ``fc1`` (and ``fc2``), gated by the block's gate if any."""
         out = []
-        for i, block in enumerate(self.blocks):
-            layers = (f"blocks.{i}.fc1",) + ((f"blocks.{i}.fc2",) if block.fc2 is not None else ())
-            out.append(
-                ResidualBranch(
-                    layers=layers, gate=f"blocks.{i}.gate" if block.gate is not None else None
-                )
-            )
+        for tap, block in zip(self.taps, self.blocks, strict=False):  # taps may end in "head"
+            layers = (f"{tap}.fc1",) + ((f"{tap}.fc2",) if block.fc2 is not None else ())
+            gate = f"{tap}.gate" if block.gate is not None else None
+            out.append(ResidualBranch(layers=layers, gate=gate))
         return out
 
 
@@ -149,7 +135,7 @@ RESIDUAL_MLP_KIND = register_model_kind(
             size("width", flag="width", probe_default=64),
             size("depth", flag="depth", probe_default=8),
             size("out_features"),
-            Arg(name="activation", type=str, choices=ACTIVATIONS, flag="activation"),
+            ACTIVATION_ARG,
             Arg(name="branch_layers", type=int, choices=(1, 2)),
             Arg(name="scale", type=float),
             Arg(name="gate", type=str, choices=(None, "scalar"), none="none"),
@@ -159,6 +145,7 @@ RESIDUAL_MLP_KIND = register_model_kind(
         label_format="residual-mlp-{activation}-w{width}-d{depth}",
         tap_prefix="blocks.",
         size_of=_size,
+        example={"width": 5, "depth": 3},
         description="a residual MLP, x + a·branch(x) per block",
     )
 )

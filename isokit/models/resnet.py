@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from isokit.models.args import Arg, Rule, size
+from isokit.models.cost import ModelSize
 from isokit.models.inputs import ImageInput
-from isokit.models.spec import ModelKind, ModelSize, register_model_kind
+from isokit.models.spec import ModelKind, kind_checked, register_model_kind
 from isokit.structure import ResidualBranch
 
 
@@ -99,6 +100,7 @@ class ResNet(nn.Module):
         9
     """
 
+    @kind_checked
     def __init__(
         self,
         depth: int = 20,
@@ -111,17 +113,6 @@ class ResNet(nn.Module):
         in_channels: int = 3,
     ) -> None:
         super().__init__()
-        RESNET_KIND.resolve(
-            dict(
-                depth=depth,
-                width=width,
-                norm=norm,
-                gate=gate,
-                shortcut=shortcut,
-                num_classes=num_classes,
-                in_channels=in_channels,
-            )
-        )
         n = (depth - 2) // 6
         self.norm = norm
         self.stem = nn.Sequential(
@@ -207,6 +198,7 @@ RESNET_KIND = register_model_kind(
         label_format="resnet{depth}-w{width}-{norm}",
         rules=(Rule(("depth",), _depth_6n_plus_2),),
         size_of=_size,
+        example={"depth": 8, "width": 2},
         description="a CIFAR ResNet of 6n+2 layers with BasicBlocks",
     )
 )

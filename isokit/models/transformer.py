@@ -9,10 +9,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from isokit.models.activations import ACTIVATIONS, check_positive_int, make_activation
+from isokit.models.activations import ACTIVATION_ARG, make_activation
 from isokit.models.args import Arg, Derived, Rule, size
+from isokit.models.cost import ModelSize
 from isokit.models.inputs import FixedInput
-from isokit.models.spec import ModelKind, ModelSize, register_model_kind
+from isokit.models.spec import ModelKind, kind_checked, register_model_kind
 from isokit.structure import ResidualBranch
 
 
@@ -21,14 +22,23 @@ class SelfAttention(nn.Module):
 
     Written out (softmax of scaled dot products) rather than through fused SDPA kernels, because
     forward-mode autodiff, which the probes use, is not available for every fused kernel.
+    Built on its own, it checks its sizes by the transformer kind's own specs and rule.
+
+    Example:
+        >>> SelfAttention(10, 3)
+        Traceback (most recent call last):
+        ...
+        isokit.models.args.ModelArgError: heads: d_model = 10 must be divisible by heads = 3
     """
 
     def __init__(self, d_model: int, heads: int) -> None:
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("heads", heads)
-        if d_model % heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
+        kind = TRANSFORMER_KIND
+        sizes = {
+            "d_model": kind.arg("d_model").check(d_model),
+            "heads": kind.arg("heads").check(heads),
+        }
+        HEADS_DIVIDE.require(sizes)
         self.heads = heads
         self.q = nn.Linear(d_model, d_model)
         self.k = nn.Linear(d_model, d_model)
@@ -106,6 +116,7 @@ class Transformer(nn.Module):
         torch.Size([3, 8, 32])
     """
 
+    @kind_checked
     def __init__(
         self,
         depth: int,
@@ -119,18 +130,6 @@ class Transformer(nn.Module):
         activation: str = "gelu",
     ) -> None:
         super().__init__()
-        TRANSFORMER_KIND.resolve(
-            dict(
-                depth=depth,
-                d_model=d_model,
-                heads=heads,
-                d_ff=d_ff,
-                seq_len=seq_len,
-                norm=norm,
-                gate=gate,
-                activation=activation,
-            )
-        )
         self.seq_len = seq_len
         self.d_model = d_model
         self.pos_embedding = nn.Parameter(torch.randn(1, seq_len, d_model) * 0.02)
@@ -139,14 +138,11 @@ class Transformer(nn.Module):
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(d_model) if norm == "pre" else nn.Identity()
-        self.taps = [f"blocks.{i}" for i in range(depth)]
+        self.taps = TRANSFORMER_KIND.depth_taps(depth)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 3 or tuple(x.shape[1:]) != (self.seq_len, self.d_model):
-            raise ValueError(
-                f"Transformer expects inputs of shape (B, {self.seq_len}, {self.d_model}), "
-                f"got {tuple(x.shape)}"
-            )
+        sizes = {"seq_len": self.seq_len, "d_model": self.d_model}
+        TRANSFORMER_KIND.inputs.check(TRANSFORMER_KIND.name, sizes, tuple(x.shape[1:]))
         x = x + self.pos_embedding
         for block in self.blocks:
             x = block(x)
@@ -155,8 +151,7 @@ class Transformer(nn.Module):
     def residual_branches(self) -> list[ResidualBranch]:
         """Two branches per block: ``q, k, v → out`` and ``fc1 → fc2``, sharing the block's gate."""
         branches = []
-        for i, block in enumerate(self.blocks):
-            p = f"blocks.{i}"
+        for p, block in zip(self.taps, self.blocks, strict=True):
             gate = f"{p}.gate" if block.gate is not None else None
             attn = tuple(f"{p}.attn.{n}" for n in ("q", "k", "v", "out"))
             branches.append(ResidualBranch(layers=attn, gate=gate))
@@ -168,6 +163,9 @@ def _heads_divide(a: Mapping[str, Any]) -> str | None:
     if a["d_model"] % a["heads"] == 0:
         return None
     return f"d_model = {a['d_model']} must be divisible by heads = {a['heads']}"
+
+
+HEADS_DIVIDE = Rule(("heads", "d_model"), _heads_divide)
 
 
 def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
@@ -190,13 +188,14 @@ TRANSFORMER_KIND = register_model_kind(
             size("seq_len", probe_default=8),
             Arg(name="norm", type=str, choices=("pre", "post", "none"), flag="norm"),
             Arg(name="gate", type=str, choices=(None, "scalar"), none="none"),
-            Arg(name="activation", type=str, choices=ACTIVATIONS, flag="activation"),
+            ACTIVATION_ARG,
         ),
         inputs=FixedInput(("seq_len", "d_model")),
         label_format="transformer-{norm}-d{depth}",
         tap_prefix="blocks.",
-        rules=(Rule(("heads", "d_model"), _heads_divide),),
+        rules=(HEADS_DIVIDE,),
         size_of=_size,
+        example={"depth": 2, "d_model": 8, "heads": 2, "d_ff": 16, "seq_len": 4},
         description="a Transformer encoder over (seq_len, d_model) inputs",
     )
 )

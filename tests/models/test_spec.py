@@ -11,50 +11,26 @@ from hypothesis import strategies as st
 from torch import nn
 
 from isokit.models import (
-    MLP,
-    Arg,
     ConvNet,
     FixedInput,
     FlatInput,
     ModelArgError,
     ModelKind,
     ModelSize,
-    ResidualMLP,
-    ResNet,
     Rule,
-    Transformer,
-    check_choice,
-    check_positive_int,
     get_model_kind,
     model_flags,
     model_kinds,
 )
-from isokit.models.args import SIZE_MAX
+from isokit.models.args import SIZE_MAX, Arg
 from isokit.theory.law import Chain
 
-# The smallest valid arguments of each kind, and a model built from them.
-SMALL = {
-    "mlp": {"in_features": 6, "width": 5, "depth": 3},
-    "convnet": {"in_channels": 2, "channels": 3, "depth": 2},
-    "resnet": {"depth": 8, "width": 2},
-    "transformer": {"depth": 2, "d_model": 8, "heads": 2, "d_ff": 16, "seq_len": 4},
-    "residual-mlp": {"width": 5, "depth": 3},
-}
-CLASSES = {
-    "mlp": MLP,
-    "convnet": ConvNet,
-    "resnet": ResNet,
-    "transformer": Transformer,
-    "residual-mlp": ResidualMLP,
-}
+KINDS = list(model_kinds())
 
 
-def test_every_model_class_has_a_registered_kind():
-    kinds = model_kinds()
-    assert set(kinds) == set(CLASSES)
-    for name, cls in CLASSES.items():
-        assert get_model_kind(name).factory is cls
-        assert kinds[name].name == name
+def small(name: str) -> dict:
+    """The kind's own smallest valid arguments."""
+    return dict(get_model_kind(name).example)
 
 
 def test_unknown_kind_names_close_matches():
@@ -65,7 +41,7 @@ def test_unknown_kind_names_close_matches():
         get_model_kind(3)
 
 
-@pytest.mark.parametrize("name", list(CLASSES))
+@pytest.mark.parametrize("name", KINDS)
 def test_spec_covers_every_constructor_argument_and_its_default(name):
     kind = get_model_kind(name)
     params = inspect.signature(kind.factory).parameters
@@ -80,12 +56,12 @@ def test_spec_covers_every_constructor_argument_and_its_default(name):
             assert arg.default == default
 
 
-@pytest.mark.parametrize("name", list(CLASSES))
+@pytest.mark.parametrize("name", KINDS)
 def test_build_label_shape_and_taps_agree_with_the_model(name):
     kind = get_model_kind(name)
-    args = kind.resolve(SMALL[name])
-    model = kind.build(**SMALL[name])
-    assert isinstance(model, CLASSES[name])
+    args = kind.resolve(kind.example)
+    model = kind.build(**kind.example)
+    assert isinstance(model, kind.factory)
     shape = kind.input_shape(args, image_size=8)
     kind.check_input_shape(args, shape)
     model(torch.randn(2, *shape))  # the natural shape is one the model takes
@@ -113,7 +89,7 @@ def test_mlp_and_convnet_chains_describe_the_model():
     assert (conv.layer, conv.fan_in, conv.in_width, conv.activation) == ("conv", 100, 4, "linear")
     assert conv.taps == tuple(ConvNet(4, 4, 2).taps[:2])
     for name in ("resnet", "transformer", "residual-mlp"):
-        assert get_model_kind(name).chain(SMALL[name]) is None
+        assert get_model_kind(name).chain(small(name)) is None
 
 
 @pytest.mark.parametrize(
@@ -143,11 +119,11 @@ def test_mlp_and_convnet_chains_describe_the_model():
 def test_types_are_strict_and_errors_name_the_argument(name, arg, value):
     kind = get_model_kind(name)
     with pytest.raises(ModelArgError) as info:
-        kind.resolve({**SMALL[name], arg: value})
+        kind.resolve({**small(name), arg: value})
     assert info.value.arg == arg
     assert str(info.value).startswith(f"{arg}: must be ")
     with pytest.raises(ValueError, match=arg):  # the constructor applies the same spec
-        kind.factory(**{**kind.resolve(SMALL[name]), arg: value})
+        kind.factory(**{**kind.resolve(small(name)), arg: value})
 
 
 def test_none_words_and_numbers_normalize():
@@ -155,7 +131,7 @@ def test_none_words_and_numbers_normalize():
     assert resnet.resolve({"gate": "none"})["gate"] is None
     assert resnet.resolve({"gate": None})["gate"] is None
     assert resnet.to_config({"gate": None, "depth": 20}) == {"gate": "none", "depth": 20}
-    scale = get_model_kind("residual-mlp").resolve({**SMALL["residual-mlp"], "scale": 2})
+    scale = get_model_kind("residual-mlp").resolve({**small("residual-mlp"), "scale": 2})
     assert scale["scale"] == 2.0 and isinstance(scale["scale"], float)
     mlp = get_model_kind("mlp")
     assert mlp.to_config({"out_features": None, "width": 3}) == {"width": 3}
@@ -164,7 +140,7 @@ def test_none_words_and_numbers_normalize():
 def test_unknown_and_missing_arguments():
     mlp = get_model_kind("mlp")
     with pytest.raises(ModelArgError, match="did you mean 'width'") as info:
-        mlp.resolve({**SMALL["mlp"], "widht": 3})
+        mlp.resolve({**small("mlp"), "widht": 3})
     assert info.value.arg == "widht"
     with pytest.raises(ModelArgError, match="missing; a mlp needs a positive integer") as info:
         mlp.resolve({"width": 3, "depth": 2})
@@ -184,15 +160,15 @@ def test_cross_argument_rules_name_the_argument_and_its_relatives(
     name, args, arg, related, fragment
 ):
     with pytest.raises(ModelArgError, match=fragment) as info:
-        get_model_kind(name).resolve({**SMALL[name], **args})
+        get_model_kind(name).resolve({**small(name), **args})
     assert info.value.arg == arg and info.value.related == related
 
 
 def test_sizes_are_bounded_by_the_spec():
     with pytest.raises(ModelArgError, match="at most") as info:
-        get_model_kind("mlp").resolve({**SMALL["mlp"], "depth": 10**12})
+        get_model_kind("mlp").resolve({**small("mlp"), "depth": 10**12})
     assert info.value.arg == "depth"
-    assert get_model_kind("mlp").resolve({**SMALL["mlp"], "depth": SIZE_MAX})["depth"] == SIZE_MAX
+    assert get_model_kind("mlp").resolve({**small("mlp"), "depth": SIZE_MAX})["depth"] == SIZE_MAX
 
 
 @pytest.mark.parametrize(
@@ -212,10 +188,10 @@ def test_sizes_are_bounded_by_the_spec():
 def test_input_shape_checks(name, shape, ok):
     kind = get_model_kind(name)
     if ok:
-        kind.check_input_shape(SMALL[name], shape)
+        kind.check_input_shape(small(name), shape)
     else:
         with pytest.raises(ModelArgError) as info:
-            kind.check_input_shape(SMALL[name], shape)
+            kind.check_input_shape(small(name), shape)
         assert info.value.arg == "input_shape"
 
 
@@ -224,7 +200,7 @@ _SIZES = st.integers(1, 6)
 
 @settings(max_examples=25, deadline=None)
 @given(
-    name=st.sampled_from(list(CLASSES)),
+    name=st.sampled_from(["mlp", "convnet", "resnet", "transformer", "residual-mlp"]),
     depth=st.sampled_from([1, 2, 3]),
     width=_SIZES,
     extra=_SIZES,
@@ -269,6 +245,16 @@ def test_size_arithmetic_is_instant_for_absurd_sizes():
         {"in_features": SIZE_MAX, "width": SIZE_MAX, "depth": SIZE_MAX}, (SIZE_MAX,)
     )
     assert size.bytes() > 2**90  # a plain integer, never built
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_every_kind_estimates_its_example_from_below(name):
+    kind = get_model_kind(name)
+    estimate = kind.size(kind.example, kind.input_shape(kind.example, image_size=4))
+    model = kind.build(**kind.example)
+    assert estimate is not None, "a kind of isokit counts its cost (configs refuse what cannot fit)"
+    assert 0 < estimate.parameters <= sum(p.numel() for p in model.parameters())
+    assert estimate.modules <= len(list(model.modules()))
 
 
 def _toy(width: int, *, scale: float = 1.0) -> nn.Module:
@@ -324,14 +310,3 @@ def test_model_flags_name_the_arguments_they_set():
 def test_model_size_bytes_counts_parameters_twice_and_a_forward_pass():
     assert ModelSize(parameters=1, activations=0, modules=0).bytes() == 12
     assert ModelSize(parameters=0, activations=1, modules=0).bytes() == 8
-
-
-def test_checkers_take_the_name_first():
-    assert check_positive_int("depth", 3) == 3
-    with pytest.raises(TypeError, match="depth must be an integer"):
-        check_positive_int("depth", 3.0)
-    with pytest.raises(ValueError, match="depth must be at least 2"):
-        check_positive_int("depth", 1, minimum=2)
-    assert check_choice("norm", "batch", ("none", "batch")) == "batch"
-    with pytest.raises(ValueError, match="norm must be one of"):
-        check_choice("norm", "layer", ("none", "batch"))
