@@ -35,6 +35,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from isokit.models.args import FROM_FACTORY, REQUIRED, Arg, ModelArgError, Rule
@@ -123,7 +124,7 @@ class ModelKind:
             ``None`` where the taps have no common prefix.
         rules: cross-argument rules, checked after every argument is valid.
         example: the smallest valid arguments (what tests and listings build), or ``None``;
-            checked when the kind is made.
+            checked when the kind is made, and kept read-only.
         chain_of: the model as the theory sees it (:class:`isokit.theory.Chain`), or ``None``.
         size_of: parameter, activation and module counts from ``(args, input_shape)``; checked
             against the machine's memory before anything is built.
@@ -166,7 +167,7 @@ class ModelKind:
                 raise TypeError(
                     f"model kind {self.name!r}: the example is invalid: {exc}"
                 ) from None
-            object.__setattr__(self, "example", dict(self.example))
+            object.__setattr__(self, "example", MappingProxyType(dict(self.example)))
 
     def arg(self, name: str) -> Arg:
         """The spec of argument ``name``."""
