@@ -31,7 +31,7 @@ from isokit.probe.options import ProbeOptions
 from isokit.probe.quadrature import ritz_bounds, slq_density, slq_moments
 from isokit.probe.result import Profile, Signal, TapSpectrum
 from isokit.probe.serialization import ProfileFormatError
-from isokit.probe.statistics import stats
+from isokit.probe.statistics import dtype_eps, stats, zero_mask
 from isokit.probe.taps import TapError, resolve_taps
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "TapSpectrum",
     "TraceMoments",
     "block_profile",
+    "dtype_eps",
     "estimate_exact_memory",
     "lanczos",
     "profile",
@@ -57,4 +58,5 @@ __all__ = [
     "slq_moments",
     "stats",
     "trace_moments",
+    "zero_mask",
 ]

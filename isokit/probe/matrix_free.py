@@ -24,7 +24,7 @@ from isokit.probe.krylov import lanczos
 from isokit.probe.moments import rademacher, trace_moments
 from isokit.probe.quadrature import ritz_bounds, slq_moments
 from isokit.probe.result import TapSpectrum
-from isokit.probe.statistics import dtype_eps, zero_threshold
+from isokit.probe.statistics import dtype_eps, saturated_mask, zero_mask
 from isokit.probe.taps import TapError, run_with_taps
 
 __all__ = ["default_slq_taps"]
@@ -249,14 +249,18 @@ def _lanczos_taps(
                 density=density,
                 ritz=ritz,
                 degenerate=degenerate,
-                saturated=degenerate
-                if ritz is None
-                else degenerate | (ritz["sigma_min_upper"] < 1e3 * eps * ritz["sigma_max_lower"]),
+                saturated=degenerate if ritz is None else degenerate | _saturated(ritz, eps),
                 gram_unreliable=np.zeros(len(ms), dtype=bool),
                 n_products=n_products,
             )
         )
     return out
+
+
+def _saturated(ritz: dict[str, np.ndarray], eps: float) -> np.ndarray:
+    """The saturation rule of :func:`~isokit.probe.statistics.saturated_mask` on the Ritz bounds."""
+    bounds = np.stack([ritz["sigma_max_lower"], ritz["sigma_min_upper"]], axis=-1)
+    return np.asarray(saturated_mask(bounds, eps=eps), dtype=bool)
 
 
 def _slq_stats(per_example, *, r, m1, n_probes, steps, band, eps, D, n_in):
@@ -298,10 +302,8 @@ def _slq_stats(per_example, *, r, m1, n_probes, steps, band, eps, D, n_in):
         nodes[b, :, : theta.shape[1]] = theta
         weights[b, :, : w.shape[1]] = w
         mask = res.mask.numpy()
-        tmax = float(theta[mask].max())
-        # The zero rule on Gram eigenvalues θ = s², relative to θ_max.
-        zero = (theta <= zero_threshold(tmax, r, n_rows=D, n_cols=n_in, eps=eps)) & mask
-        zero = zero | ((theta <= 0) & mask)
+        # The zero rule on Gram eigenvalues θ = s², relative to θ_max over the probes.
+        zero = zero_mask(theta, n_rows=D, n_cols=n_in, eps=eps, axis=None, where=mask)
         with np.errstate(divide="ignore"):
             log_s = np.where(mask & ~zero, 0.5 * np.log(np.where(theta > 0, theta, 1.0)), 0.0)
         zmass = (w * zero).sum(1)  # per probe
@@ -336,10 +338,8 @@ def _slq_stats(per_example, *, r, m1, n_probes, steps, band, eps, D, n_in):
         st["erank"][b] = math.exp(math.log(r * es) - eslogs / es) if es > 0 else 0.0
         st["sigma_max"][b] = rb.sigma_max_lower
         st["sigma_min"][b] = rb.sigma_min_upper
-        thr = zero_threshold(rb.sigma_max_lower, r, n_rows=D, n_cols=n_in, eps=eps)
-        st["cond"][b] = (
-            math.inf if rb.sigma_min_upper <= thr else rb.sigma_max_lower / rb.sigma_min_upper
-        )
+        # The smallest node is the Ritz value θ_min behind σ_min_upper: infinite if it is zero.
+        st["cond"][b] = math.inf if zero.any() else rb.sigma_max_lower / rb.sigma_min_upper
         st["lmax_over_m1"][b] = rb.theta_max / m1[b] if m1[b] > 0 else 0.0
         ritz["sigma_max_lower"][b] = rb.sigma_max_lower
         ritz["sigma_min_upper"][b] = rb.sigma_min_upper

@@ -5,7 +5,7 @@ weights ``w_i = S_{1i}²``):
 
 - :func:`slq_moments`: ``m_j ≈ (1/P)·Σ_p Σ_i w_i θ_i^j`` with standard errors across probes;
 - :func:`slq_density`: the kernel-smoothed density of ``s = √θ`` (or ``log s``) with a separate
-  zero atom, by the zero rule of :func:`isokit.probe.statistics.zero_threshold` applied to ``θ``;
+  zero atom, by the zero rule of :func:`isokit.probe.statistics.zero_mask` applied to ``θ``;
 - :func:`ritz_bounds`: certified bounds ``√θ_max ≤ σ_max`` and ``σ_min ≤ √θ_min`` with their
   residuals ``β_k·|S_{k,i}|``.
 """
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from isokit.probe.checks import positive_int
 from isokit.probe.krylov import LanczosResult
-from isokit.probe.statistics import dtype_eps, zero_threshold
+from isokit.probe.statistics import dtype_eps, zero_mask
 
 __all__ = [
     "RitzBounds",
@@ -60,7 +60,6 @@ class SLQDensity:
         zero_mass: total weight of nodes at or below the zero threshold (the separate atom).
         bandwidth: the Gaussian kernel's standard deviation ``h`` (not a variance).
         log: whether the axis is ``log s = ½·log θ`` (else ``s = √θ``).
-        zero_threshold: the ``θ`` value at or below which a node counts as zero.
     """
 
     grid: Tensor
@@ -68,7 +67,6 @@ class SLQDensity:
     zero_mass: float
     bandwidth: float
     log: bool
-    zero_threshold: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,16 +131,18 @@ def slq_density(
     *,
     bandwidth: float,
     log: bool = True,
-    zero_tol: float | None = None,
+    n_rows: int | None = None,
+    n_cols: int | None = None,
 ) -> SLQDensity:
     """Gaussian-kernel density of singular values ``s = √θ`` (or of ``log s = ½·log θ``).
 
-    ``ρ(x) = (1/P)·Σ_{p,i} w_i^(p)·exp(−(x − x_i)²/(2h²)) / (h·√(2π))`` over the nodes above the
-    zero threshold, where ``h = bandwidth`` is a **standard deviation**. Nodes with
-    ``θ ≤ zero_tol·θ_max`` (``θ_max`` over all probes) form a separate zero atom of mass
-    ``zero_mass``; ``zero_tol`` defaults to ``dim·ε`` of the operator dtype, the absolute accuracy
-    of Lanczos on a Gram, so ``s ≲ √(dim·ε)·s_max`` counts as zero (cf. ``docs/probes.md §3.4``):
-    the zero rule of :func:`~isokit.probe.statistics.zero_threshold` applied to ``θ``.
+    ``ρ(x) = (1/P)·Σ_{p,i} w_i^(p)·exp(−(x − x_i)²/(2h²)) / (h·√(2π))`` over the nodes that are
+    not zero, where ``h = bandwidth`` is a **standard deviation**. The nodes that count as zero
+    by the zero rule of :func:`~isokit.probe.statistics.zero_mask` applied to ``θ``
+    (``θ ≤ max(n_rows, n_cols)·ε·θ_max``, ``θ_max`` over all probes, ``ε`` of the operator dtype:
+    the absolute accuracy of Lanczos on a Gram) form a separate zero atom of mass ``zero_mass``.
+    ``n_rows``, ``n_cols`` are ``D`` and ``n_in`` of the Jacobian; without them ``dim`` (``r``)
+    stands in, as in :func:`~isokit.probe.stats`.
 
     Example:
         >>> from isokit.probe.krylov import lanczos
@@ -161,12 +161,12 @@ def slq_density(
         raise ValueError(f"grid must be 1-D, got shape {tuple(grid.shape)}")
     theta, w = result.quadrature()
     theta = theta.clamp_min(0)  # PSD operator: negative nodes are round-off
-    theta_max = float(theta.max()) if theta.numel() else 0.0
-    if zero_tol is None:  # the zero rule on Gram eigenvalues: relative to θ_max, r = dim
-        threshold = float(zero_threshold(theta_max, result.dim, eps=dtype_eps(result.dtype)))
-    else:
-        threshold = float(zero_tol) * theta_max
-    nonzero = theta > threshold
+    if n_rows is None and n_cols is None:  # r stands in for max(D, n_in)
+        n_rows = n_cols = result.dim
+    n_rows = None if n_rows is None else positive_int("n_rows", n_rows)
+    n_cols = None if n_cols is None else positive_int("n_cols", n_cols)
+    zero = zero_mask(theta.numpy(), n_rows=n_rows, n_cols=n_cols, eps=dtype_eps(result.dtype))
+    nonzero = torch.from_numpy(~zero)
     zero_mass = float(w[~nonzero].sum())
     theta, w = theta[nonzero], w[nonzero]
     x = 0.5 * torch.log(theta) if log else torch.sqrt(theta)
@@ -178,7 +178,6 @@ def slq_density(
         zero_mass=zero_mass,
         bandwidth=bandwidth,
         log=log,
-        zero_threshold=threshold,
     )
 
 

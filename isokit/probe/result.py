@@ -36,7 +36,7 @@ from isokit.probe.serialization import (
     read_signal,
     read_tap,
 )
-from isokit.probe.statistics import zero_threshold
+from isokit.probe.statistics import dtype_eps, zero_mask
 
 __all__ = ["Profile", "Signal", "TapSpectrum", "decode", "encode"]
 
@@ -111,17 +111,27 @@ class TapSpectrum:
         Matrix-free tier: the SLQ nodes ``s = √max(θ, 0)`` with their quadrature weights,
         averaged over probes (and examples). ``None`` examples pools all of them.
         """
-        rows = range(self.n_examples) if example is None else [example]
+        s, w, _ = self._atoms(example, dtype_eps("float64"))
+        return s, w
+
+    def _atoms(self, example: int | None, eps: float) -> tuple[np.ndarray, ...]:
+        """:meth:`atoms` and which of them count as zero (:func:`~isokit.probe.zero_mask`)."""
+        rows = list(range(self.n_examples)) if example is None else [example]
         if self.singular_values is not None:
-            s = np.asarray(self.singular_values)[list(rows)].reshape(-1)
-            return s, np.full(s.shape, 1.0 / s.size)
+            sv = np.asarray(self.singular_values)
+            zero = zero_mask(sv, n_rows=self.D, n_cols=self.n_in, eps=eps)[rows].reshape(-1)
+            s = sv[rows].reshape(-1)
+            return s, np.full(s.shape, 1.0 / s.size), zero
         if self.density is None:
             raise ValueError(f"tap {self.name!r} has neither singular values nor SLQ nodes")
-        theta = np.asarray(self.density["nodes"])[list(rows)].reshape(-1)
-        w = np.asarray(self.density["weights"])[list(rows)].reshape(-1)
+        # SLQ nodes are Gram eigenvalues θ = s²: the rule applies to θ, per example.
+        theta = np.maximum(np.asarray(self.density["nodes"]), 0.0)
+        w = np.asarray(self.density["weights"])
         keep = w > 0
-        w = w[keep] / w[keep].sum()
-        return np.sqrt(np.maximum(theta[keep], 0.0)), w
+        spectrum = tuple(range(1, theta.ndim))
+        zero = zero_mask(theta, n_rows=self.D, n_cols=self.n_in, eps=eps, axis=spectrum, where=keep)
+        theta, w, zero, keep = (a[rows].reshape(-1) for a in (theta, w, zero, keep))
+        return np.sqrt(theta[keep]), w[keep] / w[keep].sum(), zero[keep]
 
     def smoothed_density(
         self,
@@ -130,22 +140,27 @@ class TapSpectrum:
         bandwidth: float = 0.05,
         log: bool = True,
         example: int | None = None,
-        zero_tol: float | None = None,
+        dtype: Any = "float64",
     ) -> tuple[np.ndarray, float]:
         """Gaussian-kernel density of ``log s`` (or ``s``) on ``grid`` and the zero atom's mass.
 
-        ``bandwidth`` is the kernel's **standard deviation** (``docs/probes.md §4.3``). Atoms with
-        ``s ≤ zero_tol·s_max`` (default: the zero rule of :func:`~isokit.probe.statistics.
-        zero_threshold`, ``max(D, n_in)·ε₆₄``) form the separate zero atom; the density
-        integrates to ``1 − zero_mass``.
+        ``bandwidth`` is the kernel's **standard deviation** (``docs/probes.md §4.3``). The atoms
+        that count as zero by :func:`~isokit.probe.zero_mask` (singular values against ``s_1``,
+        SLQ nodes as ``θ = s²`` against ``θ_max``, per example, with ``ε`` of ``dtype``, the probe
+        dtype of ``Profile.meta["dtype"]``) form the separate zero atom; the density integrates to
+        ``1 − zero_mass``.
+
+        Example:
+            >>> import torch, isokit
+            >>> layer = torch.nn.Linear(3, 3, bias=False)
+            >>> _ = layer.weight.data.copy_(torch.diag(torch.tensor([1.0, 2.0, 0.0])))
+            >>> tap = isokit.probe.profile(torch.nn.Sequential(layer), torch.randn(2, 3)).taps[0]
+            >>> rho, zero_mass = tap.smoothed_density(np.linspace(-3.0, 3.0, 601))
+            >>> round(zero_mass, 6), round(float(rho.sum() * 0.01), 6)  # one of three is zero
+            (0.333333, 0.666667)
         """
-        s, w = self.atoms(example)
+        s, w, zero = self._atoms(example, dtype_eps(dtype))
         grid = np.asarray(grid, dtype=np.float64)
-        smax = float(s.max()) if s.size else 0.0
-        if zero_tol is None:
-            zero = s <= zero_threshold(smax, self.r, n_rows=self.D, n_cols=self.n_in)
-        else:
-            zero = s <= zero_tol * smax
         zero_mass = float(w[zero].sum())
         x = np.log(s[~zero]) if log else s[~zero]
         z = (grid[:, None] - x[None, :]) / bandwidth

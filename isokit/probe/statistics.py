@@ -22,15 +22,18 @@ name                      formula
 ``lmax_over_m1``          ``s_1²/m1``
 ========================  =========================================================================
 
-**The zero rule** (:func:`zero_threshold`, the one place it lives): a value counts as zero when it
-is at or below ``τ = max(n_rows, n_cols)·ε·scale`` (NumPy's ``matrix_rank`` rule), with ``ε`` the
-machine epsilon of the probe dtype (float64 by default); without ``n_rows``/``n_cols`` the
-spectrum length ``r`` stands in for ``max(D, n_in)``. For singular values computed directly
-(exact tier) the scale is ``s_1``; for eigenvalues of a Gram found by Lanczos, whose absolute
-error is about ``ε·θ_max``, the rule is applied to ``θ = s²`` with scale ``θ_max``. Values at or
-below ``τ`` count as zero in every logarithmic statistic, so round-off noise never turns an
-infinite gap into a large finite one. A spectrum is *degenerate* (``J = 0``) when ``s_1`` is at
-or below :data:`DEGENERATE_BELOW`, the smallest normal float64 (:func:`degenerate_mask`).
+**The zero rule** (:func:`zero_mask`, the one place it lives): a value ``v`` of a spectrum counts
+as zero when ``v/v_max ≤ max(n_rows, n_cols)·ε`` (NumPy's ``matrix_rank`` rule), with ``ε`` the
+machine epsilon of the probe dtype (float64 by default) and ``v_max`` the largest value of the
+same spectrum (one example), i.e. ``s ≤ τ = max(n_rows, n_cols)·ε·s_1`` in the table; without
+``n_rows``/``n_cols`` the spectrum length ``r`` stands in for ``max(D, n_in)``. For singular
+values (exact tier) the values are ``s`` and ``v_max = s_1``; for eigenvalues of a Gram found by
+Lanczos, whose absolute error is about ``ε·θ_max``, the values are the nodes ``θ = s²`` of all
+probes of one example and ``v_max = θ_max``. Values that count as zero do so in every
+logarithmic statistic, every density's zero atom and every figure, so round-off noise never
+turns an infinite gap into a large finite one. A spectrum is *degenerate* (``J = 0``) when
+``s_1`` is at or below :data:`DEGENERATE_BELOW`, the smallest normal float64
+(:func:`degenerate_mask`).
 
 ``near`` uses the band ``[1/(1+band), 1+band]`` (``[1/1.1, 1.1]`` for the default ``band = 0.1``),
 symmetric in ``log s``. ``docs/probes.md §5`` writes the band as ``|log s| ≤ δ``, i.e.
@@ -65,7 +68,7 @@ __all__ = [
     "dtype_eps",
     "saturated_mask",
     "stats",
-    "zero_threshold",
+    "zero_mask",
 ]
 
 #: Names of the statistics returned by :func:`stats`, in a stable order.
@@ -122,26 +125,48 @@ def _as_spectra(singular_values: np.ndarray | Sequence[float]) -> np.ndarray:
     return -np.sort(-s, axis=-1)  # descending
 
 
-def zero_threshold(
-    sigma_max: np.ndarray | float,
-    r: int,
+def zero_mask(
+    values: np.ndarray | Sequence[float],
     *,
     n_rows: int | None = None,
     n_cols: int | None = None,
     eps: float = _F64_EPS,
+    axis: int | tuple[int, ...] | None = -1,
+    where: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The zero rule ``τ = max(n_rows, n_cols)·ε·scale`` (module docstring).
+    """``True`` where a value counts as zero by the zero rule (module docstring).
 
-    ``sigma_max`` is the scale: ``s_1`` for singular values, ``θ_max`` for Gram eigenvalues from
-    Lanczos; ``r`` stands in for the larger dimension if ``n_rows``/``n_cols`` are unknown.
+    Args:
+        values: singular values ``s`` (exact tier), or Gram eigenvalues ``θ = s²`` (Lanczos
+            nodes, clamped at 0): the rule is applied to what was computed.
+        n_rows, n_cols: ``D`` and ``n_in`` of the Jacobian; if both are ``None`` the length of
+            ``values`` along ``axis`` (``r``) stands in.
+        eps: machine epsilon of the probe dtype (:func:`dtype_eps`).
+        axis: the axes of one spectrum, whose largest value is the scale (``None``: all).
+        where: ``True`` on the entries that are part of the spectrum (padding is ``False``: it
+            sets no scale and is never zero).
+
+    A spectrum whose largest value is at or below :data:`DEGENERATE_BELOW` (``J = 0``) is zero
+    throughout.
 
     Example:
-        >>> eps = float(np.finfo(np.float64).eps)
-        >>> float(zero_threshold(2.0, 4, n_rows=10, n_cols=4)) == 2.0 * 10 * eps
-        True
+        >>> zero_mask([1.0, 1e-20, 0.5]).tolist()
+        [False, True, False]
+        >>> theta = np.array([[1.0, 1e-20], [4.0, 0.0]])  # Lanczos nodes of two probes
+        >>> zero_mask(theta, n_rows=3, n_cols=2, axis=None, where=[[True, True], [True, False]])
+        array([[False,  True],
+               [False, False]])
     """
-    big = max(n_rows or 0, n_cols or 0) or r
-    return np.asarray(sigma_max, dtype=np.float64) * (big * eps)
+    v = np.asarray(values, dtype=np.float64)
+    big = max(n_rows or 0, n_cols or 0)
+    if not big:
+        if not isinstance(axis, int):
+            raise ValueError("zero_mask over several axes needs n_rows and n_cols")
+        big = v.shape[axis]
+    valid = np.ones(v.shape, dtype=bool) if where is None else np.broadcast_to(where, v.shape)
+    scale = np.max(np.where(valid, v, -math.inf), axis=axis, keepdims=True, initial=-math.inf)
+    safe = np.where(scale > DEGENERATE_BELOW, scale, 1.0)
+    return (v / safe <= big * eps) & valid
 
 
 def degenerate_mask(singular_values: np.ndarray | Sequence[float]) -> np.ndarray | bool:
@@ -221,12 +246,11 @@ def stats(
     with np.errstate(divide="ignore", invalid="ignore"):
         var = np.maximum(mu2 / mu1**2 - 1.0, 0.0)  # ≥ 0 by Cauchy–Schwarz; clip round-off
 
-    tau_rel = zero_threshold(1.0, r, n_rows=n_rows, n_cols=n_cols, eps=eps)
-    is_zero = t <= tau_rel
+    is_zero = zero_mask(s, n_rows=n_rows, n_cols=n_cols, eps=eps)
     any_zero = is_zero.any(-1)
     zero_frac = is_zero.mean(-1)
     sr = s[..., -1]
-    cond = np.where(t[..., -1] <= tau_rel, math.inf, safe1 / np.where(sr > 0, sr, 1.0))
+    cond = np.where(is_zero[..., -1], math.inf, safe1 / np.where(sr > 0, sr, 1.0))
 
     with np.errstate(divide="ignore"):
         log_t = np.where(is_zero, -math.inf, np.log(np.where(is_zero, 1.0, t)))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isokit.probe.statistics import zero_threshold
+from isokit.probe import dtype_eps, zero_mask
 from isokit.report.results import Results, RunRecord
 
 __all__ = [
@@ -36,7 +36,7 @@ def sigma_samples(tap, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray] 
 
     Exact taps give every value with equal weight; SLQ taps give the Ritz nodes ``√θ`` with
     their quadrature weights; taps with only moments give ``None``. Values at or below the zero
-    rule of :func:`isokit.probe.statistics.zero_threshold` (the one ``cond`` and ``gap`` use)
+    rule of :func:`isokit.probe.zero_mask` (the one ``cond`` and ``gap`` use)
     are round-off, not tiny singular values, and are shown as the zeros they are.
 
     Example:
@@ -45,13 +45,10 @@ def sigma_samples(tap, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray] 
         >>> sigma_samples(tap)
         (array([2., 0.]), array([0.5, 0.5]))
     """
-    eps = float(np.finfo(np.float32 if "32" in str(dtype) else np.float64).eps)
+    eps = dtype_eps(dtype)
     if tap.singular_values is not None:
         s = np.asarray(tap.singular_values, dtype=float)
-        tau = zero_threshold(
-            s.max(axis=-1, keepdims=True), tap.r, n_rows=tap.D, n_cols=tap.n_in, eps=eps
-        )
-        s = np.where(s <= tau, 0.0, s).ravel()
+        s = np.where(zero_mask(s, n_rows=tap.D, n_cols=tap.n_in, eps=eps), 0.0, s).ravel()
         return s, np.full(s.size, 1.0 / max(s.size, 1))
     if tap.density is not None and "nodes" in tap.density:
         theta = np.clip(np.asarray(tap.density["nodes"], dtype=float), 0.0, None)
@@ -59,9 +56,10 @@ def sigma_samples(tap, dtype: str = "float64") -> tuple[np.ndarray, np.ndarray] 
         keep = w > 0
         if not keep.any():
             return None
-        # Ritz values are eigenvalues θ = σ² of the Gram: the same rule, on the Gram's scale.
-        tau = zero_threshold(theta[keep].max(), tap.r, n_rows=tap.D, n_cols=tap.n_in, eps=eps)
-        sigma = np.sqrt(np.where(theta <= tau, 0.0, theta))
+        # Ritz values are eigenvalues θ = σ² of the Gram: the rule applies to θ, per example.
+        spectrum = tuple(range(1, theta.ndim))
+        zero = zero_mask(theta, n_rows=tap.D, n_cols=tap.n_in, eps=eps, axis=spectrum, where=keep)
+        sigma = np.sqrt(np.where(zero, 0.0, theta))
         return sigma[keep], w[keep] / w[keep].sum()
     return None
 
