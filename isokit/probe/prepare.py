@@ -30,11 +30,10 @@ __all__ = ["Prepared", "prepare"]
 
 
 def _input_hint(model: nn.Module) -> str:
+    """What the model takes: its own ``input_shape`` attribute, else a hint from its first layer."""
     shape = getattr(model, "input_shape", None)
     if shape is not None:
         return f"(B, {', '.join(map(str, shape))})"
-    if hasattr(model, "seq_len") and hasattr(model, "d_model"):
-        return f"(B, {model.seq_len}, {model.d_model})"
     for module in model.modules():
         if isinstance(module, nn.Linear):
             n = module.in_features

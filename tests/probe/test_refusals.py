@@ -101,6 +101,27 @@ def test_signal_never_returns_non_finite_values_silently():
         signal(_mlp(), torch.randn(2, 6), loss=lambda out: out.sum() * math.nan)
 
 
+class _NamedLikeATransformer(nn.Module):
+    """Attributes that happen to be called seq_len and d_model say nothing about the input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seq_len, self.d_model = 3, 4
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def test_shape_hint_reads_input_shape_never_argument_names():
+    model = _NamedLikeATransformer()
+    with pytest.raises(ValueError, match=r"expected \(B, 4\) \(the first Linear takes 4"):
+        profile(model, torch.randn(2, 5), taps=["fc"])
+    model.input_shape = (3, 4)  # a model that declares its input shape is believed
+    with pytest.raises(ValueError, match=r"expected \(B, 3, 4\), got \(B=2, 5\)"):
+        profile(model, torch.randn(2, 5), taps=["fc"])
+
+
 # ------------------------------------------------------------------------------ options
 
 
