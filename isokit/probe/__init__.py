@@ -6,7 +6,9 @@ quadrature, Ritz bounds) when the exact tier does not fit in memory. :func:`bloc
 gives each block's local Jacobian, :func:`signal` the forward signal and gradient norms, and
 :func:`stats` the isometry statistics of a spectrum. All three probes take one
 :class:`ProbeOptions` (or its fields as keywords) and share one preparation step
-(:mod:`isokit.probe.prepare`). Results are :class:`Profile` objects that round-trip through JSON.
+(:mod:`isokit.probe.prepare`). Results are :class:`Profile` objects that round-trip through JSON;
+:func:`encode` is that JSON form for any value (non-finite floats as ``"inf"``, ``"-inf"``,
+``"nan"``), and :func:`zero_mask` the one rule for which singular values count as zero.
 
 Example:
     >>> import torch, isokit
@@ -30,7 +32,7 @@ from isokit.probe.moments import TraceMoments, rademacher, trace_moments
 from isokit.probe.options import ProbeOptions
 from isokit.probe.quadrature import ritz_bounds, slq_density, slq_moments
 from isokit.probe.result import Profile, Signal, TapSpectrum
-from isokit.probe.serialization import ProfileFormatError
+from isokit.probe.serialization import ProfileFormatError, encode
 from isokit.probe.statistics import dtype_eps, stats, zero_mask
 from isokit.probe.taps import TapError, resolve_taps
 
@@ -47,6 +49,7 @@ __all__ = [
     "TraceMoments",
     "block_profile",
     "dtype_eps",
+    "encode",
     "estimate_exact_memory",
     "lanczos",
     "profile",

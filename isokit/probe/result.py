@@ -27,18 +27,18 @@ import numpy as np
 
 from isokit._atomic import write_atomic
 from isokit.probe.serialization import (
+    PER_TAP,
     SCHEMA_VERSION,
-    SIGNAL_ARRAYS,
     ProfileFormatError,
-    decode,
     encode,
+    per_tap_arrays,
     read_profile,
     read_signal,
     read_tap,
 )
 from isokit.probe.statistics import dtype_eps, zero_mask
 
-__all__ = ["Profile", "Signal", "TapSpectrum", "decode", "encode"]
+__all__ = ["Profile", "Signal", "TapSpectrum"]
 
 
 @dataclass(kw_only=True, eq=False)
@@ -178,7 +178,7 @@ class TapSpectrum:
         Raises:
             ProfileFormatError: a missing, unknown, mistyped or wrongly sized field (named).
         """
-        return cls(**read_tap("tap", d))
+        return cls(**read_tap("tap", d, cls))
 
 
 @dataclass(kw_only=True, eq=False)
@@ -213,21 +213,19 @@ class Signal:
 
     taps: list[str]
     D: list[int]
-    q: np.ndarray
-    q_std: np.ndarray
-    cos: np.ndarray
+    q: np.ndarray = field(metadata=PER_TAP)
+    q_std: np.ndarray = field(metadata=PER_TAP)
+    cos: np.ndarray = field(metadata=PER_TAP)
     cos_dropped: np.ndarray
-    grad: np.ndarray
-    grad_std: np.ndarray
-    grad_per_unit: np.ndarray
-    param_grad: np.ndarray
+    grad: np.ndarray = field(metadata=PER_TAP)
+    grad_std: np.ndarray = field(metadata=PER_TAP)
+    grad_per_unit: np.ndarray = field(metadata=PER_TAP)
+    param_grad: np.ndarray = field(metadata=PER_TAP)
     input_q: float
     input_cos: float
     loss: str
     seed: int | None
     n_examples: int
-
-    _ARRAYS = SIGNAL_ARRAYS
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict."""
@@ -240,7 +238,7 @@ class Signal:
         Raises:
             ProfileFormatError: a missing, unknown, mistyped or wrongly sized field (named).
         """
-        return cls(**read_signal("signal", d))
+        return cls(**read_signal("signal", d, cls))
 
 
 @dataclass(kw_only=True, eq=False)
@@ -347,7 +345,7 @@ class Profile:
                 )
             sig = self.signal
             for i, tap in enumerate(sig.taps):
-                for stat in SIGNAL_ARRAYS:
+                for stat in per_tap_arrays(Signal):
                     value = float(getattr(sig, stat)[i])
                     rows.append(
                         {**base, "tap": tap, "depth": i + 1, "example": None, "statistic": stat}
@@ -385,7 +383,7 @@ class Profile:
             ProfileFormatError: a missing, unknown, mistyped or wrongly sized field (named),
                 or a schema newer than this isokit's.
         """
-        parts = read_profile(d)
+        parts = read_profile(d, cls, TapSpectrum, Signal)
         return cls(
             taps=[TapSpectrum(**t) for t in parts["taps"]],
             meta=parts["meta"],

@@ -11,26 +11,34 @@ as they are.
 **Checks.** :func:`read_profile`, :func:`read_tap` and :func:`read_signal` check every field's
 presence, type and length (``singular_values`` has ``n_examples`` rows of ``r`` values, every
 statistic ``n_examples`` values, every signal array one value per tap, ...) and refuse unknown
-fields, so nothing is silently dropped. A failure is a :class:`ProfileFormatError` naming the
+fields, so nothing is silently dropped; the fields are those of the result dataclass passed in
+(:func:`field_names`), so the dataclass is the one place they are listed. :func:`read_profile`
+also checks the sections against each other: the same examples everywhere, and blocks and signal
+that name the profile's own taps in order. A failure is a :class:`ProfileFormatError` naming the
 field (``taps[2].singular_values``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from isokit.probe.checks import close_matches, describe
+from isokit.probe.checks import ProbeOptionError, choice, close_matches, describe, positive_int
 from isokit.probe.statistics import STAT_NAMES
 
 __all__ = [
+    "PER_TAP",
     "SCHEMA_VERSION",
     "ProfileFormatError",
     "decode",
     "encode",
+    "field_names",
+    "per_tap_arrays",
     "read_profile",
     "read_signal",
     "read_tap",
@@ -38,43 +46,31 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 _SPECIAL = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-
-TAP_FIELDS = (
-    "name",
-    "depth",
-    "D",
-    "n_in",
-    "r",
-    "shape",
-    "method",
-    "side",
-    "stats",
-    "degenerate",
-    "saturated",
-    "gram_unreliable",
-    "singular_values",
-    "se",
-    "traces",
-    "density",
-    "ritz",
-    "n_products",
-    "warnings",
-)
-SIGNAL_ARRAYS = ("q", "q_std", "cos", "grad", "grad_std", "grad_per_unit", "param_grad")
-SIGNAL_FIELDS = (
-    "taps",
-    "D",
-    *SIGNAL_ARRAYS[:3],
-    "cos_dropped",
-    *SIGNAL_ARRAYS[3:],
-    "input_q",
-    "input_cos",
-    "loss",
-    "seed",
-    "n_examples",
-)
-PROFILE_FIELDS = ("schema", "meta", "taps", "signal", "blocks")
+#: ``dataclasses.field`` metadata of a float array with one value per tap (``Signal.q``, ...).
+PER_TAP = MappingProxyType({"per_tap": True})
 _RITZ = ("sigma_max_lower", "sigma_min_upper", "residual_max", "residual_min", "converged")
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    """The fields of a result dataclass in order: the keys of its JSON object.
+
+    Example:
+        >>> from isokit.probe import Signal
+        >>> field_names(Signal)[:3]
+        ('taps', 'D', 'q')
+    """
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def per_tap_arrays(cls: type) -> tuple[str, ...]:
+    """The fields of ``cls`` marked :data:`PER_TAP` (float arrays with one value per tap).
+
+    Example:
+        >>> from isokit.probe import Signal
+        >>> per_tap_arrays(Signal)
+        ('q', 'q_std', 'cos', 'grad', 'grad_std', 'grad_per_unit', 'param_grad')
+    """
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("per_tap"))
 
 
 class ProfileFormatError(ValueError):
@@ -86,7 +82,7 @@ class ProfileFormatError(ValueError):
         Traceback (most recent call last):
         ...
         isokit.probe.serialization.ProfileFormatError: blocks: missing (a profile has the \
-fields schema, meta, taps, signal, blocks)
+fields schema, taps, meta, signal, blocks)
     """
 
     def __init__(self, field: str, message: str) -> None:
@@ -198,16 +194,23 @@ def _mapping(field: str, value: Any, keys: Sequence[str], what: str) -> Mapping[
     return value
 
 
+def _checked(check: Callable[..., Any], field: str, value: Any, *args: Any, **kwargs: Any) -> Any:
+    """An argument check of :mod:`isokit.probe.checks`, failing as a :class:`ProfileFormatError`."""
+    try:
+        return check(field, value, *args, **kwargs)
+    except ProbeOptionError as err:
+        raise ProfileFormatError(err.option, err.message) from None
+
+
 def _int(field: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ProfileFormatError(field, f"must be an integer >= {minimum}, got {describe(value)}")
-    return value
+    return _checked(positive_int, field, value, minimum=minimum)
 
 
 def _str(field: str, value: Any, choices: Sequence[str] | None = None) -> str:
-    if not isinstance(value, str) or not value or (choices and value not in choices):
-        want = f"one of {', '.join(map(repr, choices))}" if choices else "a non-empty string"
-        raise ProfileFormatError(field, f"must be {want}, got {describe(value)}")
+    if choices:
+        return _checked(choice, field, value, tuple(choices))
+    if not isinstance(value, str) or not value:
+        raise ProfileFormatError(field, f"must be a non-empty string, got {describe(value)}")
     return value
 
 
@@ -258,18 +261,19 @@ def _ritz(field: str, value: Any, B: int) -> dict[str, np.ndarray] | None:
     }
 
 
-def read_tap(field: str, d: Any) -> dict[str, Any]:
-    """The checked constructor arguments of a ``TapSpectrum`` from its dict.
+def read_tap(field: str, d: Any, cls: type) -> dict[str, Any]:
+    """The checked constructor arguments of ``cls`` (``TapSpectrum``) from its dict.
 
     Example:
-        >>> read_tap("taps[0]", {"name": "fc"})
+        >>> from isokit.probe import TapSpectrum
+        >>> read_tap("taps[0]", {"name": "fc"}, TapSpectrum)
         Traceback (most recent call last):
         ...
         isokit.probe.serialization.ProfileFormatError: taps[0].depth: missing (a tap has the \
 fields name, depth, D, n_in, r, shape, method, side, stats, degenerate, saturated, \
 gram_unreliable, singular_values, se, traces, density, ritz, n_products, warnings)
     """
-    d = _mapping(field, d, TAP_FIELDS, "a tap")
+    d = _mapping(field, d, field_names(cls), "a tap")
     D, n_in, r = (_int(f"{field}.{k}", d[k], 1) for k in ("D", "n_in", "r"))
     if r != min(D, n_in):
         raise ProfileFormatError(f"{field}.r", f"must be min(D, n_in) = {min(D, n_in)}, got {r}")
@@ -309,23 +313,26 @@ gram_unreliable, singular_values, se, traces, density, ritz, n_products, warning
     }
 
 
-def read_signal(field: str, d: Any) -> dict[str, Any]:
-    """The checked constructor arguments of a ``Signal`` from its dict.
+def read_signal(field: str, d: Any, cls: type) -> dict[str, Any]:
+    """The checked constructor arguments of ``cls`` (``Signal``) from its dict.
 
     Example:
-        >>> read_signal("signal", [])
+        >>> from isokit.probe import Signal
+        >>> read_signal("signal", [], Signal)
         Traceback (most recent call last):
         ...
         isokit.probe.serialization.ProfileFormatError: signal: must be an object, got list []
     """
-    d = _mapping(field, d, SIGNAL_FIELDS, "a signal")
+    d = _mapping(field, d, field_names(cls), "a signal")
     taps = [_str(f"{field}.taps", t) for t in _list(f"{field}.taps", d["taps"], nonempty=True)]
     L = len(taps)
     dims = _list(f"{field}.D", d["D"])
     if len(dims) != L:
         raise ProfileFormatError(f"{field}.D", f"has {len(dims)} values for {L} taps")
     seed = d["seed"]
-    out: dict[str, Any] = {name: _array(f"{field}.{name}", d[name], (L,)) for name in SIGNAL_ARRAYS}
+    out: dict[str, Any] = {
+        name: _array(f"{field}.{name}", d[name], (L,)) for name in per_tap_arrays(cls)
+    }
     out.update(
         taps=taps,
         D=[_int(f"{field}.D", v, 1) for v in dims],
@@ -339,8 +346,9 @@ def read_signal(field: str, d: Any) -> dict[str, Any]:
     return out
 
 
-def _taps(field: str, value: Any) -> list[dict[str, Any]]:
-    taps = [read_tap(f"{field}[{i}]", t) for i, t in enumerate(_list(field, value, nonempty=True))]
+def _taps(field: str, value: Any, cls: type) -> list[dict[str, Any]]:
+    items = _list(field, value, nonempty=True)
+    taps = [read_tap(f"{field}[{i}]", t, cls) for i, t in enumerate(items)]
     names = [t["name"] for t in taps]
     for i, t in enumerate(taps):
         if names.index(t["name"]) != i:
@@ -354,17 +362,20 @@ def _taps(field: str, value: Any) -> list[dict[str, Any]]:
     return taps
 
 
-def read_profile(d: Any) -> dict[str, Any]:
-    """Checked ``Profile`` parts: ``meta``, tap kwargs lists and signal kwargs (module doc).
+def read_profile(d: Any, cls: type, tap_cls: type, signal_cls: type) -> dict[str, Any]:
+    """Checked constructor arguments of ``cls`` (``Profile``): ``meta``, tap kwargs lists and
+    signal kwargs (module docstring), with ``tap_cls`` and ``signal_cls`` for the sections.
 
     Example:
-        >>> read_profile({"schema": 9, "meta": {}, "taps": [], "signal": None, "blocks": None})
+        >>> from isokit.probe import Profile, Signal, TapSpectrum
+        >>> data = {"schema": 9, "meta": {}, "taps": [], "signal": None, "blocks": None}
+        >>> read_profile(data, Profile, TapSpectrum, Signal)
         Traceback (most recent call last):
         ...
         isokit.probe.serialization.ProfileFormatError: schema: profile schema 9 is newer than \
 this isokit (1); upgrade isokit to read it
     """
-    d = _mapping("", d, PROFILE_FIELDS, "a profile")
+    d = _mapping("", d, ("schema", *field_names(cls)), "a profile")
     schema = _int("schema", d["schema"], 1)
     if schema > SCHEMA_VERSION:
         raise ProfileFormatError(
@@ -375,17 +386,43 @@ this isokit (1); upgrade isokit to read it
     meta = d["meta"]
     if not isinstance(meta, Mapping) or not all(isinstance(k, str) for k in meta):
         raise ProfileFormatError("meta", f"must be an object, got {describe(meta)}")
-    taps = _taps("taps", d["taps"])
+    taps = _taps("taps", d["taps"], tap_cls)
     B = taps[0]["degenerate"].shape[0]
     n_meta = meta.get("n_examples")
     if n_meta is not None and n_meta != B:
         raise ProfileFormatError("meta.n_examples", f"is {n_meta!r} but the taps have {B}")
-    blocks = None if d["blocks"] is None else _taps("blocks", d["blocks"])
-    if blocks is not None and blocks[0]["degenerate"].shape[0] != B:
-        raise ProfileFormatError("blocks", f"have a different number of examples than taps ({B})")
-    signal = None if d["signal"] is None else read_signal("signal", d["signal"])
-    if signal is not None and signal["n_examples"] != B:
-        raise ProfileFormatError(
-            "signal.n_examples", f"is {signal['n_examples']} but the taps have {B} examples"
-        )
+    blocks = None if d["blocks"] is None else _taps("blocks", d["blocks"], tap_cls)
+    signal = None if d["signal"] is None else read_signal("signal", d["signal"], signal_cls)
+    _check_sections(taps, blocks, signal)
     return {"meta": dict(meta), "taps": taps, "signal": signal, "blocks": blocks}
+
+
+def _check_sections(
+    taps: list[dict[str, Any]], blocks: list[dict[str, Any]] | None, signal: dict[str, Any] | None
+) -> None:
+    """Blocks and signal describe the profile's own taps, in order, on the same examples (the
+    figures pool them tap by tap)."""
+    names = [t["name"] for t in taps]
+    B = taps[0]["degenerate"].shape[0]
+    if blocks is not None:
+        if blocks[0]["degenerate"].shape[0] != B:
+            raise ProfileFormatError(
+                "blocks", f"have a different number of examples than taps ({B})"
+            )
+        if [t["name"] for t in blocks] != names:
+            raise ProfileFormatError(
+                "blocks", f"must hold one block per tap, in tap order ({', '.join(names)})"
+            )
+    if signal is not None:
+        if signal["n_examples"] != B:
+            raise ProfileFormatError(
+                "signal.n_examples", f"is {signal['n_examples']} but the taps have {B} examples"
+            )
+        if signal["taps"] != names:
+            raise ProfileFormatError(
+                "signal.taps", f"must be the profile's taps, in order ({', '.join(names)})"
+            )
+        if signal["D"] != [t["D"] for t in taps]:
+            raise ProfileFormatError(
+                "signal.D", f"must be the taps' sizes {[t['D'] for t in taps]}, got {signal['D']}"
+            )

@@ -251,8 +251,11 @@ CORRUPTIONS = {
         _set(["taps", 0, "stats", "m_1"], [1.0, 1.0]),
         r"taps\[0\]\.stats\.m_1: unknown name; did you mean 'm1'",
     ),
-    "string depth": (_set(["taps", 0, "depth"], "1"), r"taps\[0\]\.depth: must be an integer"),
-    "float D": (_set(["taps", 0, "D"], 6.0), r"taps\[0\]\.D: must be an integer"),
+    "string depth": (
+        _set(["taps", 0, "depth"], "1"),
+        r"taps\[0\]\.depth: must be a positive integer, got '1'",
+    ),
+    "float D": (_set(["taps", 0, "D"], 6.0), r"taps\[0\]\.D: must be a positive integer, got 6.0"),
     "wrong r": (_set(["taps", 0, "r"], 5), r"taps\[0\]\.r: must be min\(D, n_in\) = 6"),
     "shape not holding D": (_set(["taps", 0, "shape"], [1, 5]), r"taps\[0\]\.shape"),
     "string flag": (
@@ -288,6 +291,15 @@ CORRUPTIONS = {
         lambda d: d["blocks"].__setitem__(slice(None), []),
         r"blocks: must be a non-empty array",
     ),
+    "blocks out of tap order": (
+        lambda d: d["blocks"].reverse(),
+        r"blocks: must hold one block per tap, in tap order \(acts\.0, acts\.1, acts\.2\)",
+    ),
+    "signal of other taps": (
+        _set(["signal", "taps"], ["a", "b", "c"]),
+        r"signal\.taps: must be the profile's taps, in order",
+    ),
+    "signal sizes": (_set(["signal", "D"], [6, 6, 5]), r"signal\.D: must be the taps' sizes"),
     "newer schema": (_set(["schema"], 2), r"schema: profile schema 2 is newer"),
     "warnings": (_set(["taps", 0, "warnings"], "slow"), r"taps\[0\]\.warnings: must be an array"),
 }
@@ -314,12 +326,15 @@ def test_from_json_refuses_a_file_that_is_not_json(tmp_path):
         Profile.from_json(path)
 
 
-def test_the_json_schema_lists_every_field():
+def test_the_readers_build_every_field_of_the_dataclasses(data):
     from dataclasses import fields
 
     from isokit.probe import Signal, TapSpectrum
-    from isokit.probe.serialization import PROFILE_FIELDS, SIGNAL_FIELDS, TAP_FIELDS
+    from isokit.probe.serialization import read_profile
 
-    assert set(TAP_FIELDS) == {f.name for f in fields(TapSpectrum)}
-    assert set(SIGNAL_FIELDS) == {f.name for f in fields(Signal)}
-    assert set(PROFILE_FIELDS) == {f.name for f in fields(Profile)} | {"schema"}
+    parts = read_profile(data, Profile, TapSpectrum, Signal)
+    assert set(parts["taps"][0]) == {f.name for f in fields(TapSpectrum)}
+    assert set(parts["blocks"][0]) == {f.name for f in fields(TapSpectrum)}
+    assert set(parts["signal"]) == {f.name for f in fields(Signal)}
+    assert set(parts) == {f.name for f in fields(Profile)}
+    assert set(data) == {f.name for f in fields(Profile)} | {"schema"}
