@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from isokit.probe.exact import ProbeMemoryError, exact_spectra
 from isokit.probe.forward_signal import measure_signal
 from isokit.probe.local import measure_blocks
-from isokit.probe.matrix_free import _lanczos_taps, _resolve_slq
+from isokit.probe.matrix_free import lanczos_taps, resolve_slq_taps
 from isokit.probe.options import ProbeOptions, resolve_options
 from isokit.probe.prepare import Prepared, prepare
 from isokit.probe.result import Profile, TapSpectrum
@@ -151,8 +151,8 @@ def _lanczos_tier(
     opts = prep.options
     if generator is None:
         generator = torch.Generator(device=prep.device).manual_seed(prep.seed)
-    slq_idx = _resolve_slq(opts.slq_taps, prep.names)
-    taps = _lanczos_taps(
+    slq_idx = resolve_slq_taps(opts.slq_taps, prep.names)
+    taps = lanczos_taps(
         prep.copy,
         prep.x,
         prep.names,

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, vjp, vmap
 
+from isokit.probe.checks import SlqTapsOption
 from isokit.probe.krylov import lanczos
 from isokit.probe.moments import rademacher, trace_moments
 from isokit.probe.quadrature import ritz_bounds, slq_moments
@@ -27,14 +28,19 @@ from isokit.probe.result import TapSpectrum
 from isokit.probe.statistics import dtype_eps, saturated_mask, zero_mask
 from isokit.probe.taps import TapError, run_with_taps
 
-__all__ = ["default_slq_taps"]
+__all__ = ["default_slq_taps", "lanczos_taps", "resolve_slq_taps"]
 
 
 # ------------------------------------------------------------------------------- slq taps
 
 
 def default_slq_taps(n_taps: int) -> list[int]:
-    """Log-spaced depths plus the last one, as 0-based tap indices (``docs/probes.md §4.3``)."""
+    """Log-spaced depths plus the last one, as 0-based tap indices (``docs/probes.md §4.3``).
+
+    Example:
+        >>> default_slq_taps(10)
+        [0, 1, 2, 5, 9]
+    """
     if n_taps <= 0:
         return []
     k = min(n_taps, 1 + math.ceil(math.log2(n_taps)))
@@ -42,7 +48,13 @@ def default_slq_taps(n_taps: int) -> list[int]:
     return sorted({int(d) - 1 for d in depths} | {n_taps - 1})
 
 
-def _resolve_slq(slq_taps, names: list[str]) -> list[int]:
+def resolve_slq_taps(slq_taps: SlqTapsOption, names: list[str]) -> list[int]:
+    """The 0-based indices of the SLQ taps among ``names`` for the ``slq_taps`` option.
+
+    Example:
+        >>> resolve_slq_taps(["c", 1], ["a", "b", "c"]), resolve_slq_taps("none", ["a", "b"])
+        ([0, 2], [])
+    """
     if slq_taps is None:
         return default_slq_taps(len(names))
     if isinstance(slq_taps, str):
@@ -113,7 +125,7 @@ def _jacobian_products(fn, xb: Tensor, D: int, in_shape: tuple[int, ...]):
     return jv, jtu
 
 
-def _lanczos_taps(
+def lanczos_taps(
     m: nn.Module,
     x: Tensor,
     names: list[str],
@@ -128,6 +140,24 @@ def _lanczos_taps(
     band: float,
     progress: bool,
 ) -> list[TapSpectrum]:
+    """The matrix-free spectra of every tap (module docstring): moments everywhere, SLQ and Ritz
+    bounds at the taps ``slq_idx`` (from :func:`resolve_slq_taps`).
+
+    ``m`` is the probe copy, ``x`` the batch in the probe dtype, ``mods``, ``dims`` and
+    ``shapes`` the tap modules and their per-example output sizes and shapes (from
+    :func:`~isokit.probe.prepare.prepare`).
+
+    Example:
+        >>> from isokit.models import MLP
+        >>> from isokit.probe.options import ProbeOptions
+        >>> from isokit.probe.prepare import prepare
+        >>> with prepare(MLP(4, 4, depth=2), torch.randn(1, 4), ProbeOptions()) as p:
+        ...     taps = lanczos_taps(p.copy, p.x, p.names, p.mods, p.dims, p.shapes, n_probes=4,
+        ...                         steps=4, slq_idx=[1], band=0.1, progress=False,
+        ...                         generator=torch.Generator().manual_seed(0))
+        >>> [t.method for t in taps], [t.density is not None for t in taps]
+        (['lanczos', 'lanczos'], [False, True])
+    """
     B = x.shape[0]
     in_shape = tuple(x.shape[1:])
     n_in = int(math.prod(in_shape))
