@@ -1,8 +1,10 @@
 """Argument checks of the probe layer: each takes ``(name, value, ...)``, returns the value.
 
-Every failure is a :class:`ProbeOptionError` (a ``ValueError``) naming the argument, the value
-found and the fix. Types are strict: ``True`` is not an integer, ``1.0`` is not an integer and the
-string ``"no"`` is not a boolean.
+Every failure of an option check is a :class:`ProbeOptionError` (a ``ValueError``) naming the
+argument, the value found and the fix. Types are strict: ``True`` is not an integer, ``1.0`` is
+not an integer and the string ``"no"`` is not a boolean. The one check of data rather than of an
+option, :func:`check_inputs`, raises ``TypeError`` for an input of the wrong kind (not a tensor,
+not floating point) and ``ValueError`` for one of the wrong shape or with NaN or inf.
 
 Example:
     >>> positive_int("chunk_size", 8)
@@ -19,7 +21,7 @@ import difflib
 import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -37,7 +39,6 @@ __all__ = [
     "close_matches",
     "describe",
     "finite_positive",
-    "optional_positive_int",
     "positive_int",
 ]
 
@@ -84,36 +85,36 @@ def as_int(value: Any) -> int | None:
         return None
 
 
-def positive_int(name: str, value: Any, *, minimum: int = 1, why: str = "") -> int:
-    """An integer ``>= minimum`` (booleans, floats and strings are refused).
+@overload
+def positive_int(
+    name: str, value: Any, *, minimum: int = ..., why: str = ..., optional: Literal[False] = ...
+) -> int: ...
+@overload
+def positive_int(
+    name: str, value: Any, *, minimum: int = ..., why: str = ..., optional: bool
+) -> int | None: ...
+def positive_int(
+    name: str, value: Any, *, minimum: int = 1, why: str = "", optional: bool = False
+) -> int | None:
+    """An integer ``>= minimum`` (booleans, floats and strings are refused); with ``optional``
+    also ``None`` (choose automatically).
 
     Example:
         >>> positive_int("n_probes", 16, minimum=4)
         16
+        >>> positive_int("max_memory", None, optional=True) is None
+        True
     """
+    if optional and value is None:
+        return None
     number = as_int(value)
     if number is None or number < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         if minimum == 0:
             what = "a non-negative integer"
+        if optional:
+            what += " or None (automatic)"
         raise ProbeOptionError(name, f"must be {what}{why}, got {describe(value)}")
-    return number
-
-
-def optional_positive_int(name: str, value: Any) -> int | None:
-    """``None`` (choose automatically) or a positive integer.
-
-    Example:
-        >>> optional_positive_int("max_memory", None) is None
-        True
-    """
-    if value is None:
-        return None
-    number = as_int(value)
-    if number is None or number < 1:
-        raise ProbeOptionError(
-            name, f"must be a positive integer or None (automatic), got {describe(value)}"
-        )
     return number
 
 

@@ -5,6 +5,8 @@
 field is checked on construction with strict types (``True`` is not an integer, ``"no"`` is not a
 boolean), so a bad value fails before any model is copied. :meth:`ProbeOptions.from_mapping`
 reads the JSON/TOML form (``dtype = "float64"``) and refuses unknown keys, naming close matches.
+Each field carries its checker in its ``metadata`` (:func:`_option`), so a field cannot exist
+without one.
 
 Example:
     >>> import torch
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -36,7 +38,6 @@ from isokit.probe.checks import (
     close_matches,
     describe,
     finite_positive,
-    optional_positive_int,
     positive_int,
 )
 
@@ -44,22 +45,15 @@ __all__ = ["METHODS", "ProbeOptionError", "ProbeOptions"]
 
 #: The probe methods (``docs/probes.md §3`` exact, ``§4`` matrix-free).
 METHODS: tuple[str, ...] = ("auto", "exact", "lanczos")
-# The checker of each field, in field order; each returns the (normalized) value.
-_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "taps": check_taps,
-    "method": lambda n, v: choice(n, v, METHODS),
-    "dtype": check_dtype,
-    "chunk_size": optional_positive_int,
-    "example_chunk": optional_positive_int,
-    "max_memory": optional_positive_int,
-    "n_probes": lambda n, v: positive_int(n, v, minimum=4, why=" (the third moment needs 4)"),
-    "lanczos_steps": positive_int,
-    "slq_taps": check_slq_taps,
-    "seed": lambda n, v: positive_int(n, v, minimum=0),
-    "band": finite_positive,
-    "svd": boolean,
-    "progress": boolean,
-}
+
+
+def _option(default: Any, check: Callable[[str, Any], Any]) -> Any:
+    """A field with its ``default`` and the ``check(name, value)`` that returns the value."""
+    return field(default=default, metadata={"check": check})
+
+
+def _automatic_size(name: str, value: Any) -> int | None:
+    return positive_int(name, value, optional=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,23 +85,25 @@ class ProbeOptions:
 (automatic), got 0
     """
 
-    taps: TapsOption = "auto"
-    method: str = "auto"
-    dtype: torch.dtype = torch.float64
-    chunk_size: int | None = None
-    example_chunk: int | None = None
-    max_memory: int | None = None
-    n_probes: int = 16
-    lanczos_steps: int = 64
-    slq_taps: SlqTapsOption = None
-    seed: int = 0
-    band: float = 0.1
-    svd: bool = False
-    progress: bool = False
+    taps: TapsOption = _option("auto", check_taps)
+    method: str = _option("auto", lambda n, v: choice(n, v, METHODS))
+    dtype: torch.dtype = _option(torch.float64, check_dtype)
+    chunk_size: int | None = _option(None, _automatic_size)
+    example_chunk: int | None = _option(None, _automatic_size)
+    max_memory: int | None = _option(None, _automatic_size)
+    n_probes: int = _option(
+        16, lambda n, v: positive_int(n, v, minimum=4, why=" (the third moment needs 4)")
+    )
+    lanczos_steps: int = _option(64, positive_int)
+    slq_taps: SlqTapsOption = _option(None, check_slq_taps)
+    seed: int = _option(0, lambda n, v: positive_int(n, v, minimum=0))
+    band: float = _option(0.1, finite_positive)
+    svd: bool = _option(False, boolean)
+    progress: bool = _option(False, boolean)
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _CHECKS[f.name](f.name, getattr(self, f.name)))
+            object.__setattr__(self, f.name, f.metadata["check"](f.name, getattr(self, f.name)))
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

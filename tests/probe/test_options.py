@@ -144,3 +144,22 @@ def test_replace_validates_and_refuses_unknown_names():
 def test_predicate_taps_have_no_json_form():
     with pytest.raises(ProbeOptionError, match="no JSON form"):
         ProbeOptions(taps=lambda name, module: True).to_dict()
+
+
+def test_every_field_carries_its_checker():
+    from dataclasses import fields
+
+    for f in fields(ProbeOptions):
+        assert callable(f.metadata["check"]), f.name
+        assert f.metadata["check"](f.name, f.default) == f.default  # defaults pass their check
+
+
+def test_positive_int_optional_accepts_none_only_when_asked():
+    from isokit.probe.checks import positive_int
+
+    assert positive_int("max_memory", None, optional=True) is None
+    assert positive_int("max_memory", 8, optional=True) == 8
+    with pytest.raises(ProbeOptionError, match=r"max_memory: must be a positive integer, got None"):
+        positive_int("max_memory", None)
+    with pytest.raises(ProbeOptionError, match=r"positive integer or None \(automatic\), got 0"):
+        positive_int("max_memory", 0, optional=True)
