@@ -4,8 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
+
+__all__ = ["temp_pattern", "write_atomic"]
+
+# write_atomic's temporary file of NAME is .NAME.<random>.tmp (tempfile.mkstemp's middle part).
+_PREFIX = ".{name}."
+_SUFFIX = ".tmp"
+
+
+def temp_pattern(name: str) -> re.Pattern[str]:
+    """The names :func:`write_atomic` gives the temporary file of ``name`` while it writes.
+
+    A writer killed outright leaves that file behind; this tells it apart from other files.
+
+    Example:
+        >>> bool(temp_pattern("screenshot.png").fullmatch(".screenshot.png.k2j_9x.tmp"))
+        True
+    """
+    prefix = re.escape(_PREFIX.format(name=name))
+    return re.compile(rf"{prefix}.+{re.escape(_SUFFIX)}")
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
@@ -17,7 +37,9 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=_PREFIX.format(name=path.name), suffix=_SUFFIX, dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)

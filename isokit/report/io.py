@@ -1,17 +1,18 @@
 """Publishing a report directory as a whole: the old report or the new one, never a mix.
 
 :class:`ReportDir` builds the complete new report in a staging directory beside ``DIR`` (in the
-same parent, so a rename is atomic) and swaps it in when every file is written. While a run holds
-``DIR`` the parent looks like this::
+same parent, so a rename is atomic) and swaps it in when every file is written: on Linux in one
+step that exchanges the two directories (``renameat2`` with ``RENAME_EXCHANGE``), so ``DIR`` is
+never missing; elsewhere by two renames. While a run holds ``DIR`` the parent looks like this::
 
     PARENT/DIR                      the published report (the old one until the swap)
     PARENT/.DIR.lock                locked (flock) from before the probes to after the swap
-    PARENT/.DIR.staging-XXXXXXXX    the new report, being written
-    PARENT/.DIR.old-XXXXXXXX        the old report, for the moment between the swap's renames
+    PARENT/.DIR.staging-XXXXXXXX    the new report, being written (the old one after an exchange)
+    PARENT/.DIR.old-XXXXXXXX        without an exchange: the old report between the two renames
 
 A second run into the same ``DIR`` finds the lock held and fails at once. A run killed outright
 (SIGKILL, power loss) leaves its staging directory, which the next run into ``DIR`` removes; had it
-been killed between the two renames of the swap, the next run first puts the old report back.
+been killed between the two renames of a swap, the next run first puts the old report back.
 Because ``DIR`` is replaced as a whole, files of an earlier report that the new one does not write
 (figures of a model no longer in the config) are gone; so that nothing else is ever deleted,
 ``DIR`` must be new, empty, or hold nothing but a report's files (:data:`REPORT_ENTRIES`).
@@ -23,25 +24,45 @@ Problems with ``DIR`` itself (empty, under a file, not writable, another run's) 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
+import functools
 import os
 import re
 import secrets
 import shutil
+import sys
 from pathlib import Path
 from types import TracebackType
 
-from isokit._atomic import write_atomic
+from isokit._atomic import temp_pattern
 from isokit.report.checks import ConfigError
 
-__all__ = ["REPORT_ENTRIES", "ReportDir", "check_out", "write_atomic"]
+__all__ = [
+    "FIGURES",
+    "PAGE",
+    "RANKING",
+    "REPORT_ENTRIES",
+    "RESULTS",
+    "SCREENSHOT",
+    "SUMMARY",
+    "ReportDir",
+    "check_out",
+    "exchange",
+]
 
+# The entries of a report directory: publish writes the first five, screenshot adds its image.
+RESULTS = "results.json"
+SUMMARY = "summary.csv"
+RANKING = "ranking.csv"
+PAGE = "report.html"
+FIGURES = "figures"
+SCREENSHOT = "screenshot.png"
 #: What a report directory may hold: the files a report writes, and a screenshot of its page.
-REPORT_ENTRIES = frozenset(
-    {"results.json", "summary.csv", "ranking.csv", "report.html", "figures", "screenshot.png"}
-)
-# The temporary file of a screenshot that was killed while writing (write_atomic's naming).
-_SCREENSHOT_TMP = re.compile(r"\.screenshot\.png\..+\.tmp")
+REPORT_ENTRIES = frozenset({RESULTS, SUMMARY, RANKING, PAGE, FIGURES, SCREENSHOT})
+# The temporary file of a screenshot that was killed while writing.
+_SCREENSHOT_TMP = temp_pattern(SCREENSHOT)
 
 
 def check_out(path: str | os.PathLike) -> Path:
@@ -127,6 +148,53 @@ def _lock(path: Path, target: Path) -> int:
         if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino):
             return fd
         os.close(fd)
+
+
+# renameat2(2): its dirfd meaning "relative to the working directory", and the flag that swaps.
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+# What renameat2 answers where the kernel or the filesystem cannot exchange: fall back.
+_NO_EXCHANGE = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP}
+
+
+@functools.cache
+def _renameat2():
+    """libc's ``renameat2``, or ``None`` where there is none (not Linux, a libc without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap the directories ``a`` and ``b`` in one atomic step; ``False`` where the system cannot.
+
+    Linux's ``renameat2(..., RENAME_EXCHANGE)``: at no moment is either name missing. Where it
+    is unavailable (another OS, an old kernel, a filesystem without it) nothing is changed and
+    the caller falls back to two renames; any other failure raises :class:`OSError`.
+
+    Example:
+        >>> import tempfile
+        >>> parent = Path(tempfile.mkdtemp())
+        >>> (parent / "a").mkdir(); (parent / "b").mkdir(); _ = (parent / "a" / "x").write_text("")
+        >>> swapped = exchange(parent / "a", parent / "b")
+        >>> [p.name for p in (parent / ("b" if swapped else "a")).iterdir()], shutil.rmtree(parent)
+        (['x'], None)
+    """
+    fn = _renameat2()
+    if fn is None:
+        return False
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _NO_EXCHANGE:
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -243,25 +311,38 @@ class ReportDir:
         return self.path / rel
 
     def commit(self) -> None:
-        """Swap the new report in for the old one: ``DIR`` aside, the new one in, the old gone."""
+        """Swap the new report in for the old one, then remove the old one.
+
+        Into an existing ``DIR`` the swap is one atomic :func:`exchange`, so ``DIR`` is never
+        missing; where the system has none, ``DIR`` moves aside and the new report moves in (two
+        renames, with the old report put back if the second fails). A new ``DIR`` is one rename.
+        """
         if self.staging is None:
             raise RuntimeError("ReportDir.commit() outside its `with` block or twice")
         _fsync_dir(self.staging)
-        if self.target.exists():
-            old = self._reserve("old")
-            os.rename(self.target, old)  # onto the empty directory just reserved
-            try:
-                os.rename(self.staging, self.target)
-            except BaseException:
-                os.rename(old, self.target)
-                raise
-            self.staging = None
-            shutil.rmtree(old, ignore_errors=True)
-        else:
+        if not self.target.exists():
             os.rename(self.staging, self.target)
-            self.staging = None
+            old = None
+        elif exchange(self.staging, self.target):
+            old = self.staging  # now holds the old report; a killed run's next run removes it
+        else:
+            old = self._swap_by_renames()
+        self.staging = None
         self.committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         _fsync_dir(self.target.parent)
+
+    def _swap_by_renames(self) -> Path:
+        """``DIR`` aside, the new report in; return where the old report now is."""
+        old = self._reserve("old")
+        os.rename(self.target, old)  # onto the empty directory just reserved
+        try:
+            os.rename(self.staging, self.target)
+        except BaseException:
+            os.rename(old, self.target)
+            raise
+        return old
 
     # ------------------------------------------------------------------------------ exit
 

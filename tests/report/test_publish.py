@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -123,11 +125,101 @@ def test_a_failure_inside_the_swap_puts_the_old_report_back(
             raise KeyboardInterrupt
         return real_rename(src, dst)
 
+    monkeypatch.setattr(io, "exchange", lambda a, b: False)  # the two-rename swap
     monkeypatch.setattr(io.os, "rename", rename)
     with pytest.raises(KeyboardInterrupt):
         render(small_report.results, old_report, quiet=True)
     assert _snapshot(old_report) == before
     assert _leftovers(old_report.parent, "out") == []
+
+
+def _spy(calls: list, name: str, real, check):
+    """``real``, recording its calls and running ``check`` right before and after each."""
+
+    def call(*args, **kwargs):
+        check()
+        result = real(*args, **kwargs)
+        calls.append((name, args, result))
+        check()
+        return result
+
+    return call
+
+
+def _mark_old(report: Path) -> Path:
+    """A file only the old report has: gone once the new report is in."""
+    stale = report / "figures" / "stale.png"
+    stale.write_bytes(b"old")
+    return stale
+
+
+@pytest.mark.skipif(io._renameat2() is None, reason="this system has no renameat2")
+def test_an_existing_report_is_swapped_in_one_exchange_and_never_missing(
+    small_report, old_report, monkeypatch, no_figures
+):
+    stale = _mark_old(old_report)
+
+    def whole_report_there():
+        assert (old_report / "results.json").is_file(), "DIR went missing during the swap"
+
+    calls: list = []
+    monkeypatch.setattr(io, "exchange", _spy(calls, "exchange", io.exchange, whole_report_there))
+    monkeypatch.setattr(io.os, "rename", _spy(calls, "rename", os.rename, whole_report_there))
+    monkeypatch.setattr(
+        io.shutil, "rmtree", _spy(calls, "rmtree", shutil.rmtree, whole_report_there)
+    )
+    render(small_report.results, old_report, quiet=True)
+    assert [(name, result) for name, _, result in calls if name != "rmtree"] == [("exchange", True)]
+    ((staging, target),) = [args for name, args, _ in calls if name == "exchange"]
+    assert ".out.staging-" in staging.name and target == old_report.resolve()
+    assert any(name == "rmtree" and args[0] == staging for name, args, _ in calls)  # the old one
+    assert not stale.exists() and (old_report / "report.html").is_file()
+    assert _leftovers(old_report.parent, "out") == []
+
+
+def _renameat2_failing(code: int):
+    def renameat2(*args):
+        ctypes.set_errno(code)
+        return -1
+
+    return lambda: renameat2
+
+
+@pytest.mark.parametrize("code", [errno.ENOSYS, errno.EINVAL], ids=errno.errorcode.get)
+def test_without_an_exchange_the_swap_falls_back_to_two_renames(
+    small_report, old_report, monkeypatch, no_figures, code
+):
+    stale = _mark_old(old_report)
+    monkeypatch.setattr(io, "_renameat2", _renameat2_failing(code))
+    calls: list = []
+    monkeypatch.setattr(io.os, "rename", _spy(calls, "rename", os.rename, lambda: None))
+    render(small_report.results, old_report, quiet=True)
+    (aside, _), (staged, into) = [args for _, args, _ in calls]
+    assert Path(aside) == old_report.resolve() and ".out.staging-" in Path(staged).name
+    assert Path(into) == old_report.resolve()
+    assert not stale.exists() and _leftovers(old_report.parent, "out") == []
+
+
+def test_a_failed_exchange_leaves_the_old_report_byte_identical(
+    small_report, old_report, monkeypatch, no_figures
+):
+    before = _snapshot(old_report)
+    monkeypatch.setattr(io, "_renameat2", _renameat2_failing(errno.EACCES))
+    with pytest.raises(PermissionError):
+        render(small_report.results, old_report, quiet=True)
+    assert _snapshot(old_report) == before
+    assert _leftovers(old_report.parent, "out") == []
+
+
+def test_a_new_directory_is_published_with_one_rename(
+    small_report, tmp_path, monkeypatch, no_figures
+):
+    calls: list = []
+    monkeypatch.setattr(io, "exchange", _spy(calls, "exchange", io.exchange, lambda: None))
+    monkeypatch.setattr(io.os, "rename", _spy(calls, "rename", os.rename, lambda: None))
+    render(small_report.results, tmp_path / "new", quiet=True)
+    assert [name for name, _, _ in calls] == ["rename"]
+    assert (tmp_path / "new" / "report.html").is_file()
 
 
 def test_figures_an_earlier_report_wrote_are_gone(small_report, old_report):
