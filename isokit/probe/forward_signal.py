@@ -115,10 +115,11 @@ def measure_signal(
 
 def _backward(prep: Prepared, loss: Loss | None, generator: torch.Generator | None) -> _Backward:
     m, mods, x = prep.copy, prep.mods, prep.x
-    shapes_call = run_with_taps(m, mods, x)
     with torch.enable_grad():
-        zeros = [torch.zeros_like(h, requires_grad=True) for h in shapes_call.outputs]
-        del shapes_call
+        zeros = [
+            _zero_perturbation(name, h, x.shape[0])
+            for name, h in zip(prep.names, prep.dry.outputs, strict=True)
+        ]
         for p in m.parameters():
             p.requires_grad_(True)
         with _segment_recorder(m, mods) as segments:
@@ -149,6 +150,16 @@ def _backward(prep: Prepared, loss: Loss | None, generator: torch.Generator | No
         grads = torch.autograd.grad(total, zeros + unique, allow_unused=True)
     grad_by_id = {id(p): gp for p, gp in zip(unique, grads[len(zeros) :], strict=True)}
     return _Backward(call, list(grads[: len(zeros)]), tap_params, grad_by_id, loss_kind)
+
+
+def _zero_perturbation(name: str, dry: Tensor, B: int) -> Tensor:
+    """The zero tensor ``e_l`` added at a tap, shaped from the dry run on one example."""
+    if dry.ndim == 0 or dry.shape[0] != 1:
+        raise ValueError(
+            f"signal needs tap outputs with the batch on axis 0, but tap {name!r} gives shape "
+            f"{tuple(dry.shape)} for one example; tap a module whose output is (B, ...)"
+        )
+    return torch.zeros((B, *dry.shape[1:]), dtype=dry.dtype, device=dry.device, requires_grad=True)
 
 
 def _check_finite(name: str, what: str, T: Tensor) -> None:

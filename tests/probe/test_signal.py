@@ -102,3 +102,29 @@ def test_gradient_signal_is_an_apjn_on_average():
     sig = signal(model, x, taps=["1"], seed=0)
     W = model[2].weight.detach().double()
     assert sig.grad[0] == pytest.approx(float((W * W).sum()), rel=0.35)
+
+
+def test_one_forward_pass_besides_the_dry_run():
+    # The tap shapes come from the preparation's dry run on one example; no extra full pass.
+    model = MLP(6, 6, depth=3)
+    batches = []
+    model.register_forward_pre_hook(lambda module, args: batches.append(args[0].shape[0]))
+    signal(model, torch.randn(5, 6))
+    assert batches == [1, 5]
+
+
+class _SeqFirst(nn.Module):
+    """A tap whose output has the batch on axis 1: (S, B, D)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.fc(x).transpose(0, 1)).transpose(0, 1)
+
+
+def test_tap_outputs_without_the_batch_on_axis_0_are_refused():
+    with pytest.raises(ValueError, match=r"batch on axis 0, but tap 'out' gives shape \(3, 1, 4\)"):
+        signal(_SeqFirst(), torch.randn(2, 3, 4), taps=["fc", "out"])
