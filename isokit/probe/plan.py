@@ -1,42 +1,32 @@
-"""Memory plan of the exact probe (``docs/probes.md §3.3``): estimates, budget and sweep choice.
+"""Memory plan of the exact probe (``docs/probes.md §3.3``): the sweep that fits the budget.
 
-:func:`estimate_exact_memory` gives the bytes of one sweep (joint or chained, see
-:mod:`isokit.probe.exact`) over taps of given output sizes; :func:`available_memory` and
-:func:`default_max_memory` give the budget; :func:`plan_exact` picks the strategy (joint sweep,
-chained sweep, or several joint sweeps over groups of taps), the input-basis chunk size, the number
-of examples per sweep and the trailing taps done in reverse mode (``4·D_l ≤ n_in``), so that the
-estimate fits ``max_memory``; :class:`ProbeMemoryError` is raised when nothing fits.
+:func:`plan_exact` picks the strategy (joint sweep, chained sweep, or several joint sweeps over
+groups of taps), the input-basis chunk size, the number of examples per sweep and the trailing
+taps done in reverse mode (``4·D_l ≤ n_in``), so that the estimate of
+:func:`~isokit.probe.memory.estimate_exact_memory` fits ``max_memory``;
+:class:`ProbeMemoryError` is raised when nothing fits.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
+from isokit.probe.memory import estimate_exact_memory, storage_and_live
 from isokit.probe.taps import TapError
 
 __all__ = [
-    "ACT_FACTOR",
     "JOINT_COMFORT_BYTES",
     "LIVE_FLOOR_BYTES",
     "REVERSE_RATIO",
     "ExactPlan",
     "ProbeMemoryError",
-    "available_memory",
-    "default_max_memory",
-    "estimate_exact_memory",
     "plan_exact",
+    "reverse_split",
 ]
 
 #: A trailing tap with ``REVERSE_RATIO·D_l ≤ n_in`` is computed in reverse mode.
 REVERSE_RATIO = 4
-#: Live tangent-sized tensors per chunk column at the widest layer: activations, skip, scratch,
-#: and above all the ``im2col`` buffer of a CPU 3×3 convolution (9× its input). Measured: about
-#: 13 for a CIFAR BasicBlock in float64 on CPU.
-ACT_FACTOR = 12
 #: The joint sweep is preferred while its estimate stays below this, whatever the chain.
 JOINT_COMFORT_BYTES = 512 * 2**20
 #: Live tangents may always use this much, even when the stored Grams are smaller.
@@ -58,81 +48,6 @@ class ProbeMemoryError(MemoryError):
         ...     print("max_memory" in str(err))
         True
     """
-
-
-# --------------------------------------------------------------------------------------- memory
-
-
-def available_memory(device: torch.device | str | None = None) -> int:
-    """Free memory in bytes: ``MemAvailable`` (or ``os.sysconf``) on CPU, free memory on CUDA."""
-    device = torch.device(device or "cpu")
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - exotic platforms
-        return 4 * 2**30
-
-
-def default_max_memory(device: torch.device | str | None = None) -> int:
-    """The default budget: half the free RAM on CPU, 80 % of the free memory on CUDA."""
-    device = torch.device(device or "cpu")
-    fraction = 0.8 if device.type == "cuda" else 0.5
-    return int(fraction * available_memory(device))
-
-
-def _storage_live(
-    n_in: int, dims: Sequence[int], strategy: str, c: int, svd: bool
-) -> tuple[int, int]:
-    """(stored floats, live tangent floats) per example for one sweep."""
-    max_d = max(dims)
-    max_r = max(min(d, n_in) for d in dims)
-    if strategy == "joint":
-        storage = sum(d * n_in if (svd or d > n_in) else d * d for d in dims)
-        live = c * (sum(dims) + ACT_FACTOR * max_d)
-    elif strategy == "chained":
-        pairs = [dims[0]] + [a + b for a, b in zip(dims[:-1], dims[1:], strict=True)]
-        storage = max(pairs) * n_in + max_r * max_r
-        live = c * (ACT_FACTOR + 1) * max_d
-    else:
-        raise ValueError(f"unknown strategy {strategy!r}")
-    return storage, live
-
-
-def estimate_exact_memory(
-    n_in: int,
-    dims: Sequence[int],
-    *,
-    strategy: str = "joint",
-    chunk_size: int | None = None,
-    example_chunk: int = 1,
-    svd: bool = False,
-    param_bytes: int = 0,
-) -> int:
-    """Bytes needed by one exact sweep over taps of output sizes ``dims`` (float64 storage).
-
-    ``joint``: ``Σ_l D_l·min(D_l, n_in)`` stored (``D_l·n_in`` with ``svd``) plus ``c·Σ_l D_l``
-    captured tangents and ``ACT_FACTOR·c·max D`` live ones, per example in flight.
-    ``chained``: ``max_l (D_{l−1} + D_l)·n_in`` columns, the largest ``r×r`` Gram, and the live
-    tangents of one chunk. ``param_bytes`` (the float64 model copy) is added once.
-
-    Example:
-        >>> estimate_exact_memory(64, [64, 64], chunk_size=64)  # two 64×64 Grams + tangents
-        524288
-    """
-    if not dims:
-        return int(param_bytes)
-    c = min(n_in, chunk_size or n_in)
-    storage, live = _storage_live(n_in, dims, strategy, c, svd)
-    return int(8 * example_chunk * (storage + live) + param_bytes)
 
 
 @dataclass(kw_only=True)
@@ -159,7 +74,14 @@ def _chunk_candidates(n_in: int) -> list[int]:
     return out
 
 
-def _reverse_split(n_in: int, dims: Sequence[int], mode: str) -> tuple[list[int], list[int]]:
+def reverse_split(n_in: int, dims: Sequence[int], mode: str) -> tuple[list[int], list[int]]:
+    """(forward-mode taps, reverse-mode taps): ``"auto"`` sends the trailing taps with
+    ``REVERSE_RATIO·D_l ≤ n_in`` to reverse mode.
+
+    Example:
+        >>> reverse_split(64, [64, 64, 8], "auto")
+        ([0, 1], [2])
+    """
     n = len(dims)
     if mode == "forward":
         return list(range(n)), []
@@ -207,7 +129,7 @@ class _Sizing:
             est = self.estimate(taps, c, strategy)
             if est > self.max_memory:
                 continue
-            storage, live = _storage_live(self.n_in, ds, strategy, c, self.svd)
+            storage, live = storage_and_live(self.n_in, ds, strategy, c, self.svd)
             if self.chunk_size or 8 * live <= max(4 * storage, LIVE_FLOOR_BYTES):
                 return c, est
             fallback = fallback or (c, est)
@@ -352,7 +274,7 @@ def plan_exact(
         >>> plan.strategy, plan.groups, plan.reverse
         ('joint', [[0, 1]], [2])
     """
-    fwd, rev = _reverse_split(n_in, dims, mode)
+    fwd, rev = reverse_split(n_in, dims, mode)
     sz = _Sizing(
         n_in=n_in,
         dims=dims,

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torch.func import jvp, vjp, vmap
 
 from isokit.probe.grams import _F64, _basis, _from_gram, _gram_of, _Slot, _svdvals
-from isokit.probe.plan import JOINT_COMFORT_BYTES, ExactPlan, _reverse_split, estimate_exact_memory
+from isokit.probe.memory import estimate_exact_memory
+from isokit.probe.plan import JOINT_COMFORT_BYTES, ExactPlan, reverse_split
 from isokit.probe.taps import TapError, run_with_taps
 
 __all__ = ["check_chain"]
@@ -228,7 +229,7 @@ def _chain_ok(
     model: nn.Module, inputs: Tensor, geo: _Geometry, *, strategy: str, mode: str, svd: bool
 ) -> bool | None:
     """Whether the forward taps form a chain, checked only when the chained sweep may be used."""
-    fwd, _ = _reverse_split(geo.n_in, geo.dims, mode)
+    fwd, _ = reverse_split(geo.n_in, geo.dims, mode)
     if not fwd or strategy not in ("auto", "chained"):
         return None
     # The chain check is only worth running when the joint sweep is not small.
