@@ -31,8 +31,9 @@ from isokit.probe.local import block_profile
 from isokit.probe.moments import TraceMoments, rademacher, trace_moments
 from isokit.probe.options import ProbeOptions
 from isokit.probe.quadrature import ritz_bounds, slq_density, slq_moments
-from isokit.probe.result import Profile, Signal, TapSpectrum
+from isokit.probe.result import Profile, Signal
 from isokit.probe.serialization import ProfileFormatError, encode
+from isokit.probe.spectrum import TapSpectrum
 from isokit.probe.statistics import dtype_eps, stats, zero_mask
 from isokit.probe.taps import TapError, resolve_taps
 

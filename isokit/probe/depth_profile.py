@@ -38,7 +38,8 @@ from isokit.probe.local import measure_blocks
 from isokit.probe.matrix_free import lanczos_taps, resolve_slq_taps
 from isokit.probe.options import ProbeOptions, resolve_options
 from isokit.probe.prepare import Prepared, prepare
-from isokit.probe.result import Profile, TapSpectrum
+from isokit.probe.result import Profile
+from isokit.probe.spectrum import TapSpectrum
 
 __all__ = ["profile"]
 

@@ -61,7 +61,7 @@ from isokit.probe.grams import _F64, GRAM_RTOL
 from isokit.probe.grams import _eigvalsh as _eigvalsh  # re-exported (benchmarks)
 from isokit.probe.memory import available_memory, default_max_memory, estimate_exact_memory
 from isokit.probe.plan import ExactPlan, ProbeMemoryError, plan_exact
-from isokit.probe.result import TapSpectrum
+from isokit.probe.spectrum import TapSpectrum
 from isokit.probe.statistics import degenerate_mask, dtype_eps, saturated_mask, stats
 from isokit.probe.sweeps import (
     _chain_ok,

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from isokit.probe.exact import exact_spectra
 from isokit.probe.options import ProbeOptions, resolve_options
 from isokit.probe.prepare import Prepared, prepare
-from isokit.probe.result import Profile, TapSpectrum
+from isokit.probe.result import Profile
+from isokit.probe.spectrum import TapSpectrum
 from isokit.probe.taps import TapError, run_with_taps
 
 __all__ = ["block_profile", "measure_blocks"]

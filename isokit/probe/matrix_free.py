@@ -24,7 +24,7 @@ from isokit.probe.checks import SlqTapsOption
 from isokit.probe.krylov import lanczos
 from isokit.probe.moments import rademacher, trace_moments
 from isokit.probe.quadrature import ritz_bounds, slq_moments
-from isokit.probe.result import TapSpectrum
+from isokit.probe.spectrum import TapSpectrum
 from isokit.probe.statistics import dtype_eps, saturated_mask, zero_mask
 from isokit.probe.taps import TapError, run_with_taps
 
