@@ -4,8 +4,9 @@
 :class:`Profile` is the only place probe results live: the spectra at every tap
 (:attr:`Profile.taps`), optionally the forward signal (:attr:`Profile.signal`) and the local
 block spectra (:attr:`Profile.blocks`), and the metadata (:attr:`Profile.meta`). Its JSON form
-and the checks that read it back are in :mod:`isokit.probe.serialization`; :meth:`Profile.to_json`
-writes atomically (a temporary file in the same directory, then ``os.replace``).
+is in :mod:`isokit.probe.serialization` (values) and :mod:`isokit.probe.schema` (the checked
+layout); :meth:`Profile.to_json` writes atomically (a temporary file in the same directory, then
+``os.replace``).
 
 **Missing versus infinite.** A tap's ``stats`` dict holds only the statistics that were measured
 (the matrix-free tier measures the moments at every tap and the node-based statistics only at
@@ -27,15 +28,8 @@ from typing import Any
 import numpy as np
 
 from isokit._atomic import write_atomic
-from isokit.probe.serialization import (
-    PER_TAP,
-    SCHEMA_VERSION,
-    ProfileFormatError,
-    encode,
-    per_tap_arrays,
-    read_profile,
-    read_signal,
-)
+from isokit.probe.schema import PER_TAP, SCHEMA_VERSION, per_tap_arrays, read_profile, read_signal
+from isokit.probe.serialization import ProfileFormatError, encode
 from isokit.probe.spectrum import TapSpectrum
 
 __all__ = ["Profile", "Signal"]
@@ -93,7 +87,7 @@ class Signal:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Signal:
-        """Inverse of :meth:`to_dict`; every field is checked (:mod:`isokit.probe.serialization`).
+        """Inverse of :meth:`to_dict`; every field is checked (:mod:`isokit.probe.schema`).
 
         Raises:
             ProfileFormatError: a missing, unknown, mistyped or wrongly sized field (named).
@@ -237,7 +231,7 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Profile:
-        """Inverse of :meth:`to_dict`; every field is checked (:mod:`isokit.probe.serialization`).
+        """Inverse of :meth:`to_dict`; every field is checked (:mod:`isokit.probe.schema`).
 
         Raises:
             ProfileFormatError: a missing, unknown, mistyped or wrongly sized field (named),

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from isokit.probe.serialization import encode, read_tap
+from isokit.probe.schema import read_tap
+from isokit.probe.serialization import encode
 from isokit.probe.statistics import dtype_eps, zero_mask
 
 __all__ = ["TapSpectrum"]
@@ -153,7 +154,7 @@ class TapSpectrum:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TapSpectrum:
-        """Inverse of :meth:`to_dict`; every field is checked (:mod:`isokit.probe.serialization`).
+        """Inverse of :meth:`to_dict`; every field is checked (:mod:`isokit.probe.schema`).
 
         Raises:
             ProfileFormatError: a missing, unknown, mistyped or wrongly sized field (named).

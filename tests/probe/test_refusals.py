@@ -330,7 +330,7 @@ def test_the_readers_build_every_field_of_the_dataclasses(data):
     from dataclasses import fields
 
     from isokit.probe import Signal, TapSpectrum
-    from isokit.probe.serialization import read_profile
+    from isokit.probe.schema import read_profile
 
     parts = read_profile(data, Profile, TapSpectrum, Signal)
     assert set(parts["taps"][0]) == {f.name for f in fields(TapSpectrum)}
