@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,13 +28,22 @@ from matplotlib import rc_context
 
 from isokit.report import figures as F
 from isokit.report import style as S
+from isokit.report.formatting import format_number
 from isokit.report.html import render_html
-from isokit.report.io import ReportDir
+from isokit.report.io import FIGURES, PAGE, RANKING, RESULTS, SUMMARY, ReportDir
 from isokit.report.results import Results
 from isokit.report.series import Curve, collect_curves, collect_signals, ranking
 from isokit.report.summary import ranking_csv, summary_csv
 
-__all__ = ["FigureImage", "build_figures", "overlays_for", "render", "write_report"]
+__all__ = [
+    "FigureImage",
+    "build_figures",
+    "overlays_for",
+    "publish",
+    "render",
+    "theory_label",
+    "write_report",
+]
 
 if TYPE_CHECKING:
     from isokit.theory import Overlay
@@ -73,7 +83,6 @@ def overlays_for(results: Results, curves: list[Curve]) -> dict[tuple[str, str],
         {}
     """
     from isokit.init import get_scheme
-    from isokit.models import get_model_kind
     from isokit.theory import overlay
 
     models = {m.label: m for m in results.config.models}
@@ -84,7 +93,7 @@ def overlays_for(results: Results, curves: list[Curve]) -> dict[tuple[str, str],
         if m is None or s is None:
             continue
         try:
-            chain = get_model_kind(m.kind).chain(m.args)
+            chain = m.chain()
             if chain is None:  # no theory describes this kind of model
                 continue
             law = get_scheme(s.name).weight_law(s.options, fan_in=chain.fan_in, bias=chain.bias)
@@ -100,6 +109,24 @@ def overlays_for(results: Results, curves: list[Curve]) -> dict[tuple[str, str],
     return out
 
 
+def theory_label(line: Overlay) -> str:
+    """What a theory line is, its numbers written as the report writes every number.
+
+    Example:
+        >>> from isokit.theory import Chain, WeightLaw, overlay
+        >>> chain = Chain(layer="dense", activation="tanh", width=8, in_width=8, depth=2,
+        ...               fan_in=8, bias=True, taps=("acts.0", "acts.1"))
+        >>> theory_label(overlay(chain, WeightLaw(sigma_w2=1 / 3, sigma_b2=0.0,
+        ...                                       ensemble="gaussian")))
+        'theory: tanh, gaussian weights, σ_w²=0.3333, σ_b²=0'
+    """
+    law = line.law
+    return (
+        f"theory: {line.activation}, {line.weights} weights, "
+        f"σ_w²={format_number(law.sigma_w2)}, σ_b²={format_number(law.sigma_b2)}"
+    )
+
+
 class _Figures:
     """Encodes figures in page order, in the config's formats."""
 
@@ -109,7 +136,7 @@ class _Figures:
 
     def add(self, fig, name: str, title: str, caption: str) -> None:
         blobs = S.encode_figure(fig, self.formats)
-        files = tuple(f"figures/{name}.{fmt}" for fmt in self.formats)
+        files = tuple(f"{FIGURES}/{name}.{fmt}" for fmt in self.formats)
         image = FigureImage(name=name, title=title, caption=caption, png=blobs["png"], files=files)
         self.images.append((image, blobs))
 
@@ -224,7 +251,8 @@ def _notes(results: Results) -> list[str]:
     if not results.training:
         notes.append("No training results in this run, so there are no loss curves.")
     if results.elapsed_s is not None:
-        notes.append(f"Probes took {results.elapsed_s:.1f} s for {len(results.records)} runs.")
+        took = format_number(results.elapsed_s)
+        notes.append(f"Probes took {took} s for {len(results.records)} runs.")
     return notes
 
 
@@ -250,22 +278,45 @@ def write_report(results: Results, out: ReportDir) -> Path:
         },
         created=results.created,
         notes=_notes(results),
-        theory=[(m, s, ov.label, ov.citation) for (m, s), ov in overlays.items()],
+        theory=[(m, s, theory_label(ov), ov.citation) for (m, s), ov in overlays.items()],
     )
     files = {
-        "results.json": results.to_json(),
+        RESULTS: results.to_json(),
         **{
-            f"figures/{img.name}.{fmt}": blobs[fmt]
+            f"{FIGURES}/{img.name}.{fmt}": blobs[fmt]
             for img, blobs in images
             for fmt in results.config.formats
         },
-        "summary.csv": summary_csv(results),
-        "ranking.csv": ranking_csv(rows),
-        "report.html": page,
+        SUMMARY: summary_csv(results),
+        RANKING: ranking_csv(rows),
+        PAGE: page,
     }
     for name, data in files.items():
         out.write(name, data)
-    return out.path / "report.html"
+    return out.path / PAGE
+
+
+def publish(target: ReportDir, results: Callable[[], Results], *, quiet: bool = False) -> Path:
+    """The one publishing sequence: lock ``target``, get the ``results``, write, swap in, say so.
+
+    ``results`` is called once ``target`` is locked, so a run that computes them (``isokit
+    report``) holds the directory from before its first probe; the page's path is returned.
+
+    Example:
+        >>> import shutil, tempfile
+        >>> from isokit.report.config import load_config
+        >>> parent = Path(tempfile.mkdtemp())
+        >>> empty = Results(config=load_config(), records=[], environment={})
+        >>> publish(ReportDir(parent / "report"), lambda: empty, quiet=True).name
+        'report.html'
+        >>> shutil.rmtree(parent)
+    """
+    with target:
+        page = write_report(results(), target)
+        target.commit()
+    if not quiet:
+        print(f"isokit: wrote {page}", file=sys.stderr)
+    return page
 
 
 def render(results: Results, out: str | os.PathLike, *, quiet: bool = False) -> Path:
@@ -276,9 +327,4 @@ def render(results: Results, out: str | os.PathLike, *, quiet: bool = False) -> 
         >>> render(results, "out/report")  # doctest: +SKIP
         PosixPath('out/report/report.html')
     """
-    with ReportDir(out) as target:
-        page = write_report(results, target)
-        target.commit()
-    if not quiet:
-        print(f"isokit: wrote {page}", file=sys.stderr)
-    return page
+    return publish(ReportDir(out), lambda: results, quiet=quiet)

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from isokit._atomic import write_atomic
+from isokit.report.io import PAGE, SCREENSHOT
 
 __all__ = ["ScreenshotError", "find_chromium", "screenshot"]
 
@@ -50,17 +51,17 @@ def screenshot(
 ) -> Path:
     """Render ``directory/report.html`` and save ``directory/screenshot.png``; return its path."""
     directory = Path(directory).resolve()
-    page = directory / "report.html"
+    page = directory / PAGE
     if not page.is_file():
         raise ScreenshotError(f"{page} not found; run `isokit report --out {directory}` first")
     chromium = find_chromium()
     if chromium is None:
         raise ScreenshotError(f"headless Chromium not found; {_INSTALL_HINT}")
-    target = directory / "screenshot.png"
+    target = directory / SCREENSHOT
     with tempfile.TemporaryDirectory(prefix="isokit-chromium-") as profile_dir:
         # Chromium writes the PNG itself; give it a temporary name so a crash leaves nothing
         # under the final one.
-        partial = Path(profile_dir) / "screenshot.png"
+        partial = Path(profile_dir) / SCREENSHOT
         cmd = [
             chromium,
             "--headless",

@@ -33,22 +33,30 @@ class Overlay:
         depth: tap depths the prediction covers.
         m1: predicted mean squared singular value per depth.
         var: predicted scale-free variance ``m2/m1² − 1`` per depth.
-        label: what the line is (activation, ensemble, σ_w², σ_b²).
+        activation: the chain's activation.
+        weights: the ensemble the prediction assumes, ``"gaussian"`` or ``"orthogonal"`` (a
+            delta-orthogonal law acts on a dense layer as an orthogonal matrix).
+        law: the weight law predicted for (its ``sigma_w2`` and ``sigma_b2``); a caller names
+            the line from these fields in its own number format.
         citation: the reference the formula comes from.
         tag: the provenance tag of the weakest part (``"R"`` or ``"D"``, see
             :data:`isokit.theory.TAGS` and the introduction of ``docs/theory.md``).
 
     Example:
         >>> line = Overlay(depth=np.arange(1, 3), m1=np.ones(2), var=np.zeros(2),
-        ...                label="an exact isometry", citation="derived", tag="D")
-        >>> line.var.shape
-        (2,)
+        ...                activation="linear", weights="orthogonal",
+        ...                law=WeightLaw(sigma_w2=1.0, sigma_b2=0.0, ensemble="orthogonal"),
+        ...                citation="derived", tag="D")
+        >>> line.var.shape, line.law.sigma_w2
+        ((2,), 1.0)
     """
 
     depth: np.ndarray
     m1: np.ndarray | None
     var: np.ndarray | None
-    label: str
+    activation: str
+    weights: str
+    law: WeightLaw
     citation: str
     tag: str
 
@@ -122,7 +130,9 @@ def overlay(
         depth=np.asarray(pred.depths),
         m1=np.asarray(pred.m1.value, dtype=float),
         var=np.asarray(pred.v.value, dtype=float),
-        label=f"theory: {chain.activation}, {weights} weights, σ_w²={sw2:.3g}, σ_b²={sb2:.3g}",
+        activation=chain.activation,
+        weights=weights,
+        law=law,
         citation=CITATIONS.get(pred.v.cite, pred.v.cite),
         tag=tag,
     )

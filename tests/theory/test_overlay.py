@@ -86,7 +86,8 @@ def test_mlp_lines_equal_predict_mlp_exactly(scheme, activation, second_moment):
     np.testing.assert_array_equal(ov.depth, np.arange(1, DEPTH + 1))
     np.testing.assert_array_equal(ov.m1, expected.m1.value)  # bit for bit, not approximately
     np.testing.assert_array_equal(ov.var, expected.v.value)
-    assert ov.label == (f"theory: {activation}, {ensemble} weights, σ_w²={sw2:.3g}, σ_b²={sb2:.3g}")
+    assert (ov.activation, ov.weights) == (activation, ensemble)
+    assert ov.law == law(sw2, sb2, ensemble)
     assert ov.citation == isokit.theory.CITATIONS[expected.v.cite]
     assert ov.tag == ("D" if "D" in (expected.m1.tag, expected.v.tag) else expected.v.tag)
 
@@ -131,7 +132,7 @@ def test_delta_orthogonal_law_on_a_dense_chain_is_the_orthogonal_line():
     orth = overlay(mlp_chain("tanh"), law(1.0, ensemble="orthogonal"))
     np.testing.assert_array_equal(delta.m1, orth.m1)
     np.testing.assert_array_equal(delta.var, orth.var)
-    assert delta.label == orth.label
+    assert delta.weights == orth.weights == "orthogonal"
 
 
 def test_linear_delta_orthogonal_convnet_is_an_exact_isometry():
