@@ -1,10 +1,9 @@
 """The ``isokit`` command: ``report``, ``probe`` and ``schemes``.
 
 This module only parses arguments and calls one function per subcommand; the work lives in
-:mod:`isokit.report`. The ``probe`` flags come from the model kinds' specs: ``--model`` lists
-:func:`isokit.models.model_kinds`, and each common model flag (``--depth``, ``--width``, ...) is
-one that an argument spec names, with its per-kind probe default in the help. User errors (a bad
-config, a missing file) print one line on stderr and exit with code 2; ``--debug`` shows the
+:mod:`isokit.report`. The ``probe`` flags, their defaults and the config keys they set are
+declared once in :mod:`isokit.cli_probe` (model flags from the model kinds' specs). User errors (a
+bad config, a missing file) print one line on stderr and exit with code 2; ``--debug`` shows the
 traceback instead.
 """
 
@@ -43,39 +42,13 @@ def _common(parser: argparse.ArgumentParser, *, default: object) -> None:
     )
 
 
-def _model_flag_help(entries) -> str:
-    """``mlp, residual-mlp: width (default 64); convnet: channels (default 16); ...``."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for kind, arg in entries:
-        what = arg.name
-        if arg.choices is not None:
-            what += " (" + ", ".join(arg.none if c is None else str(c) for c in arg.choices) + ")"
-        if arg.has_probe_default:
-            what += f" (default {arg.probe_default})"
-        groups.setdefault((what, arg.name), []).append(kind.name)
-    return "; ".join(f"{', '.join(kinds)}: {what}" for (what, _), kinds in groups.items())
-
-
-def _add_model_flags(parser: argparse.ArgumentParser) -> None:
-    from isokit.models import model_flags
-
-    for flag, entries in model_flags().items():
-        integer = all(arg.type is int for _, arg in entries)
-        parser.add_argument(
-            f"--{flag}",
-            type=int if integer else str,
-            metavar="N" if integer else "NAME",
-            help=_model_flag_help(entries),
-        )
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``isokit`` argument parser (``probe`` flags from the registered model kinds).
 
     Example:
         >>> build_parser().parse_args(["probe", "--model", "mlp", "--scheme", "idinit"]).depth
     """
-    from isokit.models import model_kinds
+    from isokit.cli_probe import add_probe_flags
 
     parser = _Parser(
         prog="isokit",
@@ -116,20 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    probe.add_argument("--model", required=True, choices=tuple(model_kinds()))
-    probe.add_argument("--scheme", required=True, help="a name from `isokit schemes`")
-    probe.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a scheme option (VALUE is a TOML value); repeatable",
-    )
-    _add_model_flags(probe)
-    probe.add_argument("--image-size", type=int, default=8, help="image side (default 8)")
-    probe.add_argument("--examples", type=int, default=4, help="inputs to probe (default 4)")
-    probe.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    probe.add_argument("--method", default="auto", choices=("auto", "exact", "lanczos"))
+    add_probe_flags(probe)
     _common(probe, default=argparse.SUPPRESS)
 
     schemes = sub.add_parser("schemes", help="list the initialization schemes")
@@ -149,21 +109,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             command=sys.argv if args.argv is None else ["isokit", *args.argv],
         )
     elif args.command == "probe":
-        from isokit.models import model_flags
+        from isokit.cli_probe import probe_from_args
 
-        flags = {dest: getattr(args, dest) for dest in (f.replace("-", "_") for f in model_flags())}
-        print(
-            report.probe_text(
-                model=args.model,
-                scheme=args.scheme,
-                options=args.option,
-                image_size=args.image_size,
-                examples=args.examples,
-                seed=args.seed,
-                method=args.method,
-                **flags,
-            )
-        )
+        print(probe_from_args(args))
     else:
         from isokit.init import schemes
 

@@ -25,7 +25,7 @@ from isokit.report.config import (
 from isokit.report.io import ReportDir
 from isokit.report.publish import build_figures, render, write_report
 from isokit.report.results import Results, ResultsError, RunRecord, load_results
-from isokit.report.run import draw_inputs, make_report, probe_text, run_config
+from isokit.report.run import draw_inputs, make_report, run_config
 
 #: Errors the command line reports in one line with exit code 2 (a bad config or results file).
 UserError = ConfigError
@@ -48,7 +48,6 @@ __all__ = [
     "load_results",
     "make_report",
     "parse_config",
-    "probe_text",
     "render",
     "run_config",
     "write_report",
