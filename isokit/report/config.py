@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -51,8 +50,6 @@ __all__ = [
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 
 DISTRIBUTIONS = ("gaussian", "uniform", "rademacher")
-METHODS = ("auto", "exact", "lanczos")
-DTYPES = ("float64", "float32")
 FORMATS = ("png", "svg", "pdf")
 PROBES = ("profile", "block", "signal")
 #: More threads than any machine torch runs on has CPUs (10⁵ threads would only thrash).
@@ -78,28 +75,34 @@ class SchemeSpec:
 
 
 def _parse_scheme(key: str, raw: object) -> SchemeSpec:
-    from isokit.init import schemes
+    """The scheme table (or bare name) at ``key``, checked by the registered scheme itself.
+
+    Example:
+        >>> _parse_scheme("schemes[0]", {"name": "orthogonal", "options": {"gian": 2}})
+        Traceback (most recent call last):
+        ...
+        isokit.report.checks.ConfigError: schemes[0].options.gian: scheme 'orthogonal' got \
+unknown option(s) gian; its options are: gain, bias; fix the option
+    """
+    from isokit.init import get_scheme
 
     table = {"name": raw} if isinstance(raw, str) else table_of(key, raw)
     check_keys(key, table, ("name", "label", "options"))
     if "name" not in table:
         raise ConfigError(f"{key}.name", "missing; name a scheme (`isokit schemes` lists them)")
-    known = {s.name: s for s in schemes()}
     name = table["name"]
-    if not isinstance(name, str) or name not in known:
-        close = difflib.get_close_matches(str(name), list(known), n=2)
-        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
-        raise ConfigError(
-            f"{key}.name" if isinstance(raw, dict) else key,
-            f"unknown scheme {name!r}; {hint}run `isokit schemes` for the list",
-        )
+    try:
+        scheme = get_scheme(name)
+    except ValueError as exc:  # its message names close matches and the known schemes
+        where = f"{key}.name" if isinstance(raw, dict) else key
+        raise ConfigError(where, f"{exc}; run `isokit schemes` for the list") from None
     options = table_of(f"{key}.options", table.get("options", {}))
-    check_keys(f"{key}.options", options, known[name].options or ("(none)",))
     for option, value in options.items():
-        # Values pass through untouched (TOML nan and inf included) to the scheme's own
-        # model-free check, so a bad one fails here, at its key, before any work.
+        # One option at a time, so the error names its dotted key. Values pass through
+        # untouched (TOML nan and inf included) to the scheme's own model-free check, so a
+        # bad one fails here, before any work.
         try:
-            known[name].check_options({option: value})
+            scheme.check_options({option: value})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{key}.options.{option}", f"{exc}; fix the option") from None
     label = label_of(f"{key}.label", table.get("label", name))
@@ -148,9 +151,11 @@ class Config:
     - ``title``: the report's heading.
     - ``seeds``: list of ints; each model × scheme runs once per seed (model construction,
       scheme and input draws are all seeded by it).
-    - ``method``: ``auto`` | ``exact`` | ``lanczos`` for :func:`isokit.probe.profile`;
-      ``method_options``: its other keyword arguments (``n_probes``, ``max_memory``, ...).
-    - ``dtype``: ``float64`` | ``float32`` probe precision; ``threads``: torch CPU threads.
+    - ``method``: the probe method of :func:`isokit.probe.profile` (``auto``, ``exact`` or
+      ``lanczos``: :class:`isokit.probe.ProbeOptions` checks it); ``method_options``: its other
+      options (``n_probes``, ``max_memory``, ...).
+    - ``dtype``: the probe precision (``float64`` or ``float32``, checked by the probe);
+      ``threads``: torch CPU threads.
     - ``[inputs]``: ``examples``, ``distribution`` (``gaussian`` | ``uniform`` |
       ``rademacher``, unit variance), ``image_size``, and ``shape`` to override the shape every
       model kind implies.
@@ -167,8 +172,8 @@ class Config:
     seeds: tuple[int, ...]
     inputs: InputSpec
     probes: dict[str, bool]
-    method: str = "auto"
-    dtype: str = "float64"
+    method: str
+    dtype: str
     method_options: dict[str, Any] = field(default_factory=dict)
     formats: tuple[str, ...] = ("png", "svg")
     threads: int = 1
@@ -214,6 +219,28 @@ def _unique(key: str, labels: list[str]) -> None:
                 f"{key}[{i}].label", f"{label!r} is used twice; give each entry a distinct label"
             )
         seen.add(label)
+
+
+def _probe_option(key: str, data: Mapping[str, Any]) -> Any:
+    """The top-level ``method`` or ``dtype``: checked by :class:`isokit.probe.ProbeOptions`,
+    which owns their values and their defaults, and returned in its JSON form.
+
+    Example:
+        >>> _probe_option("method", {})
+        'auto'
+        >>> _probe_option("dtype", {"dtype": "float16"})
+        Traceback (most recent call last):
+        ...
+        isokit.report.checks.ConfigError: dtype: float16 is too coarse for Jacobian spectra \
+(machine epsilon ~1e-3 swamps small singular values and overflows deep products); use float64 \
+(default) or float32
+    """
+    from isokit.probe import ProbeOptionError, ProbeOptions
+
+    try:
+        return ProbeOptions.from_mapping({key: data[key]} if key in data else {}).to_dict()[key]
+    except ProbeOptionError as exc:
+        raise ConfigError(key, exc.message) from None
 
 
 def _check_method_options(options: dict[str, Any]) -> None:
@@ -328,8 +355,8 @@ def parse_config(
         seeds=seeds,
         inputs=inputs,
         probes=probes,
-        method=one_of("method", data.get("method", "auto"), METHODS),
-        dtype=one_of("dtype", data.get("dtype", "float64"), DTYPES),
+        method=_probe_option("method", data),
+        dtype=_probe_option("dtype", data),
         method_options=dict(method_options),
         formats=_parse_formats(data.get("output", {})),
         threads=threads,

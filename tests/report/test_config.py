@@ -103,11 +103,11 @@ def test_input_shapes_follow_the_model_kind():
         (_with("models.0.widht", 8), "models[0].widht", "did you mean 'width'"),
         (_with("models.0.activation", "tanhh"), "models[0].activation", "'tanh'"),
         (_with("models.0.input_shape", [3, 3]), "models[0].input_shape", "in_features"),
-        (_with("schemes.1", "orthogonl"), "schemes[1]", "did you mean 'orthogonal'"),
+        (_with("schemes.1", "orthogonl"), "schemes[1]", "did you mean orthogonal"),
         (
             _with("schemes.0", {"name": "idinit", "options": {"taux": 1}}),
             "schemes[0].options.taux",
-            "did you mean 'tau'",
+            "its options are: tau,",
         ),
         (_with("schemes.1", {"name": "idinit"}), "schemes[1].label", "used twice"),
         (_with("seeds", [0, "1"]), "seeds[1]", "integer"),
