@@ -16,7 +16,6 @@ from typing import Any
 from isokit.models.args import SIZE_MAX
 
 __all__ = [
-    "SIZE_MAX",
     "ConfigError",
     "array_of",
     "boolean",

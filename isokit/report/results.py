@@ -22,10 +22,9 @@ the config and seeds. The file is strict JSON: non-finite numbers (``cond = inf`
 rank-deficient tap) are the strings ``"inf"``, ``"-inf"``, ``"nan"``, as in
 :meth:`isokit.probe.Profile.to_dict`, which knows which fields to convert back.
 
-Schema 1 kept the per-block spectra and the forward signal of a run beside its profile
-(``"block"``, ``"signal"``); :func:`load_results` still reads it and moves both into the
-Profile. A file read back is checked field by field (:mod:`.results_check`), so a damaged or
-hand-edited file fails with the field that is wrong rather than half-way through plotting.
+A file read back is checked field by field (:mod:`.results_check`), so a damaged or hand-edited
+file fails with the field that is wrong rather than half-way through plotting; a file of another
+schema is refused with the advice to re-run the report.
 """
 
 from __future__ import annotations
@@ -42,6 +41,7 @@ from typing import Any
 
 from isokit.probe import Profile
 from isokit.report.config import Config
+from isokit.report.io import RESULTS
 from isokit.report.results_check import SCHEMA, STATUSES, ResultsError, check_results
 
 __all__ = [
@@ -109,10 +109,6 @@ class Results:
     elapsed_s: float | None = None
     training: dict[str, Any] | None = None
 
-    def profiles(self) -> list[Profile]:
-        """Every Profile, in run order."""
-        return [r.profile for r in self.records if r.profile is not None]
-
     def not_applicable(self) -> list[tuple[str, str, str]]:
         """``(model, scheme, message)`` once per model × scheme that did not apply."""
         seen: dict[tuple[str, str], str] = {}
@@ -142,7 +138,7 @@ class Results:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<dict>") -> Results:
-        """Read :meth:`to_dict`'s output (schema 2, or schema 1) back, checking every field.
+        """Read :meth:`to_dict`'s output back, checking every field.
 
         Raises :class:`ResultsError` naming the field (``runs[3].status``) and the fix.
         """
@@ -183,7 +179,7 @@ def load_results(path: str | Path) -> Results:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "results.json"
+        path = path / RESULTS
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -3,7 +3,11 @@
 A results file may be damaged, hand-edited or written by another isokit version. Each problem is a
 :class:`ResultsError` naming the field (``runs[3].status``) and the fix, so ``isokit report --from``
 fails in one line instead of deep inside a figure. Nothing is coerced: a string where a list is
-expected is an error, never iterated letter by letter, and ``true`` is not a seed.
+expected is an error, never iterated letter by letter, and ``true`` is not a seed. Each run's
+profile is read by :meth:`isokit.probe.Profile.from_dict`, which checks its fields (and that its
+blocks and signal describe its own taps); its :class:`~isokit.probe.ProfileFormatError` becomes
+an error at ``runs[i].profile.<field>``. A file of another schema, such as one written by an
+earlier isokit, is refused with the advice to re-run the report.
 """
 
 from __future__ import annotations
@@ -13,16 +17,12 @@ from typing import Any
 from isokit.report.checks import ConfigError, type_name
 from isokit.report.config import parse_config
 
-__all__ = ["SCHEMA", "SCHEMA_1", "STATUSES", "ResultsError", "check_results"]
+__all__ = ["SCHEMA", "STATUSES", "ResultsError", "check_results"]
 
 SCHEMA = "isokit.report.results/2"
 #: What a run can end as: probed, or the scheme did not fit the model (with a message).
 STATUSES = ("ok", "not applicable")
-#: The layout before the forward signal and block spectra moved into the Profile.
-SCHEMA_1 = "isokit.report.results/1"
 _RUN_KEYS = ("model", "scheme", "seed", "status", "message", "profile")
-_RUN_KEYS_1 = (*_RUN_KEYS, "block", "signal")
-_SPECIAL = ("nan", "inf", "-inf")  # how encode() writes non-finite numbers
 
 
 class ResultsError(ConfigError):
@@ -50,12 +50,13 @@ def _strings(key: str, value: Any) -> list[str]:
 
 
 def _numbers(key: str, value: Any) -> list[Any]:
-    _field(key, value, list, "an array of numbers")
-    for i, v in enumerate(value):
-        if not (v in _SPECIAL if isinstance(v, str) else isinstance(v, int | float)) or (
-            isinstance(v, bool)
-        ):
-            raise ConfigError(f"{key}[{i}]", f"must be a number, got {type_name(v)} {_short(v)}")
+    """An array of numbers in the probe's JSON form (non-finite ones as ``"inf"``, ...)."""
+    from isokit.probe.serialization import ProfileFormatError, read_array
+
+    try:
+        read_array(key, value, (None,))
+    except ProfileFormatError as exc:
+        raise ConfigError(exc.field, exc.message) from None
     return value
 
 
@@ -76,69 +77,23 @@ def _training(value: Any) -> dict[str, Any] | None:
     return value
 
 
-def _profile_table(key: str, run: dict[str, Any], schema: str) -> dict[str, Any] | None:
-    """The run's Profile as a dict, schema 1's separate block and signal sections moved in."""
-    table = run.get("profile")
-    extra = {"block": run.get("block"), "signal": run.get("signal")}
-    if table is None:
-        if any(v is not None for v in extra.values()):
-            raise ConfigError(
-                f"{key}.profile",
-                "missing, but the run has block or signal results; a report needs the profile "
-                "probe: rerun with probes.profile = true",
-            )
-        return None
-    table = dict(_field(f"{key}.profile", table, dict, "a Profile table"))
-    taps = _field(f"{key}.profile.taps", table.get("taps"), list, "an array of taps")
-    if not taps:
-        raise ConfigError(f"{key}.profile.taps", "is empty; a profile needs at least one tap")
-    for i, tap in enumerate(taps):
-        _field(f"{key}.profile.taps[{i}]", tap, dict, "a tap table")
-    _field(f"{key}.profile.meta", table.get("meta"), dict, "a table")
-    if schema == SCHEMA_1:
-        if extra["block"] is not None:
-            block = _field(f"{key}.block", extra["block"], dict, "a Profile table")
-            table["blocks"] = block.get("taps")
-        if extra["signal"] is not None:
-            table["signal"] = extra["signal"]
-    for name, kind, what in (("blocks", list, "an array of taps"), ("signal", dict, "a table")):
-        if table.get(name) is not None:
-            _field(f"{key}.profile.{name}", table[name], kind, what)
-    return table
-
-
-def _read_profile(key: str, table: dict[str, Any]):
+def _read_profile(key: str, table: Any):
+    """The run's Profile, read and checked by :meth:`isokit.probe.Profile.from_dict`."""
     from isokit.probe import Profile, ProfileFormatError
 
     try:
         return Profile.from_dict(table)
     except ProfileFormatError as exc:  # it names the field inside the profile
-        raise ConfigError(f"{key}.profile.{exc.field}", exc.message) from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        what = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise ConfigError(
-            f"{key}.profile",
-            f"cannot be read back ({what}); regenerate the file with isokit report",
-        ) from None
+        field = f"{key}.profile.{exc.field}" if exc.field else f"{key}.profile"
+        raise ConfigError(field, exc.message) from None
 
 
-def _check_sections(key: str, profile) -> None:
-    """The block spectra and the forward signal describe the profile's own taps (the figures
-    pool them tap by tap); each section's own fields are checked by ``Profile.from_dict``."""
-    names = [t.name for t in profile.taps]
-    if profile.blocks is not None and [t.name for t in profile.blocks] != names:
-        raise ConfigError(f"{key}.profile.blocks", "must hold one block per tap, in tap order")
-    if profile.signal is not None and list(profile.signal.taps) != names:
-        raise ConfigError(f"{key}.profile.signal.taps", "must be the profile's taps, in order")
-
-
-def _run(i: int, run: Any, config, schema: str) -> dict[str, Any]:
+def _run(i: int, run: Any, config) -> dict[str, Any]:
     key = f"runs[{i}]"
     _field(key, run, dict, "a table")
-    allowed = _RUN_KEYS_1 if schema == SCHEMA_1 else _RUN_KEYS
     for name in run:
-        if name not in allowed:
-            raise ConfigError(f"{key}.{name}", f"unknown field; a run has {', '.join(allowed)}")
+        if name not in _RUN_KEYS:
+            raise ConfigError(f"{key}.{name}", f"unknown field; a run has {', '.join(_RUN_KEYS)}")
     for name, labels in (
         ("model", [m.label for m in config.models]),
         ("scheme", [s.label for s in config.schemes]),
@@ -160,13 +115,11 @@ def _run(i: int, run: Any, config, schema: str) -> dict[str, Any]:
             f"must be one of {', '.join(map(repr, STATUSES))}, got {_short(status)}",
         )
     message = _field(f"{key}.message", run.get("message", ""), str, "a string")
-    table = _profile_table(key, run, schema)
+    table = run.get("profile")
     if (table is None) == (status == "ok"):
         need = "needs a profile" if status == "ok" else "that did not apply has no profile"
         raise ConfigError(f"{key}.profile", f"a run with status {status!r} {need}")
     profile = None if table is None else _read_profile(key, table)
-    if profile is not None:
-        _check_sections(key, profile)
     return {
         "model": run["model"],
         "scheme": run["scheme"],
@@ -199,6 +152,26 @@ def _check_runs(runs: list[dict[str, Any]]) -> None:
             )
 
 
+def _check_schema(data: Any, source: str) -> None:
+    """Refuse anything but a table of this :data:`SCHEMA`, saying what to do instead."""
+    found = data.get("schema") if isinstance(data, dict) else None
+    if found == SCHEMA:
+        return
+    family = SCHEMA.rsplit("/", 1)[0] + "/"
+    if isinstance(found, str) and found.startswith(family):
+        raise ResultsError(
+            source,
+            f"has schema {found!r}, another isokit version's, and this one reads {SCHEMA!r}; "
+            "re-run the report (`isokit report CONFIG --out DIR`) to write it anew",
+        )
+    what = repr(found) if isinstance(data, dict) else type_name(data)
+    raise ResultsError(
+        source,
+        f"not an isokit results file (schema {what}, expected {SCHEMA!r}); "
+        "pass the results.json of `isokit report`",
+    )
+
+
 def check_results(data: Any, *, source: str) -> dict[str, Any]:
     """The fields of a results table, checked and read into objects (``config`` a
     :class:`~isokit.report.config.Config`, every run's ``profile`` a Profile).
@@ -210,23 +183,19 @@ def check_results(data: Any, *, source: str) -> dict[str, Any]:
         ...     print(exc.key)
         r.json
     """
-    if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, SCHEMA_1):
-        found = data.get("schema") if isinstance(data, dict) else type_name(data)
-        raise ResultsError(
-            source,
-            f"not an isokit results file (schema {found!r}, expected {SCHEMA!r}); "
-            "pass the results.json of `isokit report`",
-        )
+    _check_schema(data, source)
     try:
         if "config" not in data:
             raise ConfigError("config", "missing; the file holds no config to re-render")
         _field("config", data["config"], dict, "a table")
         try:
-            config = parse_config(data["config"], source=f"{source}:config")
+            # Re-rendering computes nothing, so the machine that re-renders need not fit the
+            # models; the config's own checks all still apply.
+            config = parse_config(data["config"], source=f"{source}:config", check_resources=False)
         except ConfigError as exc:
             raise ConfigError(f"config.{exc.key}", exc.message) from None
         runs = _field("runs", data.get("runs"), list, "an array of runs")
-        checked = [_run(i, run, config, data["schema"]) for i, run in enumerate(runs)]
+        checked = [_run(i, run, config) for i, run in enumerate(runs)]
         _check_runs(checked)
         elapsed = data.get("elapsed_s")
         return {

@@ -7,13 +7,10 @@ import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from isokit.cli import main
-from isokit.report import load_results
-from isokit.report.results import SCHEMA
-from isokit.report.results_check import SCHEMA_1
+from isokit.report import ConfigError, load_results, parse_config
 
 TINY = """
 seeds = [0]
@@ -148,27 +145,26 @@ def test_a_file_that_is_not_json_or_not_a_table(tmp_path, capsys):
         assert expected in line
 
 
-def test_a_schema_1_file_is_read_into_profiles(small_report, good, tmp_path):
-    """Schema 1 kept the block spectra and the signal beside the profile."""
-    old = copy.deepcopy(good)
-    old["schema"] = SCHEMA_1
-    for run in old["runs"]:
-        profile = run["profile"]
-        run["block"] = None
-        run["signal"] = None
-        if profile is not None:
-            run["block"] = {"schema": profile["schema"], "meta": {}, "taps": profile.pop("blocks")}
-            run["signal"] = profile.pop("signal")
-            profile["blocks"] = profile["signal"] = None
+@pytest.mark.parametrize("schema", ["isokit.report.results/1", "isokit.report.results/3"])
+def test_a_file_of_another_schema_says_to_rerun_the_report(schema, good, tmp_path, capsys):
     path = tmp_path / "results.json"
-    path.write_text(json.dumps(old), encoding="utf-8")
+    path.write_text(json.dumps({**good, "schema": schema}), encoding="utf-8")
+    line = _one_line_error(capsys, "report", "--from", str(path), "--out", str(tmp_path / "o"))
+    assert f"{path}: has schema {schema!r}" in line and "re-run the report" in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_rerendering_needs_no_memory_for_the_models(good, tmp_path, monkeypatch):
+    """``--from`` computes nothing: a file written on a bigger machine re-renders here."""
+    from isokit.report import config as config_module
+
+    monkeypatch.setattr(config_module, "machine_memory", lambda: 1024)  # a 1 KiB machine
+    with pytest.raises(ConfigError, match="this machine has"):
+        parse_config(good["config"])  # what the models would need to run here
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(good), encoding="utf-8")
     loaded = load_results(path)
-    assert good["schema"] == SCHEMA
-    for a, b in zip(small_report.results.records, loaded.records, strict=True):
-        assert (a.profile is None) == (b.profile is None)
-        if a.profile is not None:
-            assert json.dumps(a.profile.to_dict()) == json.dumps(b.profile.to_dict())
-            np.testing.assert_array_equal(a.profile.signal.q, b.profile.signal.q)
+    assert [r.model for r in loaded.records] == [r["model"] for r in good["runs"]]
 
 
 def test_results_json_holds_one_profile_per_run(good):
