@@ -9,11 +9,11 @@ Each registers its weight law with the scheme: the variance
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import get_args
+from collections.abc import Callable, Mapping
+from typing import Any, get_args
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from isokit.init.checks import check_choice, check_real
 from isokit.init.common import BIAS_CHOICES, fill_slots
@@ -192,6 +192,26 @@ def _check_kaiming(options: Mapping, where: str) -> float:
     return check_real("a", options["a"], where=where)
 
 
+def _fill_kaiming(ctx: Context, fill_: Callable[..., Tensor], **options: Any) -> None:
+    """Both He schemes: check the options, then ``fill_`` (normal or uniform) every slot."""
+    a = _check_kaiming(options, ctx.scheme)
+    fill_slots(
+        ctx,
+        ctx.scheme,
+        f"mode={options['mode']} nonlinearity={options['nonlinearity']}",
+        lambda t, s: fill_(
+            t,
+            a,
+            mode=options["mode"],
+            nonlinearity=options["nonlinearity"],
+            convention=options["convention"],
+            groups=s.groups,
+            generator=ctx.generator,
+        ),
+        options["bias"],
+    )
+
+
 def _kaiming_law(scheme: str) -> LawFn:
     def law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLaw | None:
         # Var = gain²/fan, with fan_in = fan_out on a square layer whatever the mode.
@@ -227,22 +247,14 @@ def kaiming_normal(
         >>> round(float(w.var() * 512), 1)
         2.0
     """
-    options = dict(mode=mode, nonlinearity=nonlinearity, a=a, convention=convention, bias=bias)
-    _check_kaiming(options, ctx.scheme)
-    fill_slots(
+    _fill_kaiming(
         ctx,
-        "kaiming-normal",
-        f"mode={mode} nonlinearity={nonlinearity}",
-        lambda t, s: kaiming_normal_(
-            t,
-            a,
-            mode=mode,
-            nonlinearity=nonlinearity,
-            convention=convention,
-            groups=s.groups,
-            generator=ctx.generator,
-        ),
-        bias,
+        kaiming_normal_,
+        mode=mode,
+        nonlinearity=nonlinearity,
+        a=a,
+        convention=convention,
+        bias=bias,
     )
 
 
@@ -270,20 +282,12 @@ def kaiming_uniform(
         >>> round(float(w.var() * 512), 2)
         2.78
     """
-    options = dict(mode=mode, nonlinearity=nonlinearity, a=a, convention=convention, bias=bias)
-    _check_kaiming(options, ctx.scheme)
-    fill_slots(
+    _fill_kaiming(
         ctx,
-        "kaiming-uniform",
-        f"mode={mode} nonlinearity={nonlinearity}",
-        lambda t, s: kaiming_uniform_(
-            t,
-            a,
-            mode=mode,
-            nonlinearity=nonlinearity,
-            convention=convention,
-            groups=s.groups,
-            generator=ctx.generator,
-        ),
-        bias,
+        kaiming_uniform_,
+        mode=mode,
+        nonlinearity=nonlinearity,
+        a=a,
+        convention=convention,
+        bias=bias,
     )
