@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isokit.probe import dtype_eps, zero_mask
+from isokit.probe import Profile, TapSpectrum, dtype_eps, zero_mask
 from isokit.report.results import Results, RunRecord
 
 __all__ = [
@@ -128,29 +128,20 @@ def _probe_dtype(profile) -> str:
     return str(profile.meta.get("dtype", "float64"))
 
 
-def _curve(model: str, scheme: str, sections: list[tuple[list, str]]) -> Curve | None:
-    """The curve of ``sections``: per seed, the tap spectra and the probe dtype."""
-    taps0 = sections[0][0]
-    if not taps0:
-        return None
-    names = [t.name for t in taps0]
-    depth = np.array([t.depth for t in taps0])
-    values: dict[str, np.ndarray] = {}
-    for stat in STATS:
-        rows = []
-        for taps, _ in sections:
-            rows.append(
-                np.stack(
-                    [
-                        np.asarray(t.stats.get(stat, np.full(t.n_examples, np.nan)), dtype=float)
-                        for t in taps
-                    ]
-                )
-            )
-        values[stat] = np.concatenate(rows, axis=1)
+def _curve(model: str, scheme: str, profiles: list[Profile], section: str) -> Curve:
+    """The curve of one model × scheme: its Profiles (one per seed) at ``section``.
+
+    Values are ``Profile.stat`` per example; names and depths are the profile's taps, which its
+    blocks describe too (one block per tap, in order: the probe's reader checks it).
+    """
+    first = profiles[0]
+    values = {
+        stat: np.concatenate([p.stat(stat, None, section=section) for p in profiles], axis=1)
+        for stat in STATS
+    }
     sigma: list[tuple[np.ndarray, np.ndarray] | None] = []
-    for i in range(len(taps0)):
-        parts = [sigma_samples(taps[i], dtype) for taps, dtype in sections]
+    for i in range(len(first)):
+        parts = [sigma_samples(_spectra(p, section)[i], _probe_dtype(p)) for p in profiles]
         parts = [x for x in parts if x is not None]
         if parts:
             s = np.concatenate([x[0] for x in parts])
@@ -161,32 +152,38 @@ def _curve(model: str, scheme: str, sections: list[tuple[list, str]]) -> Curve |
     return Curve(
         model=model,
         scheme=scheme,
-        depth=depth,
-        names=names,
+        depth=first.depths,
+        names=first.names,
         values=values,
         sigma=sigma,
-        seeds=len(sections),
+        seeds=len(profiles),
     )
+
+
+def _spectra(profile: Profile, section: str) -> list[TapSpectrum]:
+    # The spectra themselves, for the singular values that Profile.stat does not pool.
+    return profile.blocks if section == "blocks" else profile.taps
 
 
 def collect_curves(results: Results, *, section: str = "taps") -> list[Curve]:
     """One :class:`Curve` per model × scheme that ran: the end-to-end Jacobians
     (``Profile.taps``, ``section="taps"``) or each block's own (``Profile.blocks``,
-    ``section="blocks"``)."""
+    ``section="blocks"``), where the profiles have that section.
+
+    Example:
+        >>> from isokit.report.config import load_config
+        >>> collect_curves(Results(config=load_config(), records=[], environment={}))
+        []
+    """
     if section not in ("taps", "blocks"):
         raise ValueError(f"section must be 'taps' or 'blocks', got {section!r}")
     out = []
     for (model, scheme), records in group_records(results).items():
         profiles = [r.profile for r in records if r.ok and r.profile is not None]
-        sections = [
-            (getattr(p, section), _probe_dtype(p))
-            for p in profiles
-            if getattr(p, section) is not None
-        ]
-        if sections:
-            curve = _curve(model, scheme, sections)
-            if curve is not None:
-                out.append(curve)
+        if section == "blocks":
+            profiles = [p for p in profiles if p.blocks is not None]
+        if profiles and len(profiles[0]):
+            out.append(_curve(model, scheme, profiles, section))
     return out
 
 
