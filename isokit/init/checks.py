@@ -10,6 +10,11 @@ what to pass instead. Helpers that accept a value return it normalized (``float`
 Booleans are not numbers here (``True`` is refused where a number is wanted) and numbers are not
 booleans (``0``, ``1`` and ``"False"`` are refused where a flag is wanted), unlike Python's own
 ``bool <: int``.
+
+The errors are :class:`OptionTypeError` and :class:`OptionValueError`, plain ``TypeError`` and
+``ValueError`` that also carry the ``option`` they are about and the ``reason`` without the
+``where: name`` prefix, so that a layer holding the option under another key (a report config's
+``schemes[0].options.gain``) can say it once, at its own key.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "OptionTypeError",
+    "OptionValueError",
     "check_bool",
     "check_choice",
     "check_dtype",
@@ -35,6 +42,49 @@ __all__ = [
     "check_real",
     "check_weight",
 ]
+
+
+class _OptionError:
+    """What both error classes carry besides their message."""
+
+    option: str
+    reason: str
+
+    def __init__(self, option: str, reason: str, *, where: str | None = None, sep: str = " "):
+        super().__init__(f"{_subject(option, where)}{sep}{reason}")
+        self.option = option
+        self.reason = reason
+
+    def __reduce__(self):  # pickling (worker processes) rebuilds from the message, not __init__
+        return _rebuild, (type(self), self.args, self.option, self.reason)
+
+
+def _rebuild(cls: type, args: tuple, option: str, reason: str) -> BaseException:
+    err = cls.__new__(cls)
+    err.args, err.option, err.reason = args, option, reason
+    return err
+
+
+class OptionTypeError(_OptionError, TypeError):
+    """A ``TypeError`` about argument or option ``option``; ``reason`` is the message after it.
+
+    Example:
+        >>> err = OptionTypeError("gain", "must be a real number", where="orthogonal")
+        >>> str(err), err.option, err.reason
+        ('orthogonal: gain must be a real number', 'gain', 'must be a real number')
+    """
+
+
+class OptionValueError(_OptionError, ValueError):
+    """A ``ValueError`` about argument or option ``option``; ``reason`` is the message after it.
+
+    Example:
+        >>> try:
+        ...     check_real("tau", float("nan"), where="idi_")
+        ... except OptionValueError as err:
+        ...     print(err.option, "|", err.reason)
+        tau | must be finite, got nan; pass a finite number
+    """
 
 
 def _subject(name: str, where: str | None) -> str:
@@ -63,18 +113,19 @@ def check_real(
         >>> check_real("gain", float("nan"), where="xavier_uniform_")
         Traceback (most recent call last):
         ...
-        ValueError: xavier_uniform_: gain must be finite, got nan; pass a finite number
-    """
-    subject = _subject(name, where)
+        isokit.init.checks.OptionValueError: xavier_uniform_: gain must be finite, got nan; pass a finite number
+    """  # noqa: E501
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{subject} must be a real number, got {_shown(value)}")
+        raise OptionTypeError(name, f"must be a real number, got {_shown(value)}", where=where)
     number = float(value)
     if not math.isfinite(number):
-        raise ValueError(f"{subject} must be finite, got {number}; pass a finite number")
+        raise OptionValueError(
+            name, f"must be finite, got {number}; pass a finite number", where=where
+        )
     if positive and number <= 0:
-        raise ValueError(f"{subject} must be > 0, got {number:g}")
+        raise OptionValueError(name, f"must be > 0, got {number:g}", where=where)
     if minimum is not None and number < minimum:
-        raise ValueError(f"{subject} must be >= {minimum:g}, got {number:g}")
+        raise OptionValueError(name, f"must be >= {minimum:g}, got {number:g}", where=where)
     return number
 
 
@@ -89,16 +140,15 @@ def check_int(
         >>> check_int("seed", 1.5)
         Traceback (most recent call last):
         ...
-        TypeError: seed must be an int, got 1.5 (float)
+        isokit.init.checks.OptionTypeError: seed must be an int, got 1.5 (float)
     """
-    subject = _subject(name, where)
     want = "a positive int" if minimum == 1 else "an int"
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{subject} must be {want}, got {_shown(value)}")
+        raise OptionTypeError(name, f"must be {want}, got {_shown(value)}", where=where)
     number = int(value)
     if minimum is not None and number < minimum:
         bound = "" if minimum == 1 else f" >= {minimum}"
-        raise ValueError(f"{subject} must be {want}{bound}, got {number}")
+        raise OptionValueError(name, f"must be {want}{bound}, got {number}", where=where)
     return number
 
 
@@ -111,10 +161,10 @@ def check_bool(name: str, value: object, *, where: str | None = None) -> bool:
         >>> check_bool("remove_norms", "False")
         Traceback (most recent call last):
         ...
-        TypeError: remove_norms must be True or False, got 'False' (str)
+        isokit.init.checks.OptionTypeError: remove_norms must be True or False, got 'False' (str)
     """
     if not isinstance(value, bool):
-        raise TypeError(f"{_subject(name, where)} must be True or False, got {_shown(value)}")
+        raise OptionTypeError(name, f"must be True or False, got {_shown(value)}", where=where)
     return value
 
 
@@ -132,8 +182,8 @@ def check_choice(
         >>> check_choice("mode", "fan_avg", ("fan_in", "fan_out"))
         Traceback (most recent call last):
         ...
-        ValueError: mode='fan_avg' is not supported; use one of 'fan_in', 'fan_out'
-    """
+        isokit.init.checks.OptionValueError: mode='fan_avg' is not supported; use one of 'fan_in', 'fan_out'
+    """  # noqa: E501
     allowed = tuple(choices)
     if allow_none and value is None:
         return
@@ -143,7 +193,9 @@ def check_choice(
     ):
         return
     shown = ", ".join(repr(c) for c in ((None, *allowed) if allow_none else allowed))
-    raise ValueError(f"{_subject(name, where)}={value!r} is not supported; use one of {shown}")
+    raise OptionValueError(
+        name, f"{value!r} is not supported; use one of {shown}", where=where, sep="="
+    )
 
 
 def check_per_layer(name: str, value: object, *, where: str | None = None) -> None:
@@ -154,21 +206,23 @@ def check_per_layer(name: str, value: object, *, where: str | None = None) -> No
         >>> check_per_layer("tau", {"layer1.*": "0.5"})
         Traceback (most recent call last):
         ...
-        TypeError: tau['layer1.*'] must be a real number, got '0.5' (str)
+        isokit.init.checks.OptionTypeError: tau['layer1.*'] must be a real number, got '0.5' (str)
     """
     if not isinstance(value, Mapping):
         if isinstance(value, bool) or not isinstance(value, Real):
-            raise TypeError(
-                f"{_subject(name, where)} must be a number or a {{glob: number}} map, "
-                f"got {_shown(value)}"
+            raise OptionTypeError(
+                name,
+                f"must be a number or a {{glob: number}} map, got {_shown(value)}",
+                where=where,
             )
         check_real(name, value, where=where)
         return
     for pattern, v in value.items():
         if not isinstance(pattern, str):
-            raise TypeError(
-                f"{_subject(name, where)} map keys must be module-name globs (str), "
-                f"got {_shown(pattern)}"
+            raise OptionTypeError(
+                name,
+                f"map keys must be module-name globs (str), got {_shown(pattern)}",
+                where=where,
             )
         check_real(f"{name}[{pattern!r}]", v, where=where)
 
@@ -183,8 +237,8 @@ def check_finite_options(options: Mapping[str, object], *, where: str | None = N
         >>> check_finite_options({"tau": {"fc": float("inf")}}, where="idinit")
         Traceback (most recent call last):
         ...
-        ValueError: idinit: tau['fc'] must be finite, got inf; pass a finite number
-    """
+        isokit.init.checks.OptionValueError: idinit: tau['fc'] must be finite, got inf; pass a finite number
+    """  # noqa: E501
     for key, value in options.items():
         items = value.items() if isinstance(value, Mapping) else [(None, value)]
         for sub, v in items:
@@ -199,15 +253,18 @@ def check_fits(name: str, value: float, dtype: torch.dtype, *, where: str | None
         >>> check_fits("alpha", 1e39, torch.float32, where="rezero")
         Traceback (most recent call last):
         ...
-        ValueError: rezero: alpha=1e+39 does not fit in torch.float32 (largest finite value 3.4e+38); pass a smaller value or use a wider dtype
+        isokit.init.checks.OptionValueError: rezero: alpha=1e+39 does not fit in torch.float32 (largest finite value 3.4e+38); pass a smaller value or use a wider dtype
     """  # noqa: E501
     if not dtype.is_floating_point:
         return
     largest = torch.finfo(dtype).max
     if abs(value) > largest:
-        raise ValueError(
-            f"{_subject(name, where)}={value:g} does not fit in {dtype} (largest finite value "
-            f"{largest:.2g}); pass a smaller value or use a wider dtype"
+        raise OptionValueError(
+            name,
+            f"{value:g} does not fit in {dtype} (largest finite value {largest:.2g}); pass a "
+            "smaller value or use a wider dtype",
+            where=where,
+            sep="=",
         )
 
 
@@ -218,11 +275,11 @@ def check_dtype(name: str, value: object, *, where: str | None = None) -> torch.
         >>> check_dtype("dtype", torch.int32)
         Traceback (most recent call last):
         ...
-        TypeError: dtype must be a floating-point torch.dtype, got torch.int32 (dtype)
-    """
+        isokit.init.checks.OptionTypeError: dtype must be a floating-point torch.dtype, got torch.int32 (dtype)
+    """  # noqa: E501
     if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        raise TypeError(
-            f"{_subject(name, where)} must be a floating-point torch.dtype, got {_shown(value)}"
+        raise OptionTypeError(
+            name, f"must be a floating-point torch.dtype, got {_shown(value)}", where=where
         )
     return value
 
@@ -241,18 +298,21 @@ def check_layer_name(
         >>> check_layer_name("head_name", "fc2", ["fc0", "fc1"], where="zero")
         Traceback (most recent call last):
         ...
-        ValueError: zero: head_name='fc2' is not a weight layer of the model; did you mean fc1, fc0?
-    """
+        isokit.init.checks.OptionValueError: zero: head_name='fc2' is not a weight layer of the model; did you mean fc1, fc0?
+    """  # noqa: E501
     if optional and value is None:
         return
-    subject = _subject(name, where)
     if not isinstance(value, str):
-        raise TypeError(f"{subject} must be a module name (str), got {_shown(value)}")
+        raise OptionTypeError(
+            name, f"must be a module name (str), got {_shown(value)}", where=where
+        )
     known = sorted(set(layers))
     if value not in known:
         close = difflib.get_close_matches(value, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"{subject}={value!r} is not a weight layer of the model{hint}")
+        raise OptionValueError(
+            name, f"{value!r} is not a weight layer of the model{hint}", where=where, sep="="
+        )
 
 
 def _dims_wanted(min_dim: int, max_dim: int | None) -> str:

@@ -116,7 +116,7 @@ def check_head_name(ctx: Context, head_name: str | None) -> None:
         >>> apply(torch.nn.Linear(2, 2), "zero", head_name="fc")
         Traceback (most recent call last):
         ...
-        ValueError: zero: head_name='fc' is not a weight layer of the model
+        isokit.init.checks.OptionValueError: zero: head_name='fc' is not a weight layer of the model
     """
     check_layer_name(
         "head_name", head_name, [slot.module for slot in ctx.slots], where=ctx.scheme, optional=True

@@ -54,7 +54,15 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
-from isokit.init.checks import check_choice, check_dtype, check_groups, check_real, check_weight
+from isokit.init.checks import (
+    OptionValueError,
+    check_choice,
+    check_dtype,
+    check_fits,
+    check_groups,
+    check_real,
+    check_weight,
+)
 from isokit.init.identity_conv import FlattenOrder, centre_pattern, group_view, patch_pattern
 
 __all__ = [
@@ -195,6 +203,7 @@ def idi_(
     fn = "idi_"
     _check_identity_weight(w, fn)
     tau = check_real("tau", tau, where=fn)
+    check_fits("tau", tau, w.dtype, where=fn)  # the pattern's entries are 0 and τ
     loose_std = check_real("loose_std", loose_std, where=fn, minimum=0.0)
     check_choice("contract", contract, get_args(Contract), where=fn)
     check_choice("conv_mode", conv_mode, get_args(ConvMode), where=fn)
@@ -221,6 +230,15 @@ def idi_(
         # Noise is drawn for every entry in both modes, so one seed gives "tau" and "all" the
         # same perturbation of the τ entries and the two variants differ only at the zeros.
         pattern += loose_std * _noise(unit.shape, generator) * (unit if loose == "tau" else 1.0)
+        reach = float(pattern.abs().max())
+        if reach > torch.finfo(w.dtype).max:  # only a huge loose_std gets here
+            raise OptionValueError(
+                "loose_std",
+                f"{loose_std:g} makes entries of up to {reach:.3g}, more than {w.dtype} holds; "
+                "pass a smaller loose_std (the default is 1e-6) or use a wider dtype",
+                where=fn,
+                sep="=",
+            )
     return _write(w, pattern)
 
 
@@ -278,6 +296,7 @@ def idiz_(
     fn = "idiz_"
     _check_identity_weight(w, fn)
     eps = check_real("eps", eps, where=fn)
+    check_fits("eps", eps, w.dtype, where=fn)  # the pattern's entries are 0 and ±ε
     check_choice("mode", mode, get_args(IdizMode), where=fn)
     check_choice("single_input", single_input, get_args(SingleInput), where=fn)
     check_choice("flatten_order", flatten_order, get_args(FlattenOrder), where=fn)

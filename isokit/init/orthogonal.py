@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from isokit.init.checks import check_bool, check_groups, check_real, check_weight
+from isokit.init.checks import check_bool, check_fits, check_groups, check_real, check_weight
 
 __all__ = ["delta_orthogonal_", "dirac_", "eye_", "orthogonal_"]
 
@@ -56,6 +56,8 @@ def orthogonal_(
     """
     check_weight("w", w, where="orthogonal_")
     gain = check_real("gain", gain, where="orthogonal_")
+    # Every entry of gain·Q is at most |gain|: a gain the dtype holds never writes inf.
+    check_fits("gain", gain, w.dtype, where="orthogonal_")
     rows = w.size(0)
     q = _haar(rows, w.numel() // rows, generator, w.device)
     with torch.no_grad():
@@ -94,6 +96,7 @@ def delta_orthogonal_(
     fn = "delta_orthogonal_"
     _check_conv("w", w, where=fn, linear_alternative="orthogonal_")
     gain = check_real("gain", gain, where=fn)
+    check_fits("gain", gain, w.dtype, where=fn)  # entries of gain·Q are at most |gain|
     check_groups("groups", groups, w, where=fn)
     check_bool("allow_contracting", allow_contracting, where=fn)
     kernel = tuple(w.shape[2:])
@@ -132,6 +135,7 @@ def eye_(w: Tensor, scale: float = 1.0) -> Tensor:
     """
     check_weight("w", w, where="eye_", min_dim=2, max_dim=2, hint="use dirac_ for conv weights")
     scale = check_real("scale", scale, where="eye_")
+    check_fits("scale", scale, w.dtype, where="eye_")
     with torch.no_grad():
         torch.nn.init.eye_(w).mul_(scale)
     return w
@@ -151,6 +155,7 @@ def dirac_(w: Tensor, scale: float = 1.0, *, groups: int = 1) -> Tensor:
     """
     _check_conv("w", w, where="dirac_", linear_alternative="eye_")
     scale = check_real("scale", scale, where="dirac_")
+    check_fits("scale", scale, w.dtype, where="dirac_")
     check_groups("groups", groups, w, where="dirac_")
     with torch.no_grad():
         torch.nn.init.dirac_(w, groups).mul_(scale)

@@ -8,7 +8,6 @@ weight law too (:meth:`Scheme.weight_law`), so that no other module restates eit
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -20,6 +19,7 @@ from isokit.init.checks import check_bool, check_finite_options, check_int
 from isokit.init.layers import WeightSlot, weight_slots
 from isokit.init.report import InitReport
 from isokit.init.rollback import Checkpoint, changed_non_finite
+from isokit.init.signature import keyword_defaults, option_checks
 from isokit.structure import ResidualBranch
 from isokit.theory.law import WeightLaw
 
@@ -89,15 +89,6 @@ LawFn = Callable[..., WeightLaw | None]
 """``law(options, *, fan_in, bias)``: the weight law of a scheme given its complete options."""
 
 
-def _keyword_defaults(fn: SchemeFn) -> dict[str, object]:
-    """The scheme's options and their defaults: the keyword-only parameters of ``fn``."""
-    params = [p for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    missing = [p.name for p in params if p.default is p.empty]
-    if missing:
-        raise TypeError(f"scheme options need defaults; {fn.__name__} has none for {missing}")
-    return {p.name: p.default for p in params}
-
-
 @dataclass(frozen=True, kw_only=True)
 class Scheme:
     """A registered model-level scheme.
@@ -112,6 +103,9 @@ class Scheme:
         needs_data: whether the scheme needs a batch of inputs (``data=``).
         law: the scheme's weight law as a function of its options (see :meth:`weight_law`),
             or ``None`` for schemes whose weights are not i.i.d. draws.
+        type_checks: the model-free type check of each option whose annotation is ``bool``,
+            ``int``, ``float`` or a per-layer ``float | dict[str, float]`` (read from ``fn``),
+            so that :meth:`check_options` refuses ``remove_norms="False"`` before any model.
 
     Example:
         >>> get_scheme("xavier-normal").defaults["gain"]
@@ -125,6 +119,7 @@ class Scheme:
     defaults: Mapping[str, object] = field(default_factory=dict)
     needs_data: bool = False
     law: LawFn | None = field(default=None, repr=False)
+    type_checks: Mapping[str, Callable] = field(default_factory=dict, repr=False)
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -132,7 +127,8 @@ class Scheme:
         return tuple(self.defaults)
 
     def check_options(self, options: Mapping[str, object]) -> None:
-        """Refuse option names the scheme does not take and non-finite numbers.
+        """Refuse option names the scheme does not take, non-finite numbers and values of the
+        wrong type (where the signature's annotation says), all without a model.
 
         Example:
             >>> get_scheme("orthogonal").check_options({"gian": 2.0})
@@ -153,6 +149,10 @@ class Scheme:
                 f"its options are: {allowed}"
             )
         check_finite_options(options, where=self.name)
+        for option, value in options.items():
+            check = self.type_checks.get(option)
+            if check is not None:
+                check(option, value, where=self.name)
 
     def weight_law(
         self, options: Mapping[str, object] | None = None, *, fan_in: int, bias: bool
@@ -222,14 +222,16 @@ def register(
     """
 
     def wrap(fn: SchemeFn) -> SchemeFn:
+        defaults = keyword_defaults(fn)
         _REGISTRY[name] = Scheme(
             name=name,
             description=description,
             reference=reference,
             fn=fn,
-            defaults=MappingProxyType(_keyword_defaults(fn)),
+            defaults=MappingProxyType(defaults),
             needs_data=needs_data,
             law=weight_law,
+            type_checks=MappingProxyType(option_checks(fn, defaults)),
         )
         return fn
 
@@ -281,8 +283,9 @@ def _make_generator(generator: torch.Generator | None, seed: int | None) -> torc
     return torch.Generator().manual_seed(seed)
 
 
-def _run(spec: Scheme, ctx: Context, options: dict) -> None:
-    """Run the scheme; on any failure or interrupt put the model back exactly as it was."""
+def _run(spec: Scheme, ctx: Context, options: dict, *, verbose: bool = False) -> None:
+    """Run the scheme and complete its report; on any failure or interrupt (until it returns)
+    put the model back exactly as it was."""
     checkpoint = Checkpoint.take(ctx.model)
     try:
         with torch.no_grad():
@@ -293,8 +296,11 @@ def _run(spec: Scheme, ctx: Context, options: dict) -> None:
             raise ValueError(
                 f"scheme {spec.name!r} wrote NaN or inf into {shown}, so the model was left "
                 "unchanged; the options overflow this model's dtype (pass smaller gains or "
-                "scales, or use a wider dtype such as float32)"
+                "scales, or convert the model to a wider dtype, e.g. model.double())"
             )
+        _report_kept(ctx.model, ctx.report)
+        if verbose:
+            print(ctx.report)
     except BaseException:  # KeyboardInterrupt too: a half-initialized model is never left behind
         checkpoint.restore()
         raise
@@ -366,8 +372,5 @@ def apply(
         branch_spec=branches,
         branch_last=branch_last,
     )
-    _run(spec, ctx, options)
-    _report_kept(model, report)
-    if verbose:
-        print(report)
+    _run(spec, ctx, options, verbose=verbose)
     return (model, report) if return_report else model

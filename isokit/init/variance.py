@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from isokit.init.checks import (
+    OptionValueError,
     check_bool,
     check_choice,
-    check_fits,
     check_groups,
     check_real,
     check_weight,
@@ -111,22 +111,60 @@ def fans(
 
 def _gain(nonlinearity: str, a: float, fn: str) -> float:
     check_choice("nonlinearity", nonlinearity, get_args(Nonlinearity), where=fn)
-    return torch.nn.init.calculate_gain(nonlinearity, check_real("a", a, where=fn))
+    a = check_real("a", a, where=fn)
+    try:
+        return torch.nn.init.calculate_gain(nonlinearity, a)
+    except OverflowError:  # leaky_relu's √(2 / (1 + a²)) squares a
+        raise OptionValueError(
+            "a", f"{a:g} is too large (1 + a² overflows); pass |a| < 1e150", where=fn, sep="="
+        ) from None
 
 
-def _fill_normal(w: Tensor, std: float, variant: str, generator: torch.Generator | None) -> Tensor:
+#: How far from 0 an N(0, σ²) draw of torch can land, in σ (Box–Muller on 53-bit uniforms stays
+#: within √(2·53·ln 2) ≈ 8.6 σ); a std whose draws could overflow the dtype is refused.
+_NORMAL_REACH = 9.0
+
+
+def _check_reach(name: str, value: float, reach: float, w: Tensor, where: str) -> None:
+    """Refuse a ``name=value`` whose draws could reach ``±reach``, past what ``w`` can hold."""
+    largest = torch.finfo(w.dtype).max
+    if not reach <= largest:
+        raise OptionValueError(
+            name,
+            f"{value:g} makes draws of up to {reach:.3g}, more than {w.dtype} holds (largest "
+            f"finite value {largest:.2g}); pass a smaller {name} or use a wider dtype",
+            where=where,
+            sep="=",
+        )
+
+
+def _fill_normal(
+    w: Tensor,
+    std: float,
+    variant: str,
+    generator: torch.Generator | None,
+    *,
+    name: str,
+    value: float,
+    where: str,
+) -> Tensor:
     if variant == "torch":
+        _check_reach(name, value, _NORMAL_REACH * std, w, where)
         return torch.nn.init.normal_(w, 0.0, std, generator=generator)
     # Truncating at ±2σ' shrinks the std by TRUNCATED_NORMAL_STD; σ' undoes that.
     sigma = std / TRUNCATED_NORMAL_STD
+    _check_reach(name, value, 2.0 * sigma, w, where)  # every draw lies in [-2σ', 2σ']
     return torch.nn.init.trunc_normal_(
         w, 0.0, sigma, -2.0 * sigma, 2.0 * sigma, generator=generator
     )
 
 
-def _fill_uniform(w: Tensor, std: float, generator: torch.Generator | None) -> Tensor:
+def _fill_uniform(
+    w: Tensor, std: float, generator: torch.Generator | None, *, name: str, value: float, where: str
+) -> Tensor:
     bound = math.sqrt(3.0) * std  # U(-b, b) has variance b²/3
-    check_fits("bound", bound, w.dtype, where="uniform draw")  # torch's own error names no option
+    # torch's own error names no option; it also needs the width 2b of the range to fit.
+    _check_reach(name, value, 2.0 * bound, w, where)
     return torch.nn.init.uniform_(w, -bound, bound, generator=generator)
 
 
@@ -137,7 +175,8 @@ def _xavier_std(
     w: Tensor, gain: float, convention: str, groups: int, transposed: bool, fn: str
 ) -> float:
     check_weight("w", w, where=fn)
-    gain = check_real("gain", gain, where=fn)
+    # A negative gain gives a negative std (or an empty range), which torch refuses anyway.
+    gain = check_real("gain", gain, where=fn, minimum=0.0)
     fan_in, fan_out = fans(w, convention=convention, groups=groups, transposed=transposed)
     return gain * math.sqrt(2.0 / (fan_in + fan_out))
 
@@ -160,7 +199,7 @@ def xavier_uniform_(
         >>> w = xavier_uniform_(torch.empty(256, 128), generator=torch.Generator().manual_seed(0))
     """
     std = _xavier_std(w, gain, convention, groups, transposed, "xavier_uniform_")
-    return _fill_uniform(w, std, generator)
+    return _fill_uniform(w, std, generator, name="gain", value=gain, where="xavier_uniform_")
 
 
 def xavier_normal_(
@@ -185,7 +224,7 @@ def xavier_normal_(
     """
     check_choice("variant", variant, get_args(NormalVariant), where="xavier_normal_")
     std = _xavier_std(w, gain, convention, groups, transposed, "xavier_normal_")
-    return _fill_normal(w, std, variant, generator)
+    return _fill_normal(w, std, variant, generator, name="gain", value=gain, where="xavier_normal_")
 
 
 # --------------------------------------------------------------------------------------- Kaiming
@@ -234,7 +273,7 @@ def kaiming_normal_(
     """
     check_choice("variant", variant, get_args(NormalVariant), where="kaiming_normal_")
     std = _kaiming_std(w, a, mode, nonlinearity, convention, groups, transposed, "kaiming_normal_")
-    return _fill_normal(w, std, variant, generator)
+    return _fill_normal(w, std, variant, generator, name="a", value=a, where="kaiming_normal_")
 
 
 def kaiming_uniform_(
@@ -257,7 +296,7 @@ def kaiming_uniform_(
         >>> w = kaiming_uniform_(torch.empty(128, 256), generator=torch.Generator().manual_seed(0))
     """
     std = _kaiming_std(w, a, mode, nonlinearity, convention, groups, transposed, "kaiming_uniform_")
-    return _fill_uniform(w, std, generator)
+    return _fill_uniform(w, std, generator, name="a", value=a, where="kaiming_uniform_")
 
 
 # --------------------------------------------------------------------------------- torch default

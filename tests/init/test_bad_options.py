@@ -131,16 +131,25 @@ def test_loosening_representable_refuses_non_finite_values(option):
 @pytest.mark.parametrize(
     ("scheme", "options", "match"),
     [
-        ("orthogonal", {"gain": 1e300}, "wrote NaN or inf into fcs.0.weight"),
-        ("delta-orthogonal", {"gain": 1e300}, "wrote NaN or inf"),
-        ("xavier-normal", {"gain": 1e300}, "wrote NaN or inf"),
+        ("orthogonal", {"gain": 1e300}, "orthogonal_: gain=1e\\+300 does not fit in torch.float32"),
+        ("delta-orthogonal", {"gain": 1e300}, "gain=1e\\+300 does not fit"),
+        ("xavier-normal", {"gain": 1e300}, "xavier_normal_: gain=1e\\+300 makes draws of up to"),
+        ("xavier-normal", {"gain": 3e38}, "gain=3e\\+38 makes draws of up to .* torch.float32"),
         ("kaiming-normal", {"nonlinearity": "leaky_relu", "a": 1e-300}, None),
-        ("xavier-uniform", {"gain": 1e300}, "bound=.* does not fit in torch.float32"),
-        ("idinit", {"tau": 1e39}, "wrote NaN or inf"),
-        ("identity", {"scale": 1e39}, "wrote NaN or inf"),
+        ("kaiming-normal", {"nonlinearity": "leaky_relu", "a": 1e300}, "a=1e\\+300 is too large"),
+        ("kaiming-uniform", {"nonlinearity": "leaky_relu", "a": -1e300}, "a=-1e\\+300 is too"),
+        ("xavier-uniform", {"gain": 1e300}, "xavier_uniform_: gain=1e\\+300 makes draws of up to"),
+        ("xavier-uniform", {"gain": 3e38}, "gain=3e\\+38 makes draws of up to"),
+        ("xavier-normal", {"gain": -1.0}, "xavier_normal_: gain must be >= 0, got -1"),
+        ("xavier-uniform", {"gain": -1.0}, "xavier_uniform_: gain must be >= 0, got -1"),
+        ("idinit", {"tau": 1e39}, "idi_: tau=1e\\+39 does not fit in torch.float32"),
+        ("idinit", {"loose": "all", "loose_std": 1e39}, "loose_std=1e\\+39 makes entries"),
+        ("identity", {"scale": 1e39}, "eye_: scale=1e\\+39 does not fit in torch.float32"),
     ],
 )
 def test_no_scheme_leaves_a_non_finite_weight(scheme, options, match):
+    # Before, some of these wrote inf (caught afterwards), some raised torch's own RuntimeError
+    # ("normal expects std >= 0.0", "to - from exceeds the limit") or an OverflowError.
     model = MLP(8, 8, 2)
     before = _state(model)
     if match is None:  # a finite result: accepted
@@ -150,6 +159,55 @@ def test_no_scheme_leaves_a_non_finite_weight(scheme, options, match):
     with pytest.raises(ValueError, match=match):
         apply(model, scheme, seed=0, **options)
     assert _unchanged(model, before)
+
+
+def test_a_scheme_that_writes_inf_is_still_caught_and_rolled_back():
+    from isokit.init.registry import _REGISTRY, register
+
+    @register("inf-demo", description="writes inf", reference="none")
+    def inf_demo(ctx) -> None:
+        for slot in ctx.slots:
+            slot.tensor.fill_(math.inf)
+
+    try:
+        model = MLP(8, 8, 2)
+        before = _state(model)
+        with pytest.raises(ValueError, match="wrote NaN or inf into fcs.0.weight"):
+            apply(model, "inf-demo", seed=0)
+        assert _unchanged(model, before)
+    finally:
+        _REGISTRY.pop("inf-demo")
+
+
+@pytest.mark.parametrize(
+    ("fill", "shape", "options"),
+    [
+        (orthogonal_, (4, 4), {"gain": 1e39}),
+        (orthogonal_, (4, 4, 3, 3), {"gain": -1e39}),
+        (delta_orthogonal_, (4, 4, 3, 3), {"gain": 1e39}),
+        (eye_, (4, 4), {"scale": 1e39}),
+        (dirac_, (4, 4, 3, 3), {"scale": -1e39}),
+        (idi_, (4, 4), {"tau": 1e39}),
+        (idi_, (4, 4, 3, 3), {"tau": 1e300}),
+        (idi_, (4, 4), {"loose": "all", "loose_std": 1e39}),
+        (idiz_, (4, 4), {"eps": 1e39}),
+        (xavier_normal_, (4, 4), {"gain": 1e39}),
+        (xavier_normal_, (4, 4), {"gain": 1e39, "variant": "tf_truncated"}),
+        (xavier_uniform_, (4, 4, 3, 3), {"gain": 1e39}),
+    ],
+)
+def test_no_tensor_initializer_writes_inf_from_a_finite_option(fill, shape, options):
+    # Before, each of these silently filled the tensor with inf (or raised torch's RuntimeError).
+    w = torch.zeros(shape)
+    with pytest.raises(ValueError, match=f"{fill.__name__}: .*(does not fit|more than) "):
+        fill(w, **options)
+    assert torch.equal(w, torch.zeros(shape))
+
+
+def test_a_wider_dtype_holds_what_the_float32_check_refuses():
+    w = torch.zeros(4, 4, dtype=torch.float64)
+    orthogonal_(w, gain=1e39, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(w).all() and w.abs().max() > 1e38
 
 
 @pytest.mark.parametrize(
@@ -310,3 +368,58 @@ def test_bad_values_name_the_scheme_the_option_and_the_choices(scheme, options, 
     with pytest.raises(ValueError, match=match):
         _apply(model, scheme, **options)
     assert _unchanged(model, before)
+
+
+# ------------------------------------------------------------------------------ model-free checks
+
+
+@pytest.mark.parametrize(
+    ("scheme", "options", "error", "match"),
+    [
+        ("fixup", {"remove_norms": "False"}, TypeError, "fixup: remove_norms must be True or"),
+        ("delta-orthogonal", {"allow_contracting": 0}, TypeError, "allow_contracting must be"),
+        ("lsuv", {"max_iter": 1.5}, TypeError, "lsuv: max_iter must be an int, got 1.5"),
+        ("skipinit", {"alpha": "0"}, TypeError, "skipinit: alpha must be a real number"),
+        ("xavier-normal", {"gain": "2"}, TypeError, "xavier-normal: gain must be a real number"),
+        ("idinit", {"tau": {"fc": "1"}}, TypeError, r"idinit: tau\['fc'\] must be a real"),
+        ("idinit", {"tau": math.nan}, ValueError, "idinit: tau must be finite"),
+    ],
+)
+def test_option_types_are_checked_without_a_model(scheme, options, error, match):
+    # A report config checks its scheme options with check_options before building anything;
+    # before, only non-finite numbers were refused there and the rest waited for the model.
+    with pytest.raises(error, match=match):
+        get_scheme(scheme).check_options(options)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "options", "option", "reason"),
+    [
+        ("fixup", {"remove_norms": "False"}, "remove_norms", "must be True or False, got 'False'"),
+        ("kaiming-normal", {"mode": "fan_avg"}, "mode", "'fan_avg' is not supported; use one of"),
+        ("orthogonal", {"gain": math.inf}, "gain", "must be finite, got inf; pass a finite number"),
+        ("idinit", {"head_name": "nope"}, "head_name", "'nope' is not a weight layer"),
+        ("lsuv", {"tol": -1.0}, "tol", "must be > 0, got -1"),
+    ],
+)
+def test_option_errors_say_which_option_and_why(scheme, options, option, reason):
+    # A report names the option at its own key (schemes[0].options.mode) from these attributes.
+    with pytest.raises((TypeError, ValueError)) as info:
+        _apply(ResNet(depth=8, width=4, norm="batch"), scheme, **options)
+    assert info.value.option == option
+    assert info.value.reason.startswith(reason)
+    assert str(info.value).startswith(f"{scheme}: {option}")
+
+
+def test_option_errors_pickle_with_their_attributes():
+    import pickle
+
+    with pytest.raises(ValueError) as info:
+        apply(MLP(4, 4, 1), "orthogonal", gain=math.nan)
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (type(copy), str(copy), copy.option, copy.reason) == (
+        type(info.value),
+        str(info.value),
+        "gain",
+        info.value.reason,
+    )

@@ -16,6 +16,7 @@ import isokit.init.control as control
 import isokit.init.idinit as idinit_module
 from isokit.init import apply
 from isokit.models import MLP, ResNet, Transformer
+from tests.torchvision_style import BasicBlock, conv1x1
 
 _HOOK_DICTS = (
     "_forward_hooks",
@@ -31,6 +32,29 @@ _HOOK_DICTS = (
 def _resnet() -> nn.Module:
     torch.manual_seed(0)
     return ResNet(depth=8, width=4, norm="batch")
+
+
+class _TorchvisionResNet(nn.Module):
+    """A two-stage ResNet of torchvision's BasicBlocks (in-place ReLU, `out += identity`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        down = nn.Sequential(conv1x1(8, 16, 2), nn.BatchNorm2d(16))
+        self.layer1 = nn.Sequential(BasicBlock(8, 8), BasicBlock(8, 8))
+        self.layer2 = nn.Sequential(BasicBlock(8, 16, 2, down))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer2(self.layer1(self.relu(self.bn1(self.conv1(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+def _torchvision_resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return _TorchvisionResNet()
 
 
 def _transformer() -> nn.Module:
@@ -101,6 +125,11 @@ CASES = [
     (_transformer, "fixup", control, "add_input_bias", 5),
     (_resnet, "rezero", control, "add_output_scale", 2),
     (_transformer, "skipinit", control, "add_output_scale", 3),
+    # the same on torchvision's BasicBlock (branches found by tracing, in-place adds)
+    (_torchvision_resnet, "fixup", control, "replace_norms", 1),
+    (_torchvision_resnet, "fixup", control, "add_output_bias", 2),
+    (_torchvision_resnet, "skipinit", control, "add_output_scale", 2),
+    (_torchvision_resnet, "rezero", control, "add_output_scale", 3),
     # after every weight was written
     (_resnet, "idinit", idinit_module, "finish_norms", 1),
     (_transformer, "idinit", idinit_module, "finish_norms", 1),
@@ -197,8 +226,40 @@ def test_rollback_keeps_hooks_the_user_registered():
     seen = []
     model.fcs[0].register_forward_hook(lambda m, a, out: seen.append(out.shape))
     before = _observe(model)
-    with pytest.raises(ValueError, match="wrote NaN or inf"):
+    with pytest.raises(ValueError, match="gain=1e\\+300 does not fit"):
         apply(model, "orthogonal", seed=0, gain=1e300)
     _assert_same(before, _observe(model))
     model(torch.zeros(2, 4))
     assert seen == [torch.Size([2, 4])]
+
+
+@pytest.mark.parametrize("scheme", ["fixup", "skipinit", "rezero", "idinit"])
+@pytest.mark.parametrize("build", [_resnet, _torchvision_resnet])
+def test_interrupt_while_the_report_is_completed_leaves_the_model_as_it_was(
+    monkeypatch, build, scheme
+):
+    # The scheme has finished (gates, hooks and weights in place) and apply() is filling in the
+    # report's "kept" rows: a Ctrl-C there used to leave the initialized model behind.
+    import isokit.init.registry as registry
+
+    model = build()
+    before = _observe(model)
+    _interrupt_on_call(monkeypatch, registry, "_report_kept", 1)
+    with pytest.raises(KeyboardInterrupt):
+        apply(model, scheme, seed=0)
+    _assert_same(before, _observe(model))
+
+
+def test_interrupt_while_printing_the_verbose_report_leaves_the_model_as_it_was(monkeypatch):
+    import builtins
+
+    model = _torchvision_resnet()
+    before = _observe(model)
+
+    def interrupted_print(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builtins, "print", interrupted_print)
+    with pytest.raises(KeyboardInterrupt):
+        apply(model, "fixup", seed=0, verbose=True)
+    _assert_same(before, _observe(model))
