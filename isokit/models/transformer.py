@@ -132,6 +132,8 @@ class Transformer(nn.Module):
         super().__init__()
         self.seq_len = seq_len
         self.d_model = d_model
+        #: The shape of one example; probes read it to say what a batch should look like.
+        self.input_shape = (seq_len, d_model)
         self.pos_embedding = nn.Parameter(torch.randn(1, seq_len, d_model) * 0.02)
         self.blocks = nn.ModuleList(
             EncoderBlock(d_model, heads, d_ff, norm=norm, gate=gate, activation=activation)
