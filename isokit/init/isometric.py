@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
-from isokit.init.checks import check_bool, check_choice, check_real
+from isokit.init.checks import OptionTypeError, check_bool, check_choice, check_real
 from isokit.init.common import BIAS_CHOICES, fill_slots
 from isokit.init.orthogonal import delta_orthogonal_, dirac_, eye_, orthogonal_
 from isokit.init.registry import Context, LawFn, register
@@ -23,7 +23,9 @@ from isokit.theory.law import WeightLaw
 def _gain(gain: float | str, where: str) -> float:
     if isinstance(gain, str):
         if gain != "relu":
-            raise TypeError(f"{where}: gain must be a real number or 'relu', got {gain!r} (str)")
+            raise OptionTypeError(
+                "gain", f"must be a real number or 'relu', got {gain!r} (str)", where=where
+            )
         return math.sqrt(2.0)
     return check_real("gain", gain, where=where)
 

@@ -400,6 +400,7 @@ def test_option_types_are_checked_without_a_model(scheme, options, error, match)
         ("orthogonal", {"gain": math.inf}, "gain", "must be finite, got inf; pass a finite number"),
         ("idinit", {"head_name": "nope"}, "head_name", "'nope' is not a weight layer"),
         ("lsuv", {"tol": -1.0}, "tol", "must be > 0, got -1"),
+        ("orthogonal", {"gain": "xavier"}, "gain", "must be a real number or 'relu', got"),
     ],
 )
 def test_option_errors_say_which_option_and_why(scheme, options, option, reason):
