@@ -35,6 +35,7 @@ from isokit.report.checks import (
     type_name,
 )
 from isokit.report.modelspec import ModelSpec, check_fits, machine_memory, parse_model
+from isokit.report.probe_keys import check_method_options, probe_option
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -221,55 +222,6 @@ def _unique(key: str, labels: list[str]) -> None:
         seen.add(label)
 
 
-def _probe_option(key: str, data: Mapping[str, Any]) -> Any:
-    """The top-level ``method`` or ``dtype``: checked by :class:`isokit.probe.ProbeOptions`,
-    which owns their values and their defaults, and returned in its JSON form.
-
-    Example:
-        >>> _probe_option("method", {})
-        'auto'
-        >>> _probe_option("dtype", {"dtype": "float16"})
-        Traceback (most recent call last):
-        ...
-        isokit.report.checks.ConfigError: dtype: float16 is too coarse for Jacobian spectra \
-(machine epsilon ~1e-3 swamps small singular values and overflows deep products); use float64 \
-(default) or float32
-    """
-    from isokit.probe import ProbeOptionError, ProbeOptions
-
-    try:
-        return ProbeOptions.from_mapping({key: data[key]} if key in data else {}).to_dict()[key]
-    except ProbeOptionError as exc:
-        raise ConfigError(key, exc.message) from None
-
-
-def _check_method_options(options: dict[str, Any]) -> None:
-    """Check ``method_options`` as the probes read them (:class:`isokit.probe.ProbeOptions`).
-
-    Example:
-        >>> _check_method_options({"n_probe": 8})
-        Traceback (most recent call last):
-        ...
-        isokit.report.checks.ConfigError: method_options.n_probe: unknown probe option; did you \
-mean 'n_probes'? (allowed: taps, method, dtype, chunk_size, example_chunk, max_memory, n_probes, \
-lanczos_steps, slq_taps, seed, band, svd, progress)
-    """
-    from isokit.probe import ProbeOptionError, ProbeOptions
-
-    # The runner sets these itself, each from one place of the config or the command line.
-    owners = {"method": "the top-level `method`", "dtype": "the top-level `dtype`"}
-    owners.update(seed="`seeds`", progress="--quiet")
-    for name, owner in owners.items():
-        if name in options:
-            raise ConfigError(
-                f"method_options.{name}", f"is set by {owner}; remove it from [method_options]"
-            )
-    try:
-        ProbeOptions.from_mapping(options)
-    except ProbeOptionError as exc:
-        raise ConfigError(f"method_options.{exc.option}", exc.message) from None
-
-
 def _parse_seeds(raw: object) -> tuple[int, ...]:
     seeds = array_of("seeds", raw, "seeds = [0, 1]")
     seeds = [pos_int(f"seeds[{i}]", s, minimum=0, maximum=SEED_MAX) for i, s in enumerate(seeds)]
@@ -347,7 +299,7 @@ def parse_config(
     schemes = _parse_schemes(data)
     probes = _parse_probes(data.get("probes", {}))
     method_options = table_of("method_options", data.get("method_options", {}))
-    _check_method_options(method_options)
+    check_method_options(method_options)
     return Config(
         title=title,
         models=models,
@@ -355,8 +307,8 @@ def parse_config(
         seeds=seeds,
         inputs=inputs,
         probes=probes,
-        method=_probe_option("method", data),
-        dtype=_probe_option("dtype", data),
+        method=probe_option("method", data),
+        dtype=probe_option("dtype", data),
         method_options=dict(method_options),
         formats=_parse_formats(data.get("output", {})),
         threads=threads,
