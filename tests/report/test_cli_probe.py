@@ -8,8 +8,8 @@ import pytest
 from torch import nn
 
 from isokit.cli import build_parser, main
+from isokit.cli_probe import _RUN_FLAGS, _config_table, _flag_for, _flag_model
 from isokit.models import get_model_kind, model_flags, model_kinds
-from isokit.cli_probe import _flag_for, _flag_model
 
 
 def _probe(capsys, *argv: str) -> tuple[int, str, str]:
@@ -29,6 +29,26 @@ def no_model_built(monkeypatch):
         raise AssertionError(f"{type(self).__name__} was constructed")
 
     monkeypatch.setattr(nn.Module, "__init__", refuse)
+
+
+def test_method_choices_are_the_probes():
+    from isokit.probe.options import METHODS
+
+    assert tuple(_flags_of(build_parser())["--method"].choices) == METHODS
+
+
+def test_each_run_flag_sets_its_config_key_with_its_one_default():
+    from isokit.report import parse_config
+
+    parsed = build_parser().parse_args(["probe", "--model", "mlp", "--scheme", "idinit"])
+    cfg = parse_config(_config_table("mlp", "idinit", [], {}))
+    for flag in _RUN_FLAGS:
+        assert getattr(parsed, flag.dest) == flag.default  # the parser's default is the flag's
+        assert _flag_for(flag.key, model="mlp") == flag.flag  # and errors there name it
+    default = {f.dest: f.default for f in _RUN_FLAGS}
+    assert cfg.inputs.examples == default["examples"]
+    assert cfg.inputs.image_size == default["image_size"]
+    assert cfg.seeds == (default["seed"],) and cfg.method == default["method"]
 
 
 def test_model_choices_and_flags_come_from_the_registry():

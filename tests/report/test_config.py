@@ -148,6 +148,35 @@ def test_errors_name_the_key(data, key, fragment):
     assert "\n" not in str(err)
 
 
+def test_method_and_dtype_are_the_probes_to_check_and_default():
+    from isokit.probe import ProbeOptions
+
+    cfg = parse_config(BASE)
+    defaults = ProbeOptions().to_dict()
+    assert (cfg.method, cfg.dtype) == (defaults["method"], defaults["dtype"])
+    with pytest.raises(ConfigError, match="too coarse") as info:  # the probe's own message
+        parse_config(_with("dtype", "float16"))
+    assert info.value.key == "dtype"
+
+
+def test_scheme_options_are_checked_once_each_by_the_scheme(monkeypatch):
+    from isokit.init.registry import Scheme
+
+    seen = []
+    real = Scheme.check_options
+
+    def spy(self, options):
+        seen.append((self.name, dict(options)))
+        return real(self, options)
+
+    monkeypatch.setattr(Scheme, "check_options", spy)
+    parse_config(_with("schemes.0", {"name": "idinit", "options": {"tau": 0.5, "eps": 0.0}}))
+    assert [s for s in seen if s[0] == "idinit"] == [
+        ("idinit", {"tau": 0.5}),
+        ("idinit", {"eps": 0.0}),
+    ]
+
+
 def test_unknown_scheme_message_points_to_the_list():
     with pytest.raises(ConfigError, match="isokit schemes"):
         parse_config(_with("schemes.0", "no-such-scheme"))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from isokit.report import Results, load_results, make_report, publish, render, run_config
+from isokit.report.formatting import format_number
 from isokit.report.io import ReportDir
 from isokit.report.series import collect_curves, ranking
 
@@ -323,7 +324,27 @@ def test_theory_overlay_is_drawn_where_one_applies(small_report):
     assert set(overlays) == {("mlp-tanh-w6-d3", "orthogonal")}
     line = overlays[("mlp-tanh-w6-d3", "orthogonal")]
     assert list(line.depth) == [1, 2, 3] and np.all(np.isfinite(line.m1))
-    assert "Theory lines" in (small_report.out / "report.html").read_text(encoding="utf-8")
+    page = (small_report.out / "report.html").read_text(encoding="utf-8")
+    assert "Theory lines" in page
+    # The line is named with the report's one number format, from the law the line carries.
+    assert f"σ_w²={format_number(line.law.sigma_w2)}, σ_b²={format_number(line.law.sigma_b2)}" in (
+        publish.theory_label(line)
+    )
+    assert publish.theory_label(line) in page
+
+
+def test_make_report_publishes_through_the_one_sequence(small_report, tmp_path, monkeypatch):
+    calls = []
+    real = publish.publish
+
+    def spy(target, results, *, quiet=False):
+        calls.append(target.path)
+        return real(target, results, quiet=quiet)
+
+    monkeypatch.setattr(publish, "publish", spy)
+    make_report(from_results=small_report.out, out=tmp_path / "again", quiet=True)
+    render(small_report.results, tmp_path / "rendered", quiet=True)
+    assert calls == [tmp_path / "again", tmp_path / "rendered"]
 
 
 def test_a_failing_theory_means_no_line_not_a_crash(small_report, monkeypatch, capsys):
