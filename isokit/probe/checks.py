@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import math
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, overload
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = [
     "boolean",
     "check_dtype",
     "check_inputs",
+    "check_meta",
     "check_slq_taps",
     "check_taps",
     "choice",
@@ -128,6 +129,22 @@ def boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool | np.bool_):
         raise ProbeOptionError(name, f"must be True or False, got {describe(value)}")
     return bool(value)
+
+
+def check_meta(name: str, value: Any) -> dict[str, Any] | None:
+    """``None`` or a mapping with string keys (extra ``Profile.meta``), as a dict.
+
+    Example:
+        >>> check_meta("meta", {"scheme": "idinit"})
+        {'scheme': 'idinit'}
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ProbeOptionError(
+            name, f"must be a dict of string keys (extra metadata) or None, got {describe(value)}"
+        )
+    return dict(value)
 
 
 def finite_positive(name: str, value: Any) -> float:

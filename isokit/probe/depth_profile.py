@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from isokit.probe.checks import boolean, check_meta
 from isokit.probe.exact import ProbeMemoryError, exact_spectra
 from isokit.probe.forward_signal import measure_signal
 from isokit.probe.local import measure_blocks
@@ -83,8 +84,13 @@ def profile(
         >>> prof.meta["method"], prof.taps[0].singular_values.shape
         ('exact', (2, 8))
     """
+    with_signal = boolean("with_signal", with_signal)
+    with_blocks = boolean("with_blocks", with_blocks)
+    meta = check_meta("meta", meta)
     opts = resolve_options(options, overrides)
     with prepare(model, inputs, opts, generator=generator) as prep:
+        # A bad slq_taps is refused whichever tier `auto` picks, not only when it is Lanczos.
+        resolve_slq_taps(opts.slq_taps, prep.names)
         taps, method, reason, extra = _measure(prep, generator)
         prof = Profile(
             taps=taps,

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from isokit.probe.checks import check_meta
 from isokit.probe.exact import exact_spectra
 from isokit.probe.options import ProbeOptions, resolve_options
 from isokit.probe.prepare import Prepared, prepare
@@ -63,6 +64,7 @@ def block_profile(
         >>> blocks.meta["kind"], len(blocks.taps)
         ('local', 3)
     """
+    meta = check_meta("meta", meta)
     opts = resolve_options(options, overrides)
     with prepare(model, inputs, opts) as prep:
         taps = measure_blocks(prep)

@@ -20,13 +20,13 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, vjp, vmap
 
-from isokit.probe.checks import SlqTapsOption
+from isokit.probe.checks import ProbeOptionError, SlqTapsOption
 from isokit.probe.krylov import lanczos
 from isokit.probe.moments import rademacher, trace_moments
 from isokit.probe.quadrature import ritz_bounds, slq_moments
 from isokit.probe.spectrum import TapSpectrum
 from isokit.probe.statistics import dtype_eps, saturated_mask, zero_mask
-from isokit.probe.taps import TapError, run_with_taps
+from isokit.probe.taps import run_with_taps
 
 __all__ = ["default_slq_taps", "lanczos_taps", "resolve_slq_taps"]
 
@@ -67,14 +67,20 @@ def resolve_slq_taps(slq_taps: SlqTapsOption, names: list[str]) -> list[int]:
     for item in slq_taps:
         if isinstance(item, str):
             if item not in names:
-                raise TapError(
-                    f"slq tap {item!r} is not one of the probed taps: {', '.join(names)}"
+                raise ProbeOptionError(
+                    "slq_taps",
+                    f"{item!r} is not one of the probed taps ({', '.join(names)}); name one of "
+                    "them, a 1-based depth, 'all' or 'none'",
                 )
             out.add(names.index(item))
         else:
             depth = int(item)
             if not 1 <= depth <= len(names):
-                raise ValueError(f"slq tap depth {depth} is outside 1..{len(names)}")
+                raise ProbeOptionError(
+                    "slq_taps",
+                    f"depth {depth} is outside 1..{len(names)} (the probed taps); pass a depth "
+                    "in that range, a tap name, 'all' or 'none'",
+                )
             out.add(depth - 1)
     return sorted(out)
 

@@ -206,6 +206,13 @@ def trace_moments_from_gram(G: Tensor, *, r: int, zero_tol: float | None = None)
     t3_loo = (s3 - 3 * h3_diag) / (k * (k - 1) * (k - 2))
 
     t1_f, t2_f, t3_f = float(t1), float(t2), float(t3)
+    if not all(math.isfinite(t) for t in (t1_f, t2_f, t3_f)) or abs(t1_f) > _T1_MAX:
+        # The Gram itself is finite, but m2 and m3 (its square and cube) are not in float64.
+        raise ValueError(
+            f"the Jacobian's trace moments overflow float64 (m1 ≈ {t1_f:.3g}: m2 and m3, of "
+            "order its square and cube, do not fit); its spectrum cannot be measured: check "
+            "the initialization's scale, or rescale the model (docs/probes.md §6)"
+        )
     degenerate = not t1_f > zero_tol
     if degenerate:
         sfvar = sfvar_se = sfvar_plugin = math.nan
@@ -232,6 +239,10 @@ def trace_moments_from_gram(G: Tensor, *, r: int, zero_tol: float | None = None)
         sfvar_plugin=sfvar_plugin,
         degenerate=degenerate,
     )
+
+
+#: Above this, ``t1²`` (the scale-free variance's denominator) overflows float64.
+_T1_MAX = 1e150
 
 
 def _jackknife_se(loo: Tensor) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from isokit.probe.checks import check_inputs
+from isokit.probe.checks import ProbeOptionError, check_inputs, describe
 from isokit.probe.hygiene import model_device, probe_context
 from isokit.probe.options import ProbeOptions
 from isokit.probe.taps import TapCall, TapError, resolve_taps, run_with_taps
@@ -185,6 +185,10 @@ def prepare(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ProbeOptionError(
+            "generator", f"must be a torch.Generator or None, got {describe(generator)}"
+        )
     check_inputs("inputs", inputs)
     names = resolve_taps(model, options.taps)
     seed = options.seed if generator is None else int(generator.initial_seed())

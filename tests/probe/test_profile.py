@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from isokit.models import MLP, ResNet
-from isokit.probe import block_profile, profile
+from isokit.probe import ProbeOptionError, block_profile, profile
 from isokit.probe.matrix_free import default_slq_taps
 from isokit.probe.result import Profile
 from isokit.probe.taps import TapError, resolve_taps
@@ -370,9 +370,9 @@ def test_options_progress_svd_and_slq_tap_specs(capsys):
     assert by_name.taps[0].density is None and by_name.taps[1].density is not None
     none = profile(model, x, method="lanczos", n_probes=4, slq_taps="none")
     assert all(t.density is None for t in none.taps)
-    with pytest.raises(TapError):
+    with pytest.raises(ProbeOptionError, match="slq_taps: 'nope' is not one of the probed"):
         profile(model, x, method="lanczos", n_probes=4, slq_taps=["nope"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ProbeOptionError, match="slq_taps: depth 9 is outside"):
         profile(model, x, method="lanczos", n_probes=4, slq_taps=[9])
     with pytest.raises(ValueError, match="n_probes"):
         profile(model, x, method="lanczos", n_probes=2)

@@ -338,3 +338,54 @@ def test_the_readers_build_every_field_of_the_dataclasses(data):
     assert set(parts["signal"]) == {f.name for f in fields(Signal)}
     assert set(parts) == {f.name for f in fields(Profile)}
     assert set(data) == {f.name for f in fields(Profile)} | {"schema"}
+
+
+# ------------------------------------------------------------------------------ hostile arguments
+
+
+def test_a_jacobian_whose_moments_overflow_float64_is_refused_by_the_lanczos_tier():
+    # Finite weights and a finite Gram, but m2 and m3 (its square and cube) exceed float64:
+    # before, the Lanczos tier died with a bare OverflowError from `t1 ** 2`.
+    model = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 6), nn.Linear(6, 6))
+    with torch.no_grad():
+        for layer in model:
+            layer.weight.fill_(1e30)
+            layer.bias.zero_()
+    x = torch.randn(2, 6, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="trace moments overflow float64"):
+        profile(model, x, method="lanczos", n_probes=4, lanczos_steps=4)
+
+
+@pytest.mark.parametrize(
+    ("slq_taps", "match"),
+    [
+        ("nope", "slq_taps: 'nope' is not one of the probed taps"),
+        ([99], "slq_taps: depth 99 is outside 1..3"),
+    ],
+)
+@pytest.mark.parametrize("method", ["lanczos", "exact", "auto"])
+def test_slq_taps_the_model_lacks_are_option_errors_whatever_the_method(slq_taps, match, method):
+    # Before: a TapError or a bare ValueError under Lanczos, and silently ignored otherwise.
+    with pytest.raises(ProbeOptionError, match=match) as info:
+        profile(_mlp(), torch.randn(2, 6), method=method, slq_taps=slq_taps)
+    assert info.value.option == "slq_taps"
+
+
+@pytest.mark.parametrize(
+    ("call", "option"),
+    [
+        (lambda m, x: profile(m, x, with_signal="yes"), "with_signal"),
+        (lambda m, x: profile(m, x, with_blocks=1), "with_blocks"),
+        (lambda m, x: profile(m, x, meta=3), "meta"),
+        (lambda m, x: profile(m, x, meta={1: "a"}), "meta"),
+        (lambda m, x: block_profile(m, x, meta=["a"]), "meta"),
+        (lambda m, x: profile(m, x, method="lanczos", generator=3), "generator"),
+        (lambda m, x: signal(m, x, generator="0"), "generator"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_refused_before_any_work(call, option):
+    # Before: "yes" counted as True, meta=3 failed after the probe with "'int' object is not
+    # iterable", and generator=3 with an AttributeError.
+    with pytest.raises(ProbeOptionError) as info:
+        call(_mlp(), torch.randn(2, 6))
+    assert info.value.option == option
