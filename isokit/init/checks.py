@@ -50,8 +50,16 @@ class _OptionError:
     option: str
     reason: str
 
-    def __init__(self, option: str, reason: str, *, where: str | None = None, sep: str = " "):
-        super().__init__(f"{_subject(option, where)}{sep}{reason}")
+    def __init__(
+        self,
+        option: str,
+        reason: str,
+        *,
+        where: str | None = None,
+        sep: str = " ",
+        message: str | None = None,
+    ) -> None:
+        super().__init__(f"{_subject(option, where)}{sep}{reason}" if message is None else message)
         self.option = option
         self.reason = reason
 

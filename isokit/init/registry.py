@@ -15,7 +15,7 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
-from isokit.init.checks import check_bool, check_finite_options, check_int
+from isokit.init.checks import OptionTypeError, check_bool, check_finite_options, check_int
 from isokit.init.layers import WeightSlot, weight_slots
 from isokit.init.report import InitReport
 from isokit.init.rollback import Checkpoint, changed_non_finite
@@ -134,7 +134,8 @@ class Scheme:
             >>> get_scheme("orthogonal").check_options({"gian": 2.0})
             Traceback (most recent call last):
             ...
-            TypeError: scheme 'orthogonal' got unknown option(s) gian; its options are: gain, bias
+            isokit.init.checks.OptionTypeError: scheme 'orthogonal' got unknown option(s) gian; \
+did you mean 'gain'? its options are: gain, bias
         """
         if not isinstance(options, Mapping):
             raise TypeError(
@@ -143,10 +144,18 @@ class Scheme:
             )
         unknown = sorted(set(options) - set(self.defaults), key=str)
         if unknown:
-            allowed = ", ".join(self.options) or "none"
-            raise TypeError(
-                f"scheme {self.name!r} got unknown option(s) {', '.join(map(str, unknown))}; "
-                f"its options are: {allowed}"
+            close = difflib.get_close_matches(str(unknown[0]), self.options, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            allowed = (
+                f"{hint}its options are: {', '.join(self.options)}"
+                if self.options
+                else "it takes no options"
+            )
+            raise OptionTypeError(
+                str(unknown[0]),
+                f"is not an option of scheme {self.name!r}; {allowed}",
+                message=f"scheme {self.name!r} got unknown option(s) "
+                f"{', '.join(map(str, unknown))}; {allowed}",
             )
         check_finite_options(options, where=self.name)
         for option, value in options.items():

@@ -23,6 +23,7 @@ __all__ = [
     "label_of",
     "one_of",
     "pos_int",
+    "scheme_option_error",
     "shape_of",
     "table_of",
     "type_name",
@@ -193,3 +194,25 @@ allowed keys: examples, shape
             hint = f"did you mean {close[0]!r}? " if close else ""
             where = f"{key}.{name}" if key else name
             raise ConfigError(where, f"unknown key; {hint}allowed keys: {', '.join(allowed)}")
+
+
+def scheme_option_error(key: str, options: tuple[str, ...], exc: Exception) -> ConfigError:
+    """A scheme's error about one of ``options`` (the names it may be about), at that option's
+    key, said once.
+
+    The scheme's checks name the option (:class:`isokit.init.checks.OptionValueError` ``.option``
+    and ``.reason``), so the key is ``schemes[0].options.remove_norms`` and the message what is
+    wrong with it; an error about anything else stays at ``schemes[0].options``, as it is.
+
+    Example:
+        >>> from isokit.init.checks import check_bool
+        >>> try:
+        ...     check_bool("remove_norms", "False", where="fixup")
+        ... except TypeError as exc:
+        ...     print(scheme_option_error("schemes[0]", ("remove_norms",), exc))
+        schemes[0].options.remove_norms: must be True or False, got 'False' (str)
+    """
+    option = getattr(exc, "option", None)
+    if isinstance(option, str) and option.partition("[")[0] in options:
+        return ConfigError(f"{key}.options.{option}", exc.reason)
+    return ConfigError(f"{key}.options", str(exc))

@@ -30,6 +30,7 @@ from isokit.report.checks import (
     label_of,
     one_of,
     pos_int,
+    scheme_option_error,
     shape_of,
     table_of,
     type_name,
@@ -82,8 +83,8 @@ def _parse_scheme(key: str, raw: object) -> SchemeSpec:
         >>> _parse_scheme("schemes[0]", {"name": "orthogonal", "options": {"gian": 2}})
         Traceback (most recent call last):
         ...
-        isokit.report.checks.ConfigError: schemes[0].options.gian: scheme 'orthogonal' got \
-unknown option(s) gian; its options are: gain, bias; fix the option
+        isokit.report.checks.ConfigError: schemes[0].options.gian: is not an option of scheme \
+'orthogonal'; did you mean 'gain'? its options are: gain, bias
     """
     from isokit.init import get_scheme
 
@@ -105,7 +106,7 @@ unknown option(s) gian; its options are: gain, bias; fix the option
         try:
             scheme.check_options({option: value})
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{key}.options.{option}", f"{exc}; fix the option") from None
+            raise scheme_option_error(key, (option,), exc) from None
     label = label_of(f"{key}.label", table.get("label", name))
     return SchemeSpec(label=label, name=name, options=dict(options))
 

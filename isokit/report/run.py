@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from isokit.report.checks import scheme_option_error
 from isokit.report.config import Config, ConfigError, InputSpec, load_config
 from isokit.report.results import Results, RunRecord, environment, load_results, now_utc
 
@@ -83,7 +84,7 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
     """
     from isokit.init import SchemeNotApplicable, apply, get_scheme
     from isokit.init.branches import BranchDiscoveryError
-    from isokit.probe import ProbeMemoryError, TapError, profile
+    from isokit.probe import ProbeMemoryError, ProbeOptionError, TapError, profile
 
     base = {"model": model_spec.label, "scheme": scheme_spec.label, "seed": seed}
     with torch.random.fork_rng(devices=[]):
@@ -98,7 +99,8 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
         return RunRecord(**base, status="not applicable", message=str(exc))
     except (TypeError, ValueError) as exc:  # a bad option name, type or value: the config's fault
         index = [s.label for s in config.schemes].index(scheme_spec.label)
-        raise ConfigError(f"schemes[{index}].options", f"{exc}; fix the option") from None
+        options = get_scheme(scheme_spec.name).options
+        raise scheme_option_error(f"schemes[{index}]", options, exc) from None
     meta = {**base, "model_kind": model_spec.kind, "scheme_name": scheme_spec.name}
     # Dead or zeroed Jacobians (Fixup's zero head, ZerO) are expected here; their statistics
     # are well defined (inf) and numpy's divide-by-zero warnings would only be noise.
@@ -113,9 +115,18 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
                 with_blocks=config.probes["block"],
             )
     except ProbeMemoryError as exc:  # only `method = "exact"` raises it; "auto" falls back
+        raise ConfigError("method", str(exc)) from None  # its message says the fix
+    except ProbeOptionError as exc:  # an option the taps contradict (slq_taps the model lacks)
+        raise ConfigError(f"method_options.{exc.option}", exc.message) from None
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        index = [m.label for m in config.models].index(model_spec.label)
         raise ConfigError(
-            "method",
-            f"{exc}; use method = 'auto' or 'lanczos', or raise method_options.max_memory",
+            f"models[{index}]",
+            f"the probes of {model_spec.label} × {scheme_spec.label} ran out of memory "
+            f"({_first_line(exc)}); probe fewer inputs.examples or a smaller model, or lower "
+            "method_options.n_probes or lanczos_steps",
         ) from None
     except TapError as exc:
         if "taps" not in config.method_options:  # the model's own taps: not the config's fault
@@ -124,6 +135,17 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
             "method_options.taps", f"{exc}; name modules of {model_spec.label}"
         ) from None
     return RunRecord(**base, status="ok", profile=result)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (torch says so in a RuntimeError on the CPU)."""
+    oom = getattr(torch, "OutOfMemoryError", MemoryError)  # CUDA's, a RuntimeError
+    return isinstance(exc, MemoryError | oom) or "can't allocate memory" in str(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
 
 
 def _require_profile(config: Config) -> None:

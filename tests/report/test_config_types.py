@@ -96,7 +96,8 @@ def test_toml_nan_and_inf_in_options_reach_the_scheme_check(tmp_path, scheme, op
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.key == f"schemes[0].options.{option}"
-    assert "finite" in info.value.message and scheme in info.value.message
+    # The key names the option; the message says what is wrong and the fix, each once.
+    assert info.value.message == f"must be finite, got {float(toml)}; pass a finite number"
 
 
 def test_finite_options_pass_through_unchanged():
@@ -125,3 +126,48 @@ def test_a_directory_is_not_a_config(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the config file") as info:
         load_config(tmp_path)
     assert info.value.key == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "options", "key", "message"),
+    [
+        (
+            "fixup",
+            {"remove_norms": "False"},
+            "schemes[0].options.remove_norms",
+            "must be True or False, got 'False' (str)",
+        ),
+        (
+            "delta-orthogonal",
+            {"allow_contracting": "no"},
+            "schemes[0].options.allow_contracting",
+            "must be True or False, got 'no' (str)",
+        ),
+        (
+            "lsuv",
+            {"max_iter": 1.5},
+            "schemes[0].options.max_iter",
+            "must be an int, got 1.5 (float)",
+        ),
+        (
+            "skipinit",
+            {"alpha": "0"},
+            "schemes[0].options.alpha",
+            "must be a real number, got '0' (str)",
+        ),
+        (
+            "orthogonal",
+            {"gian": 2.0},
+            "schemes[0].options.gian",
+            "is not an option of scheme 'orthogonal'; did you mean 'gain'? its options are: "
+            "gain, bias",
+        ),
+    ],
+)
+def test_option_types_fail_when_the_config_is_read_at_the_option_key(scheme, options, key, message):
+    # Before, remove_norms="False" passed the config and failed when fixup first ran (after
+    # every earlier model × scheme had been probed), at `schemes[0].options`, as
+    # "fixup: remove_norms must be True or False, got 'False' (str); fix the option".
+    with pytest.raises(ConfigError) as info:
+        parse_config(_set("schemes.0", {"name": scheme, "options": options}))
+    assert (info.value.key, info.value.message) == (key, message)

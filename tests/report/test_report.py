@@ -14,7 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isokit.report import Results, load_results, make_report, publish, render, run_config
+from isokit.report import (
+    Config,
+    ConfigError,
+    Results,
+    load_results,
+    make_report,
+    publish,
+    render,
+    run_config,
+)
 from isokit.report.formatting import format_number
 from isokit.report.io import ReportDir
 from isokit.report.series import collect_curves, ranking
@@ -416,3 +425,106 @@ def test_slq_nodes_below_the_zero_rule_are_drawn_as_zeros():
     np.testing.assert_array_equal(weights, [0.5, 0.5])
     tap.density["nodes"] = np.array([[4.0, 1e-6, 9.0]])  # well above round-off: kept
     assert sigma_samples(tap)[0][1] == pytest.approx(1e-3)
+
+
+def _one_run_config(scheme: dict, **top) -> Config:
+    from isokit.report import parse_config
+
+    return parse_config(
+        {
+            "seeds": [0],
+            "schemes": [scheme],
+            "models": [{"kind": "resnet", "depth": 8, "width": 2, "norm": "none"}],
+            "inputs": {"examples": 2, "image_size": 4},
+            "probes": {"signal": False},
+            **top,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("scheme", "key", "message"),
+    [
+        (
+            {"name": "kaiming-normal", "options": {"mode": "fan_avg"}},
+            "schemes[0].options.mode",
+            "'fan_avg' is not supported; use one of 'fan_in', 'fan_out'",
+        ),
+        (
+            {"name": "idinit", "options": {"head_name": "head"}},
+            "schemes[0].options.head_name",
+            "'head' is not a weight layer of the model",
+        ),
+        (
+            {"name": "orthogonal", "options": {"gain": 1e300}},
+            "schemes[0].options.gain",
+            "1e+300 does not fit in torch.float32 (largest finite value 3.4e+38); pass a smaller "
+            "value or use a wider dtype",
+        ),
+    ],
+)
+def test_option_errors_found_by_the_running_scheme_name_the_option_once(scheme, key, message):
+    # Before: key `schemes[0].options`, the scheme and option named again in the message, and
+    # "; fix the option" after a message that already said the fix.
+    from isokit.report.run import run_one
+
+    cfg = _one_run_config(scheme)
+    with pytest.raises(ConfigError) as info:
+        run_one(cfg, cfg.models[0], cfg.schemes[0], 0)
+    assert info.value.key == key
+    assert info.value.message.startswith(message)
+    assert "fix the option" not in info.value.message
+
+
+def test_slq_taps_the_model_lacks_are_a_config_error(capsys):
+    # Before: "internal error: TapError: slq tap 'nope' ... (report it)", exit 1.
+    from isokit.report.run import run_one
+
+    cfg = _one_run_config("orthogonal", method="lanczos", method_options={"slq_taps": ["nope"]})
+    with pytest.raises(ConfigError) as info:
+        run_one(cfg, cfg.models[0], cfg.schemes[0], 0)
+    assert info.value.key == "method_options.slq_taps"
+    assert "'nope' is not one of the probed taps" in info.value.message
+
+
+def test_the_exact_tier_out_of_budget_says_its_fix_once():
+    from isokit.report.run import run_one
+
+    cfg = _one_run_config("orthogonal", method="exact", method_options={"max_memory": 1})
+    with pytest.raises(ConfigError) as info:
+        run_one(cfg, cfg.models[0], cfg.schemes[0], 0)
+    assert info.value.key == "method"
+    assert info.value.message.count("use method") == 1
+
+
+def test_running_out_of_memory_in_the_probes_is_a_config_error(monkeypatch):
+    # Before: n_probes = 10**9 ended in "internal error: RuntimeError: ... can't allocate
+    # memory ... (report it)", exit 1.
+    import isokit.probe
+    from isokit.report.run import run_one
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 32000000000 bytes."
+        )
+
+    monkeypatch.setattr(isokit.probe, "profile", no_memory)
+    cfg = _one_run_config("orthogonal")
+    with pytest.raises(ConfigError) as info:
+        run_one(cfg, cfg.models[0], cfg.schemes[0], 0)
+    assert info.value.key == "models[0]"
+    assert "ran out of memory" in info.value.message and "n_probes" in info.value.message
+
+
+def test_other_runtime_errors_of_the_probes_are_not_hidden(monkeypatch):
+    import isokit.probe
+    from isokit.report.run import run_one
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a real bug")
+
+    monkeypatch.setattr(isokit.probe, "profile", broken)
+    cfg = _one_run_config("orthogonal")
+    with pytest.raises(RuntimeError, match="a real bug"):
+        run_one(cfg, cfg.models[0], cfg.schemes[0], 0)
