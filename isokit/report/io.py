@@ -112,12 +112,29 @@ def _not_a_report(target: Path) -> None:
     foreign = [e for e in entries if e not in REPORT_ENTRIES and not _SCREENSHOT_TMP.fullmatch(e)]
     if foreign:
         shown = ", ".join(map(repr, foreign[:3])) + (", ..." if len(foreign) > 3 else "")
+        what = "which is not" if len(foreign) == 1 else "which are not"
         raise ConfigError(
             "--out",
-            f"{target} holds {shown}, which is not part of an isokit report, and a report "
+            f"{target} holds {shown}, {what} part of an isokit report, and a report "
             "replaces its directory as a whole; pass a new or empty directory (or an earlier "
             "report's)",
         )
+
+
+def _not_read_only(target: Path) -> None:
+    """Refuse a read-only report directory: replacing it means deleting its files afterwards.
+
+    Only the directories that hold files count (``DIR`` and ``DIR/figures``); the parent's own
+    write permission is tested by taking the lock there.
+    """
+    for directory in (target, target / FIGURES):
+        if directory.is_dir() and not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigError(
+                "--out",
+                f"{directory} is read-only, and a new report replaces {target} as a whole "
+                f"(deleting its files); make it writable (chmod -R u+w {target}) or pass "
+                "another directory",
+            )
 
 
 def _lock(path: Path, target: Path) -> int:
@@ -257,6 +274,7 @@ class ReportDir:
         try:
             self._clean_leftovers()
             _not_a_report(self.target)
+            _not_read_only(self.target)
             self.staging = self._reserve("staging")
         except BaseException:
             self._release()

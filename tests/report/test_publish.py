@@ -442,3 +442,72 @@ def test_an_unwritable_parent_exits_2_before_any_probe(
     assert "--out" in err[0] and "cannot write" in err[0] and "Permission denied" in err[0]
     assert probe_calls == []
     assert not (tmp_path / "new").exists()  # the parent it made for DIR is removed again
+
+
+# ------------------------------------------------------------------------------ read-only DIR
+
+
+def _without_dac_override() -> list[str] | None:
+    """A command prefix that runs a child without root's permission bypass, if there is one."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0:
+        return []
+    if setpriv is None:
+        return None
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, "--bounding-set", caps, "--inh-caps", caps]
+
+
+@pytest.mark.parametrize("read_only", ["out", "out/figures"])
+def test_a_read_only_report_directory_is_refused_before_any_probe(
+    tiny_config, old_report, capsys, probe_calls, monkeypatch, read_only
+):
+    # Before: a read-only DIR (in a writable parent) was swapped out anyway and its old copy,
+    # which could not be deleted, stayed behind as .out.old-XXXXXXXX for good. As root (who
+    # may write anywhere) the permission is simulated; the next test runs it for real.
+    denied = old_report.parent / read_only
+    real_access = io.os.access
+    monkeypatch.setattr(
+        io.os, "access", lambda p, mode, **kw: Path(p) != denied and real_access(p, mode, **kw)
+    )
+    before = _snapshot(old_report)
+    assert main(["report", str(tiny_config), "--out", str(old_report), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"--out: {denied} is read-only" in err and "chmod -R u+w" in err
+    assert err.count("\n") == 1
+    assert probe_calls == []
+    assert _snapshot(old_report) == before
+    assert _leftovers(old_report.parent, "out") == []
+
+
+def test_a_read_only_report_directory_is_refused_for_real(tiny_config, old_report):
+    prefix = _without_dac_override()
+    if prefix is None:
+        pytest.skip("root without setpriv: read-only directories cannot be made to bind")
+    before = _snapshot(old_report)
+    old_report.chmod(0o555)
+    try:
+        child = subprocess.run(
+            [*prefix, sys.executable, "-m", "isokit.cli", "report", str(tiny_config)]
+            + ["--out", str(old_report), "--quiet"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        old_report.chmod(0o755)
+    assert child.returncode == 2, child.stderr
+    assert "is read-only" in child.stderr
+    assert _snapshot(old_report) == before
+    assert _leftovers(old_report.parent, "out") == []
+
+
+def test_foreign_files_are_listed_with_the_right_verb(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("x")
+    with pytest.raises(io.ConfigError, match="'notes.txt', which is not part"):
+        ReportDir(out).__enter__()
+    (out / "more.txt").write_text("y")
+    with pytest.raises(io.ConfigError, match="'more.txt', 'notes.txt', which are not part"):
+        ReportDir(out).__enter__()
