@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import get_args
 
 from isokit.init.checks import check_choice, check_fits, check_per_layer, check_real
@@ -54,7 +55,12 @@ _CHOICES = {
 
 def _check_options(ctx: Context, options: dict) -> None:
     """Check every option before the model changes, naming the scheme in the message."""
-    where = ctx.scheme
+    _check_model_free(options, ctx.scheme)
+    check_head_name(ctx, options["head_name"])
+
+
+def _check_model_free(options: Mapping, where: str) -> None:
+    """Every check that needs no model (all but ``head_name``'s layer)."""
     for name, choices in _CHOICES.items():
         check_choice(name, options[name], choices, where=where)
     check_choice("loose", options["loose"], get_args(Loose), where=where, allow_none=True)
@@ -62,7 +68,6 @@ def _check_options(ctx: Context, options: dict) -> None:
     check_real("eps", options["eps"], where=where)
     check_real("loose_std", options["loose_std"], where=where, minimum=0.0)
     check_real("last_norm_gamma", options["last_norm_gamma"], where=where)
-    check_head_name(ctx, options["head_name"])
 
 
 @register(
@@ -70,6 +75,7 @@ def _check_options(ctx: Context, options: dict) -> None:
     description="IDInit: padded identity IDI_τ on every layer, zero-preserving IDIZ_ε on the "
     "last layer of each residual branch, patch-maintain convolutions",
     reference="Pan et al., ICLR 2025 (arXiv 2503.04626)",
+    check=_check_model_free,
 )
 def idinit(
     ctx: Context,

@@ -30,12 +30,23 @@ def _gain(gain: float | str, where: str) -> float:
     return check_real("gain", gain, where=where)
 
 
+def _check_orthogonal(options: Mapping, where: str) -> float:
+    """The model-free check of orthogonal's and delta-orthogonal's options; the gain."""
+    gain = _gain(options["gain"], where)
+    check_choice("bias", options["bias"], BIAS_CHOICES, where=where)
+    if "allow_contracting" in options:
+        check_bool("allow_contracting", options["allow_contracting"], where=where)
+    return gain
+
+
+def _check_identity(options: Mapping, where: str) -> None:
+    check_real("scale", options["scale"], where=where)
+    check_choice("bias", options["bias"], BIAS_CHOICES, where=where)
+
+
 def _orthogonal_law(scheme: str, ensemble: str) -> LawFn:
     def law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLaw | None:
-        gain = _gain(options["gain"], scheme)
-        check_choice("bias", options["bias"], BIAS_CHOICES, where=scheme)
-        if "allow_contracting" in options:
-            check_bool("allow_contracting", options["allow_contracting"], where=scheme)
+        gain = _check_orthogonal(options, scheme)
         if options["bias"] != "zero":
             return None
         return WeightLaw(sigma_w2=gain**2, sigma_b2=0.0, ensemble=ensemble)
@@ -48,6 +59,7 @@ def _orthogonal_law(scheme: str, ensemble: str) -> LawFn:
     description="Haar (semi-)orthogonal weights times gain; conv kernels flattened",
     reference="Saxe, McClelland & Ganguli, ICLR 2014",
     weight_law=_orthogonal_law("orthogonal", "orthogonal"),
+    check=_check_orthogonal,
 )
 def orthogonal(ctx: Context, *, gain: float | str = 1.0, bias: str = "zero") -> None:
     """Haar (semi-)orthogonal weights times ``gain`` (``"relu"`` for √2).
@@ -77,6 +89,7 @@ def orthogonal(ctx: Context, *, gain: float | str = 1.0, bias: str = "zero") -> 
     # Linear layers get plain orthogonal weights: the theory reads this ensemble as orthogonal
     # on dense chains and as the centre-tap law on convolutions.
     weight_law=_orthogonal_law("delta-orthogonal", "delta-orthogonal"),
+    check=_check_orthogonal,
 )
 def delta_orthogonal(
     ctx: Context, *, gain: float | str = 1.0, allow_contracting: bool = False, bias: str = "zero"
@@ -109,6 +122,7 @@ def delta_orthogonal(
     description="zero-padded identity: torch eye_ / dirac_ (times scale); the baseline IDI pads "
     "by repetition instead",
     reference="Le, Jaitly & Hinton 2015; Zagoruyko & Komodakis 2017",
+    check=_check_identity,
 )
 def identity(ctx: Context, *, scale: float = 1.0, bias: str = "zero") -> None:
     """Zero-padded identity (``eye_`` / ``dirac_``) times ``scale``.

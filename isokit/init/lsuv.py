@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -99,12 +100,22 @@ def _rescale(
     ctx.report.add(f"{name}.weight", layer.weight.shape, "lsuv", f"{criterion}={stat:.4g}", flags)
 
 
+def _check_lsuv(options: Mapping, where: str) -> None:
+    """The model-free check of LSUV's options (the batch is checked when it runs)."""
+    check_real("target", options["target"], where=where, positive=True)
+    check_real("tol", options["tol"], where=where, positive=True)
+    check_int("max_iter", options["max_iter"], where=where, minimum=0)
+    check_choice("criterion", options["criterion"], ("std", "var"), where=where)
+    check_choice("order", options["order"], ("execution", "registration"), where=where)
+
+
 @register(
     "lsuv",
     description="layer-sequential unit variance: orthonormal weights rescaled layer by layer "
     "until each output has unit spread on a batch (needs data=)",
     reference="Mishkin & Matas, ICLR 2016",
     needs_data=True,
+    check=_check_lsuv,
 )
 def lsuv(
     ctx: Context,

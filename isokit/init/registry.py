@@ -86,6 +86,8 @@ class Context:
 
 SchemeFn = Callable[..., None]
 LawFn = Callable[..., WeightLaw | None]
+CheckFn = Callable[[Mapping[str, object], str], object]
+"""``check(options, where)``: refuse bad values of the scheme's complete options, model-free."""
 """``law(options, *, fan_in, bias)``: the weight law of a scheme given its complete options."""
 
 
@@ -103,6 +105,8 @@ class Scheme:
         needs_data: whether the scheme needs a batch of inputs (``data=``).
         law: the scheme's weight law as a function of its options (see :meth:`weight_law`),
             or ``None`` for schemes whose weights are not i.i.d. draws.
+        check: ``check(options, where)``, the scheme's own model-free check of its complete
+            options (choices, bounds), or ``None``.
         type_checks: the model-free type check of each option whose annotation is ``bool``,
             ``int``, ``float`` or a per-layer ``float | dict[str, float]`` (read from ``fn``),
             so that :meth:`check_options` refuses ``remove_norms="False"`` before any model.
@@ -119,6 +123,7 @@ class Scheme:
     defaults: Mapping[str, object] = field(default_factory=dict)
     needs_data: bool = False
     law: LawFn | None = field(default=None, repr=False)
+    check: CheckFn | None = field(default=None, repr=False)
     type_checks: Mapping[str, Callable] = field(default_factory=dict, repr=False)
 
     @property
@@ -162,6 +167,8 @@ did you mean 'gain'? its options are: gain, bias
             check = self.type_checks.get(option)
             if check is not None:
                 check(option, value, where=self.name)
+        if self.check is not None:
+            self.check({**self.defaults, **options}, self.name)
 
     def weight_law(
         self, options: Mapping[str, object] | None = None, *, fan_in: int, bias: bool
@@ -213,12 +220,15 @@ def register(
     reference: str,
     needs_data: bool = False,
     weight_law: LawFn | None = None,
+    check: CheckFn | None = None,
 ) -> Callable[[SchemeFn], SchemeFn]:
     """Register ``fn(ctx, *, **options)`` as the model-level scheme ``name``.
 
     The scheme's options are ``fn``'s keyword-only parameters, with their defaults.
     ``weight_law(options, *, fan_in, bias)`` receives the complete options (defaults filled in)
     and returns the :class:`isokit.theory.WeightLaw` of the weights the scheme draws, or None.
+    ``check(options, where)`` receives them too and raises on a bad value it can tell without a
+    model (a choice, a bound), so that :meth:`Scheme.check_options` refuses it up front.
 
     Example:
         >>> @register("halve-demo", description="demo", reference="none")
@@ -240,6 +250,7 @@ def register(
             defaults=MappingProxyType(defaults),
             needs_data=needs_data,
             law=weight_law,
+            check=check,
             type_checks=MappingProxyType(option_checks(fn, defaults)),
         )
         return fn

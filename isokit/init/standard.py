@@ -84,7 +84,7 @@ def _check_xavier(options: Mapping, where: str) -> float:
     check_choice("bias", options["bias"], BIAS_CHOICES, where=where)
     if "variant" in options:
         check_choice("variant", options["variant"], get_args(NormalVariant), where=where)
-    return check_real("gain", options["gain"], where=where)
+    return check_real("gain", options["gain"], where=where, minimum=0.0)
 
 
 def _xavier_law(scheme: str) -> LawFn:
@@ -103,6 +103,7 @@ def _xavier_law(scheme: str) -> LawFn:
     description="Glorot uniform: U(±gain·√(6/(fan_in+fan_out)))",
     reference="Glorot & Bengio, AISTATS 2010",
     weight_law=_xavier_law("xavier-uniform"),
+    check=_check_xavier,
 )
 def xavier_uniform(
     ctx: Context, *, gain: float = 1.0, convention: str = "torch", bias: str = "zero"
@@ -132,6 +133,7 @@ def xavier_uniform(
     description="Glorot normal: N(0, gain²·2/(fan_in+fan_out))",
     reference="Glorot & Bengio, AISTATS 2010",
     weight_law=_xavier_law("xavier-normal"),
+    check=_check_xavier,
 )
 def xavier_normal(
     ctx: Context,
@@ -229,6 +231,7 @@ def _kaiming_law(scheme: str) -> LawFn:
     description="He normal: N(0, gain²/fan), fan_in (default) or fan_out",
     reference="He, Zhang, Ren & Sun, ICCV 2015",
     weight_law=_kaiming_law("kaiming-normal"),
+    check=_check_kaiming,
 )
 def kaiming_normal(
     ctx: Context,
@@ -263,6 +266,7 @@ def kaiming_normal(
     description="He uniform: U(±√3·gain/√fan), fan_in (default) or fan_out",
     reference="He, Zhang, Ren & Sun, ICCV 2015",
     weight_law=_kaiming_law("kaiming-uniform"),
+    check=_check_kaiming,
 )
 def kaiming_uniform(
     ctx: Context,

@@ -140,8 +140,8 @@ def test_loosening_representable_refuses_non_finite_values(option):
         ("kaiming-uniform", {"nonlinearity": "leaky_relu", "a": -1e300}, "a=-1e\\+300 is too"),
         ("xavier-uniform", {"gain": 1e300}, "xavier_uniform_: gain=1e\\+300 makes draws of up to"),
         ("xavier-uniform", {"gain": 3e38}, "gain=3e\\+38 makes draws of up to"),
-        ("xavier-normal", {"gain": -1.0}, "xavier_normal_: gain must be >= 0, got -1"),
-        ("xavier-uniform", {"gain": -1.0}, "xavier_uniform_: gain must be >= 0, got -1"),
+        ("xavier-normal", {"gain": -1.0}, "xavier-normal: gain must be >= 0, got -1"),
+        ("xavier-uniform", {"gain": -1.0}, "xavier-uniform: gain must be >= 0, got -1"),
         ("idinit", {"tau": 1e39}, "idi_: tau=1e\\+39 does not fit in torch.float32"),
         ("idinit", {"loose": "all", "loose_std": 1e39}, "loose_std=1e\\+39 makes entries"),
         ("identity", {"scale": 1e39}, "eye_: scale=1e\\+39 does not fit in torch.float32"),
@@ -424,3 +424,31 @@ def test_option_errors_pickle_with_their_attributes():
         "gain",
         info.value.reason,
     )
+
+
+@pytest.mark.parametrize(
+    ("scheme", "options", "option"),
+    [
+        ("kaiming-normal", {"mode": "fan_avg"}, "mode"),
+        ("xavier-uniform", {"bias": "drop"}, "bias"),
+        ("xavier-normal", {"gain": -1.0}, "gain"),
+        ("orthogonal", {"gain": "xavier"}, "gain"),
+        ("delta-orthogonal", {"bias": "drop"}, "bias"),
+        ("identity", {"bias": "keepp"}, "bias"),
+        ("idinit", {"contract": "pad"}, "contract"),
+        ("idinit", {"loose_std": -1.0}, "loose_std"),
+        ("lsuv", {"criterion": "mad"}, "criterion"),
+        ("lsuv", {"tol": 0.0}, "tol"),
+    ],
+)
+def test_choices_and_bounds_are_checked_without_a_model(scheme, options, option):
+    # Before, these passed check_options (a report config) and failed only once the scheme ran
+    # on a model, after every earlier run of the report had been probed.
+    with pytest.raises((TypeError, ValueError)) as info:
+        get_scheme(scheme).check_options(options)
+    assert info.value.option == option
+
+
+def test_xavier_weight_law_refuses_a_negative_gain_like_the_initializer():
+    with pytest.raises(ValueError, match="gain must be >= 0"):
+        get_scheme("xavier-normal").weight_law({"gain": -1.0}, fan_in=8, bias=True)

@@ -156,6 +156,18 @@ def test_a_directory_is_not_a_config(tmp_path):
             "must be a real number, got '0' (str)",
         ),
         (
+            "kaiming-normal",
+            {"mode": "fan_avg"},
+            "schemes[0].options.mode",
+            "'fan_avg' is not supported; use one of 'fan_in', 'fan_out'",
+        ),
+        (
+            "orthogonal",
+            {"gain": "x"},
+            "schemes[0].options.gain",
+            "must be a real number or 'relu', got 'x' (str)",
+        ),
+        (
             "orthogonal",
             {"gian": 2.0},
             "schemes[0].options.gian",

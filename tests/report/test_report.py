@@ -446,11 +446,6 @@ def _one_run_config(scheme: dict, **top) -> Config:
     ("scheme", "key", "message"),
     [
         (
-            {"name": "kaiming-normal", "options": {"mode": "fan_avg"}},
-            "schemes[0].options.mode",
-            "'fan_avg' is not supported; use one of 'fan_in', 'fan_out'",
-        ),
-        (
             {"name": "idinit", "options": {"head_name": "head"}},
             "schemes[0].options.head_name",
             "'head' is not a weight layer of the model",
