@@ -86,6 +86,19 @@ def _array_dict(field: str, value: Any, B: int, allowed: Sequence[str]) -> dict[
     return out
 
 
+def _singular_values(field: str, value: Any, shape: tuple[int, int]) -> np.ndarray:
+    """``[B, r]`` singular values: finite and >= 0, as every probe writes them."""
+    sv = read_array(f"{field}.singular_values", value, shape)
+    if not (np.isfinite(sv).all() and (sv >= 0).all()):
+        bad = sv[~(np.isfinite(sv) & (sv >= 0))][0]
+        raise ProfileFormatError(
+            f"{field}.singular_values",
+            f"holds {bad}, but singular values are finite and >= 0 (no probe writes that); the "
+            "file is damaged: regenerate it",
+        )
+    return sv
+
+
 def _density(field: str, value: Any, B: int) -> dict[str, np.ndarray] | None:
     if value is None:
         return None
@@ -147,9 +160,7 @@ gram_unreliable, singular_values, se, traces, density, ritz, n_products, warning
         "degenerate": degenerate,
         "saturated": read_array(f"{field}.saturated", d["saturated"], (B,), bool),
         "gram_unreliable": read_array(f"{field}.gram_unreliable", d["gram_unreliable"], (B,), bool),
-        "singular_values": (
-            None if sv is None else read_array(f"{field}.singular_values", sv, (B, r))
-        ),
+        "singular_values": None if sv is None else _singular_values(field, sv, (B, r)),
         "se": se,
         "traces": _array_dict(f"{field}.traces", d["traces"], B, ("t1", "t2", "t3")),
         "density": _density(f"{field}.density", d["density"], B),

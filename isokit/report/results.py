@@ -181,13 +181,23 @@ def load_results(path: str | Path) -> Results:
     if path.is_dir():
         path = path / RESULTS
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # an editor may add a byte-order mark
     except FileNotFoundError:
         raise ResultsError(
             str(path), "results file not found; pass DIR/results.json written by `isokit report`"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsError(str(path), f"cannot read it ({type(exc).__name__})") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(
+            str(path),
+            f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}), so "
+            "not a results.json of `isokit report`; pass DIR/results.json",
+        ) from None
+    except OSError as exc:  # a directory without results.json is handled above
+        raise ResultsError(
+            str(path),
+            f"cannot read it ({exc.strerror or type(exc).__name__}); pass a readable "
+            "DIR/results.json",
+        ) from None
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:

@@ -130,8 +130,9 @@ def _run(i: int, run: Any, config) -> dict[str, Any]:
     }
 
 
-def _check_runs(runs: list[dict[str, Any]]) -> None:
-    """No run twice, and one set of taps per model × scheme (seeds are pooled tap by tap)."""
+def _check_runs(runs: list[dict[str, Any]], config: Any) -> None:
+    """No run twice, none missing, and one set of taps per model × scheme (seeds are pooled
+    tap by tap)."""
     seen: dict[tuple, int] = {}
     taps: dict[tuple, tuple[int, list[str]]] = {}
     for i, run in enumerate(runs):
@@ -150,6 +151,19 @@ def _check_runs(runs: list[dict[str, Any]]) -> None:
                 f"runs[{i}].profile.taps",
                 f"tap names differ from runs[{first[0]}] of the same model and scheme",
             )
+    # `isokit report` writes every model × scheme × seed of its config or no file at all, so a
+    # missing run means an edited or damaged file; re-rendering it would silently drop that run.
+    for m in config.models:
+        for sc in config.schemes:
+            for seed in config.seeds:
+                if (m.label, sc.label, seed) not in seen:
+                    raise ConfigError(
+                        "runs",
+                        f"has no run of {m.label} × {sc.label} × seed {seed}, which the file's "
+                        f"config lists ({len(runs)} runs for {len(config.models)} models × "
+                        f"{len(config.schemes)} schemes × {len(config.seeds)} seeds); the file "
+                        "is inconsistent: regenerate it with isokit report",
+                    )
 
 
 def _check_schema(data: Any, source: str) -> None:
@@ -196,7 +210,7 @@ def check_results(data: Any, *, source: str) -> dict[str, Any]:
             raise ConfigError(f"config.{exc.key}", exc.message) from None
         runs = _field("runs", data.get("runs"), list, "an array of runs")
         checked = [_run(i, run, config) for i, run in enumerate(runs)]
-        _check_runs(checked)
+        _check_runs(checked, config)
         elapsed = data.get("elapsed_s")
         return {
             "config": config,

@@ -389,3 +389,13 @@ def test_arguments_of_the_wrong_type_are_refused_before_any_work(call, option):
     with pytest.raises(ProbeOptionError) as info:
         call(_mlp(), torch.randn(2, 6))
     assert info.value.option == option
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", -1e-3])
+def test_from_dict_refuses_singular_values_no_probe_writes(data, bad):
+    # Before: NaN, inf and negative singular values were read back and reached the statistics.
+    def change(d):
+        d["taps"][0]["singular_values"][1][0] = bad
+
+    with pytest.raises(ValueError, match=r"taps\[0\]\.singular_values: holds .* finite and >= 0"):
+        Profile.from_dict(_corrupt(data, change))

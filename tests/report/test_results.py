@@ -100,6 +100,26 @@ BAD_FILES = {
     "ok without a profile": (("runs", 0, "profile"), None, "runs[0].profile"),
     "profile a string": (("runs", 0, "profile"), "abc", "runs[0].profile"),
     "runs a string": (("runs",), "abc", "runs"),
+    # Before these four were re-rendered silently: no runs at all, a run left out, and
+    # singular values no probe writes (NaN and negative ones reached the figures).
+    "no runs": (("runs",), [], "runs"),
+    "a run left out": (("runs", 0), _DELETE, "runs"),
+    "a NaN singular value": (
+        ("runs", 0, "profile", "taps", 0, "singular_values", 0, 0),
+        "nan",
+        "runs[0].profile.taps[0].singular_values",
+    ),
+    "a negative singular value": (
+        ("runs", 0, "profile", "taps", 1, "singular_values", 1, 0),
+        -1.0,
+        "runs[0].profile.taps[1].singular_values",
+    ),
+    # Before: "internal error: OptionTypeError" from the theory line of the re-render.
+    "a scheme option the scheme refuses": (
+        ("config", "schemes", 1, "options"),
+        {"gain": "x"},
+        "config.schemes[1].options.gain",
+    ),
     "runs missing": (("runs",), _DELETE, "runs"),
     "config missing": (("config",), _DELETE, "config"),
     "config a list": (("config",), [1], "config"),
@@ -135,6 +155,16 @@ def test_a_repeated_run_is_an_error(good, tmp_path, capsys):
     path.write_text(json.dumps(data), encoding="utf-8")
     line = _one_line_error(capsys, "report", "--from", str(path), "--out", str(tmp_path / "o"))
     assert f"runs[{len(good['runs'])}]: repeats runs[0]" in line
+
+
+def test_a_results_file_in_latin1_is_one_line_and_a_byte_order_mark_is_read(good, tmp_path, capsys):
+    # Before: "cannot read it (UnicodeDecodeError)", and a BOM made the file "not valid JSON".
+    path = tmp_path / "results.json"
+    path.write_bytes(b'{"title": "caf\xe9"}')
+    line = _one_line_error(capsys, "report", "--from", str(path), "--out", str(tmp_path / "o"))
+    assert "is not UTF-8 text (byte 0xe9" in line
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(good).encode("utf-8"))
+    assert len(load_results(path).records) == len(good["runs"])
 
 
 def test_a_file_that_is_not_json_or_not_a_table(tmp_path, capsys):
