@@ -94,11 +94,18 @@ class Results:
     """A finished run: the config, one :class:`RunRecord` per combination, the environment.
 
     Example:
-        >>> from isokit.report.config import load_config
-        >>> cfg = load_config()
-        >>> res = Results(config=cfg, records=[], environment={})
-        >>> Results.from_dict(json.loads(res.to_json())).config.to_dict() == cfg.to_dict()
-        True
+        >>> from isokit.report.config import parse_config
+        >>> from isokit.report.run import run_config
+        >>> cfg = parse_config({"schemes": ["orthogonal"], "inputs": {"examples": 1},
+        ...     "models": [{"kind": "mlp", "in_features": 4, "width": 4, "depth": 2}]})
+        >>> res = run_config(cfg, quiet=True)
+        >>> back = Results.from_dict(json.loads(res.to_json()))
+        >>> back.config.to_dict() == cfg.to_dict(), len(back.records)
+        (True, 1)
+
+    A file must hold a run of every model × scheme × seed of its config (``isokit report``
+    writes all of them or no file), so a damaged or hand-edited one is refused, not re-rendered
+    with runs missing.
     """
 
     config: Config
