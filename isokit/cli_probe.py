@@ -195,6 +195,11 @@ def _parse_options(options: Sequence[str]) -> dict[str, Any]:
         try:
             parsed[key] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
+            if value.strip().lower() in ("true", "false"):  # Python's True/False, not TOML's
+                raise ConfigError(
+                    f"{OPTION} {key}",
+                    f"{value.strip()!r} is not a TOML boolean; write {key}={value.strip().lower()}",
+                ) from None
             parsed[key] = value  # a bare word is a string
     return parsed
 

@@ -355,4 +355,10 @@ def load_config(path: str | Path | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         # The message carries "(at line L, column C)"; say what to do about it.
         raise ConfigError(str(path), f"TOML syntax error: {exc}; fix the TOML there") from None
+    if not data:  # an empty file, or only comments
+        raise ConfigError(
+            str(path),
+            "is empty; a config needs schemes and at least one [[models]] table (copy "
+            "isokit/report/default.toml to start from)",
+        )
     return parse_config(data, source=str(path))

@@ -105,6 +105,10 @@ def test_flags_set_the_argument_each_kind_ties_to_them():
         (("--model", "mlp", "--option", "gain=nan"), "--option gain", "finite"),
         (("--model", "mlp", "--option", "gain=1", "--option", "gain=2"), "--option gain", "twice"),
         (("--model", "mlp", "--option", "gian=1"), "--option gian", "its options are: gain"),
+        # Before, these three reached the model (and --option bias named `--option` alone).
+        (("--model", "mlp", "--option", "gain=xavier"), "--option gain", "or 'relu', got"),
+        (("--model", "mlp", "--option", "bias=drop"), "--option bias", "'drop' is not supported"),
+        (("--model", "mlp", "--option", "gain=False"), "--option gain", "write gain=false"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag_before_any_model_is_built(

@@ -183,3 +183,13 @@ def test_option_types_fail_when_the_config_is_read_at_the_option_key(scheme, opt
     with pytest.raises(ConfigError) as info:
         parse_config(_set("schemes.0", {"name": scheme, "options": options}))
     assert (info.value.key, info.value.message) == (key, message)
+
+
+@pytest.mark.parametrize("text", ["", "\n# only a comment\n", "\ufeff"])
+def test_an_empty_config_says_it_is_empty(tmp_path, text):
+    # Before: "models: missing; add at least one [[models]] table", as if half-written.
+    path = tmp_path / "empty.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == str(path) and info.value.message.startswith("is empty;")
