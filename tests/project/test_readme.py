@@ -18,4 +18,21 @@ def test_readme_has_snippets() -> None:
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
 def test_snippet_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    exec(compile(SNIPPETS[index], f"README.md snippet {index}", "exec"), {})
+    namespace: dict = {}
+    exec(compile(SNIPPETS[index], f"README.md snippet {index}", "exec"), namespace)
+    # What each snippet promises: a probed Profile with finite gains, a written profile that
+    # reads back equal, an initialized model.
+    import numpy as np
+    import torch
+
+    from isokit.probe import Profile
+
+    if "prof" in namespace:
+        assert np.isfinite(namespace["prof"].stat("m1")).all()
+    if (tmp_path / "profile.json").exists():
+        back = Profile.from_json(tmp_path / "profile.json")
+        assert [t.name for t in back.taps] == [t.name for t in namespace["prof"].taps]
+        assert len(back.taps) == 16
+    if "model" in namespace:
+        assert isinstance(namespace["model"], torch.nn.Module)
+    assert any(k in namespace for k in ("prof", "model")), "a snippet that produces nothing"
