@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from isokit.init import schemes
 from isokit.report import DEFAULT_CONFIG, ConfigError, load_config, parse_config
+from tests.report.tables import with_value
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "analyses" / "configs").glob("*.toml"))
@@ -27,17 +28,7 @@ BASE = {
 
 
 def _with(path: str, value) -> dict:
-    """BASE with ``value`` set at a dotted path like ``models.1.depth`` (list indices allowed)."""
-    data = copy.deepcopy(BASE)
-    *parents, last = path.split(".")
-    node = data
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return data
+    return with_value(BASE, path, value)
 
 
 def test_default_config_compares_the_required_schemes_and_models():

@@ -3,11 +3,10 @@ as UTF-8 with or without a byte-order mark."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 
 from isokit.report import ConfigError, load_config, parse_config
+from tests.report.tables import with_value
 
 BASE = {
     "seeds": [0],
@@ -27,16 +26,7 @@ depth = 4
 
 
 def _set(path: str, value) -> dict:
-    data = copy.deepcopy(BASE)
-    *parents, last = path.split(".")
-    node = data
-    for part in parents:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-    return data
+    return with_value(BASE, path, value)
 
 
 @pytest.mark.parametrize(
