@@ -211,6 +211,16 @@ def _tap_name(name: str, value: Any) -> str:
     return value
 
 
+def check_start(name: str, value: Any) -> str | None:
+    """``None`` (the input) or one module name, matched literally like a tap name.
+
+    Example:
+        >>> check_start("start", "layer1"), check_start("start", None)
+        ('layer1', None)
+    """
+    return None if value is None else _tap_name(name, value)
+
+
 def check_taps(name: str, value: Any) -> TapsOption:
     """``"auto"``, one module name, a list/tuple of names (as a tuple) or a predicate.
 

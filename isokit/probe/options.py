@@ -33,6 +33,7 @@ from isokit.probe.checks import (
     boolean,
     check_dtype,
     check_slq_taps,
+    check_start,
     check_taps,
     choice,
     close_matches,
@@ -56,6 +57,10 @@ def _automatic_size(name: str, value: Any) -> int | None:
     return positive_int(name, value, optional=True)
 
 
+def _time_budget(name: str, value: Any) -> float | None:
+    return None if value is None else finite_positive(name, value)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProbeOptions:
     """How the probes run; every field is validated on construction (module docstring).
@@ -68,6 +73,10 @@ class ProbeOptions:
         example_chunk: examples per exact sweep (``None``: automatic).
         max_memory: byte budget of the exact tier (``None``: half the free RAM, 80 % of the
             free GPU memory).
+        max_seconds: time budget of ``method="auto"``: the exact tier is used where its
+            estimated time fits, the matrix-free tier elsewhere (``None``: no time limit).
+        start: a module name: measure ``∂h_l/∂h_start`` for the taps after it, at the
+            activations the batch produces (``None``: the input, ``∂h_l/∂x``).
         n_probes: Rademacher probes per example for the moments and SLQ (``≥ 4``).
         lanczos_steps: Lanczos steps per SLQ probe.
         slq_taps: taps with SLQ densities and Ritz bounds: names or 1-based depths, ``"all"``,
@@ -91,6 +100,8 @@ class ProbeOptions:
     chunk_size: int | None = _option(None, _automatic_size)
     example_chunk: int | None = _option(None, _automatic_size)
     max_memory: int | None = _option(None, _automatic_size)
+    max_seconds: float | None = _option(20.0, _time_budget)
+    start: str | None = _option(None, check_start)
     n_probes: int = _option(
         16, lambda n, v: positive_int(n, v, minimum=4, why=" (the third moment needs 4)")
     )
@@ -147,8 +158,8 @@ class ProbeOptions:
             Traceback (most recent call last):
             ...
             isokit.probe.checks.ProbeOptionError: n_probe: unknown probe option; did you mean \
-'n_probes'? (allowed: taps, method, dtype, chunk_size, example_chunk, max_memory, n_probes, \
-lanczos_steps, slq_taps, seed, band, svd, progress)
+'n_probes'? (allowed: taps, method, dtype, chunk_size, example_chunk, max_memory, \
+max_seconds, start, n_probes, lanczos_steps, slq_taps, seed, band, svd, progress)
         """
         if not isinstance(mapping, Mapping):
             raise ProbeOptionError(
