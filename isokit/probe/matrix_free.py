@@ -248,6 +248,7 @@ def lanczos_taps(
         for key in ("m1", "m2", "m3"):
             st[key] = np.where(degenerate, 0.0, st[key])
             se[key] = np.where(degenerate, 0.0, se[key])
+        st["var_raw"] = np.maximum(st["m2"] - st["m1"] ** 2, 0.0)
         traces = {
             "t1": np.array([t.t1 for t in ms]),
             "t2": np.array([t.t2 for t in ms]),
@@ -259,7 +260,7 @@ def lanczos_taps(
             node_st, node_se, density, ritz, prods = slq_statistics(
                 slq[i],
                 r=r,
-                m1=st["m1"],
+                moments=st,
                 n_probes=n_probes,
                 steps=min(steps, r),
                 band=band,

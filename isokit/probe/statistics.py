@@ -18,9 +18,26 @@ name                      formula
 ``near_rel``              the same for ``s_i/√m1`` (shape only)
 ``erank``                 Roy–Vetterli effective rank ``exp(−Σ p_i log p_i)``, ``p_i = s_i/Σ_j s_j``
 ``pr``                    participation ratio ``(Σλ)²/Σλ² = r·m1²/m2 = r/(1 + var)``
-``zero_frac``             ``(1/r)·#{i : s_i ≤ τ}``
 ``lmax_over_m1``          ``s_1²/m1``
+``var_raw``               raw variance of ``λ``: ``m2 − m1² = Var(λ)``
+``rank``                  numerical rank ``k = #{i : s_i > τ}`` (the zero rule below)
+``rank_fraction``         ``k/r``
+``zero_fraction``         ``(r − k)/r = (1/r)·#{i : s_i ≤ τ}``, the mass of the atom at zero
+``m1_nonzero``            ``(1/k)·Σ_{i≤k} λ_i = r·m1/k``: the mean over the non-zero part
+``var_nonzero``           ``m2'/m1'² − 1`` over the non-zero part (``m_j' = (1/k)·Σ_{i≤k} λ_i^j``)
+``gap_nonzero``           ``log m1' − (1/k)·Σ_{i≤k} log λ_i``, finite whenever ``k ≥ 1``
+``cond_nonzero``          ``s_1/s_k``
+``m1_bulk``               ``(1/(r−1))·Σ_{i≥2} λ_i``: the mean without the largest eigenvalue
+``var_bulk``              ``m2''/m1''² − 1`` over ``λ_2..λ_r`` (the bulk; ``r ≥ 2`` only)
 ========================  =========================================================================
+
+**The non-zero part.** A ReLU mask, a patch-reading stem or any bottleneck makes ``J`` rank
+deficient; then ``cond``, ``gap`` and ``mean_log_s`` are infinite whatever the rest of the spectrum
+does. The ``*_nonzero`` statistics measure isometry on the ``k`` non-zero singular values only and
+``rank_fraction`` says how much of the spectrum that is, so the two together separate "loses
+directions" from "distorts the ones it keeps". **The bulk** statistics drop ``λ_1``: for ReLU
+residual networks the theory predicts the bulk of the spectrum, with one outlier eigenvalue
+outside it (``docs/theory.md §4``).
 
 **The zero rule** (:func:`zero_mask`, the one place it lives): a value ``v`` of a spectrum counts
 as zero when ``v/v_max ≤ max(n_rows, n_cols)·ε`` (NumPy's ``matrix_rank`` rule), with ``ε`` the
@@ -40,14 +57,15 @@ symmetric in ``log s``. ``docs/probes.md §5`` writes the band as ``|log s| ≤ 
 ``[e^{−0.1}, e^{0.1}] = [0.905, 1.105]``; the two differ by 0.5 % at the edges.
 
 **Degenerate spectra** (``s_1`` at or below the smallest normal float64, i.e. ``J = 0``, e.g. an
-all-dead ReLU network): every moment, ``sigma_*``, ``near``, ``near_rel``, ``erank``, ``pr`` and
-``lmax_over_m1`` is 0, ``zero_frac = 1``, ``cond = gap = +inf``, ``mean_log_s = −inf``, and
-``var = degenerate_var``. Following ``docs/probes.md §6`` the default is NaN (``0/0``); the
-:class:`~isokit.probe.Profile` passes ``degenerate_var=+inf`` instead so that it carries no
-NaN: a dead Jacobian is infinitely far from isometry by every distance-to-isometry measure
-(``var``, ``gap``, ``cond``), and ``+inf`` neither poisons means over depth into NaN nor breaks
-plots (matplotlib skips non-finite points). Test :func:`degenerate_mask` (or the Profile's
-``degenerate`` flag) rather than the values.
+all-dead ReLU network): every moment (``var_raw`` and the ``*_nonzero``/``*_bulk`` means too),
+``sigma_*``, ``near``, ``near_rel``, ``erank``, ``pr``, ``lmax_over_m1``, ``rank`` and
+``rank_fraction`` are 0, ``zero_fraction = 1``, ``cond = gap = cond_nonzero = gap_nonzero = +inf``,
+``mean_log_s = −inf``, and ``var = var_nonzero = var_bulk = degenerate_var``. Following
+``docs/probes.md §6`` the default is NaN (``0/0``); the :class:`~isokit.probe.Profile` passes
+``degenerate_var=+inf`` instead so that it carries no NaN: a dead Jacobian is infinitely far from
+isometry by every distance-to-isometry measure (``var``, ``gap``, ``cond``), and ``+inf`` neither
+poisons means over depth into NaN nor breaks plots (matplotlib skips non-finite points). Test
+:func:`degenerate_mask` (or the Profile's ``degenerate`` flag) rather than the values.
 
 Every statistic is computed from ``t = s/s_1`` and rescaled, so spectra near the float64 range
 limits (``s ~ 1e-200`` deep in an ordered phase) give finite, correct scale-free statistics.
@@ -62,6 +80,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "BULK_STAT_NAMES",
     "DEGENERATE_BELOW",
     "STAT_NAMES",
     "degenerate_mask",
@@ -86,9 +105,21 @@ STAT_NAMES: tuple[str, ...] = (
     "near_rel",
     "erank",
     "pr",
-    "zero_frac",
     "lmax_over_m1",
+    "var_raw",
+    "rank",
+    "rank_fraction",
+    "zero_fraction",
+    "m1_nonzero",
+    "var_nonzero",
+    "gap_nonzero",
+    "cond_nonzero",
+    "m1_bulk",
+    "var_bulk",
 )
+
+#: The statistics of the bulk (``λ_2..λ_r``), defined only when ``r ≥ 2``.
+BULK_STAT_NAMES: tuple[str, ...] = ("m1_bulk", "var_bulk")
 
 _F64_EPS = float(np.finfo(np.float64).eps)
 #: ``s_1`` at or below this (the smallest normal float64) makes a spectrum degenerate (``J = 0``).
@@ -218,15 +249,16 @@ def stats(
             stores ``+inf``).
 
     Returns:
-        ``{name: value}`` over :data:`STAT_NAMES`: Python floats for one spectrum, arrays of the
-        leading shape for a batch.
+        ``{name: value}`` over :data:`STAT_NAMES` (without :data:`BULK_STAT_NAMES` when
+        ``r = 1``): Python floats for one spectrum, arrays of the leading shape for a batch.
 
     Example:
         >>> st = stats([1.0, 1.0, 0.5])
         >>> round(st["m1"], 4), st["sigma_min"], st["cond"]
         (0.75, 0.5, 2.0)
-        >>> stats([[1.0, 0.0]])["gap"].tolist()  # a zero singular value: infinitely far
-        [inf]
+        >>> st = stats([[1.0, 0.0]])  # a zero singular value: infinitely far ...
+        >>> st["gap"].tolist(), st["rank_fraction"].tolist(), st["gap_nonzero"].tolist()
+        ([inf], [0.5], [0.0])
     """
     if not band > 0:
         raise ValueError(f"band must be positive, got {band}")
@@ -248,7 +280,6 @@ def stats(
 
     is_zero = zero_mask(s, n_rows=n_rows, n_cols=n_cols, eps=eps)
     any_zero = is_zero.any(-1)
-    zero_frac = is_zero.mean(-1)
     sr = s[..., -1]
     cond = np.where(is_zero[..., -1], math.inf, safe1 / np.where(sr > 0, sr, 1.0))
 
@@ -289,19 +320,68 @@ def stats(
         "near_rel": near_rel,
         "erank": erank,
         "pr": pr,
-        "zero_frac": zero_frac,
         "lmax_over_m1": lmax_over_m1,
+        "var_raw": np.maximum(mu2 - mu1**2, 0.0) * scale2**2,
     }
+    out |= _nonzero_part(t, is_zero, scale2)
+    if r >= 2:
+        out |= _bulk(t, scale2, degenerate_var)
     if np.any(degenerate):
         fill = {
             "var": degenerate_var,
             "cond": math.inf,
             "gap": math.inf,
             "mean_log_s": -math.inf,
-            "zero_frac": 1.0,
+            "zero_fraction": 1.0,
+            "var_nonzero": degenerate_var,
+            "gap_nonzero": math.inf,
+            "cond_nonzero": math.inf,
+            "var_bulk": degenerate_var,
         }
         for name in out:
             out[name] = np.where(degenerate, fill.get(name, 0.0), out[name])
     if s.ndim == 1:
         return {name: float(value) for name, value in out.items()}
     return {name: np.asarray(value, dtype=np.float64) for name, value in out.items()}
+
+
+def _nonzero_part(t: np.ndarray, is_zero: np.ndarray, scale2: np.ndarray) -> dict[str, np.ndarray]:
+    """Rank and the isometry statistics of the non-zero part of ``t = s/s_1`` (sorted, zeros last).
+
+    A degenerate spectrum has rank 0; its values are replaced by the caller.
+    """
+    r = t.shape[-1]
+    keep = ~is_zero
+    k = keep.sum(-1)
+    k_safe = np.maximum(k, 1)
+    t2 = np.where(keep, t * t, 0.0)
+    mu1 = t2.sum(-1) / k_safe
+    mu2 = (t2 * t2).sum(-1) / k_safe
+    t_k = np.take_along_axis(t, (k_safe - 1)[..., None], axis=-1)[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        mean_log_t = np.where(keep, np.log(np.where(keep, t, 1.0)), 0.0).sum(-1) / k_safe
+        gap = np.maximum(np.log(mu1) - 2.0 * mean_log_t, 0.0)
+        var = np.maximum(mu2 / mu1**2 - 1.0, 0.0)
+        return {
+            "rank": k.astype(np.float64),
+            "rank_fraction": k / r,
+            "zero_fraction": is_zero.mean(-1),
+            "m1_nonzero": mu1 * scale2,
+            "var_nonzero": var,
+            "gap_nonzero": gap,
+            "cond_nonzero": 1.0 / t_k,
+        }
+
+
+def _bulk(t: np.ndarray, scale2: np.ndarray, empty_var: float) -> dict[str, np.ndarray]:
+    """Mean and scale-free variance of ``λ_2..λ_r`` (the spectrum without its largest eigenvalue).
+
+    A bulk of zeros (``J`` of rank 1) has no scale-free variance: ``empty_var``, as for ``J = 0``.
+    """
+    t2 = t[..., 1:] ** 2
+    mu1, mu2 = t2.mean(-1), (t2 * t2).mean(-1)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        var = np.where(
+            mu1 > 0, np.maximum(mu2 / np.where(mu1 > 0, mu1, 1.0) ** 2 - 1.0, 0.0), empty_var
+        )
+        return {"m1_bulk": mu1 * scale2, "var_bulk": var}

@@ -21,7 +21,7 @@ def test_all_ones_is_perfect_isometry():
     assert out["near"] == 1.0 and out["near_rel"] == 1.0
     assert out["erank"] == pytest.approx(10.0, rel=1e-14)
     assert out["pr"] == pytest.approx(10.0, rel=1e-14)
-    assert out["zero_frac"] == 0.0 and out["mean_log_s"] == 0.0
+    assert out["zero_fraction"] == 0.0 and out["mean_log_s"] == 0.0
 
 
 def test_constant_spectrum_off_one_is_scaled_isometry():
@@ -38,15 +38,15 @@ def test_one_zero_value_makes_gap_and_cond_infinite():
     out = stats([2.0, 1.0, 0.5, 0.0])
     assert out["gap"] == math.inf and out["cond"] == math.inf
     assert out["mean_log_s"] == -math.inf
-    assert out["zero_frac"] == 0.25
+    assert out["zero_fraction"] == 0.25
     assert math.isfinite(out["var"]) and out["sigma_min"] == 0.0
 
 
 def test_round_off_below_threshold_counts_as_zero():
     out = stats([1.0, 1e-17], n_rows=2, n_cols=2)
-    assert out["gap"] == math.inf and out["zero_frac"] == 0.5
+    assert out["gap"] == math.inf and out["zero_fraction"] == 0.5
     kept = stats([1.0, 1e-10], n_rows=2, n_cols=2)
-    assert math.isfinite(kept["gap"]) and kept["zero_frac"] == 0.0
+    assert math.isfinite(kept["gap"]) and kept["zero_fraction"] == 0.0
 
 
 def test_degenerate_spectrum_convention():
@@ -55,7 +55,7 @@ def test_degenerate_spectrum_convention():
     assert out["cond"] == out["gap"] == math.inf and out["mean_log_s"] == -math.inf
     for name in ("m1", "m2", "m3", "sigma_max", "sigma_min", "near", "erank", "pr"):
         assert out[name] == 0.0
-    assert out["zero_frac"] == 1.0
+    assert out["zero_fraction"] == 1.0
     prof_style = stats(np.zeros(5), degenerate_var=math.inf)
     assert prof_style["var"] == math.inf  # what Profiles store: no NaN anywhere
     assert degenerate_mask(np.zeros(5)) and not degenerate_mask(np.ones(5))
@@ -121,7 +121,7 @@ spectra = st.lists(st.floats(1e-3, 1e3), min_size=1, max_size=30).map(np.array)
 @given(spectra, st.floats(1e-3, 1e3))
 def test_scale_free_statistics_are_scale_invariant(s, c):
     a, b = stats(s), stats(c * s)
-    for name in ("var", "gap", "pr", "erank", "near_rel", "lmax_over_m1", "cond", "zero_frac"):
+    for name in ("var", "gap", "pr", "erank", "near_rel", "lmax_over_m1", "cond", "zero_fraction"):
         assert b[name] == pytest.approx(a[name], rel=1e-9, abs=1e-12), name
     assert b["m1"] == pytest.approx(c**2 * a["m1"], rel=1e-9)
 

@@ -63,12 +63,12 @@ def test_lanczos_tier_zero_frac_density_figures_and_quadrature_agree():
     model = _diagonal_model([1.0, 1e-10])  # A = JᵀJ = diag(1, 1e-20)
     prof = profile(model, torch.ones(1, 2), taps=["0"], method="lanczos", n_probes=4, seed=0)
     tap = prof.taps[0]
-    zero_frac = float(tap.stats["zero_frac"][0])
-    assert zero_frac == pytest.approx(0.5, abs=1e-12)
+    zero_fraction = float(tap.stats["zero_fraction"][0])
+    assert zero_fraction == pytest.approx(0.5, abs=1e-12)
     assert tap.stats["gap"][0] == math.inf and tap.stats["cond"][0] == math.inf
     _, zero_mass = tap.smoothed_density(GRID)
-    assert zero_mass == pytest.approx(zero_frac, abs=1e-12)
-    assert _zero_weight(sigma_samples(tap)) == pytest.approx(zero_frac, abs=1e-12)
+    assert zero_mass == pytest.approx(zero_fraction, abs=1e-12)
+    assert _zero_weight(sigma_samples(tap)) == pytest.approx(zero_fraction, abs=1e-12)
 
     M = torch.diag(torch.tensor([1.0, 1e-20], dtype=torch.float64))
     res = lanczos(
@@ -82,12 +82,12 @@ def test_exact_tier_stats_density_and_figures_agree():
     model = _diagonal_model([1.0, 0.0, 0.5, 1e-20])
     prof = profile(model, torch.ones(2, 4), taps=["0"], method="exact")
     tap = prof.taps[0]
-    assert tap.stats["zero_frac"].tolist() == [0.5, 0.5]
+    assert tap.stats["zero_fraction"].tolist() == [0.5, 0.5]
     assert tap.stats["cond"].tolist() == [math.inf, math.inf]
     _, zero_mass = tap.smoothed_density(GRID)
     assert zero_mass == 0.5 == _zero_weight(sigma_samples(tap))
     mask = zero_mask(tap.singular_values, n_rows=tap.D, n_cols=tap.n_in)
-    assert mask.mean(-1).tolist() == tap.stats["zero_frac"].tolist()
+    assert mask.mean(-1).tolist() == tap.stats["zero_fraction"].tolist()
 
 
 def test_zero_mask_scale_is_per_spectrum_and_uses_the_larger_dimension():
@@ -108,7 +108,7 @@ def test_stats_zero_frac_is_zero_mask():
     s = np.abs(rng.normal(size=(50, 6)))
     s[:, -1] = s.max(-1) * eps * rng.choice([0.5, 5.0, 6.0, 7.0], size=50)  # around τ = 6ε·s_1
     st = stats(s, n_rows=6, n_cols=3)
-    np.testing.assert_array_equal(st["zero_frac"], zero_mask(s, n_rows=6, n_cols=3).mean(-1))
+    np.testing.assert_array_equal(st["zero_fraction"], zero_mask(s, n_rows=6, n_cols=3).mean(-1))
     assert (np.isinf(st["cond"]) == zero_mask(s, n_rows=6, n_cols=3)[:, -1]).all()
 
 
