@@ -28,7 +28,9 @@ ACT_FACTOR = 12
 
 
 def available_memory(device: torch.device | str | None = None) -> int:
-    """Free memory in bytes: ``MemAvailable`` (or ``os.sysconf``) on CPU, free memory on CUDA.
+    """Free memory in bytes: ``MemAvailable`` (or ``os.sysconf``) on CPU; on CUDA the device's
+    free memory (``torch.cuda.mem_get_info``) plus what PyTorch's caching allocator has reserved
+    but does not use (``memory_reserved − memory_allocated``).
 
     Example:
         >>> available_memory("cpu") > 0
@@ -37,7 +39,10 @@ def available_memory(device: torch.device | str | None = None) -> int:
     device = torch.device(device or "cpu")
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        # Blocks freed by earlier probes stay reserved: the driver counts them as used, yet the
+        # allocator hands them out again (and releases them before it reports running out).
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + max(cached, 0))
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
@@ -52,7 +57,8 @@ def available_memory(device: torch.device | str | None = None) -> int:
 
 
 def default_max_memory(device: torch.device | str | None = None) -> int:
-    """The default budget: half the free RAM on CPU, 80 % of the free memory on CUDA.
+    """The default budget: half the free RAM on CPU, 80 % of the free memory on CUDA
+    (:func:`available_memory` of ``device``).
 
     Example:
         >>> default_max_memory("cpu") > 0
