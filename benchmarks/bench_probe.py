@@ -369,6 +369,21 @@ def part_slq(n_in, repeats, device, results):
     }
 
 
+def _check_device(parser: argparse.ArgumentParser, device: str) -> None:
+    """Refuse a device this machine lacks before any model is built on it."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        parser.error(f"--device {device!r} is not a torch device ({err}); use cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        parser.error(
+            f"--device {device}: CUDA is not available here (torch {torch.__version__}); run on "
+            "a machine with an NVIDIA GPU and a CUDA build of torch, or use --device cpu"
+        )
+    if dev.type not in ("cpu", "cuda"):
+        parser.error(f"--device {device}: only cpu and cuda are supported")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -380,6 +395,7 @@ def main() -> None:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--depth", type=int, default=64, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    _check_device(parser, args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.child:
@@ -388,14 +404,17 @@ def main() -> None:
     depths = (8, 16) if args.quick else (32, 64, 128)
     repeats = args.repeats or (1 if args.quick else 3)
     n_in_slq = 3072 if args.quick else 12288
+    gpu = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None
     print(
         f"isokit probe benchmark — torch {torch.__version__}, {platform.processor() or 'cpu'}, "
         f"{os.cpu_count()} CPU cores, threads {torch.get_num_threads()}, device {args.device}"
+        + (f" ({gpu})" if gpu else "")
     )
     results: dict = {
         "torch": torch.__version__,
         "cores": os.cpu_count(),
         "device": args.device,
+        "gpu": gpu,
         "abc": [],
         "memory": [],
         "slq": None,
