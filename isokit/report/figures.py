@@ -3,7 +3,7 @@
 1. singular-value quantile bands against depth, one panel per scheme (:func:`spectrum_figure`);
 2. and 3. statistics against depth, every scheme on one axis per model (:func:`stats_figure`),
    with theory lines where :func:`isokit.theory.overlay` has one;
-4. histograms of σ at the first, middle and last tap (:func:`histogram_figure`);
+4. histograms of σ at the first, middle and last tap (:mod:`.histograms`);
 5. the forward signal q_l and c_l (:func:`signal_figure`);
 6. loss curves when results carry a ``training`` section (:func:`training_figure`).
 
@@ -21,7 +21,6 @@ from matplotlib.lines import Line2D
 
 from isokit.report.series import Curve, SignalCurve, weighted_quantiles
 from isokit.report.style import (
-    DYNAMIC_RANGE,
     EDGE_HANDLES,
     THEORY_HANDLE,
     LogAxis,
@@ -35,7 +34,6 @@ from isokit.report.style import (
 )
 
 __all__ = [
-    "histogram_figure",
     "signal_figure",
     "spectrum_figure",
     "stats_figure",
@@ -156,6 +154,80 @@ def spectrum_figure(
 # ------------------------------------------------------------------------------ 2, 3. vs depth
 
 
+#: Statistics that are fractions in [0, 1]: drawn on a linear axis.
+FRACTION_STATS = frozenset({"rank_fraction", "zero_fraction", "near", "near_rel"})
+
+
+def theory_values(overlay, stat: str) -> np.ndarray | None:
+    """The theory line an overlay gives for the measured statistic ``stat``, or ``None``.
+
+    An overlay predicts some statistics under its own names; ``overlay.statistic`` (where it has
+    one) maps a predicted name to the measured statistic it is to be compared with (e.g. a
+    bulk prediction of ``m1`` to ``m1_bulk``), so a line is only ever drawn beside the
+    statistic it predicts. The theory's atom at zero (``overlay.zero_fraction``) is drawn on the
+    rank-fraction panel as ``1 − zero atom``.
+    """
+    if overlay is None:
+        return None
+    compares = dict(getattr(overlay, "statistic", None) or {})
+    for predicted in ("m1", "var", "var_raw", "zero_fraction"):
+        values = getattr(overlay, predicted, None)
+        if values is not None and compares.get(predicted, predicted) == stat:
+            return np.asarray(values, dtype=float)
+    zero = getattr(overlay, "zero_fraction", None)
+    if stat == "rank_fraction" and zero is not None:
+        return 1.0 - np.asarray(zero, dtype=float)
+    return None
+
+
+def _fraction_panel(ax, mc: Sequence[Curve], stat: str, theory, palette: Palette) -> None:
+    """A statistic in [0, 1] on a linear axis (a log axis would hide a rank fraction of 0)."""
+    for c in mc:
+        lo, hi = c.band(stat)
+        color = palette.color(c.scheme)
+        seen = ~np.isnan(c.median(stat))
+        ax.plot(
+            c.depth[seen],
+            c.median(stat)[seen],
+            color=color,
+            marker=palette.marker(c.scheme),
+            markersize=3.5,
+            lw=1.8,
+            markevery=max(1, int(seen.sum()) // 12),
+        )
+        ok = ~(np.isnan(lo) | np.isnan(hi))
+        ax.fill_between(c.depth[ok], lo[ok], hi[ok], color=color, alpha=0.15, lw=0)
+    for scheme, depth, vals in theory:
+        ax.plot(depth, vals, color=palette.color(scheme), ls="--", lw=1.4)
+    ax.set_ylim(-0.04, 1.04)
+
+
+def _log_panel(ax, mc: Sequence[Curve], stat: str, theory, palette: Palette) -> bool:
+    """A statistic on a log axis; returns whether some median is +inf (drawn as ▲)."""
+    axis = LogAxis(floor=1e-12)
+    has_inf = False
+    for c in mc:
+        axis.add(c.median(stat), *c.band(stat))
+    for _, _, vals in theory:
+        axis.add(vals)
+    for c in mc:
+        med = c.median(stat)
+        has_inf |= bool(np.isposinf(med).any())
+        color, marker = palette.color(c.scheme), palette.marker(c.scheme)
+        axis.draw(ax, c.depth, med, *c.band(stat), color=color, marker=marker)
+    for scheme, depth, vals in theory:
+        color = palette.color(scheme)
+        axis.draw(ax, depth, vals, None, None, color=color, marker=None, ls="--", lw=1.4)
+    no_finite_values(ax, axis)
+    return has_inf
+
+
+def _no_profile(ax) -> None:
+    ax.text(
+        0.5, 0.5, "no profile", transform=ax.transAxes, ha="center", color="0.45", style="italic"
+    )
+
+
 def stats_figure(
     models: Sequence[str],
     curves: Sequence[Curve],
@@ -165,64 +237,34 @@ def stats_figure(
     title: str,
     overlays: Overlays | None = None,
 ) -> Figure:
-    """Rows of statistics (``(stat, ylabel)``) against depth, one column per model."""
+    """Rows of statistics (``(stat, ylabel)``) against depth, one column per model.
+
+    Fractions (:data:`FRACTION_STATS`) use a linear axis, every other statistic a log axis.
+    """
     ncols = len(models)
     width = min(3.8 * ncols + 0.8, 17)
     fig = new_figure(width, 2.7 * len(rows) + 1.1)
     axes = fig.subplots(len(rows), ncols, sharex="col", squeeze=False)
     present: list[str] = []
-    has_theory = False
-    has_inf = False
+    has_theory = has_inf = False
     for j, model in enumerate(models):
         mc = [c for c in curves if c.model == model]
+        present += [c.scheme for c in mc]
         for i, (stat, ylabel) in enumerate(rows):
             ax = axes[i, j]
-            axis = LogAxis(floor=1e-12)
             theory = []
             for c in mc:
-                axis.add(c.median(stat), *c.band(stat))
-                ov = (overlays or {}).get((model, c.scheme))
-                vals = getattr(ov, stat, None) if ov is not None else None
+                vals = theory_values((overlays or {}).get((model, c.scheme)), stat)
                 if vals is not None:
-                    theory.append((c.scheme, np.asarray(ov.depth), np.asarray(vals, float)))
-                    axis.add(vals)
-            for c in mc:
-                med = c.median(stat)
-                has_inf |= bool(np.isposinf(med).any())
-                axis.draw(
-                    ax,
-                    c.depth,
-                    med,
-                    *c.band(stat),
-                    color=palette.color(c.scheme),
-                    marker=palette.marker(c.scheme),
-                )
-                present.append(c.scheme)
-            for scheme, depth, vals in theory:
-                has_theory = True
-                axis.draw(
-                    ax,
-                    depth,
-                    vals,
-                    None,
-                    None,
-                    color=palette.color(scheme),
-                    marker=None,
-                    ls="--",
-                    lw=1.4,
-                )
+                    ov = overlays[(model, c.scheme)]
+                    theory.append((c.scheme, np.asarray(ov.depth), vals))
+            has_theory |= bool(theory)
             if not mc:
-                ax.text(
-                    0.5,
-                    0.5,
-                    "no profile",
-                    transform=ax.transAxes,
-                    ha="center",
-                    color="0.45",
-                    style="italic",
-                )
+                _no_profile(ax)
+            elif stat in FRACTION_STATS:
+                _fraction_panel(ax, mc, stat, theory, palette)
             else:
-                no_finite_values(ax, axis)
+                has_inf |= _log_panel(ax, mc, stat, theory, palette)
             if i == 0:
                 ax.set_title(model)
             if j == 0:
@@ -238,77 +280,6 @@ def stats_figure(
     handles.append(EDGE_HANDLES[1])
     fig.suptitle(title, fontweight="bold")
     legend_below(fig, handles, width_in=width)
-    return fig
-
-
-# ------------------------------------------------------------------------------ 4. histograms
-
-
-def _three_taps(curves: Sequence[Curve]) -> list[tuple[str, int]]:
-    """First, middle and last tap with a spectrum (SLQ taps may be sparse; a dead tap has none)."""
-    idx = sorted({i for c in curves for i, s in enumerate(c.sigma) if s is not None})
-    if not idx:
-        return []
-    middle = min(idx, key=lambda i: (abs(i - (len(curves[0].depth) - 1) / 2), i))
-    return [("first", idx[0]), ("middle", middle), ("last", idx[-1])]
-
-
-def histogram_figure(models: Sequence[str], curves: Sequence[Curve], palette: Palette) -> Figure:
-    """Histograms of σ at the first, middle and last tap; one row per model."""
-    fig = new_figure(11.5, 2.6 * len(models) + 1.1)
-    axes = fig.subplots(len(models), 3, squeeze=False)
-    present: list[str] = []
-    zeros_seen = False
-    for i, model in enumerate(models):
-        mc = [c for c in curves if c.model == model and any(s is not None for s in c.sigma)]
-        picks = _three_taps(mc)
-        for j in range(3):
-            ax = axes[i, j]
-            if j >= len(picks):
-                ax.text(
-                    0.5,
-                    0.5,
-                    "no spectrum",
-                    transform=ax.transAxes,
-                    ha="center",
-                    color="0.45",
-                    style="italic",
-                )
-                ax.set_title(model, fontsize=10)
-                continue
-            where, k = picks[j]
-            here = [c for c in mc if c.sigma[k] is not None]
-            pos = np.concatenate([c.sigma[k][0][c.sigma[k][0] > 0] for c in here])
-            if pos.size == 0:
-                pos = np.array([1.0])
-            lo = max(pos.min(), pos.max() / DYNAMIC_RANGE)
-            bins = np.geomspace(lo / 1.05, pos.max() * 1.05, 40)
-            for c in here:
-                s, w = c.sigma[k]
-                keep = s >= lo
-                zeros_seen |= bool((~keep).any())
-                if keep.any():
-                    ax.hist(
-                        np.clip(s[keep], bins[0], bins[-1]),
-                        bins=bins,
-                        weights=w[keep],
-                        histtype="step",
-                        lw=1.6,
-                        color=palette.color(c.scheme),
-                    )
-                present.append(c.scheme)
-            ax.axvline(1.0, color="0.25", ls=":", lw=1)
-            ax.set_xscale("log")
-            log_ticks(ax, bins[0], bins[-1], axis="x")
-            ax.set_title(f"{model}: {where} tap ({mc[0].names[k]})", fontsize=10)
-            ax.set_xlabel("singular value σ (log scale)")
-            if j == 0:
-                ax.set_ylabel("fraction of singular values")
-    fig.suptitle("Distribution of singular values at three depths", fontweight="bold")
-    handles = palette.handles(present)
-    if zeros_seen:
-        handles.append(Line2D([], [], ls="none", label="σ = 0 left out (rank-deficient)"))
-    legend_below(fig, handles, width_in=11.5)
     return fig
 
 

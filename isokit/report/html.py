@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from isokit.report.formatting import format_number
+from isokit.report.series import RANK_STATS
 
 if TYPE_CHECKING:  # the view reads these; the code that computes them owns them
     from isokit.report.publish import FigureImage
@@ -54,8 +55,13 @@ or decay means exploding or vanishing signals.</li>
 <li><b>Scale-free variance</b> = m2/m1² − 1: the spread of σ² around its mean, independent of
 scale. 0 means every direction is scaled alike.</li>
 <li><b>Isometry gap</b> = log m1 − mean log σ² (log of the arithmetic over the geometric mean
-of σ²): 0 exactly when all σ are equal, ∞ when some σ is 0 (the Jacobian has lost rank).
-The ranking uses it at the last tap.</li>
+of σ²): 0 exactly when all σ are equal, ∞ when some σ is 0 (the Jacobian has lost rank).</li>
+<li><b>Rank fraction</b> = the share of singular values that are not zero. ReLU masks and a
+stem that reads only part of its input make Jacobians rank-deficient, which makes the gap and
+the condition number of the whole spectrum infinite. The statistics marked <i>non-zero σ</i>
+measure the same things on the non-zero singular values only, so they stay informative. The
+ranking orders schemes at the last tap by rank fraction (higher is better), then by the
+isometry gap of the non-zero part (lower is better).</li>
 <li><b>Condition number</b> σ<sub>max</sub>/σ<sub>min</sub>: 1 is ideal; ∞ marks a
 rank-deficient Jacobian. Infinite values are drawn at the top edge of the plots with a ▲.</li>
 <li><b>Forward signal</b>: q<sub>l</sub> is the mean squared activation at tap l, c<sub>l</sub>
@@ -70,24 +76,34 @@ branches), and the message says why.</p>
 """
 
 
+#: Column headers of the ranking table (``docs/probes.md §5`` defines the statistics).
+_RANK_HEADERS = {
+    "rank_fraction": "rank fraction",
+    "gap_nonzero": "isometry gap (non-zero σ)",
+    "var_nonzero": "scale-free var. (non-zero σ)",
+    "cond_nonzero": "cond (non-zero σ)",
+    "gap": "isometry gap (all σ)",
+    "m1": "m1",
+}
+
+
 def _ranking_table(rows: Sequence[RankRow]) -> str:
     if not rows:
         return "<p>No Jacobian profiles were computed, so there is no ranking.</p>"
     out: list[str] = []
     for model in dict.fromkeys(r.model for r in rows):
         out.append(f"<h3>{html.escape(model)}</h3>")
+        head = "".join(f"<th>{html.escape(_RANK_HEADERS[stat])}</th>" for stat in RANK_STATS)
         out.append(
-            "<table class='ranking'><thead><tr><th>rank</th><th>scheme</th>"
-            "<th>isometry gap</th><th>scale-free var.</th><th>cond</th><th>m1</th>"
-            "<th>seeds</th><th>note</th></tr></thead><tbody>"
+            "<table class='ranking'><thead><tr><th>#</th><th>scheme</th>"
+            f"{head}<th>seeds</th><th>note</th></tr></thead><tbody>"
         )
         for r in (r for r in rows if r.model == model):
             cls = " class='na'" if r.status != "ok" else ""
-            rank = "–" if r.rank is None else str(r.rank)
+            place = "–" if r.place is None else str(r.place)
+            cells = "".join(f"<td class='num'>{_fmt(getattr(r, stat))}</td>" for stat in RANK_STATS)
             out.append(
-                f"<tr{cls}><td class='num'>{rank}</td><td>{html.escape(r.scheme)}</td>"
-                f"<td class='num'>{_fmt(r.gap)}</td><td class='num'>{_fmt(r.var)}</td>"
-                f"<td class='num'>{_fmt(r.cond)}</td><td class='num'>{_fmt(r.m1)}</td>"
+                f"<tr{cls}><td class='num'>{place}</td><td>{html.escape(r.scheme)}</td>{cells}"
                 f"<td class='num'>{r.seeds}</td><td>{html.escape(r.note or r.status)}</td></tr>"
             )
         out.append("</tbody></table>")

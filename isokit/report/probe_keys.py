@@ -45,8 +45,8 @@ def check_method_options(options: dict[str, Any]) -> None:
         Traceback (most recent call last):
         ...
         isokit.report.checks.ConfigError: method_options.n_probe: unknown probe option; did you \
-mean 'n_probes'? (allowed: taps, method, dtype, chunk_size, example_chunk, max_memory, n_probes, \
-lanczos_steps, slq_taps, seed, band, svd, progress)
+mean 'n_probes'? (allowed: taps, method, dtype, chunk_size, example_chunk, max_memory, \
+max_seconds, start, n_probes, lanczos_steps, slq_taps, seed, band, svd, progress)
     """
     from isokit.probe import ProbeOptionError, ProbeOptions
 

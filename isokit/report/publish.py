@@ -29,6 +29,7 @@ from matplotlib import rc_context
 from isokit.report import figures as F
 from isokit.report import style as S
 from isokit.report.formatting import format_number
+from isokit.report.histograms import histogram_figure
 from isokit.report.html import render_html
 from isokit.report.io import FIGURES, PAGE, RANKING, RESULTS, SUMMARY, ReportDir
 from isokit.report.results import Results
@@ -152,12 +153,16 @@ _MOMENTS = (
     "the 10–90 % range."
 )
 _CONDITIONING = (
-    "Both are 1 (cond) and 0 (gap) at perfect isometry and infinite when the Jacobian loses "
-    "rank; infinite values are drawn as ▲ at the top edge."
+    "The rank fraction is the share of singular values that are not zero (1 = full rank; for "
+    "ReLU networks a dashed line gives the theory's atom at zero as 1 − zero atom where it "
+    "applies). The condition number and the isometry gap are those of the non-zero singular "
+    "values: 1 (cond) and 0 (gap) at perfect isometry of the directions the Jacobian keeps, and "
+    "finite even when it loses rank."
 )
 _HISTOGRAMS = (
     "Fraction of singular values per logarithmic bin, pooled over inputs and seeds; the dotted "
-    "line marks σ = 1."
+    "line marks σ = 1. Singular values that are zero (rank-deficient Jacobians) are the bar at "
+    "the left edge, and the legend gives their share."
 )
 _BLOCKS = (
     "The same statistics for each block's own Jacobian; a product of near-isometric blocks is "
@@ -188,6 +193,9 @@ def _spectra(out: _Figures, results: Results, curves: list[Curve], schemes, pale
 
 def _depth_figures(out: _Figures, models, curves: list[Curve], overlays, palette) -> None:
     moments = [("m1", "m1 = mean σ² (log)"), ("var", "scale-free variance m2/m1² − 1")]
+    bulk = [("m1_bulk", "bulk m1 (without λmax)"), ("var_bulk", "bulk scale-free variance")]
+    if any(F.theory_values(ov, stat) is not None for ov in overlays.values() for stat, _ in bulk):
+        moments += bulk  # a theory line predicts the bulk: show the statistic it predicts
     fig = F.stats_figure(
         models,
         curves,
@@ -198,10 +206,26 @@ def _depth_figures(out: _Figures, models, curves: list[Curve], overlays, palette
     )
     note = " Dashed lines: theory (isokit.theory.overlay) where it applies." if overlays else ""
     out.add(fig, "moments", "m1 and scale-free variance against depth", _MOMENTS + note)
-    rows = [("cond", "condition number σmax/σmin"), ("gap", "isometry gap log m1 − mean log σ²")]
-    fig = F.stats_figure(models, curves, rows, palette, title="Conditioning against depth")
-    out.add(fig, "conditioning", "Condition number and isometry gap against depth", _CONDITIONING)
-    fig = F.histogram_figure(models, curves, palette)
+    rows = [
+        ("rank_fraction", "rank fraction (non-zero σ)"),
+        ("cond_nonzero", "condition number σmax/σmin (non-zero σ)"),
+        ("gap_nonzero", "isometry gap log m1 − mean log σ² (non-zero σ)"),
+    ]
+    fig = F.stats_figure(
+        models,
+        curves,
+        rows,
+        palette,
+        title="Rank and conditioning against depth",
+        overlays=overlays,
+    )
+    out.add(
+        fig,
+        "conditioning",
+        "Rank fraction, condition number and isometry gap of the non-zero part against depth",
+        _CONDITIONING,
+    )
+    fig = histogram_figure(models, curves, palette)
     out.add(
         fig,
         "histograms",

@@ -121,7 +121,33 @@ def _nan_quantile(values: np.ndarray | None, q: float, n: int) -> np.ndarray:
     return out
 
 
-STATS = ("m1", "var", "gap", "cond", "sigma_max", "sigma_min")
+#: The statistics a curve carries (``Profile.stat`` names, ``docs/probes.md §5``).
+STATS = (
+    "m1",
+    "var",
+    "gap",
+    "cond",
+    "sigma_max",
+    "sigma_min",
+    "rank_fraction",
+    "zero_fraction",
+    "m1_nonzero",
+    "var_nonzero",
+    "gap_nonzero",
+    "cond_nonzero",
+    "m1_bulk",
+    "var_bulk",
+)
+
+
+def _stat(profile: Profile, stat: str, section: str) -> np.ndarray:
+    """``profile.stat(stat, None)``, NaN where no tap measured it (a profile written before the
+    statistic existed, or a Lanczos profile without SLQ taps)."""
+    try:
+        return profile.stat(stat, None, section=section)
+    except KeyError:
+        taps = _spectra(profile, section)
+        return np.full((len(taps), taps[0].n_examples if taps else 0), np.nan)
 
 
 def _probe_dtype(profile) -> str:
@@ -136,8 +162,7 @@ def _curve(model: str, scheme: str, profiles: list[Profile], section: str) -> Cu
     """
     first = profiles[0]
     values = {
-        stat: np.concatenate([p.stat(stat, None, section=section) for p in profiles], axis=1)
-        for stat in STATS
+        stat: np.concatenate([_stat(p, stat, section) for p in profiles], axis=1) for stat in STATS
     }
     sigma: list[tuple[np.ndarray, np.ndarray] | None] = []
     for i in range(len(first)):
@@ -231,67 +256,78 @@ def collect_signals(results: Results) -> list[SignalCurve]:
 
 @dataclass(frozen=True, kw_only=True)
 class RankRow:
-    """One line of the ranking table: a scheme on a model, ranked by isometry gap at the last tap.
+    """One line of the ranking table: a scheme on a model, ranked at the last tap.
 
+    ``place`` is the position in the ranking (``None`` for schemes that did not apply);
     ``status`` is ``"ok"`` or ``"not applicable"``; statistics are medians over seeds (and
     examples) at the last tap, ``None`` where not measured.
 
     Example:
-        >>> RankRow(model="mlp", scheme="orthogonal", rank=1, status="ok", gap=0.01).gap
-        0.01
+        >>> row = RankRow(model="mlp", scheme="orthogonal", place=1, status="ok", rank_fraction=1.0)
+        >>> row.place, row.rank_fraction
+        (1, 1.0)
     """
 
     model: str
     scheme: str
-    rank: int | None
+    place: int | None
     status: str
+    rank_fraction: float | None = None
+    gap_nonzero: float | None = None
+    var_nonzero: float | None = None
+    cond_nonzero: float | None = None
     gap: float | None = None
-    var: float | None = None
-    cond: float | None = None
     m1: float | None = None
     seeds: int = 0
     note: str = ""
+
+
+#: The statistics of a :class:`RankRow`, in table order.
+RANK_STATS = ("rank_fraction", "gap_nonzero", "var_nonzero", "cond_nonzero", "gap", "m1")
 
 
 def _last(curve: Curve, stat: str) -> float:
     return float(curve.median(stat)[-1])
 
 
-def ranking(results: Results, curves: Iterable[Curve] | None = None) -> list[RankRow]:
-    """Schemes ranked per model by the median isometry gap at the last tap (lower is better).
+def _worst_if_nan(value: float) -> float:
+    return math.inf if math.isnan(value) else value
 
-    Ties and infinite gaps are broken by the scale-free variance, then by the label; schemes
-    that did not apply come last without a rank.
+
+def _sort_key(c: Curve) -> tuple[float, float, float, str]:
+    return (
+        _worst_if_nan(-_last(c, "rank_fraction")),
+        _worst_if_nan(_last(c, "gap_nonzero")),
+        _worst_if_nan(_last(c, "var_nonzero")),
+        c.scheme,
+    )
+
+
+def ranking(results: Results, curves: Iterable[Curve] | None = None) -> list[RankRow]:
+    """Schemes ranked per model at the last tap: by rank fraction (higher is better), then by
+    the isometry gap of the non-zero part (lower is better).
+
+    Rank-deficient Jacobians (ReLU masks, a stem that reads part of its input) have an infinite
+    gap, which would tie every such scheme; the rank fraction says how much of the spectrum a
+    scheme keeps and ``gap_nonzero`` how isometric that part is. Ties are broken by the
+    non-zero part's scale-free variance, then by the label; schemes that did not apply come
+    last without a place.
     """
     curves = list(collect_curves(results) if curves is None else curves)
     by_key = {(c.model, c.scheme): c for c in curves}
     rows: list[RankRow] = []
     for model in (m.label for m in results.config.models):
-        measured = []
-        for scheme in (s.label for s in results.config.schemes):
-            c = by_key.get((model, scheme))
-            if c is not None:
-                measured.append(c)
-
-        def sort_key(c: Curve) -> tuple[float, float, str]:
-            gap, var = _last(c, "gap"), _last(c, "var")
-            return (
-                math.inf if math.isnan(gap) else gap,
-                math.inf if math.isnan(var) else var,
-                c.scheme,
-            )
-
-        for rank, c in enumerate(sorted(measured, key=sort_key), start=1):
+        measured = [
+            by_key[(model, s.label)] for s in results.config.schemes if (model, s.label) in by_key
+        ]
+        for place, c in enumerate(sorted(measured, key=_sort_key), start=1):
             rows.append(
                 RankRow(
                     model=model,
                     scheme=c.scheme,
-                    rank=rank,
+                    place=place,
                     status="ok",
-                    gap=_last(c, "gap"),
-                    var=_last(c, "var"),
-                    cond=_last(c, "cond"),
-                    m1=_last(c, "m1"),
+                    **{stat: _last(c, stat) for stat in RANK_STATS},
                     seeds=c.seeds,
                     note=f"last tap: {c.names[-1]}",
                 )
@@ -302,7 +338,7 @@ def ranking(results: Results, curves: Iterable[Curve] | None = None) -> list[Ran
                     RankRow(
                         model=model,
                         scheme=s,
-                        rank=None,
+                        place=None,
                         status="not applicable",
                         note="not applicable: " + msg.split(";")[0][:120],
                     )

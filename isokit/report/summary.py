@@ -20,6 +20,7 @@ import numpy as np
 
 from isokit.report.formatting import format_number
 from isokit.report.results import Results
+from isokit.report.series import RANK_STATS
 
 if TYPE_CHECKING:
     from isokit.report.series import RankRow
@@ -94,7 +95,7 @@ def summary_csv(results: Results) -> str:
     return buf.getvalue()
 
 
-RANKING_COLUMNS = ("model", "rank", "scheme", "status", "gap", "var", "cond", "m1", "seeds", "note")
+RANKING_COLUMNS = ("model", "place", "scheme", "status", *RANK_STATS, "seeds", "note")
 
 
 def ranking_csv(rows: Sequence[RankRow]) -> str:
@@ -102,9 +103,10 @@ def ranking_csv(rows: Sequence[RankRow]) -> str:
 
     Example:
         >>> from isokit.report.series import RankRow
-        >>> print(ranking_csv([RankRow(model="m", scheme="s", rank=1, status="ok", gap=0.5)]))
-        model,rank,scheme,status,gap,var,cond,m1,seeds,note
-        m,1,s,ok,0.5,,,,0,
+        >>> row = RankRow(model="m", scheme="s", place=1, status="ok", rank_fraction=0.5)
+        >>> print(ranking_csv([row]))
+        model,place,scheme,status,rank_fraction,gap_nonzero,var_nonzero,cond_nonzero,gap,m1,seeds,note
+        m,1,s,ok,0.5,,,,,,0,
         <BLANKLINE>
     """
     buf = io.StringIO()
@@ -114,10 +116,10 @@ def ranking_csv(rows: Sequence[RankRow]) -> str:
         writer.writerow(
             [
                 r.model,
-                "" if r.rank is None else r.rank,
+                "" if r.place is None else r.place,
                 r.scheme,
                 r.status,
-                *(format_number(v) for v in (r.gap, r.var, r.cond, r.m1)),
+                *(format_number(getattr(r, stat)) for stat in RANK_STATS),
                 r.seeds,
                 r.note,
             ]

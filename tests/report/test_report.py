@@ -6,7 +6,6 @@ import base64
 import csv
 import dataclasses
 import json
-import math
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -129,7 +128,7 @@ def test_html_is_self_contained_and_holds_every_figure_and_the_table(small_repor
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
     assert page.external == [] and page.scripts == 0
-    ranked = [r for r in page.rows if len(r) == 8 and r[0].strip().isdigit()]
+    ranked = [r for r in page.rows if len(r) == 10 and r[0].strip().isdigit()]
     # every applicable model × scheme has a ranked row: 3 on the MLP, 4 on the ResNet
     assert len(ranked) == 3 + 4
     text = (small_report.out / "report.html").read_text(encoding="utf-8")
@@ -141,12 +140,13 @@ def test_ranking_csv_matches_the_ranking(small_report):
         rows = list(csv.DictReader(fh))
     mlp = [r for r in rows if r["model"] == "mlp-tanh-w6-d3"]
     assert [r["status"] for r in mlp].count("not applicable") == 1  # fixup
-    ranks = [int(r["rank"]) for r in rows if r["rank"]]
-    assert sorted(ranks) == [1, 1, 2, 2, 3, 3, 4]
-    # ranked by the gap at the last tap: non-decreasing within each model
+    places = [int(r["place"]) for r in rows if r["place"]]
+    assert sorted(places) == [1, 1, 2, 2, 3, 3, 4]
+    # ranked by rank fraction at the last tap (higher first), then by the non-zero part's gap
     for model in {r["model"] for r in rows}:
-        gaps = [float(r["gap"]) for r in rows if r["model"] == model and r["rank"]]
-        assert gaps == sorted(gaps)
+        ranked = [r for r in rows if r["model"] == model and r["place"]]
+        keys = [(-float(r["rank_fraction"]), float(r["gap_nonzero"])) for r in ranked]
+        assert keys == sorted(keys)
 
 
 def test_summary_csv_is_tidy_and_matches_the_profiles(small_report):
@@ -194,8 +194,11 @@ def test_infinite_statistics_survive_json_and_the_figures(small_report):
     ]
     assert gaps and all(np.isposinf(g).all() for g in gaps)
     rows = ranking(loaded)
-    resnet = [r for r in rows if r.model.startswith("resnet")]
-    assert [math.isinf(r.gap) for r in resnet] == sorted(math.isinf(r.gap) for r in resnet)
+    resnet = [r for r in rows if r.model.startswith("resnet") and r.place is not None]
+    # a zero head leaves rank 0: those schemes rank last, after every scheme that keeps rank
+    fractions = [r.rank_fraction for r in resnet]
+    assert fractions == sorted(fractions, reverse=True) and fractions[-1] == 0.0
+    assert {"fixup", "zero"} <= {r.scheme for r in resnet if r.rank_fraction == 0}
 
 
 # ------------------------------------------------------------------------------ round trips
