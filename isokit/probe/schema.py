@@ -118,6 +118,17 @@ def _ritz(field: str, value: Any, B: int) -> dict[str, np.ndarray] | None:
     }
 
 
+#: Statistics renamed since profiles were first written: old name -> name.
+RENAMED_STATS = {"zero_frac": "zero_fraction"}
+
+
+def _renamed(stats: Any) -> Any:
+    """``stats`` with old statistic names replaced, so older profiles read back."""
+    if not isinstance(stats, dict):
+        return stats
+    return {RENAMED_STATS.get(k, k): v for k, v in stats.items()}
+
+
 def read_tap(field: str, d: Any, cls: type) -> dict[str, Any]:
     """The checked constructor arguments of ``cls`` (``TapSpectrum``) from its dict.
 
@@ -141,8 +152,8 @@ gram_unreliable, singular_values, se, traces, density, ritz, n_products, warning
     B = degenerate.shape[0]
     if B < 1:
         raise ProfileFormatError(f"{field}.degenerate", "is empty: a tap has at least 1 example")
-    stats = _array_dict(f"{field}.stats", d["stats"], B, STAT_NAMES)
-    se = _array_dict(f"{field}.se", d["se"], B, tuple(stats))
+    stats = _array_dict(f"{field}.stats", _renamed(d["stats"]), B, STAT_NAMES)
+    se = _array_dict(f"{field}.se", _renamed(d["se"]), B, tuple(stats))
     sv = d["singular_values"]
     warnings = read_list(f"{field}.warnings", d["warnings"])
     for i, text in enumerate(warnings):

@@ -148,3 +148,14 @@ def test_lanczos_tier_estimates_agree_with_exact():
         ("cond_nonzero", 0.1),
     ):
         assert approx.stats[name][0] == pytest.approx(exact.stats[name][0], rel=rel), name
+
+
+def test_a_profile_written_with_the_old_zero_frac_name_reads_back(relu_case):
+    _, _, prof = relu_case
+    d = prof.to_dict()
+    for tap in d["taps"]:
+        tap["stats"]["zero_frac"] = tap["stats"].pop("zero_fraction")
+    back = isokit.probe.Profile.from_dict(d)
+    np.testing.assert_array_equal(
+        back.stat("zero_fraction", None), prof.stat("zero_fraction", None)
+    )
