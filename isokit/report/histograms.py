@@ -2,8 +2,8 @@
 
 Singular values that are zero by the probe's zero rule (:func:`isokit.probe.zero_mask`; the
 report's samples carry them as exact zeros) cannot sit on a log axis; they form the *zero atom*,
-drawn as a bar of its mass at the left edge, left of an axis break labelled ``0``, and its share
-per scheme is given in the panel. Values above zero but below the plotted dynamic range are
+drawn as a bar of its mass at the left edge, left of an axis break, labelled ``0``, and its
+share per scheme is given in the panel. Values above zero but below the plotted dynamic range are
 clipped into the first bin.
 """
 
@@ -20,9 +20,6 @@ from isokit.report.style import DYNAMIC_RANGE, Palette, legend_below, log_ticks,
 
 __all__ = ["histogram_figure", "zero_atom_bin"]
 
-#: Log-axis gap between the zero atom's bar and the first bin of the histogram (factor in σ).
-_BREAK = 1.8
-
 
 def _three_taps(curves: Sequence[Curve]) -> list[tuple[str, int]]:
     """First, middle and last tap with a spectrum (SLQ taps may be sparse; a dead tap has none)."""
@@ -33,17 +30,18 @@ def _three_taps(curves: Sequence[Curve]) -> list[tuple[str, int]]:
     return [("first", idx[0]), ("middle", middle), ("last", idx[-1])]
 
 
-def zero_atom_bin(first_edge: float) -> tuple[float, float]:
-    """Edges of the zero atom's bar, left of the histogram whose first bin starts at
-    ``first_edge``, one bin-width-like step beyond an axis break.
+def zero_atom_bin(bins: np.ndarray) -> tuple[float, float]:
+    """Edges of the zero atom's bar: two bins of the histogram's width (in log σ), one and a
+    half bins left of its first edge, so the bar reads like the histogram's own bars.
 
     Example:
-        >>> lo, hi = zero_atom_bin(1e-3)
-        >>> lo < hi < 1e-3
-        True
+        >>> lo, hi = zero_atom_bin(np.geomspace(1e-3, 1.0, 4))
+        >>> bool(lo < hi < 1e-3), round(float(np.log10(hi / lo)), 6)
+        (True, 2.0)
     """
-    hi = first_edge / _BREAK
-    return hi / 1.5, hi
+    step = float(bins[1] / bins[0])
+    hi = float(bins[0]) / step**1.5
+    return hi / step**2, hi
 
 
 def _no_spectrum(ax, model: str) -> None:
@@ -60,7 +58,7 @@ def _panel(ax, here: Sequence[Curve], k: int, palette: Palette) -> list[tuple[st
         pos = np.array([1.0])
     lo = max(pos.min(), pos.max() / DYNAMIC_RANGE)
     bins = np.geomspace(lo / 1.05, pos.max() * 1.05, 40)
-    zero_lo, zero_hi = zero_atom_bin(bins[0])
+    zero_lo, zero_hi = zero_atom_bin(bins)
     zeros: list[tuple[str, float]] = []
     for c in here:
         s, w = c.sigma[k]
@@ -89,16 +87,17 @@ def _panel(ax, here: Sequence[Curve], k: int, palette: Palette) -> list[tuple[st
             )
     ax.axvline(1.0, color="0.25", ls=":", lw=1)
     ax.set_xscale("log")
-    left = zero_lo / 1.2 if zeros else bins[0]
-    ax.set_xlim(left, bins[-1])
+    ax.set_xlim(zero_lo / 1.2 if zeros else bins[0], bins[-1])
     log_ticks(ax, bins[0], bins[-1], axis="x")
     if zeros:
-        ticks = [t for t in ax.get_xticks() if bins[0] <= t <= bins[-1]]
+        # keep the tick labels clear of the "0" under the bar
+        clear = bins[0] * (bins[1] / bins[0]) ** 3
+        ticks = [t for t in ax.get_xticks() if clear <= t <= bins[-1]]
         ax.set_xticks([np.sqrt(zero_lo * zero_hi), *ticks])
         ax.set_xticklabels(["0", *(f"{t:g}" for t in ticks)])
-        ax.axvline(bins[0] / np.sqrt(_BREAK), color="0.6", ls="-", lw=0.8)  # the axis break
+        ax.axvline(np.sqrt(zero_hi * bins[0]), color="0.6", ls="-", lw=0.8)  # the axis break
         text = "\n".join(f"σ = 0: {100 * m:.3g} % ({scheme})" for scheme, m in zeros)
-        ax.text(0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=7.5)
+        ax.text(0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=7)
     return zeros
 
 
