@@ -50,7 +50,7 @@ import math
 import re
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -62,6 +62,7 @@ from isokit.probe.grams import _eigvalsh as _eigvalsh  # re-exported (benchmarks
 from isokit.probe.memory import available_memory, default_max_memory, estimate_exact_memory
 from isokit.probe.plan import ExactPlan, ProbeMemoryError, plan_exact
 from isokit.probe.spectrum import TapSpectrum
+from isokit.probe.start import StartView
 from isokit.probe.statistics import degenerate_mask, dtype_eps, saturated_mask, stats
 from isokit.probe.sweeps import (
     _chain_ok,
@@ -157,6 +158,30 @@ class ExactResult:
     n_sweeps: int
     chain_checked: bool | None
     warnings: list[str] = field(default_factory=list)
+
+    @classmethod
+    def concat(cls, parts: Sequence[ExactResult]) -> ExactResult:
+        """The results of several example chunks of one probe as one (the first one's plan)."""
+        taps = []
+        for i, first in enumerate(parts[0].taps):
+            per = [p.taps[i] for p in parts]
+            grams = [t.gram for t in per]
+            taps.append(
+                replace(
+                    first,
+                    singular_values=torch.cat([t.singular_values for t in per]),
+                    gram_unreliable=torch.cat([t.gram_unreliable for t in per]),
+                    svd_used=torch.cat([t.svd_used for t in per]),
+                    gram=None if grams[0] is None else torch.cat(grams),
+                )
+            )
+        return cls(
+            taps=taps,
+            plan=parts[0].plan,
+            n_sweeps=parts[0].n_sweeps,
+            chain_checked=parts[0].chain_checked,
+            warnings=sorted({w for p in parts for w in p.warnings}),
+        )
 
 
 class _Collector:
@@ -259,9 +284,33 @@ def exact_spectra(
             tangents and Grams at the same time.
         labels: the taps' names in the results and in error messages (default ``tap_names``).
 
+    A :class:`~isokit.probe.start.StartView` of several examples is probed one example at a
+    time (each example's function holds its own ``x_b``, ``docs/probes.md §3.6``), with the same
+    options and budget per example; the plan reported is the first example's.
+
     Raises:
         ValueError: the Jacobian of some tap holds NaN or inf (named).
     """
+    if isinstance(model, StartView) and model.n_examples > 1:
+        return ExactResult.concat(
+            [
+                exact_spectra(
+                    model.at(b),
+                    inputs[b : b + 1],
+                    tap_names,
+                    chunk_size=chunk_size,
+                    max_memory=max_memory,
+                    svd=svd,
+                    keep_grams=keep_grams,
+                    strategy=strategy,
+                    mode=mode,
+                    progress=progress,
+                    allow_groups=allow_groups,
+                    labels=labels,
+                )
+                for b in range(model.n_examples)
+            ]
+        )
     B = inputs.shape[0]
     geo = _geometry(model, inputs, tap_names, labels)
     if max_memory is None:

@@ -84,8 +84,8 @@ def measure_signal(
     try:
         back = _backward(prep, loss, generator)
     finally:
-        prep.copy.requires_grad_(False)
-    x, B = prep.x, prep.x.shape[0]
+        prep.base.requires_grad_(False)
+    x, B = prep.base_x, prep.base_x.shape[0]
     rows = [
         _tap_signal(prep.names[i], h.detach(), back.grad_h[i], back.tap_params[i], back, B)
         for i, h in enumerate(back.call.outputs)
@@ -114,7 +114,7 @@ def measure_signal(
 
 
 def _backward(prep: Prepared, loss: Loss | None, generator: torch.Generator | None) -> _Backward:
-    m, mods, x = prep.copy, prep.mods, prep.x
+    m, mods, x = prep.base, prep.mods, prep.base_x
     with torch.enable_grad():
         zeros = [
             _zero_perturbation(name, h, x.shape[0])

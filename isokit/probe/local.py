@@ -80,13 +80,13 @@ def block_profile(
 
 def measure_blocks(prep: Prepared) -> list[TapSpectrum]:
     """The local spectra of every tap of a prepared probe (see :func:`block_profile`)."""
-    call = run_with_taps(prep.copy, prep.mods, prep.x, capture_inputs=True)
+    call = run_with_taps(prep.base, prep.mods, prep.base_x, capture_inputs=True)
     return [_block_tap(prep, i, call.inputs[i], call.args[i]) for i in range(len(prep.names))]
 
 
 def _block_tap(prep: Prepared, i: int, u: Tensor, captured: tuple[tuple, dict]) -> TapSpectrum:
     opts, name = prep.options, prep.names[i]
-    if u.shape[0] != prep.x.shape[0]:
+    if u.shape[0] != prep.base_x.shape[0]:
         raise TapError(
             f"the input of tap {name!r} has no leading batch axis (shape "
             f"{tuple(u.shape)}); block_profile needs per-example block inputs"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from isokit.probe.moments import rademacher, trace_moments
 from isokit.probe.node_statistics import saturated_from_ritz, slq_statistics
 from isokit.probe.quadrature import ritz_bounds, slq_moments
 from isokit.probe.spectrum import TapSpectrum
+from isokit.probe.start import StartView
 from isokit.probe.statistics import dtype_eps
 from isokit.probe.taps import run_with_taps
 
@@ -172,16 +174,19 @@ def lanczos_taps(
     last = L - 1
     dtype = x.dtype
     eps = dtype_eps(dtype)
+    # A StartView holds every example's x: each example's function is its own view (§3.6).
+    model_of = m.at if isinstance(m, StartView) else (lambda b: m)
 
-    def g_all(xx: Tensor) -> tuple[Tensor, ...]:
-        call = run_with_taps(m, mods, xx.unsqueeze(0), stop_after=last)
+    def g_all(mb: nn.Module, xx: Tensor) -> tuple[Tensor, ...]:
+        call = run_with_taps(mb, mods, xx.unsqueeze(0), stop_after=last)
         return tuple(h.reshape(-1) for h in call.outputs)
 
     # Moments at every tap: one vmapped jvp of K Rademacher probes per example.
     mom: list[list[Any]] = [[None] * B for _ in range(L)]
     for b in range(B):
         omega = rademacher((n_probes, *in_shape), generator=generator, dtype=dtype, device=x.device)
-        Ys = vmap(lambda v, xb=x[b]: jvp(g_all, (xb,), (v,))[1])(omega)
+        g_b = partial(g_all, model_of(b))
+        Ys = vmap(lambda v, xb=x[b], g_b=g_b: jvp(g_b, (xb,), (v,))[1])(omega)
         for i in range(L):
             mom[i][b] = trace_moments(Ys[i], r=min(dims[i], n_in))
         del Ys
@@ -193,7 +198,6 @@ def lanczos_taps(
         iterator = tqdm(slq_idx, desc="SLQ taps")
     slq: dict[int, list[Any]] = {}
     for i in iterator:
-        fn = _tap_fn(m, mods, i)
         r = min(dims[i], n_in)
         input_side = n_in <= dims[i]
         per_example = []
@@ -202,7 +206,7 @@ def lanczos_taps(
                 per_example.append(None)  # §6: no Lanczos on a zero operator
                 continue
             xb = x[b]
-            jv, jtu = _jacobian_products(fn, xb, dims[i], in_shape)
+            jv, jtu = _jacobian_products(_tap_fn(model_of(b), mods, i), xb, dims[i], in_shape)
 
             if input_side:  # A v = Jᵀ(J v)
 

@@ -7,6 +7,12 @@ moves the inputs to the copy's device and dtype, refuses what cannot be measured
 weights, buffers or inputs) and runs one dry forward pass on the first example, whose shape
 errors become a clear ``ValueError`` and whose non-finite outputs are refused naming the tap. It
 yields a :class:`Prepared` that the probes share; :meth:`Prepared.meta` builds ``Profile.meta``.
+
+With ``options.start`` (``docs/probes.md §3.6``) only the taps after that module are kept, and the
+Jacobian probes differentiate a :class:`~isokit.probe.start.StartView` of the copy at the
+outputs ``h_start`` of the batch (``Prepared.copy`` and ``Prepared.x``); the model and the batch
+themselves stay in ``Prepared.base`` and ``Prepared.base_x`` for the signal and the local
+Jacobians, whose quantities do not depend on where the differentiation starts.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from torch import Tensor, nn
 from isokit.probe.checks import ProbeOptionError, check_inputs, describe
 from isokit.probe.hygiene import model_device, probe_context
 from isokit.probe.options import ProbeOptions
+from isokit.probe.start import StartView, check_start_module, split_taps
 from isokit.probe.taps import TapCall, TapError, resolve_taps, run_with_taps
 
 __all__ = ["Prepared", "prepare"]
@@ -92,6 +99,22 @@ def _check_finite_outputs(dry: TapCall, names: list[str], original: nn.Module) -
         )
 
 
+def _start_outputs(copy: nn.Module, start: str, x: Tensor, original: nn.Module) -> Tensor:
+    """``h_start`` of every example of the batch (``[B, *start_shape]``), checked finite."""
+    h = run_with_taps(copy, [copy.get_submodule(start)], x, stop_after=0).outputs[0]
+    if h.ndim == 0 or h.shape[0] != x.shape[0]:
+        raise TapError(
+            f"the output of start {start!r} has shape {tuple(h.shape)} for a batch of "
+            f"{x.shape[0]}; start must be a module whose output is (B, ...)"
+        )
+    if not bool(torch.isfinite(h).all()):
+        raise ValueError(
+            f"the forward pass of {type(original).__name__} gives NaN or inf at start {start!r}; "
+            "a Jacobian spectrum cannot be measured from there (check the initialization's scale)"
+        )
+    return h.detach()
+
+
 @dataclass(eq=False)
 class Prepared:
     """What :func:`prepare` sets up once for a probe.
@@ -100,13 +123,18 @@ class Prepared:
         model: the user's model (never modified; named in messages and metadata).
         inputs: the user's batch.
         options: the validated options.
-        names: resolved tap names in depth order.
-        copy: the hygienic probe copy (eval mode, probe dtype, no ``requires_grad``).
+        names: resolved tap names in depth order (with ``start``: the taps after it).
+        copy: the module the Jacobian probes differentiate: ``base``, or with ``start`` its
+            :class:`~isokit.probe.start.StartView`.
         device: the copy's device.
-        x: the inputs on ``device`` in the probe dtype.
-        mods: the tap modules of ``copy``, in tap order.
+        x: the variable they differentiate, per example: ``base_x``, or with ``start`` the
+            outputs ``h_start`` of the batch (``[B, *start_shape]``).
+        mods: the tap modules of ``base``, in tap order.
         dry: the dry run on the first example (tap outputs with batch axis 1).
         seed: the probe seed (``generator.initial_seed()`` when a generator was given).
+        base: the hygienic probe copy (eval mode, probe dtype, no ``requires_grad``).
+        base_x: the inputs on ``device`` in the probe dtype.
+        start: the start module's name, or ``None`` (the input).
     """
 
     model: nn.Module
@@ -119,6 +147,9 @@ class Prepared:
     mods: list[nn.Module]
     dry: TapCall
     seed: int
+    base: nn.Module
+    base_x: Tensor
+    start: str | None = None
 
     @property
     def dims(self) -> list[int]:
@@ -139,7 +170,11 @@ class Prepared:
         meta: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """``Profile.meta``: model, method and why, dtype, device, seed, versions, shapes."""
+        """``Profile.meta``: model, method and why, dtype, device, seed, versions, shapes.
+
+        ``n_in`` is the size of the differentiated variable per example: the input's, or with
+        ``start`` the output's of that module (``start_shape``); ``input_shape`` is the input's.
+        """
         import isokit
 
         out: dict[str, Any] = {
@@ -154,10 +189,13 @@ class Prepared:
             "isokit": getattr(isokit, "__version__", "unknown"),
             "n_examples": int(self.inputs.shape[0]),
             "input_shape": list(self.inputs.shape[1:]),
-            "n_in": int(math.prod(self.inputs.shape[1:])),
+            "n_in": int(math.prod(self.x.shape[1:])),
+            "start": self.start,
             "taps": list(self.names),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
+        if self.start is not None:
+            out["start_shape"] = list(self.x.shape[1:])
         if extra:
             out.update(extra)
         if meta:
@@ -191,6 +229,8 @@ def prepare(
         )
     check_inputs("inputs", inputs)
     names = resolve_taps(model, options.taps)
+    if options.start is not None:
+        check_start_module(model, options.start)
     seed = options.seed if generator is None else int(generator.initial_seed())
     with probe_context(model, dtype=options.dtype) as copy:
         _check_finite_state(copy, model, options.dtype)
@@ -203,15 +243,28 @@ def prepare(
         mods = [copy.get_submodule(n) for n in names]
         dry = _dry_run(copy, mods, x, model)
         _check_finite_outputs(dry, names, model)
+        probed, z = copy, x
+        if options.start is not None:
+            # Explicit tap lists are the caller's words: a tap before start is refused there.
+            explicit = not callable(options.taps) and options.taps != "auto"
+            kept = split_taps(copy, names, options.start, x[:1], explicit=explicit)
+            keep = [names.index(n) for n in kept]
+            names, mods = kept, [mods[i] for i in keep]
+            dry = TapCall(output=dry.output, outputs=[dry.outputs[i] for i in keep])
+            z = _start_outputs(copy, options.start, x, model)
+            probed = StartView(copy, options.start, x)
         yield Prepared(
             model=model,
             inputs=inputs,
             options=options,
             names=names,
-            copy=copy,
+            copy=probed,
             device=device,
-            x=x,
+            x=z,
             mods=mods,
             dry=dry,
             seed=seed,
+            base=copy,
+            base_x=x,
+            start=options.start,
         )

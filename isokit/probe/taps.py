@@ -30,6 +30,7 @@ __all__ = [
     "TapError",
     "TapSpec",
     "first_tensor",
+    "replace_first",
     "resolve_taps",
     "run_with_taps",
 ]
@@ -135,7 +136,8 @@ def first_tensor(value: Any) -> Tensor:
     raise TapError(f"a tap module returned {type(value).__name__}, not a tensor")
 
 
-def _replace_first(value: Any, new: Tensor) -> Any:
+def replace_first(value: Any, new: Tensor) -> Any:
+    """``value`` with its tensor (or the first tensor of its tuple/list) replaced by ``new``."""
     if isinstance(value, Tensor):
         return new
     items = list(value)
@@ -213,11 +215,11 @@ def run_with_taps(
             h = first_tensor(out)
             if i in add:
                 h = h + add[i]
-                out = _replace_first(out, h)
+                out = replace_first(out, h)
             if i in replace:
                 h = replace[i].reshape(h.shape)
                 h = h.clone() if clone else h
-                out = _replace_first(out, h)
+                out = replace_first(out, h)
             outputs[i] = h.clone() if clone else h
             if capture_inputs:
                 if not args or not isinstance(args[0], Tensor):
