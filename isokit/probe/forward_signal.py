@@ -42,7 +42,8 @@ def signal(
     (``docs/probes.md §5``). Zero tensors ``e_l`` are added to the tap outputs in the hooks and
     the loss is differentiated with respect to them, so ``∂ℓ_b/∂h_l^(b)`` comes out for all taps
     at once. Of the :class:`~isokit.probe.ProbeOptions` (or keyword ``overrides``), ``taps``,
-    ``dtype`` and ``seed`` apply.
+    ``dtype`` and ``seed`` apply, and ``start``, which keeps the taps after that module (none of
+    these quantities depends on where a Jacobian starts, ``docs/probes.md §3.6``).
 
     Args:
         loss: ``output -> per-example losses [B]`` (summed) or their scalar sum. Default:

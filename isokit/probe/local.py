@@ -54,7 +54,9 @@ def block_profile(
     Local Jacobians are always exact: of the :class:`~isokit.probe.ProbeOptions` (or keyword
     ``overrides``), ``taps``, ``dtype``, ``chunk_size``, ``example_chunk``, ``max_memory``,
     ``svd``, ``band`` and ``progress`` apply; ``method``, ``n_probes``, ``lanczos_steps``,
-    ``slq_taps`` and ``seed`` are not used.
+    ``slq_taps`` and ``seed`` are not used. ``start`` keeps the taps after that module, as in
+    :func:`~isokit.probe.profile` (a local Jacobian does not depend on where the
+    differentiation starts, ``docs/probes.md §3.6``).
 
     Example:
         >>> import torch, isokit

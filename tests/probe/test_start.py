@@ -215,6 +215,8 @@ def test_signal_and_blocks_are_measured_at_the_taps_after_start(resnet):
     keep = [full.taps.index(n) for n in prof.names]
     np.testing.assert_allclose(prof.signal.q, full.q[keep], rtol=1e-12)
     np.testing.assert_allclose(prof.signal.grad, full.grad[keep], rtol=1e-12)
+    assert isokit.probe.signal(resnet, x, start="layer1").taps == prof.names
+    assert isokit.probe.block_profile(resnet, x, start="layer1").names == prof.names
     assert isokit.probe.profile(resnet, x, method="exact").meta["start"] is None
 
 
