@@ -17,8 +17,14 @@ Methods:
   node statistics) and Ritz bounds on ``σ_max``/``σ_min`` at the ``slq_taps``. The operator is the
   ``r``-side Gram: ``A v = Jᵀ(J v)`` when ``n_in ≤ D``, else ``B u = J(Jᵀ u)``, both from batched
   ``jvp``/``vjp``.
-- ``"auto"``: exact when its memory estimate fits ``max_memory`` in one sweep (default: half the
-  free RAM, or 80 % of the free GPU memory), else lanczos. ``meta["method_reason"]`` says why.
+- ``"auto"`` (``docs/probes.md §3.7``): exact when its estimated time fits ``max_seconds``
+  (default 20 s; :mod:`isokit.probe.timing`: tangent pass, Grams and ``eigvalsh``, timed on the
+  model and the device) and its memory estimate fits ``max_memory`` in one sweep (default: half
+  the free RAM, or 80 % of the free GPU memory), else lanczos at every tap.
+  ``meta["method_reason"]`` says why; when the time decides, ``meta["exact_estimate_s"]`` holds
+  the estimate, and SLQ runs at those of the default SLQ taps that fit the budget with the
+  moments (cheapest first; an explicit ``slq_taps`` is kept). ``max_seconds=None`` chooses by
+  memory alone; ``"exact"`` is never switched.
 
 ``with_signal`` and ``with_blocks`` run :func:`~isokit.probe.signal` and
 :func:`~isokit.probe.block_profile` on the same prepared copy, into ``Profile.signal`` and
@@ -41,6 +47,7 @@ from isokit.probe.options import ProbeOptions, resolve_options
 from isokit.probe.prepare import Prepared, prepare
 from isokit.probe.result import Profile
 from isokit.probe.spectrum import TapSpectrum
+from isokit.probe.timing import ExactCost, estimate_exact_cost, estimate_lanczos_cost
 
 __all__ = ["profile"]
 
@@ -111,6 +118,17 @@ def _measure(
     if method == "lanczos":
         taps, extra = _lanczos_tier(prep, generator)
         return taps, "lanczos", "requested", extra
+    budget = prep.options.max_seconds
+    if method == "auto" and budget is not None:
+        cost = estimate_exact_cost(prep, budget=budget)
+        if cost.seconds > budget:
+            slq_idx, slq_reason = _slq_within(prep, cost, budget)
+            taps, extra = _lanczos_tier(prep, generator, slq_idx)
+            # Only here, where it decides: a timing in every Profile would make reruns of the
+            # same probe differ in their metadata.
+            extra["exact_estimate_s"] = cost.seconds
+            reason = f"auto: exact would take {cost.describe()}, over max_seconds={budget:g} s"
+            return taps, "lanczos", reason + slq_reason, extra
     try:
         taps, extra, plan_reason = _exact_tier(prep)
     except ProbeMemoryError as err:
@@ -118,7 +136,10 @@ def _measure(
             raise
         taps, extra = _lanczos_tier(prep, generator)
         return taps, "lanczos", f"auto: exact does not fit ({err})", extra
-    prefix = "requested; " if method == "exact" else "auto: "
+    if method == "exact":
+        prefix = "requested; "
+    else:
+        prefix = "auto: " if budget is None else f"auto: fits max_seconds={budget:g} s; "
     return taps, "exact", prefix + plan_reason, extra
 
 
@@ -152,13 +173,33 @@ def _exact_tier(prep: Prepared) -> tuple[list[TapSpectrum], dict[str, Any], str]
     return taps, extra, ex.plan.reason
 
 
+def _slq_within(prep: Prepared, cost: ExactCost, budget: float) -> tuple[list[int] | None, str]:
+    """The default SLQ taps that fit ``budget`` with the moments, and what was left out.
+
+    An explicit ``slq_taps`` is kept as given (``None``, and no word in the reason).
+    """
+    if prep.options.slq_taps is not None or cost.column is None:
+        return None, ""
+    default = resolve_slq_taps(None, prep.names)
+    lanczos = estimate_lanczos_cost(prep, cost.column)
+    kept = lanczos.within(default, budget)
+    if len(kept) == len(default):
+        return kept, ""
+    dropped = sum(lanczos.slq_s[i] for i in default if i not in kept)
+    return kept, (
+        f"; SLQ at {len(kept)} of the {len(default)} default SLQ taps, the others would add "
+        f"~{dropped:.3g} s (set slq_taps to choose them)"
+    )
+
+
 def _lanczos_tier(
-    prep: Prepared, generator: torch.Generator | None
+    prep: Prepared, generator: torch.Generator | None, slq_idx: list[int] | None = None
 ) -> tuple[list[TapSpectrum], dict[str, Any]]:
     opts = prep.options
     if generator is None:
         generator = torch.Generator(device=prep.device).manual_seed(prep.seed)
-    slq_idx = resolve_slq_taps(opts.slq_taps, prep.names)
+    if slq_idx is None:
+        slq_idx = resolve_slq_taps(opts.slq_taps, prep.names)
     taps = lanczos_taps(
         prep.copy,
         prep.x,
