@@ -35,7 +35,13 @@ from isokit.report.checks import (
     table_of,
     type_name,
 )
-from isokit.report.modelspec import ModelSpec, check_fits, machine_memory, parse_model
+from isokit.report.modelspec import (
+    ModelSpec,
+    check_fits,
+    check_start,
+    machine_memory,
+    parse_model,
+)
 from isokit.report.probe_keys import check_method_options, probe_option
 
 __all__ = [
@@ -164,7 +170,9 @@ class Config:
     - ``[probes]``: booleans ``profile`` (default true), ``block`` (false), ``signal`` (true).
     - ``[output]``: ``formats``, a subset of ``png``, ``svg``, ``pdf``.
     - ``[[models]]``: ``kind`` (:func:`isokit.models.model_kinds`) plus that kind's constructor
-      arguments, optional ``label`` and ``input_shape``.
+      arguments, optional ``label``, ``input_shape`` and ``start`` (a module name: the probes
+      measure ``∂h_l/∂h_start`` at the taps after it, ``docs/probes.md §3.6``; the default label
+      ends in ``-from-<start>``, so one model can be listed with and without it).
     - ``schemes``: names, or tables ``{name, label, options}``.
     """
 
@@ -243,6 +251,8 @@ def _parse_models(
     _unique("models", [m.label for m in models])
     for i, m in enumerate(models):
         check_fits(f"models[{i}]", m, examples=inputs.examples, memory=memory)
+    for i, m in enumerate(models):
+        check_start(f"models[{i}].start", m)
     return tuple(models)
 
 
@@ -300,6 +310,11 @@ def parse_config(
     schemes = _parse_schemes(data)
     probes = _parse_probes(data.get("probes", {}))
     method_options = table_of("method_options", data.get("method_options", {}))
+    if "start" in method_options:
+        raise ConfigError(
+            "method_options.start",
+            'is set per model; write start = "MODULE" in the [[models]] tables it applies to',
+        )
     check_method_options(method_options)
     return Config(
         title=title,

@@ -1,11 +1,14 @@
 """Model entries of a config, read through the model kinds' own specs.
 
 A ``[[models]]`` table names a ``kind`` (any of :func:`isokit.models.model_kinds`) and that
-kind's constructor arguments. The kind's :class:`~isokit.models.ModelKind` types them, fills in
-defaults, checks the rules that tie them together and gives the default label and input shape;
-this module only maps its :class:`~isokit.models.ModelArgError` to a :class:`ConfigError` at the
-dotted key (``models[1].depth``). What a model costs is then counted from its arguments and
-compared with the machine's memory, so an absurd size fails at once, before anything is built.
+kind's constructor arguments, plus optional ``label``, ``input_shape`` and ``start`` (the module
+whose output the Jacobians start from, ``docs/probes.md §3.6``; checked against the built model's
+module names by :func:`check_start`). The kind's :class:`~isokit.models.ModelKind` types them,
+fills in defaults, checks the rules that tie them together and gives the default label and
+input shape; this module only maps its :class:`~isokit.models.ModelArgError` to a
+:class:`ConfigError` at the dotted key (``models[1].depth``). What a model costs is then
+counted from its arguments and compared with the machine's memory, so an absurd size fails at
+once, before anything is built.
 
 Example:
     >>> spec = parse_model("models[0]", {"kind": "mlp", "in_features": 8, "width": 8,
@@ -29,10 +32,10 @@ if TYPE_CHECKING:
 
     from isokit.theory.law import Chain
 
-__all__ = ["ModelSpec", "check_fits", "machine_memory", "parse_model"]
+__all__ = ["ModelSpec", "check_fits", "check_start", "machine_memory", "parse_model"]
 
 # Keys of a [[models]] table that are not constructor arguments.
-_ENTRY_KEYS = ("kind", "label", "input_shape")
+_ENTRY_KEYS = ("kind", "label", "input_shape", "start")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +43,9 @@ class ModelSpec:
     """One model of the comparison: its ``kind``, constructor ``args`` and input shape.
 
     ``args`` holds the arguments the config gave (checked and normalized); the kind supplies
-    every other one, so the resolved config records what the user wrote.
+    every other one, so the resolved config records what the user wrote. ``start`` names the
+    module whose output the probes differentiate from (``None``: the input); the default label
+    then ends in ``-from-<start>``, so the same model with and without it are two models.
 
     Example:
         >>> spec = ModelSpec(label="m", kind="mlp", args={"in_features": 4, "width": 4,
@@ -53,6 +58,7 @@ class ModelSpec:
     kind: str
     args: dict[str, Any]
     input_shape: tuple[int, ...]
+    start: str | None = None
 
     @property
     def model_kind(self) -> ModelKind:
@@ -68,16 +74,22 @@ class ModelSpec:
         return self.model_kind.build(**self.args)
 
     def chain(self) -> Chain | None:
-        """The model as the theory sees it (:class:`isokit.theory.Chain`), or ``None``."""
-        return self.model_kind.chain(self.args)
+        """The model as the theory sees it (:class:`isokit.theory.Chain`), or ``None``.
+
+        ``None`` too from a ``start``: the theory's depths count from the input.
+        """
+        return None if self.start is not None else self.model_kind.chain(self.args)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "label": self.label,
             "kind": self.kind,
             **self.model_kind.to_config(self.args),
             "input_shape": list(self.input_shape),
         }
+        if self.start is not None:
+            out["start"] = self.start
+        return out
 
 
 def _config_error(key: str, exc: ModelArgError, shape_key: str) -> ConfigError:
@@ -102,9 +114,13 @@ def parse_model(
         raise ConfigError(f"{key}.kind", exc.message) from None
     given = {name: value for name, value in table.items() if name not in _ENTRY_KEYS}
     shape_key = f"{key}.input_shape" if "input_shape" in table else "inputs.shape"
+    start = _start_of(f"{key}.start", table["start"]) if "start" in table else None
     try:
         resolved = kind.resolve(given)
-        label = label_of(f"{key}.label", table["label"]) if "label" in table else kind.label(given)
+        if "label" in table:
+            label = label_of(f"{key}.label", table["label"])
+        else:
+            label = kind.label(given) + ("" if start is None else f"-from-{start}")
         if "input_shape" in table:
             shape = shape_of(shape_key, table["input_shape"])
         if shape is None:
@@ -114,7 +130,52 @@ def parse_model(
     except ModelArgError as exc:
         raise _config_error(key, exc, shape_key) from None
     args = {a.name: resolved[a.name] for a in kind.args if a.name in given}
-    return ModelSpec(label=label, kind=kind.name, args=args, input_shape=tuple(shape))
+    return ModelSpec(label=label, kind=kind.name, args=args, input_shape=tuple(shape), start=start)
+
+
+def _start_of(key: str, value: object) -> str:
+    """A ``start`` module name, typed as the probe's option is (a literal, non-empty name)."""
+    from isokit.probe.checks import ProbeOptionError, check_start
+
+    try:
+        name = check_start("start", value)
+    except ProbeOptionError as exc:
+        raise ConfigError(key, exc.message) from None
+    if name is None:  # pragma: no cover - TOML has no null
+        raise ConfigError(key, "must be a module name")
+    return name
+
+
+def check_start(key: str, spec: ModelSpec) -> None:
+    """Refuse a ``start`` that names no module of the model (built once, on a forked RNG).
+
+    Call it after :func:`check_fits`, which refuses a model too large to build.
+
+    Example:
+        >>> spec = parse_model("models[0]", {"kind": "mlp", "in_features": 4, "width": 4,
+        ...                    "depth": 2, "start": "act.0"}, image_size=16)
+        >>> spec.label
+        'mlp-relu-w4-d2-from-act.0'
+        >>> check_start("models[0].start", spec)
+        Traceback (most recent call last):
+        ...
+        isokit.report.checks.ConfigError: models[0].start: the model MLP has no module named \
+'act.0'; close matches: acts.0, acts.1, acts, fcs.0 (start names a module of \
+model.named_modules())
+    """
+    import torch
+
+    from isokit.probe.checks import ProbeOptionError
+    from isokit.probe.start import check_start_module
+
+    if spec.start is None:
+        return
+    with torch.random.fork_rng(devices=[]):
+        model = spec.build()
+    try:
+        check_start_module(model, spec.start)
+    except ProbeOptionError as exc:
+        raise ConfigError(key, exc.message) from None
 
 
 def machine_memory() -> int | None:

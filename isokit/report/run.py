@@ -2,8 +2,9 @@
 
 For each combination the model is built under ``torch.manual_seed(seed)`` (inside a forked RNG, so
 the caller's global RNG is left alone), initialized with ``isokit.init.apply(..., seed=seed)``, and
-probed on inputs drawn from a generator seeded by ``seed``. Everything runs on the CPU in a fixed
-order, so the same config and seeds give the same numbers. A scheme that does not fit a model
+probed on inputs drawn from a generator seeded by ``seed`` (from the model's ``start`` module, if it
+names one: ``docs/probes.md §3.6``). Everything runs on the CPU in a fixed order, so the same
+config and seeds give the same numbers. A scheme that does not fit a model
 (:class:`isokit.init.SchemeNotApplicable`, e.g. Fixup on an MLP without residual branches) is
 recorded as *not applicable* with its message, and the run carries on; any other error from
 ``apply`` (a bad option) is a config error.
@@ -113,10 +114,14 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
                 meta=meta,
                 with_signal=config.probes["signal"],
                 with_blocks=config.probes["block"],
+                start=model_spec.start,
             )
     except ProbeMemoryError as exc:  # only `method = "exact"` raises it; "auto" falls back
         raise ConfigError("method", str(exc)) from None  # its message says the fix
     except ProbeOptionError as exc:  # an option the taps contradict (slq_taps the model lacks)
+        if exc.option == "start":  # no tap after it, or a tap listed before it
+            index = [m.label for m in config.models].index(model_spec.label)
+            raise ConfigError(f"models[{index}].start", exc.message) from None
         raise ConfigError(f"method_options.{exc.option}", exc.message) from None
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
