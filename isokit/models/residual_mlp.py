@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -14,6 +14,9 @@ from isokit.models.cost import ModelSize
 from isokit.models.inputs import FlatInput
 from isokit.models.spec import ModelKind, kind_checked, register_model_kind
 from isokit.structure import ResidualBranch
+
+if TYPE_CHECKING:
+    from isokit.theory.law import Chain
 
 
 class ResidualBlock(nn.Module):
@@ -114,6 +117,24 @@ class ResidualMLP(nn.Module):
         return out
 
 
+def _chain(a: Mapping[str, Any]) -> Chain:
+    from isokit.theory.law import Chain
+
+    # A scalar gate starts at 1, so the branch multiplier at initialization is ``scale``.
+    return Chain(
+        layer="dense",
+        activation=a["activation"],
+        width=a["width"],
+        in_width=a["width"] if a["in_features"] is None else a["in_features"],
+        depth=a["depth"],
+        fan_in=a["width"],
+        bias=a["bias"],
+        taps=tuple(RESIDUAL_MLP_KIND.depth_taps(a["depth"])),
+        residual_scale=a["scale"],
+        branch_layers=a["branch_layers"],
+    )
+
+
 def _size(a: Mapping[str, Any], shape: tuple[int, ...]) -> ModelSize:
     w, L, out, bias = a["width"], a["depth"], a["out_features"] or 0, int(a["bias"])
     n = a["in_features"]
@@ -144,6 +165,7 @@ RESIDUAL_MLP_KIND = register_model_kind(
         inputs=FlatInput("in_features", fallback="width"),
         label_format="residual-mlp-{activation}-w{width}-d{depth}",
         tap_prefix="blocks.",
+        chain_of=_chain,
         size_of=_size,
         example={"width": 5, "depth": 3},
         description="a residual MLP, x + a·branch(x) per block",

@@ -79,7 +79,7 @@ def layer_mus(lay: Layers, k: int) -> np.ndarray:
 
 
 def provenance(lay: Layers, tap: str, critical: bool) -> tuple[tuple[str, str], tuple[str, str]]:
-    """(tag, citation) of ``m1`` and of ``v``: read in a source only at the fixed point (§3.3)."""
+    """(tag, citation) of ``m1`` and of ``var``: read in a source only at the fixed point (§3.3)."""
     if not lay.at_fixed_point or tap != "post":
         return ("D", "derived"), ("D", "derived")
     m1_tag = ("S" if lay.act.piecewise_linear else "R", "pennington2017")

@@ -6,7 +6,14 @@ Formulas of ``docs/theory.md`` §1.3 (``z1, z2 ~ N(0, 1)`` independent, ``u1 = �
 - correlation map ``c ↦ (σ_w²·E φ(u1)φ(u2) + σ_b²)/q*`` with slope ``χ_c = σ_w²·E φ'(u1)φ'(u2)``
   [R: Poole et al. 2016], and its attracting fixed point ``c*``;
 - depth scales ``ξ = −1/log χ`` [R: Schoenholz et al. 2017], which diverge on the critical line
-  ``χ1 = 1``.
+  ``χ1 = 1``: a slope within :data:`CRITICAL_RTOL` of 1 gives ``ξ = ∞``.
+
+Example:
+    >>> from isokit.theory import chi1, critical_point
+    >>> sw2 = critical_point(act="tanh", sb2=0.05).sw2.value
+    >>> chi = chi1(act="tanh", sw2=sw2, sb2=0.05).value  # 1 up to round-off
+    >>> abs(chi - 1) <= CRITICAL_RTOL, depth_scales(act="tanh", sw2=sw2, sb2=0.05).xi_c.value
+    (True, inf)
 """
 
 from __future__ import annotations
@@ -22,7 +29,14 @@ from isokit.theory.gaussian import _dq_e_phi2, _e_dphi_dphi, _e_phi_phi, _mu
 from isokit.theory.meanfield import _resolve_q
 from isokit.theory.prediction import Prediction
 
-__all__ = ["DepthScales", "c_map", "c_star", "chi_c", "depth_scales"]
+__all__ = ["CRITICAL_RTOL", "DepthScales", "c_map", "c_star", "chi_c", "depth_scales"]
+
+#: A slope ``χ`` with ``|χ − 1| ≤ CRITICAL_RTOL`` is critical: its depth scale is ``∞``. The
+#: critical point is solved to ~1e-14 and the slopes are Gaussian integrals accurate to ~1e-13,
+#: so a point on the critical line gives ``|χ − 1|`` of a few 1e-15 (``ξ ≈ 1e15`` layers if
+#: taken literally); 1e-12 stays far above that round-off and far below any slope a finite
+#: depth could tell from 1 (``ξ > 1e12`` layers).
+CRITICAL_RTOL = 1e-12
 
 
 def _q_for_c(a: Activation, sw2: float, sb2: float, q: float | None) -> float:
@@ -117,9 +131,13 @@ def c_star(*, act: ActLike, sw2: float, sb2: float, q: float | None = None) -> P
     )
 
 
+def _critical(chi: float) -> bool:
+    return abs(chi - 1.0) <= CRITICAL_RTOL
+
+
 def _xi(chi: float) -> float:
-    # ξ = −1/log χ; χ = 1 means no exponential scale (divergent depth scale).
-    return math.inf if chi == 1 else -1.0 / math.log(chi)
+    # ξ = −1/log χ; χ = 1 (to round-off) means no exponential scale: the depth scale diverges.
+    return math.inf if _critical(chi) else -1.0 / math.log(chi)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,11 +158,16 @@ class DepthScales:
 def depth_scales(*, act: ActLike, sw2: float, sb2: float, q: float | None = None) -> DepthScales:
     """``ξ_q = −1/log χ_q``, ``ξ_c = −1/log χ_c(c*)``, ``ξ_∇ = −1/log χ1`` (§1.3).
 
-    ``ξ_c`` and ``ξ_∇`` diverge on the critical line ``χ1 = 1`` [A: Schoenholz et al. 2017].
+    ``ξ_c`` and ``ξ_∇`` diverge on the critical line ``χ1 = 1`` [A: Schoenholz et al. 2017]:
+    each is ``∞`` where its slope is within :data:`CRITICAL_RTOL` of 1.
 
     Example:
         >>> round(depth_scales(act="tanh", sw2=1.5, sb2=0.05).xi_grad.value, 3)
         15.791
+        >>> from isokit.theory import critical_point
+        >>> point = critical_point(act="tanh", sb2=0.05)  # χ1 = 1 up to round-off
+        >>> depth_scales(act="tanh", sw2=point.sw2.value, sb2=0.05).xi_grad.value
+        inf
     """
     a = get_activation(act)
     sw2, sb2 = check.variance("sw2", sw2), check.variance("sb2", sb2)
@@ -152,7 +175,7 @@ def depth_scales(*, act: ActLike, sw2: float, sb2: float, q: float | None = None
     x1 = check.result("χ1", sw2 * _mu(a, qq, 1))
     xq = check.result("χ_q", sw2 * _dq_e_phi2(a, qq))
     # In the ordered phase c* = 1 and χ_c(1) = χ1.
-    ordered = qq == 0 or x1 <= 1
+    ordered = qq == 0 or x1 <= 1 or _critical(x1)
     xc = x1 if ordered else sw2 * _e_dphi_dphi(a, qq, _c_star(a, sw2, sb2, qq))
     return DepthScales(
         xi_q=Prediction(

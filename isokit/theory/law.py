@@ -51,24 +51,36 @@ class WeightLaw:
 
 @dataclass(frozen=True, kw_only=True)
 class Chain:
-    """A model as the theory sees it: ``depth`` equal layers, each followed by ``activation``.
+    """A model as the theory sees it: ``depth`` equal layers or residual blocks.
+
+    A plain chain (``residual_scale=None``) is ``x^l = φ(W^l x^{l−1} + b^l)``; a residual one is
+    ``x^l = x^{l−1} + a·branch(x^{l−1})`` with ``a = residual_scale`` and a branch of
+    ``branch_layers`` layers, ``φ(W x + b)`` for one (the setting of ``docs/theory.md`` §4).
 
     Attributes:
         layer: ``"dense"`` (a Linear per layer) or ``"conv"`` (a same-padded convolution).
         activation: an activation name known to :mod:`isokit.theory.activations`.
         width: units (dense) or channels (conv) of every hidden layer.
         in_width: features or channels of the input.
-        depth: number of layers ``L``.
+        depth: number of layers (plain) or blocks (residual) ``L``.
         fan_in: inputs of one unit (``width`` for dense, ``width·k²`` for a ``k×k`` conv).
         bias: whether the layers have biases.
-        taps: the probe tap names of depths ``1..L`` (post-activations); a prediction is drawn
-            only when a probe's taps start with these.
+        taps: the probe tap names of depths ``1..L`` (post-activations, or block outputs); a
+            prediction is drawn only when a probe's taps start with these.
+        residual_scale: the branch multiplier ``a`` of a residual chain, ``None`` for a plain
+            one.
+        branch_layers: Linear (or conv) layers per residual branch; 1 in a plain chain.
 
     Example:
         >>> chain = Chain(layer="dense", activation="tanh", width=64, in_width=64, depth=8,
         ...               fan_in=64, bias=True, taps=tuple(f"acts.{i}" for i in range(8)))
-        >>> chain.depth
-        8
+        >>> chain.depth, chain.residual_scale
+        (8, None)
+        >>> blocks = Chain(layer="dense", activation="relu", width=64, in_width=64, depth=4,
+        ...                fan_in=64, bias=False, taps=[f"blocks.{i}" for i in range(4)],
+        ...                residual_scale=0.5)
+        >>> blocks.residual_scale, blocks.branch_layers
+        (0.5, 1)
     """
 
     layer: Literal["dense", "conv"]
@@ -79,6 +91,8 @@ class Chain:
     fan_in: int
     bias: bool
     taps: tuple[str, ...]
+    residual_scale: float | None = None
+    branch_layers: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.taps, str):
@@ -101,3 +115,24 @@ class Chain:
             raise ValueError(
                 f"Chain.taps must name one tap per layer ({self.depth}), got {len(self.taps)}"
             )
+        self._check_residual()
+
+    def _check_residual(self) -> None:
+        scale, layers = self.residual_scale, self.branch_layers
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise ValueError(f"Chain.branch_layers must be a positive integer, got {layers!r}")
+        if scale is None:
+            if layers != 1:
+                raise ValueError(
+                    f"Chain.branch_layers={layers} needs a residual chain: give residual_scale "
+                    "(the branch multiplier a), or leave branch_layers at 1"
+                )
+            return
+        if isinstance(scale, bool) or not isinstance(scale, int | float):
+            raise ValueError(
+                f"Chain.residual_scale must be a real number (the branch multiplier a) or None, "
+                f"got {scale!r}"
+            )
+        if not math.isfinite(scale):
+            raise ValueError(f"Chain.residual_scale must be finite, got {scale!r}")
+        object.__setattr__(self, "residual_scale", float(scale))

@@ -61,9 +61,9 @@ def pl_moments(
     times ``(σ_w²·p)^{Lk}`` [D]. ``p = 1`` gives the Fuss–Catalan numbers / ``m_k = 1``.
 
     Example:
-        >>> pl_moments(depth=3, p=0.5, k=2).value  # m2 of a critical ReLU net: v = 2L
+        >>> pl_moments(depth=3, p=0.5, k=2).value  # m2 of a critical ReLU net: var = 2L
         7.0
-        >>> pl_moments(depth=3, p=0.5, k=2, weights="orthogonal").value  # v = L
+        >>> pl_moments(depth=3, p=0.5, k=2, weights="orthogonal").value  # var = L
         4.0
     """
     L = check.integer("depth", depth, minimum=0)

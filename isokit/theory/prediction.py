@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-__all__ = ["CITATIONS", "TAGS", "Prediction", "Tag"]
+__all__ = ["CITATIONS", "TAGS", "Prediction", "Tag", "weakest_tag"]
 
 Tag = Literal["S", "R", "A", "D"]
 
@@ -88,6 +88,20 @@ CITATIONS: dict[str, str] = {
 }
 
 
+def weakest_tag(*tags: Tag) -> Tag:
+    """The weakest provenance among ``tags``: a value built from parts is no better sourced.
+
+    ``D`` (derived) is weaker than ``A`` (a qualitative claim), which is weaker than ``R``
+    (attributed), which is weaker than ``S`` (read in a secondary source).
+
+    Example:
+        >>> weakest_tag("S", "R"), weakest_tag("R", "D", "S")
+        ('R', 'D')
+    """
+    order = "DARS"
+    return min(tags, key=order.index)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Prediction:
     """A predicted value with its provenance.
@@ -99,11 +113,14 @@ class Prediction:
         cite: citation key, one of :data:`CITATIONS`.
         what: a short description of the quantity and the formula used.
         section: the section of ``docs/theory.md`` that gives the formula.
+        statistic: the probe statistic (``docs/probes.md §5``) that measures this value, e.g.
+            ``"m1"``, or ``"m1_bulk"`` where the formula describes the spectrum without its
+            largest eigenvalue; ``None`` where no probe statistic does (``q*``, ``χ1``, …).
 
     Example:
         >>> pred = Prediction(value=0.5, tag="S", cite="pennington2017", what="μ1 of ReLU")
-        >>> float(pred), pred.reference.startswith("J. Pennington")
-        (0.5, True)
+        >>> float(pred), pred.reference.startswith("J. Pennington"), pred.statistic
+        (0.5, True, None)
     """
 
     value: Any
@@ -111,6 +128,7 @@ class Prediction:
     cite: str
     what: str
     section: str = ""
+    statistic: str | None = None
 
     def __post_init__(self) -> None:
         if self.tag not in get_args(Tag):
@@ -118,6 +136,10 @@ class Prediction:
         if self.cite not in CITATIONS:
             raise ValueError(
                 f"unknown citation key {self.cite!r}; add it to isokit.theory.prediction.CITATIONS"
+            )
+        if self.statistic is not None and not isinstance(self.statistic, str):
+            raise ValueError(
+                f"statistic must be a probe statistic's name or None, got {self.statistic!r}"
             )
 
     def __float__(self) -> float:

@@ -99,7 +99,7 @@ def series_moments(
     Factor moments (``μ_k`` for ``D²``; the Marchenko–Pastur or orthogonal S-transform for
     ``WWᵀ``) → S-series by series reversion → product over layers → back to moments. Exact to
     order ``K`` in the ``N → ∞`` limit; ``K ≤ 8``. Layers as in
-    :func:`isokit.theory.jacobian_m1_v`.
+    :func:`isokit.theory.jacobian_moments`.
 
     Example:
         >>> m = series_moments(act="linear", sw2=1.0, sb2=0.0, depth=2, order=3).value

@@ -237,12 +237,45 @@ def test_depth_scales_diverge_at_criticality_only():
     assert relu.xi_q.value == relu.xi_c.value == relu.xi_grad.value == math.inf
     cp = th.critical_point(act="tanh", sb2=0.05)
     crit = th.depth_scales(act="tanh", sw2=cp.sw2.value, sb2=0.05)
-    assert abs(crit.xi_c.value) > 1e6 and abs(crit.xi_grad.value) > 1e6
+    assert crit.xi_c.value == crit.xi_grad.value == math.inf
     assert 0 < crit.xi_q.value < 10  # the length map still converges exponentially
     ordered = th.depth_scales(act="tanh", sw2=1.2, sb2=0.05)
     chaotic = th.depth_scales(act="tanh", sw2=2.5, sb2=0.05)
     assert 0 < ordered.xi_c.value < 100 and ordered.xi_grad.value > 0
     assert 0 < chaotic.xi_c.value < 100 and chaotic.xi_grad.value < 0  # gradients grow
+
+
+@pytest.mark.parametrize(
+    ("act", "point"),
+    [
+        ("tanh", dict(sb2=0.0)),
+        ("tanh", dict(sb2=0.05)),
+        ("tanh", dict(q_star=1.0)),
+        ("erf", dict(sb2=0.05)),
+        ("erf", dict(q_star=1.0)),
+        ("hardtanh", dict(sb2=0.0)),
+        ("relu", dict(sb2=0.0)),
+        ("leaky_relu", dict(sb2=0.0)),
+    ],
+)
+def test_depth_scales_are_infinite_at_the_solved_critical_point(act, point):
+    # critical_point solves χ1 = 1 to round-off, not exactly: χ1 may be 1 ± a few 1e-15,
+    # where −1/log χ1 would be ±1e15 layers instead of the divergence §1.3 states.
+    cp = th.critical_point(act=act, **point)
+    sw2, sb2 = cp.sw2.value, cp.sb2.value
+    chi = th.chi1(act=act, sw2=sw2, sb2=sb2).value
+    assert chi == pytest.approx(1.0, rel=th.CRITICAL_RTOL, abs=0)  # compared with a tolerance
+    scales = th.depth_scales(act=act, sw2=sw2, sb2=sb2)
+    assert scales.xi_grad.value == math.inf
+    assert scales.xi_c.value == math.inf  # ordered side of the line: χ_c(c* = 1) = χ1
+
+
+@pytest.mark.parametrize("factor", [1 - 1e-6, 1 + 1e-6])
+def test_depth_scales_just_off_criticality_are_finite(factor):
+    # One part in 1e6 away from ReLU's critical point: χ1 = factor, ξ_∇ = −1/log χ1 ≈ ±1e6.
+    scales = th.depth_scales(act="relu", sw2=2.0 * factor, sb2=0.0, q=1.0)
+    assert scales.xi_grad.value == pytest.approx(-1.0 / math.log(factor), rel=1e-9)
+    assert math.isfinite(scales.xi_c.value)
 
 
 def _fitted_slope(values: np.ndarray, fixed: float, burn_in: int = 3) -> float:

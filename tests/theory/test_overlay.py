@@ -15,7 +15,17 @@ import numpy as np
 import pytest
 
 import isokit.theory
-from isokit.theory import Chain, Overlay, WeightLaw, overlay, predict_mlp
+from isokit.theory import (
+    MAX_DEPTH_OVER_WIDTH,
+    Chain,
+    Overlay,
+    WeightLaw,
+    overlay,
+    overlay_reason,
+    predict_mlp,
+    predict_resnet,
+)
+from isokit.theory.prediction import weakest_tag
 
 WIDTH, DEPTH = 64, 6
 
@@ -34,7 +44,23 @@ def mlp_chain(activation: str, *, width=WIDTH, in_width=WIDTH, depth=DEPTH, bias
     )
 
 
-def conv_chain(activation: str, *, channels=8, in_channels=8, depth=4, kernel_size=3) -> Chain:
+def residual_chain(activation: str, *, scale=0.5, width=WIDTH, depth=DEPTH, branch_layers=1):
+    """The chain a ``ResidualMLP(None, width, depth, branch_layers=1, scale=a)`` presents."""
+    return Chain(
+        layer="dense",
+        activation=activation,
+        width=width,
+        in_width=width,
+        depth=depth,
+        fan_in=width,
+        bias=False,
+        taps=tuple(f"blocks.{i}" for i in range(depth)),
+        residual_scale=scale,
+        branch_layers=branch_layers,
+    )
+
+
+def conv_chain(activation: str, *, channels=8, in_channels=8, depth=2, kernel_size=3) -> Chain:
     """The chain a ``ConvNet(in_channels, channels, depth)`` presents."""
     return Chain(
         layer="conv",
@@ -85,11 +111,17 @@ def test_mlp_lines_equal_predict_mlp_exactly(scheme, activation, second_moment):
     assert isinstance(ov, Overlay)
     np.testing.assert_array_equal(ov.depth, np.arange(1, DEPTH + 1))
     np.testing.assert_array_equal(ov.m1, expected.m1.value)  # bit for bit, not approximately
-    np.testing.assert_array_equal(ov.var, expected.v.value)
-    assert (ov.activation, ov.weights) == (activation, ensemble)
+    np.testing.assert_array_equal(ov.var, expected.var.value)
+    np.testing.assert_array_equal(ov.var_raw, expected.var_raw.value)
+    np.testing.assert_allclose(ov.var_raw, ov.m1**2 * ov.var, rtol=1e-14)  # m2 − m1² = m1²·var
+    assert (ov.activation, ov.weights, ov.section) == (activation, ensemble, "§3.2")
     assert ov.law == law(sw2, sb2, ensemble)
-    assert ov.citation == isokit.theory.CITATIONS[expected.v.cite]
-    assert ov.tag == ("D" if "D" in (expected.m1.tag, expected.v.tag) else expected.v.tag)
+    assert ov.citation == isokit.theory.CITATIONS[expected.var.cite]
+    assert ov.tag == weakest_tag(expected.m1.tag, expected.var.tag)
+    # every line is compared with the probe statistic of its own name
+    names = {"m1", "var", "var_raw"} | ({"zero_fraction"} if activation == "relu" else set())
+    assert dict(ov.statistic) == {name: name for name in names}
+    assert not ov.bulk and ov.residual_scale is None
 
 
 def test_linear_orthogonal_mlp_is_an_exact_isometry():
@@ -136,55 +168,188 @@ def test_delta_orthogonal_law_on_a_dense_chain_is_the_orthogonal_line():
 
 
 def test_linear_delta_orthogonal_convnet_is_an_exact_isometry():
-    ov = overlay(conv_chain("linear"), law(1.0, ensemble="delta-orthogonal"))
+    ov = overlay(conv_chain("linear", depth=4), law(1.0, ensemble="delta-orthogonal"))
     np.testing.assert_allclose(ov.m1, 1.0)
     np.testing.assert_allclose(ov.var, 0.0, atol=1e-12)
     np.testing.assert_array_equal(ov.depth, np.arange(1, 5))
+    # biases do not enter a linear network's Jacobian
+    biased = overlay(conv_chain("linear", depth=4), law(1.0, 0.1, "delta-orthogonal"))
+    np.testing.assert_array_equal(biased.var, ov.var)
 
 
-def test_nonlinear_delta_orthogonal_convnet_gets_no_pooled_line():
-    # The per-position law does not describe the pooled spectrum the probe measures.
-    assert overlay(conv_chain("tanh"), law(1.0, ensemble="delta-orthogonal")) is None
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_delta_orthogonal_convnet_is_the_orthogonal_line_at_width_channels(activation):
+    # §5: each position is a width-c orthogonal fully connected Jacobian.
+    chain = conv_chain(activation, channels=16, in_channels=16, depth=4)
+    ov = overlay(chain, law(1.0, 0.02, "delta-orthogonal"), input_second_moment=1.5)
+    fc = predict_mlp(
+        act=activation, sw2=1.0, sb2=0.02, depth=4, weights="orthogonal", width=16, q1=1.52
+    )
+    np.testing.assert_array_equal(ov.m1, fc.m1.value)
+    np.testing.assert_array_equal(ov.var, fc.var.value)
+    assert (ov.weights, ov.section, ov.tag) == ("orthogonal", "§5", "D")
+    if activation == "relu":  # the zero atom at width c
+        np.testing.assert_array_equal(ov.zero_fraction, fc.zero_fraction.value)
+
+
+@pytest.mark.parametrize("activation", ["linear", "tanh", "erf", "relu", "leaky_relu"])
+@pytest.mark.parametrize("ensemble", ["gaussian", "orthogonal", "delta-orthogonal"])
+def test_residual_chain_lines_are_predict_resnet_per_depth(activation, ensemble):
+    a, sw2 = 0.5, 2.0 if "relu" in activation else 1.0
+    ov = overlay(residual_chain(activation, scale=a), law(sw2, ensemble=ensemble), taps=None)
+    weights = "gaussian" if ensemble == "gaussian" else "orthogonal"
+    pred = predict_resnet(act=activation, a=a, sw2=sw2, sb2=0.0, depth=DEPTH, weights=weights)
+    np.testing.assert_array_equal(ov.m1, pred.m1.value)
+    np.testing.assert_array_equal(ov.var, pred.var.value)
+    assert (ov.section, ov.residual_scale, ov.weights, ov.tag) == ("§4", a, weights, "D")
+    assert ov.zero_fraction is None  # I + a·DW keeps full rank
+    if activation in ("relu", "leaky_relu"):
+        # the outlier eigenvalue: the formulas describe the bulk, and say so
+        assert ov.bulk
+        assert dict(ov.statistic) == {"m1": "m1_bulk", "var": "var_bulk"}
+        assert ov.var_raw is None  # no probe statistic measures the bulk's raw variance
+    else:
+        assert not ov.bulk
+        assert dict(ov.statistic) == {"m1": "m1", "var": "var", "var_raw": "var_raw"}
+        np.testing.assert_allclose(ov.var_raw, ov.m1**2 * ov.var, rtol=1e-14)
+
+
+def test_residual_linear_line_is_the_closed_form():
+    # §4: m1 = (1 + a²σ_w²)^l and var = l·(2a² + a⁴)/(1 + a²)² for linear Gaussian blocks.
+    a, depth = 0.5, np.arange(1, DEPTH + 1)
+    ov = overlay(residual_chain("linear", scale=a), law(1.0), input_second_moment=3.0)
+    np.testing.assert_allclose(ov.m1, (1 + a * a) ** depth, rtol=1e-14)
+    np.testing.assert_allclose(ov.var, depth * (2 * a**2 + a**4) / (1 + a**2) ** 2, rtol=1e-14)
+
+
+def test_residual_tanh_line_uses_the_input_moment():
+    # Tanh's branch variances follow P⁰ = E[x_i²] (§4), so the input moment moves the line.
+    small = overlay(residual_chain("tanh"), law(1.0), input_second_moment=0.5)
+    large = overlay(residual_chain("tanh"), law(1.0), input_second_moment=4.0)
+    expected = predict_resnet(act="tanh", a=0.5, sw2=1.0, sb2=0.0, depth=DEPTH, x0_sq=4.0)
+    np.testing.assert_array_equal(large.m1, expected.m1.value)
+    assert np.all(small.m1 > large.m1)
+
+
+@pytest.mark.parametrize(
+    ("chain", "weights", "reason"),
+    [
+        # a scheme without an i.i.d. law (identity-like, LSUV, …)
+        (mlp_chain("tanh"), None, "no i.i.d. law"),
+        (mlp_chain("tanh", in_width=32), law(1.0, ensemble="orthogonal"), "input width 32"),
+        (mlp_chain("swish"), law(1.0), "activation 'swish'"),
+        (conv_chain("linear"), law(2.0), "kernels are gaussian"),
+        (conv_chain("tanh"), law(1.0, ensemble="orthogonal"), "kernels are orthogonal"),
+        (conv_chain("linear", in_channels=3), law(1.0, ensemble="delta-orthogonal"), "width 3"),
+        (residual_chain("relu", branch_layers=2), law(2.0), "branches have 2 layers"),
+        (residual_chain("gelu"), law(2.0), "residual gelu chain"),
+        (residual_chain("sigmoid"), law(1.0), "no closed recursion"),
+    ],
+)
+def test_no_line_where_no_theory_applies_and_the_reason_says_why(chain, weights, reason):
+    assert overlay(chain, weights) is None
+    assert reason in overlay_reason(chain, weights)
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv", "residual"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_no_line_beyond_the_finite_width_limit(kind, activation):
+    # §6 rule 1: beyond L/N = 0.25 measured moments leave the free-probability limit.
+    weights = law(2.0, ensemble="delta-orthogonal")
+    width = 16
+
+    def chain(depth: int) -> Chain:
+        if kind == "dense":
+            return mlp_chain(activation, width=width, in_width=width, depth=depth)
+        if kind == "conv":
+            return conv_chain(activation, channels=width, in_channels=width, depth=depth)
+        return residual_chain(activation, width=width, depth=depth)
+
+    at_limit = chain(int(MAX_DEPTH_OVER_WIDTH * width))  # L/N = 0.25 exactly: a line
+    assert overlay(at_limit, weights) is not None and overlay_reason(at_limit, weights) is None
+    beyond = chain(int(MAX_DEPTH_OVER_WIDTH * width) + 1)
+    assert overlay(beyond, weights) is None
+    assert overlay_reason(beyond, weights).startswith(
+        "depth over width L/N = 5/16 = 0.312 > 0.25: at finite width"
+    )
+
+
+def test_exact_isometries_hold_at_any_depth_over_width():
+    # Linear layers with orthogonal weights: every singular value is σ_w^L at any width.
+    for chain in (
+        mlp_chain("linear", width=4, in_width=4, depth=64),
+        conv_chain("linear", depth=64),
+    ):
+        for ensemble in ("orthogonal", "delta-orthogonal"):
+            if chain.layer == "conv" and ensemble == "orthogonal":
+                continue  # flattened orthogonal kernels are no isometry
+            ov = overlay(chain, law(1.0, ensemble=ensemble))
+            np.testing.assert_allclose(ov.var, 0.0, atol=1e-12)
+    # Gaussian weights are no isometry: the limit applies
+    assert overlay(mlp_chain("linear", width=4, in_width=4, depth=64), law(1.0)) is None
+    assert (
+        overlay(residual_chain("linear", width=4, depth=64), law(1.0, ensemble="orthogonal"))
+        is None
+    )
 
 
 @pytest.mark.parametrize(
     ("chain", "weights"),
     [
-        (mlp_chain("tanh"), None),  # a scheme without an i.i.d. law (identity-like, LSUV, …)
-        (mlp_chain("tanh", in_width=32), law(1.0, ensemble="orthogonal")),  # unequal widths
-        (mlp_chain("swish"), law(1.0)),  # an activation the theory does not know
-        (conv_chain("linear"), law(2.0)),  # Gaussian kernels: no pooled law
-        (conv_chain("linear"), law(1.0, ensemble="orthogonal")),  # flattened orthogonal kernels
-        (conv_chain("linear"), law(1.0, 0.1, "delta-orthogonal")),  # biases break the isometry
-        (conv_chain("linear", in_channels=3), law(1.0, ensemble="delta-orthogonal")),
+        (mlp_chain("tanh"), law(1.0)),
+        (mlp_chain("tanh", width=4, in_width=4, depth=64), law(1.0)),
+        (mlp_chain("tanh"), None),
+        (residual_chain("relu"), law(2.0)),
+        (residual_chain("relu", branch_layers=2), law(2.0)),
+        (conv_chain("tanh"), law(1.0, ensemble="delta-orthogonal")),
+        (conv_chain("tanh"), law(1.0)),
     ],
 )
-def test_no_line_where_no_theory_applies(chain, weights):
-    assert overlay(chain, weights) is None
+def test_overlay_is_none_exactly_where_a_reason_is_given(chain, weights):
+    reason = overlay_reason(chain, weights)
+    line = overlay(chain, weights)
+    assert (line is None) == (reason is not None)
+    assert reason is None or (isinstance(reason, str) and reason and not reason.endswith("."))
 
 
 def test_taps_other_than_the_chain_taps_get_no_line():
     chain = mlp_chain("tanh")
     assert overlay(chain, law(1.0), taps=["fcs.0", "fcs.1"]) is None
+    assert "fcs.0, fcs.1" in overlay_reason(chain, law(1.0), taps=["fcs.0", "fcs.1"])
     assert overlay(chain, law(1.0), taps=list(chain.taps[:-1])) is None  # too few
     with_head = [f"acts.{i}" for i in range(DEPTH)] + ["head"]
     assert overlay(chain, law(1.0), taps=with_head) is not None
     assert overlay(chain, law(1.0), taps=tuple(with_head)) is not None
 
 
+def test_overlay_statistic_must_name_every_line():
+    fields = dict(
+        depth=np.arange(1, 3), m1=np.ones(2), var=np.zeros(2), activation="linear",
+        weights="gaussian", law=law(1.0), section="§3.2", citation="derived", tag="D",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="probe statistic of each line"):
+        Overlay(**fields, statistic={"m1": "m1"})
+    line = Overlay(**fields, statistic={"m1": "m1_bulk", "var": "var_bulk"})
+    assert line.bulk and line.var_raw is None
+    with pytest.raises(TypeError):
+        line.statistic["m1"] = "m1"  # read-only
+
+
 @pytest.mark.parametrize("moment", [math.nan, math.inf, -math.inf, -1.0, "1", True])
 def test_bad_input_second_moment_is_a_clear_error(moment):
     # Checked before any prediction, also where no line applies (law=None).
     for weights in (law(1.0), None):
-        with pytest.raises(ValueError, match="input_second_moment"):
-            overlay(mlp_chain("tanh"), weights, input_second_moment=moment)
+        for function in (overlay, overlay_reason):
+            with pytest.raises(ValueError, match="input_second_moment"):
+                function(mlp_chain("tanh"), weights, input_second_moment=moment)
 
 
 def test_wrong_argument_types_are_refused():
-    with pytest.raises(TypeError, match="Chain"):
-        overlay({"layer": "dense"}, law(1.0))
-    with pytest.raises(TypeError, match="WeightLaw"):
-        overlay(mlp_chain("tanh"), (1.0, 0.0, "gaussian"))
+    for function in (overlay, overlay_reason):
+        with pytest.raises(TypeError, match="Chain"):
+            function({"layer": "dense"}, law(1.0))
+        with pytest.raises(TypeError, match="WeightLaw"):
+            function(mlp_chain("tanh"), (1.0, 0.0, "gaussian"))
 
 
 def test_chain_taps_are_a_tuple_of_names():
@@ -206,11 +371,37 @@ def test_chain_taps_are_a_tuple_of_names():
         )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"branch_layers": 2}, "needs a residual chain"),
+        ({"residual_scale": 0.5, "branch_layers": 0}, "branch_layers must be a positive"),
+        ({"residual_scale": 0.5, "branch_layers": True}, "branch_layers must be a positive"),
+        ({"residual_scale": "0.5"}, "residual_scale must be a real number"),
+        ({"residual_scale": True}, "residual_scale must be a real number"),
+        ({"residual_scale": math.nan}, "residual_scale must be finite"),
+    ],
+)
+def test_chain_residual_fields_are_checked(fields, message):
+    with pytest.raises(ValueError, match=message):
+        Chain(
+            layer="dense", activation="relu", width=4, in_width=4, depth=2, fan_in=4, bias=True,
+            taps=("blocks.0", "blocks.1"), **fields,
+        )  # fmt: skip
+    if "residual_scale" not in fields:
+        return
+    ok = Chain(
+        layer="dense", activation="relu", width=4, in_width=4, depth=2, fan_in=4, bias=True,
+        taps=("blocks.0", "blocks.1"), residual_scale=1,
+    )  # fmt: skip
+    assert ok.residual_scale == 1.0 and isinstance(ok.residual_scale, float)
+
+
 def test_the_exported_overlay_is_the_function_and_its_module_is_overlays():
     assert callable(isokit.theory.overlay)
     assert isokit.theory.overlay.__module__ == "isokit.theory.overlays"
     assert not (Path(isokit.theory.__file__).parent / "overlay.py").exists()
-    for name in ("Overlay", "overlay", "WeightLaw", "Chain"):
+    for name in ("Overlay", "overlay", "overlay_reason", "WeightLaw", "Chain"):
         assert name in isokit.theory.__all__
 
 

@@ -158,7 +158,7 @@ def test_linear_gaussian_fuss_catalan_wide():
     N, L, S = 1000, 8, 6
     v, m3n = _linear_gaussian(N, L, S, seed=150)
     pred = th.predict_mlp(act="linear", sw2=1.0, sb2=0.0, depth=L, weights="gaussian", width=N)
-    v_fin = float(pred.v_finite.value[-1])  # exact finite-N m2 (§6); L/N = 0.008
+    v_fin = float(pred.var_finite.value[-1])  # exact finite-N m2 (§6); L/N = 0.008
     assert v_fin == pytest.approx(float(th.linear_gaussian_m2_finite(depth=L, width=N).value) - 1)
     # §6 table, "v, Gaussian weights": 3 % at L = 8.
     _assert_rel("linear Gaussian v (N=1000, L=8)", v, v_fin, 0.03)
@@ -229,8 +229,8 @@ def test_relu_kaiming_gaussian_variance_is_2L():
 def test_relu_orthogonal_variance_is_L():
     N, L, S = 500, 8, 12
     v, _ = _relu("orthogonal", N, L, S, seed=350)
-    pred = th.jacobian_m1_v(act="relu", sw2=2.0, sb2=0.0, depth=L, weights="orthogonal")
-    assert pred.v.value == pytest.approx(L)  # §3.3 special case
+    pred = th.jacobian_moments(act="relu", sw2=2.0, sb2=0.0, depth=L, weights="orthogonal")
+    assert pred.var.value == pytest.approx(L)  # §3.3 special case
     # §6 table, "v, orthogonal weights, L ≤ 32": 3 %.
     _assert_rel("ReLU orthogonal v (N=500, L=8)", v, float(L), 0.03)
 
@@ -261,11 +261,11 @@ def _tanh_critical(weights: str, N: int, L: int, S: int, seed: int):
         return _last(p, "var")[0], math.log(m1), m3 / m1**3
 
     v, log_m1, m3n = np.array(_draws(S, seed, one)).T
-    pred = th.jacobian_m1_v(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights)
+    pred = th.jacobian_moments(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights)
     assert pred.m1.value == pytest.approx(1.0, abs=1e-9)  # χ1 = 1 at the critical point
     # the per-layer prediction of predict_mlp is the same formula at the fixed point
     per_depth = th.predict_mlp(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights)
-    assert per_depth.v.value[-1] == pytest.approx(pred.v.value, rel=1e-12)
+    assert per_depth.var.value[-1] == pytest.approx(pred.var.value, rel=1e-12)
     return v, log_m1, pred, m3n.mean(), float(per_depth.m3_norm.value[-1])
 
 
@@ -277,7 +277,10 @@ def test_tanh_at_criticality(weights, N, L, S):
     v, log_m1, pred, m3n, m3_pred = _tanh_critical(weights, N, L, S, seed=400)
     # §6 table: "v, orthogonal weights, L ≤ 32": 3 %; "v, Gaussian weights": 3 % (at L = 8).
     _assert_rel(
-        f"tanh critical q*={Q_STAR} {weights} v (N={N}, L={L})", v.mean(), float(pred.v.value), 0.03
+        f"tanh critical q*={Q_STAR} {weights} v (N={N}, L={L})",
+        v.mean(),
+        float(pred.var.value),
+        0.03,
     )
     # §3.4 series moments. §6 table, "m3/m1³": 3 % orthogonal; 7 % Gaussian (L = 8).
     _assert_rel(
@@ -296,7 +299,10 @@ def test_tanh_at_criticality_gaussian_wide():
     v, log_m1, pred, m3n, m3_pred = _tanh_critical("gaussian", N, L, S, seed=450)
     # §6 table, "v, Gaussian weights": 3 % at L = 8.
     _assert_rel(
-        f"tanh critical q*={Q_STAR} gaussian v (N={N}, L={L})", v.mean(), float(pred.v.value), 0.03
+        f"tanh critical q*={Q_STAR} gaussian v (N={N}, L={L})",
+        v.mean(),
+        float(pred.var.value),
+        0.03,
     )
     _assert_log_m1("tanh critical gaussian m1 (N=1000)", log_m1, math.log(pred.m1.value), L / N)
     # §3.4 series moments. §6 table, "m3/m1³": 7 % Gaussian (L = 8).
@@ -408,8 +414,8 @@ def _delta_orthogonal_tanh(c: int, L: int, H: int, q_star: float, S: int, seed: 
         return _last(blocks, "var").mean(), _last(whole, "var")[0], np.abs(s_whole - s_union).max()
 
     per_position, pooled, dev = np.array(_draws(S, seed, one)).T
-    pred = th.jacobian_m1_v(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights="orthogonal")
-    return per_position.mean(), pooled.mean(), dev.max(), float(pred.v.value)
+    pred = th.jacobian_moments(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights="orthogonal")
+    return per_position.mean(), pooled.mean(), dev.max(), float(pred.var.value)
 
 
 def test_delta_orthogonal_cnn_tanh_matches_orthogonal_fc():
@@ -493,7 +499,7 @@ def _resnet(
             act=act, a=a, sw2=sw2, sb2=sb2, depth=L, weights=weights, x0_sq=float((x * x).mean())
         )
         m1 = lam.mean()
-        return m1, (lam**2).mean() / m1**2 - 1, pred.m1.value, pred.v.value
+        return m1, (lam**2).mean() / m1**2 - 1, pred.m1.value, pred.var.value
 
     m1, v, m1_pred, v_pred = np.array(_draws(S, seed, one)).T
     return m1.mean(), v.mean(), m1_pred.mean(), v_pred.mean()

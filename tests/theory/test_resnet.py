@@ -22,8 +22,8 @@ def test_linear_layers_closed_forms(a):
     o = th.resnet_moments(act="linear", a=a, sw2=1.0, sb2=0.0, depth=L, weights="orthogonal")
     assert g.m1.value == pytest.approx((1 + a * a) ** L, rel=1e-14)
     assert o.m1.value == g.m1.value
-    assert g.v.value == pytest.approx(L * (2 * a**2 + a**4) / (1 + a**2) ** 2, rel=1e-14)
-    assert o.v.value == pytest.approx(L * 2 * a**2 / (1 + a**2) ** 2, rel=1e-14)
+    assert g.var.value == pytest.approx(L * (2 * a**2 + a**4) / (1 + a**2) ** 2, rel=1e-14)
+    assert o.var.value == pytest.approx(L * 2 * a**2 / (1 + a**2) ** 2, rel=1e-14)
     assert g.t.value == pytest.approx(L * a * a)
 
 
@@ -41,16 +41,49 @@ def test_small_branch_limit_depends_on_t_alone(name, weights):
         assert t == pytest.approx(t_target * mu1, rel=1e-12)
     tol = 2 * (1 + t) ** 2 / L
     assert m.m1.value == pytest.approx(math.exp(t), rel=tol)
-    assert m.v.value == pytest.approx(2 * t, rel=tol)
+    assert m.var.value == pytest.approx(2 * t, rel=tol)
+
+
+@pytest.mark.parametrize("name", ["linear", "tanh", "erf", "relu", "leaky_relu"])
+def test_predict_resnet_is_resnet_moments_at_every_depth(name):
+    kw = dict(act=name, a=0.4, sw2=1.3, sb2=0.05 if name in ("tanh", "erf") else 0.0)
+    per_depth = th.predict_resnet(depth=6, weights="orthogonal", x0_sq=2.0, **kw)
+    np.testing.assert_array_equal(per_depth.depths, np.arange(1, 7))
+    for d in range(1, 7):
+        whole = th.resnet_moments(depth=d, weights="orthogonal", x0_sq=2.0, **kw)
+        for field in ("m1", "var", "var_raw", "t"):
+            got = getattr(per_depth, field).value[d - 1]
+            assert got == pytest.approx(getattr(whole, field).value, rel=1e-13), field
+        assert whole.var_raw.value == pytest.approx(whole.m1.value**2 * whole.var.value, rel=1e-14)
+
+
+@pytest.mark.parametrize(
+    ("name", "bulk"),
+    [("linear", False), ("tanh", False), ("erf", False), ("relu", True), ("leaky_relu", True)],
+)
+def test_non_odd_activations_predict_the_bulk_and_say_so(name, bulk):
+    # §4: the non-zero mean of ReLU-like branch outputs makes one outlier eigenvalue; the
+    # formulas then describe λ_2..λ_r, which the probe measures as m1_bulk and var_bulk.
+    for pred in (
+        th.resnet_moments(act=name, a=0.5, sw2=1.0, sb2=0.0, depth=3),
+        th.predict_resnet(act=name, a=0.5, sw2=1.0, sb2=0.0, depth=3),
+    ):
+        statistics = (pred.m1.statistic, pred.var.statistic, pred.var_raw.statistic)
+        if bulk:
+            assert statistics == ("m1_bulk", "var_bulk", None)
+            assert "bulk" in pred.m1.what and "bulk" in pred.var.what
+        else:
+            assert statistics == ("m1", "var", "var_raw")
+        assert pred.t.statistic is None
 
 
 def test_per_block_arrays_and_empty_net():
     L = 5
     scalar = th.resnet_moments(act="erf", a=0.3, sw2=1.2, sb2=0.1, depth=L)
     arrays = th.resnet_moments(act="erf", a=[0.3] * L, sw2=[1.2] * L, sb2=[0.1] * L, depth=L)
-    assert arrays.v.value == pytest.approx(scalar.v.value, rel=1e-14)
+    assert arrays.var.value == pytest.approx(scalar.var.value, rel=1e-14)
     empty = th.resnet_moments(act="tanh", a=0.5, sw2=1.0, sb2=0.0, depth=0)
-    assert (empty.m1.value, empty.v.value) == (1.0, 0.0)
+    assert (empty.m1.value, empty.var.value) == (1.0, 0.0)
 
 
 # ---------------------------------------------------------------- simulation
@@ -90,7 +123,7 @@ def _ensemble(name, a, sw2, sb2, depth, weights, n=N, draws=S, seed=0):
     return lams, runs
 
 
-def _m1_v(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _m1_var(lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m1, m2 = lam.mean(axis=1), np.mean(lam**2, axis=1)
     return m1, m2 / m1**2 - 1
 
@@ -108,9 +141,9 @@ def test_residual_ensembles_match_resnet_moments(name, weights, n):
     if name == "linear":
         sw2, sb2 = 1.0, 0.0
     lams, _ = _ensemble(name, a, sw2, sb2, L, weights, n=n)
-    m1, v = _m1_v(lams)
+    m1, v = _m1_var(lams)
     pred = th.resnet_moments(act=name, a=a, sw2=sw2, sb2=sb2, depth=L, weights=weights)
-    assert v.mean() == pytest.approx(pred.v.value, rel=0.03)
+    assert v.mean() == pytest.approx(pred.var.value, rel=0.03)
     assert m1.mean() == pytest.approx(pred.m1.value, rel=0.03)
     logs = np.log(m1)
     assert abs(logs.mean() - math.log(pred.m1.value)) <= 3 * logs.std(ddof=1) / math.sqrt(S)
@@ -145,9 +178,9 @@ def test_relu_resnet_outlier_and_bulk():
         gain = np.sum(xL**2) / np.sum(x0**2)
         assert lam[-1] >= gain * (1 - 1e-10)  # σ_max² ≥ ‖x^L‖²/‖x^0‖²
         assert gain > 2 * pred.m1.value  # the skip path accumulates the positive mean
-    bulk_m1, bulk_v = _m1_v(lams[:, :-1])  # drop the outlier
+    bulk_m1, bulk_v = _m1_var(lams[:, :-1])  # drop the outlier
     assert bulk_m1.mean() == pytest.approx(pred.m1.value, rel=0.03)
-    assert bulk_v.mean() == pytest.approx(pred.v.value, rel=0.03)
+    assert bulk_v.mean() == pytest.approx(pred.var.value, rel=0.03)
 
 
 @pytest.mark.parametrize(

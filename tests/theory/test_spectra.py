@@ -79,7 +79,7 @@ def test_pl_moments_expanded_form_equals_series(weights, p, depth):
 
 @pytest.mark.parametrize("name", ["tanh", "erf", "gelu", "hardtanh"])
 @pytest.mark.parametrize("weights", ["gaussian", "orthogonal"])
-def test_series_first_two_moments_match_m1_v(name, weights):
+def test_series_first_two_moments_match_m1_and_var(name, weights):
     cases = [
         {"sw2": 1.4, "sb2": 0.1},  # at the fixed point
         {"sw2": 1.4, "sb2": 0.1, "q1": 3.0},  # input off the fixed point
@@ -88,37 +88,63 @@ def test_series_first_two_moments_match_m1_v(name, weights):
     for kw in cases:
         for tap in ("post", "pre"):
             m = theory.series_moments(act=name, depth=4, weights=weights, order=2, tap=tap, **kw)
-            mv = theory.jacobian_m1_v(act=name, depth=4, weights=weights, tap=tap, **kw)
+            mv = theory.jacobian_moments(act=name, depth=4, weights=weights, tap=tap, **kw)
             assert m.value[0] == pytest.approx(mv.m1.value, rel=1e-12)
-            assert m.value[1] / m.value[0] ** 2 - 1 == pytest.approx(mv.v.value, rel=1e-10)
+            assert m.value[1] / m.value[0] ** 2 - 1 == pytest.approx(mv.var.value, rel=1e-10)
+            # the raw variance m2 − m1² of the same spectrum
+            raw = m.value[1] - m.value[0] ** 2
+            assert mv.var_raw.value == pytest.approx(raw, rel=1e-10)
 
 
-def test_special_cases_of_v():
+def test_special_cases_of_var():
     L = 6
     for weights, v in (("gaussian", 2 * L), ("orthogonal", L)):
-        assert theory.jacobian_m1_v(act="relu", sw2=2, sb2=0, depth=L, weights=weights).v.value == v
+        assert (
+            theory.jacobian_moments(act="relu", sw2=2, sb2=0, depth=L, weights=weights).var.value
+            == v
+        )
     cp = theory.critical_point(act="hardtanh", q_star=0.8)
     p = math.erf(1 / math.sqrt(1.6))
     kw = {"act": "hardtanh", "sw2": cp.sw2.value, "sb2": cp.sb2.value, "depth": L}
-    assert theory.jacobian_m1_v(**kw).v.value == pytest.approx(L / p, rel=1e-9)
-    assert theory.jacobian_m1_v(**kw, weights="orthogonal").v.value == pytest.approx(
+    assert theory.jacobian_moments(**kw).var.value == pytest.approx(L / p, rel=1e-9)
+    assert theory.jacobian_moments(**kw, weights="orthogonal").var.value == pytest.approx(
         L * (1 / p - 1), rel=1e-9
     )
     for name in ("tanh", "erf"):
         cp = theory.critical_point(act=name, q_star=1e-3)
-        v = theory.jacobian_m1_v(
+        v = theory.jacobian_moments(
             act=name, sw2=cp.sw2.value, sb2=cp.sb2.value, depth=L, weights="orthogonal"
-        ).v.value
+        ).var.value
         assert v == pytest.approx(8 * L * 1e-6, rel=0.02)
         for kw in ({"sw2": 1.3, "sb2": 0.2}, {"sw2": 3.0, "sb2": 0.0}):
-            assert theory.jacobian_m1_v(act=name, depth=L, **kw).v.value >= L  # μ2 ≥ μ1²
+            assert theory.jacobian_moments(act=name, depth=L, **kw).var.value >= L  # μ2 ≥ μ1²
 
 
-def test_provenance_of_m1_v():
-    relu = theory.jacobian_m1_v(act="relu", sw2=2.0, sb2=0.0, depth=3)
-    assert (relu.m1.tag, relu.v.tag) == ("S", "R")  # criticality: Pennington et al.
-    off = theory.jacobian_m1_v(act="tanh", sw2=1.3, sb2=0.0, depth=3, q1=2.0)
-    assert (off.m1.tag, off.v.tag, off.v.cite) == ("D", "D", "derived")
+def test_provenance_of_m1_and_var():
+    relu = theory.jacobian_moments(act="relu", sw2=2.0, sb2=0.0, depth=3)
+    assert (relu.m1.tag, relu.var.tag) == ("S", "R")  # criticality: Pennington et al.
+    off = theory.jacobian_moments(act="tanh", sw2=1.3, sb2=0.0, depth=3, q1=2.0)
+    assert (off.m1.tag, off.var.tag, off.var.cite) == ("D", "D", "derived")
+    # var_raw = m1²·var is sourced no better than its weaker factor
+    assert (relu.var_raw.tag, off.var_raw.tag) == ("R", "D")
+
+
+def test_predictions_name_the_probe_statistic_they_predict():
+    moments = theory.jacobian_moments(act="relu", sw2=2.0, sb2=0.0, depth=3)
+    assert (moments.m1.statistic, moments.var.statistic, moments.var_raw.statistic) == (
+        "m1",
+        "var",
+        "var_raw",
+    )
+    pred = theory.predict_mlp(act="relu", sw2=2.0, sb2=0.0, depth=3, width=N)
+    named = {name: getattr(pred, name).statistic for name in ("m1", "var", "var_raw")}
+    assert named == {"m1": "m1", "var": "var", "var_raw": "var_raw"}
+    assert pred.zero_fraction.statistic == "zero_fraction"
+    assert pred.edge_norm.statistic == "lmax_over_m1"
+    assert pred.q.statistic is None and pred.m3_norm.statistic is None
+    assert theory.chi1(act="relu", sw2=2.0).statistic is None
+    with pytest.raises(ValueError, match="statistic must be"):
+        theory.Prediction(value=1.0, tag="D", cite="derived", what="x", statistic=1)
 
 
 # ---------------------------------------------------------------- density, edge, finite width
@@ -260,7 +286,7 @@ def _stats(lam: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "m1": m1,
         "m2": m2,
-        "v": m2 / m1**2 - 1,
+        "var": m2 / m1**2 - 1,
         "m3n": m3 / m1**3,
         "edge": lam.max(axis=1) / m1,
     }
@@ -277,7 +303,7 @@ def test_linear_gaussian_ensemble():
     st = _stats(_spectra("linear", 1.0, 0.0, L, "gaussian")[L])
     m2 = theory.linear_gaussian_m2_finite(depth=L, width=N).value
     assert st["m2"].mean() == pytest.approx(m2, rel=0.03)
-    assert st["v"].mean() == pytest.approx(L, rel=0.03)
+    assert st["var"].mean() == pytest.approx(L, rel=0.03)
     fc3 = theory.fuss_catalan(depth=L, k=3).value
     assert st["m3n"].mean() == pytest.approx(fc3, rel=0.07)
     edge = theory.pl_edge(depth=L, p=1.0).value
@@ -297,9 +323,9 @@ def test_relu_ensemble_at_criticality(weights):
     L = 8
     lam = _spectra("relu", 2.0, 0.0, L, weights)[L]
     st = _stats(lam)
-    v = theory.jacobian_m1_v(act="relu", sw2=2.0, sb2=0.0, depth=L, weights=weights).v.value
+    v = theory.jacobian_moments(act="relu", sw2=2.0, sb2=0.0, depth=L, weights=weights).var.value
     assert v == (2 * L if weights == "gaussian" else L)
-    assert st["v"].mean() == pytest.approx(v, rel=0.03)
+    assert st["var"].mean() == pytest.approx(v, rel=0.03)
     _assert_log_m1(st["m1"], 1.0, L)
     assert st["edge"].mean() <= 1.02 * theory.pl_edge(depth=L, p=0.5, weights=weights).value
     # zero fraction: eigenvalues below the float64 rank threshold of JJᵀ
@@ -332,9 +358,9 @@ def test_tanh_ensemble_at_criticality(weights, m3_tol):
     st = _stats(_spectra("tanh", sw2, sb2, L, weights, q_in=qs)[L])
     pred = theory.series_moments(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights, order=3)
     m1, m2, m3 = pred.value
-    v = theory.jacobian_m1_v(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights).v.value
+    v = theory.jacobian_moments(act="tanh", sw2=sw2, sb2=sb2, depth=L, weights=weights).var.value
     assert m2 / m1**2 - 1 == pytest.approx(v, rel=1e-12)
-    assert st["v"].mean() == pytest.approx(v, rel=0.03)
+    assert st["var"].mean() == pytest.approx(v, rel=0.03)
     assert st["m3n"].mean() == pytest.approx(m3 / m1**3, rel=m3_tol)
     _assert_log_m1(st["m1"], 1.0, L)
 
@@ -369,7 +395,7 @@ def test_deep_linear_gaussian_needs_the_finite_width_correction():
     st = _stats(_spectra("linear", 1.0, 0.0, L, "gaussian", draws=4, seed=3)[L])
     m2 = theory.linear_gaussian_m2_finite(depth=L, width=N).value
     assert st["m2"].mean() == pytest.approx(m2, rel=0.10)
-    assert st["v"].mean() == pytest.approx(L, rel=0.10)
+    assert st["var"].mean() == pytest.approx(L, rel=0.10)
 
 
 # ---------------------------------------------------------------- per-depth predictions
@@ -380,29 +406,30 @@ def test_predict_mlp_is_consistent_with_single_depth_calls():
     for weights in ("gaussian", "orthogonal"):
         pred = theory.predict_mlp(act="tanh", sw2=sw2, sb2=sb2, depth=5, weights=weights)
         for d in range(1, 6):
-            mv = theory.jacobian_m1_v(act="tanh", sw2=sw2, sb2=sb2, depth=d, weights=weights)
+            mv = theory.jacobian_moments(act="tanh", sw2=sw2, sb2=sb2, depth=d, weights=weights)
             m = theory.series_moments(
                 act="tanh", sw2=sw2, sb2=sb2, depth=d, weights=weights, order=3
             )
             assert pred.m1.value[d - 1] == pytest.approx(mv.m1.value, rel=1e-12)
-            assert pred.v.value[d - 1] == pytest.approx(mv.v.value, rel=1e-12)
+            assert pred.var.value[d - 1] == pytest.approx(mv.var.value, rel=1e-12)
             assert pred.m3_norm.value[d - 1] == pytest.approx(m.value[2] / m.value[0] ** 3)
         assert pred.edge_norm is None and pred.zero_fraction is None
     pre = theory.predict_mlp(act="erf", sw2=1.5, sb2=0.1, depth=4, tap="pre", q1=2.0)
     for d in range(1, 5):
         m = theory.series_moments(act="erf", sw2=1.5, sb2=0.1, depth=d, tap="pre", q1=2.0, order=3)
         assert pre.m1.value[d - 1] == pytest.approx(m.value[0], rel=1e-12)
-        assert pre.v.value[d - 1] == pytest.approx(m.value[1] / m.value[0] ** 2 - 1, rel=1e-10)
+        assert pre.var.value[d - 1] == pytest.approx(m.value[1] / m.value[0] ** 2 - 1, rel=1e-10)
         assert pre.m3_norm.value[d - 1] == pytest.approx(m.value[2] / m.value[0] ** 3, rel=1e-10)
 
 
 def test_predict_mlp_piecewise_linear_extras():
     relu = theory.predict_mlp(act="relu", sw2=2.0, sb2=0.0, depth=4, width=N).as_dict()
-    assert relu["v"].tolist() == [2, 4, 6, 8]
+    assert relu["var"].tolist() == [2, 4, 6, 8]
+    assert relu["var_raw"].tolist() == [2, 4, 6, 8]  # m1 = 1
     assert relu["edge_norm"][-1] == pytest.approx(theory.pl_edge(depth=4, p=0.5).value)
     assert relu["zero_fraction"][-1] == theory.zero_atom(p=0.5, width=N, depth=4).value
     lin = theory.predict_mlp(act="linear", sw2=1.0, sb2=0.0, depth=16, width=N)
-    assert lin.v_finite.value[-1] == pytest.approx(
+    assert lin.var_finite.value[-1] == pytest.approx(
         theory.linear_gaussian_m2_finite(depth=16, width=N).value - 1
     )
     assert lin.zero_fraction is None
@@ -413,24 +440,33 @@ def test_predict_mlp_piecewise_linear_extras():
     [
         (lambda: theory.series_moments(act="tanh", sw2=1, sb2=0, depth=2, order=9), "order=9 > 8"),
         (
-            lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=2, weights="haar"),
+            lambda: theory.jacobian_moments(act="tanh", sw2=1, sb2=0, depth=2, weights="haar"),
             "weights",
         ),
-        (lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=2, tap="mid"), "tap must be"),
         (
-            lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=-1),
+            lambda: theory.jacobian_moments(act="tanh", sw2=1, sb2=0, depth=2, tap="mid"),
+            "tap must be",
+        ),
+        (
+            lambda: theory.jacobian_moments(act="tanh", sw2=1, sb2=0, depth=-1),
             "depth must be at least 0",
         ),
         (
-            lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=2.5),
+            lambda: theory.jacobian_moments(act="tanh", sw2=1, sb2=0, depth=2.5),
             "depth must be an integer",
         ),
         (
-            lambda: theory.jacobian_m1_v(act="tanh", sw2=1, sb2=0, depth=3, q_profile=[1, 1]),
+            lambda: theory.jacobian_moments(act="tanh", sw2=1, sb2=0, depth=3, q_profile=[1, 1]),
             "entries",
         ),
-        (lambda: theory.jacobian_m1_v(act="tanh", sw2=[1, 2], sb2=0, depth=2), "no common fixed"),
-        (lambda: theory.jacobian_m1_v(act="erf", sw2=-2, sb2=0, depth=2), "sw2=-2.0 is a variance"),
+        (
+            lambda: theory.jacobian_moments(act="tanh", sw2=[1, 2], sb2=0, depth=2),
+            "no common fixed",
+        ),
+        (
+            lambda: theory.jacobian_moments(act="erf", sw2=-2, sb2=0, depth=2),
+            "sw2=-2.0 is a variance",
+        ),
         (lambda: theory.pl_moments(depth=2, p=0.0, k=2), r"must lie in \(0, 1\]"),
         (lambda: theory.pl_moments(depth=2, p=0.5, k=1.5), "k must be an integer"),
         (lambda: theory.fc_density(depth=2, theta=np.array([2.0])), "theta must lie"),
