@@ -126,6 +126,33 @@ def _figure(fig: FigureImage) -> str:
     )
 
 
+def _theory_list(theory: Sequence[tuple[str, str, str, str | None]]) -> str:
+    """Per model: each theory line drawn, with its source, then why the other schemes have
+    none (schemes with the same reason named together)."""
+    if not theory:
+        return ""
+    items = []
+    for model in dict.fromkeys(m for m, *_ in theory):
+        where = f"on <b>{html.escape(model)}</b>"
+        reasons: dict[str, list[str]] = {}
+        for m, s, text, cite in theory:
+            if m != model:
+                continue
+            if cite is None:
+                reasons.setdefault(text, []).append(s)
+                continue
+            source = f"<span class='meta'>{html.escape(cite)}</span>"
+            items.append(f"<li><b>{html.escape(s)}</b> {where}: {html.escape(text)}. {source}</li>")
+        for text, schemes in reasons.items():
+            names = ", ".join(f"<b>{html.escape(s)}</b>" for s in schemes)
+            items.append(f"<li>{names} {where}: <i>no line</i>, because {html.escape(text)}.</li>")
+    return (
+        "<h2>Theory lines</h2><p>For each model and scheme, the theory drawn dashed in the "
+        "figures, or why there is none (docs/theory.md §7).</p>"
+        f"<ul class='theory'>{''.join(items)}</ul>"
+    )
+
+
 def _kv_table(items: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
@@ -144,12 +171,13 @@ def render_html(
     environment: dict[str, Any],
     created: str,
     notes: Sequence[str] = (),
-    theory: Sequence[tuple[str, str, str, str]] = (),
+    theory: Sequence[tuple[str, str, str, str | None]] = (),
 ) -> str:
     """The whole page as a string.
 
     ``not_applicable`` holds ``(model, scheme, message)``; ``theory`` holds ``(model, scheme,
-    label, citation)`` for every theory line drawn.
+    label, citation)`` for every theory line drawn and ``(model, scheme, reason, None)`` for
+    every model × scheme without one.
     """
     na = ""
     if not_applicable:
@@ -158,14 +186,7 @@ def render_html(
             for m, s, msg in not_applicable
         )
         na = f"<h2>Not applicable</h2><ul>{items}</ul>"
-    theory_html = ""
-    if theory:
-        items = "".join(
-            f"<li><b>{html.escape(s)}</b> on <b>{html.escape(m)}</b>: {html.escape(label)}. "
-            f"<span class='meta'>{html.escape(cite)}</span></li>"
-            for m, s, label, cite in theory
-        )
-        theory_html = f"<h2>Theory lines</h2><ul>{items}</ul>"
+    theory_html = _theory_list(theory)
     names = [f.name for f in figures]
     if len(set(names)) != len(names):  # a figure's name is its id on the page
         raise ValueError(f"figure names must be unique, got {names}")

@@ -22,7 +22,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from matplotlib import rc_context
 
@@ -35,6 +34,7 @@ from isokit.report.io import FIGURES, PAGE, RANKING, RESULTS, SUMMARY, ReportDir
 from isokit.report.results import Results
 from isokit.report.series import Curve, collect_curves, collect_signals, ranking
 from isokit.report.summary import ranking_csv, summary_csv
+from isokit.report.theory_lines import overlays_for, theory_for, theory_items, theory_label
 
 __all__ = [
     "FigureImage",
@@ -45,9 +45,6 @@ __all__ = [
     "theory_label",
     "write_report",
 ]
-
-if TYPE_CHECKING:
-    from isokit.theory import Overlay
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,64 +65,6 @@ class FigureImage:
 
 
 Images = list[tuple[FigureImage, dict[str, bytes]]]
-
-
-def overlays_for(results: Results, curves: list[Curve]) -> dict[tuple[str, str], Overlay]:
-    """Theory lines per (model, scheme), where :func:`isokit.theory.overlay` has one.
-
-    The model kind says what the theory sees of the model (its :class:`~isokit.theory.Chain`),
-    the scheme how it draws the weights (its :class:`~isokit.theory.WeightLaw`); the theory
-    decides whether a line applies. The report's inputs have unit variance
-    (:func:`~isokit.report.run.draw_inputs`), so ``E[x_i²] = 1``.
-
-    Example:
-        >>> from isokit.report.config import load_config
-        >>> overlays_for(Results(config=load_config(), records=[], environment={}), [])
-        {}
-    """
-    from isokit.init import get_scheme
-    from isokit.theory import overlay
-
-    models = {m.label: m for m in results.config.models}
-    schemes = {s.label: s for s in results.config.schemes}
-    out = {}
-    for c in curves:
-        m, s = models.get(c.model), schemes.get(c.scheme)
-        if m is None or s is None:
-            continue
-        try:
-            chain = m.chain()
-            if chain is None:  # no theory describes this kind of model
-                continue
-            law = get_scheme(s.name).weight_law(s.options, fan_in=chain.fan_in, bias=chain.bias)
-            line = overlay(chain, law, taps=list(c.names), input_second_moment=1.0)
-        except (ValueError, ArithmeticError) as exc:
-            # A case the theory cannot handle must not sink the report: no line, and a note.
-            print(
-                f"isokit: note: no theory line for {c.model} × {c.scheme}: {exc}", file=sys.stderr
-            )
-            continue
-        if line is not None:
-            out[(c.model, c.scheme)] = line
-    return out
-
-
-def theory_label(line: Overlay) -> str:
-    """What a theory line is, its numbers written as the report writes every number.
-
-    Example:
-        >>> from isokit.theory import Chain, WeightLaw, overlay
-        >>> chain = Chain(layer="dense", activation="tanh", width=8, in_width=8, depth=2,
-        ...               fan_in=8, bias=True, taps=("acts.0", "acts.1"))
-        >>> theory_label(overlay(chain, WeightLaw(sigma_w2=1 / 3, sigma_b2=0.0,
-        ...                                       ensemble="gaussian")))
-        'theory: tanh, gaussian weights, σ_w²=0.3333, σ_b²=0'
-    """
-    law = line.law
-    return (
-        f"theory: {line.activation}, {line.weights} weights, "
-        f"σ_w²={format_number(law.sigma_w2)}, σ_b²={format_number(law.sigma_b2)}"
-    )
 
 
 class _Figures:
@@ -286,8 +225,9 @@ def write_report(results: Results, out: ReportDir) -> Path:
     Every payload is built before the first file is written.
     """
     curves = collect_curves(results)
-    overlays = overlays_for(results, curves)
-    images = build_figures(results, curves, overlays)
+    theory = theory_for(results, curves)  # per model × scheme: a line, or why there is none
+    lines = {key: line for key, line in theory.items() if not isinstance(line, str)}
+    images = build_figures(results, curves, lines)
     rows = ranking(results, curves)
     page = render_html(
         title=results.config.title,
@@ -302,7 +242,7 @@ def write_report(results: Results, out: ReportDir) -> Path:
         },
         created=results.created,
         notes=_notes(results),
-        theory=[(m, s, theory_label(ov), ov.citation) for (m, s), ov in overlays.items()],
+        theory=theory_items(theory),
     )
     files = {
         RESULTS: results.to_json(),
