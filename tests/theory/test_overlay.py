@@ -132,7 +132,7 @@ def test_linear_orthogonal_mlp_is_an_exact_isometry():
 
 
 def test_critical_relu_follows_the_closed_forms():
-    # σ_w² = 2 is ReLU's critical point: m1 = 1, v = 2L (Gaussian), v = L (orthogonal).
+    # σ_w² = 2 is ReLU's critical point: m1 = 1, var = 2L (Gaussian), var = L (orthogonal).
     ov = overlay(mlp_chain("relu"), law(2.0))
     np.testing.assert_allclose(ov.m1, 1.0)
     np.testing.assert_allclose(ov.var, 2.0 * np.arange(1, DEPTH + 1))

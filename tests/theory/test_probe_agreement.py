@@ -3,7 +3,7 @@
 Every test builds reference models, measures the exact float64 Jacobian spectrum with
 :func:`isokit.probe.profile` and compares it with the theory of ``docs/theory.md``:
 
-- scale-free quantities (``v = m2/m1² − 1``, ``m3/m1³``) are computed per draw (one weight draw,
+- scale-free quantities (``var = m2/m1² − 1``, ``m3/m1³``) are computed per draw (one weight draw,
   one input) and then averaged over ``S`` draws (§6 rule 2–3);
 - ``m1`` is compared on a log scale with §6 rule 2,
   ``|mean_S(log m1) − log m1_pred| ≤ 3·sd(log m1)/√S + floor``; the floor is the finite-width
@@ -142,11 +142,11 @@ def _linear_gaussian(N: int, L: int, S: int, seed: int):
 
 
 def test_linear_gaussian_fuss_catalan():
-    # L/N = 0.008 ≤ 0.01: the infinite-width v = m2 − 1 = L applies (§6).
+    # L/N = 0.008 ≤ 0.01: the infinite-width var = m2 − 1 = L applies (§6).
     N, L, S = 500, 4, 8
     v, m3n = _linear_gaussian(N, L, S, seed=100)
-    # §6 table, "v, Gaussian weights": 3 % (the row is stated at L = 8; L = 4 is less noisy).
-    _assert_rel("linear Gaussian v (N=500, L=4)", v, float(L), 0.03)
+    # §6 table, "var, Gaussian weights": 3 % (the row is stated at L = 8; L = 4 is less noisy).
+    _assert_rel("linear Gaussian var (N=500, L=4)", v, float(L), 0.03)
     # §6 table, "m3/m1³": 7 % Gaussian (L = 8 row; L = 4 is less noisy). FC_L(3), §3.5.
     _assert_rel(
         "linear Gaussian m3/m1³ (N=500, L=4)", m3n, float(th.fuss_catalan(depth=L, k=3).value), 0.07
@@ -160,8 +160,8 @@ def test_linear_gaussian_fuss_catalan_wide():
     pred = th.predict_mlp(act="linear", sw2=1.0, sb2=0.0, depth=L, weights="gaussian", width=N)
     v_fin = float(pred.var_finite.value[-1])  # exact finite-N m2 (§6); L/N = 0.008
     assert v_fin == pytest.approx(float(th.linear_gaussian_m2_finite(depth=L, width=N).value) - 1)
-    # §6 table, "v, Gaussian weights": 3 % at L = 8.
-    _assert_rel("linear Gaussian v (N=1000, L=8)", v, v_fin, 0.03)
+    # §6 table, "var, Gaussian weights": 3 % at L = 8.
+    _assert_rel("linear Gaussian var (N=1000, L=8)", v, v_fin, 0.03)
     # §6 table, "m3/m1³": 7 % Gaussian (L = 8).
     _assert_rel(
         "linear Gaussian m3/m1³ (N=1000, L=8)",
@@ -177,8 +177,8 @@ def test_linear_gaussian_finite_width_m2():
     N, L, S = 500, 8, 16
     v, _ = _linear_gaussian(N, L, S, seed=170)
     v_fin = float(th.linear_gaussian_m2_finite(depth=L, width=N).value) - 1
-    # §6 table, "v, Gaussian weights": 3 % at L = 8.
-    _assert_rel("linear Gaussian v (N=500, L=8, finite-N m2)", v, v_fin, 0.03)
+    # §6 table, "var, Gaussian weights": 3 % at L = 8.
+    _assert_rel("linear Gaussian var (N=500, L=8, finite-N m2)", v, v_fin, 0.03)
 
 
 # ----------------------------------------------------------- 2. deep linear orthogonal nets
@@ -218,8 +218,8 @@ def _relu(weights: str, N: int, L: int, S: int, seed: int):
 def test_relu_kaiming_gaussian_variance_is_2L():
     N, L, S = 500, 8, 8
     v, m3n = _relu("gaussian", N, L, S, seed=300)
-    # §3.3 special case: v = 2L. §6 table, "v, Gaussian weights": 3 % at L = 8.
-    _assert_rel("ReLU Kaiming v (N=500, L=8)", v, 2.0 * L, 0.03)
+    # §3.3 special case: var = 2L. §6 table, "var, Gaussian weights": 3 % at L = 8.
+    _assert_rel("ReLU Kaiming var (N=500, L=8)", v, 2.0 * L, 0.03)
     # §3.5: m3 = 6L² + 4L + 1 at m1 = 1. §6 table, "m3/m1³": 7 % Gaussian (L = 8).
     m3_pred = float(th.pl_moments(depth=L, p=0.5, k=3, weights="gaussian").value)
     assert m3_pred == 6 * L**2 + 4 * L + 1
@@ -231,8 +231,8 @@ def test_relu_orthogonal_variance_is_L():
     v, _ = _relu("orthogonal", N, L, S, seed=350)
     pred = th.jacobian_moments(act="relu", sw2=2.0, sb2=0.0, depth=L, weights="orthogonal")
     assert pred.var.value == pytest.approx(L)  # §3.3 special case
-    # §6 table, "v, orthogonal weights, L ≤ 32": 3 %.
-    _assert_rel("ReLU orthogonal v (N=500, L=8)", v, float(L), 0.03)
+    # §6 table, "var, orthogonal weights, L ≤ 32": 3 %.
+    _assert_rel("ReLU orthogonal var (N=500, L=8)", v, float(L), 0.03)
 
 
 @pytest.mark.slow
@@ -275,9 +275,9 @@ def _tanh_critical(weights: str, N: int, L: int, S: int, seed: int):
 )
 def test_tanh_at_criticality(weights, N, L, S):
     v, log_m1, pred, m3n, m3_pred = _tanh_critical(weights, N, L, S, seed=400)
-    # §6 table: "v, orthogonal weights, L ≤ 32": 3 %; "v, Gaussian weights": 3 % (at L = 8).
+    # §6 table: "var, orthogonal weights, L ≤ 32": 3 %; "var, Gaussian weights": 3 % (at L = 8).
     _assert_rel(
-        f"tanh critical q*={Q_STAR} {weights} v (N={N}, L={L})",
+        f"tanh critical q*={Q_STAR} {weights} var (N={N}, L={L})",
         v.mean(),
         float(pred.var.value),
         0.03,
@@ -297,9 +297,9 @@ def test_tanh_at_criticality(weights, N, L, S):
 def test_tanh_at_criticality_gaussian_wide():
     N, L, S = 1000, 8, 4
     v, log_m1, pred, m3n, m3_pred = _tanh_critical("gaussian", N, L, S, seed=450)
-    # §6 table, "v, Gaussian weights": 3 % at L = 8.
+    # §6 table, "var, Gaussian weights": 3 % at L = 8.
     _assert_rel(
-        f"tanh critical q*={Q_STAR} gaussian v (N={N}, L={L})",
+        f"tanh critical q*={Q_STAR} gaussian var (N={N}, L={L})",
         v.mean(),
         float(pred.var.value),
         0.03,
@@ -388,13 +388,13 @@ def test_linear_delta_orthogonal_cnn_is_an_exact_isometry():
 
 
 def _delta_orthogonal_tanh(c: int, L: int, H: int, q_star: float, S: int, seed: int):
-    """Per-position and pooled ``v`` of a critical tanh delta-orthogonal CNN.
+    """Per-position and pooled ``var`` of a critical tanh delta-orthogonal CNN.
 
     §5: J is block-diagonal over the ``P = H·H`` positions, block ``p`` being the width-``c``
     orthogonal FC Jacobian of the centre taps at that position's input. Probing the same model
     on the ``P`` one-pixel images ``x[:, :, i, j]`` measures those blocks one by one (the centre
-    tap is all a delta kernel applies). Returns the mean over draws of the per-position ``v``
-    (averaged over positions), of the pooled ``v`` of the whole ``J``, and the largest
+    tap is all a delta kernel applies). Returns the mean over draws of the per-position ``var``
+    (averaged over positions), of the pooled ``var`` of the whole ``J``, and the largest
     difference between the sorted whole spectrum and the union of the blocks' spectra.
     """
     cp = th.critical_point(act="tanh", q_star=q_star)
@@ -428,10 +428,13 @@ def test_delta_orthogonal_cnn_tanh_matches_orthogonal_fc():
     # §5 [D]: the spectrum is exactly the union of the per-position blocks (an algebraic
     # identity, so the "exact isometries" row's 1e-10 absolute applies).
     assert dev <= 1e-10
-    # §6 table, "delta-orthogonal CNN v": 3 % for L/c ≤ 0.15 — per block, i.e. the orthogonal
+    # §6 table, "delta-orthogonal CNN var": 3 % for L/c ≤ 0.15 — per block, i.e. the orthogonal
     # FC formula with N = c (§5).
     _assert_rel(
-        "delta-orthogonal tanh CNN per-position v (c=64, L=8, q*=0.25)", per_position, v_pred, 0.03
+        "delta-orthogonal tanh CNN per-position var (c=64, L=8, q*=0.25)",
+        per_position,
+        v_pred,
+        0.03,
     )
 
 
@@ -440,24 +443,25 @@ def test_delta_orthogonal_cnn_tanh_deep():
     c, L, H, S = 32, 16, 3, 16  # L/c = 0.5
     per_position, _, dev, v_pred = _delta_orthogonal_tanh(c, L, H, 1.0, S, seed=780)
     assert dev <= 1e-10  # §5, exact identity
-    # §6 table, "delta-orthogonal CNN v": 10 % for L/c ≈ 0.5.
+    # §6 table, "delta-orthogonal CNN var": 10 % for L/c ≈ 0.5.
     _assert_rel(
-        "delta-orthogonal tanh CNN per-position v (c=32, L=16, q*=1)", per_position, v_pred, 0.10
+        "delta-orthogonal tanh CNN per-position var (c=32, L=16, q*=1)", per_position, v_pred, 0.10
     )
 
 
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="docs/theory.md §6 row 'delta-orthogonal CNN v' does not hold for the pooled spectrum "
-    "of the whole CNN: pooling P blocks whose m1 differ by O(√(L/c)) adds ≈ (1+v)·Var_p(m1)/m1² "
-    "to v (measured +30 to +51 % at c=32, L=16, q*=1), although each block agrees with theory",
+    reason="docs/theory.md §6 row 'delta-orthogonal CNN var' does not hold for the pooled spectrum "
+    "of the whole CNN: pooling P blocks whose m1 differ by O(√(L/c)) adds ≈ (1+var)·Var_p(m1)/m1² "
+    "to var (measured +30 to +51 % at c=32, L=16, q*=1), although each block agrees with theory; "
+    "the report overlay draws no line at this L/c = 0.5 > 0.25",
 )
 def test_delta_orthogonal_cnn_tanh_pooled_v():
     c, L, H, S = 32, 16, 3, 8  # L/c = 0.5
     _, pooled, _, v_pred = _delta_orthogonal_tanh(c, L, H, 1.0, S, seed=790)
-    # §6 table, "delta-orthogonal CNN v": 10 % for L/c ≈ 0.5.
-    _assert_rel("delta-orthogonal tanh CNN pooled v (c=32, L=16, q*=1)", pooled, v_pred, 0.10)
+    # §6 table, "delta-orthogonal CNN var": 10 % for L/c ≈ 0.5.
+    _assert_rel("delta-orthogonal tanh CNN pooled var (c=32, L=16, q*=1)", pooled, v_pred, 0.10)
 
 
 # ---------------------------------------------------------------- 7. residual networks
@@ -477,7 +481,7 @@ def _resnet(
 ):
     """``x^l = x^{l−1} + a·φ(W x^{l−1} + b)`` (``ResidualMLP``, one-layer branches, §4).
 
-    Returns the mean over draws of ``m1`` and ``v`` (after removing the ``drop_top`` largest
+    Returns the mean over draws of ``m1`` and ``var`` (after removing the ``drop_top`` largest
     eigenvalues of ``JJᵀ``) and the mean prediction (``P^0 = ‖x^0‖²/N`` of each draw's input).
     """
 
@@ -518,9 +522,9 @@ def test_residual_mlp_moments(act, weights, sb2):
     N, L, S, a, sw2 = 500, 8, 4, 0.5, 1.0
     m1, v, m1_pred, v_pred = _resnet(act, weights, a, sw2, sb2, N, L, S, seed=800)
     name = f"residual {act} {weights} a={a}"
-    # §6 table, "ResNet bulk m1 and v": 2–3 % (3 % used).
+    # §6 table, "ResNet bulk m1 and var": 2–3 % (3 % used).
     _assert_rel(f"{name} m1 (N={N}, L={L})", m1, m1_pred, 0.03)
-    _assert_rel(f"{name} v (N={N}, L={L})", v, v_pred, 0.03)
+    _assert_rel(f"{name} var (N={N}, L={L})", v, v_pred, 0.03)
 
 
 def test_residual_relu_bulk_after_removing_the_outlier():
@@ -528,9 +532,9 @@ def test_residual_relu_bulk_after_removing_the_outlier():
     # Kaiming σ_w² = 2, no biases: the top eigenvalue is the outlier along x^0 (§4 caveat);
     # with it the raw v is ~13 % above the formula, without it the bulk follows μ1 = μ2 = 1/2.
     m1, v, m1_pred, v_pred = _resnet("relu", "gaussian", a, 2.0, 0.0, N, L, S, seed=850, drop_top=1)
-    # §6 table, "ResNet bulk m1 and v": 2–3 % (3 % used), after §6 rule 6 (remove the outlier).
+    # §6 table, "ResNet bulk m1 and var": 2–3 % (3 % used), after §6 rule 6 (remove the outlier).
     _assert_rel(f"residual ReLU bulk m1 (N={N}, L={L})", m1, m1_pred, 0.03)
-    _assert_rel(f"residual ReLU bulk v (N={N}, L={L})", v, v_pred, 0.03)
+    _assert_rel(f"residual ReLU bulk var (N={N}, L={L})", v, v_pred, 0.03)
 
 
 # ---------------------------------------------------------------------- report overlay
@@ -563,7 +567,7 @@ def test_overlay_matches_a_kaiming_relu_profile():
     v = np.array([o[0] for o in out]).mean(axis=0)
     log_m1 = np.array([o[1] for o in out])
     print(f"\noverlay v {np.round(ov.var, 3)}\nmeasured v {np.round(v, 3)}")
-    # §6 table, "v, Gaussian weights": 3 % (at L = 8; shallower depths are less noisy), at
+    # §6 table, "var, Gaussian weights": 3 % (at L = 8; shallower depths are less noisy), at
     # every depth of the drawn line.
     rel = v / ov.var - 1
     assert np.all(np.abs(rel) <= 0.03), f"overlay v off by {np.round(100 * rel, 2)} %"
