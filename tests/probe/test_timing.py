@@ -7,12 +7,11 @@ any plausible estimate.
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 
 from isokit.models import MLP
+from isokit.probe import calibration as cal
 from isokit.probe import depth_profile, profile
 from isokit.probe import timing as tm
 from isokit.probe.options import ProbeOptions
@@ -100,79 +99,120 @@ def test_describe_names_every_part():
 
 def test_linalg_rates_divide_the_calibration_work_by_its_time():
     clock = FakeClock(step=0.25)  # every timed call lasts 0.25 s
-    rates = tm.measure_linalg_rates("cpu", timer=clock)
-    rows, cols = tm._MM_SHAPE
+    rates = cal.measure_linalg_rates("cpu", timer=clock)
+    rows, cols = cal._MM_SHAPE
     assert rates.macs_per_s == pytest.approx(rows * cols * cols / 0.25)
-    assert rates.eigvalsh_s_per_r3 == pytest.approx(0.25 / tm._EIG_SIZE**3)
-    assert clock.readings == 2 * 2 * tm._REPEATS  # two readings per timing, repeated per kernel
+    assert rates.eigvalsh_s_per_r3 == pytest.approx(0.25 / cal._EIG_SIZE**3)
+    assert clock.readings == 2 * 2 * cal._REPEATS  # two readings per timing, repeated per kernel
 
 
 def test_linalg_rates_are_measured_once_per_device():
-    assert tm.linalg_rates("cpu") is tm.linalg_rates(torch.device("cpu"))
-    rates = tm.linalg_rates("cpu")
+    assert cal.linalg_rates("cpu") is cal.linalg_rates(torch.device("cpu"))
+    rates = cal.linalg_rates("cpu")
     assert rates.macs_per_s > 0 and rates.eigvalsh_s_per_r3 > 0
 
 
-def _readings(n_taps: int, repeats: int = 1) -> int:
-    """Clock readings of one column_time: a mark per tap in the untimed call, then per timed
-    call its start, a mark per tap and its end."""
-    return n_taps + repeats * (n_taps + 2)
+class ScriptClock:
+    """Readings of a timed call of k columns as given by ``calls`` (seconds per call, in the
+    order of the calls), each tap's mark an equal share of the call; the untimed call reads 0."""
+
+    def __init__(self, n_taps: int, calls: list[float]) -> None:
+        self.values: list[float] = [0.0] * n_taps
+        for c, seconds in enumerate(calls):
+            start = 10.0 * (c + 1)
+            marks = [start + seconds * (i + 1) / (n_taps + 1) for i in range(n_taps)]
+            self.values += [start, *marks, start + seconds]
+        self.readings = 0
+
+    def __call__(self) -> float:
+        self.readings += 1
+        return self.values[self.readings - 1]
+
+    @property
+    def done(self) -> bool:
+        return self.readings == len(self.values)
 
 
-@pytest.mark.parametrize(("n_in", "k"), [(32, tm.CALIBRATION_COLUMNS), (5, 5)])
-def test_column_time_times_a_few_basis_tangents_and_the_taps_on_the_way(n_in, k):
-    model = MLP(n_in, 8, depth=3).double()
-    clock = FakeClock(step=0.5)
-    t = tm.column_time(model, list(model.acts), torch.randn(n_in).double(), timer=clock)
-    # Start, three tap marks, end: 4 steps of 0.5 s for k = min(8, n_in) columns.
-    assert t.seconds == pytest.approx(4 * 0.5 / k)
-    assert t.fractions == pytest.approx((1 / 3, 2 / 3, 1.0))  # marks at 1, 2, 3 steps of 3
-    assert clock.readings == _readings(3)
+def _column_time(n_in: int, depth: int, clock) -> cal.ColumnTime:
+    model = MLP(n_in, 8, depth=depth).double()
+    return cal.column_time(model, list(model.acts), torch.randn(n_in).double(), timer=clock)
 
 
-def test_column_time_grows_the_batch_while_a_call_is_cheap():
-    model = MLP(64, 8, depth=2).double()
-    clock = FakeClock(step=1e-3)  # every call reads 4 ms: cheap, so 8 → 32 → 64 = n_in columns
-    t = tm.column_time(model, list(model.acts), torch.randn(64).double(), timer=clock)
-    assert t.seconds == pytest.approx(3e-3 / 64)
-    assert clock.readings == 2 + 3 * 4
+def test_column_time_splits_the_time_into_calls_and_columns():
+    # One column 0.4 s, eight columns 1.2 s: 0.8 s for 7 more columns, the rest per call.
+    clock = ScriptClock(3, [0.4, 1.2])
+    t = _column_time(32, 3, clock)
+    assert clock.done
+    assert t.seconds == pytest.approx(0.8 / 7) and t.call_s == pytest.approx(0.4 - 0.8 / 7)
+    assert t.fractions == pytest.approx((1 / 3, 2 / 3, 1.0))  # marks at 1/4, 2/4, 3/4 of 4/4
+
+
+def test_column_time_of_few_inputs_times_them_all():
+    clock = ScriptClock(2, [0.4, 0.6])  # n_in = 5 < 8: one column, then all five
+    t = _column_time(5, 2, clock)
+    assert clock.done
+    assert t.seconds == pytest.approx(0.2 / 4) and t.call_s == pytest.approx(0.4 - 0.2 / 4)
+
+
+def test_column_time_of_contradicting_timings_charges_every_column():
+    clock = ScriptClock(2, [0.5, 0.3])  # eight columns faster than one: a stall in the first
+    t = _column_time(8, 2, clock)
+    assert clock.done and t.seconds == pytest.approx(0.3 / 8) and t.call_s == 0
+    one = _column_time(1, 2, ScriptClock(2, [0.5]))  # a single input: one call, one column
+    assert one.seconds == pytest.approx(0.5) and one.call_s == 0
 
 
 def test_the_estimate_of_a_prepared_probe_uses_its_sizes(monkeypatch):
     monkeypatch.setattr(tm, "linalg_rates", lambda device: RATES)
+    column = cal.ColumnTime(seconds=0.01, fractions=(0.25, 0.5, 0.75, 1.0), call_s=0.3)
+    seen = []
+    monkeypatch.setattr(tm, "column_time", lambda *a, **k: seen.append(k) or column)
     model = MLP(16, 24, depth=3, out_features=2)
     with prepare(model, torch.randn(5, 16), ProbeOptions()) as prep:
-        clock = FakeClock(step=0.5)
-        cost = tm.estimate_exact_cost(prep, timer=clock)
+        cost = tm.estimate_exact_cost(prep)
         dims = prep.dims
-    assert dims == [24, 24, 24, 2]
-    # Five steps per timed call of 8 columns; the logit tap (4·2 ≤ 16) is done in reverse
-    # mode: 2 more columns.
-    want = _hand_cost(16, dims, 5, 5 * 0.5 / 8, RATES, rev=(3,))
-    assert (cost.tangents_s, cost.grams_s, cost.eigvalsh_s) == pytest.approx(want, rel=1e-12)
-    assert cost.column.fractions == pytest.approx((0.25, 0.5, 0.75, 1.0))
-    assert clock.readings == _readings(4)  # far from any budget: timed once
+    assert dims == [24, 24, 24, 2] and len(seen) == 1  # far from any budget: timed once
+    # The logit tap (4·2 ≤ 16) is done in reverse mode: 2 more columns, 5·18 in all, in one
+    # call of at most 256.
+    want = _hand_cost(16, dims, 5, 0.01, RATES, rev=(3,))
+    assert cost.tangents_s == pytest.approx(want[0] + 0.3)
+    assert (cost.grams_s, cost.eigvalsh_s) == pytest.approx(want[1:], rel=1e-12)
+    assert cost.column is column
+
+
+def test_the_call_overhead_is_paid_once_per_256_columns():
+    col = dict(column_s=0.0, rates=RATES, call_s=1.0)
+    assert tm.exact_cost(100, [400], n_examples=2, **col).tangents_s == 1.0  # 200 columns
+    assert tm.exact_cost(100, [400], n_examples=3, **col).tangents_s == 2.0  # 300
+    assert tm.exact_cost(3072, [16384], n_examples=1, **col).tangents_s == 12.0
 
 
 def test_an_estimate_close_to_the_budget_is_timed_again(monkeypatch):
     monkeypatch.setattr(tm, "linalg_rates", lambda device: RATES)
+    slow, fast = (cal.ColumnTime(seconds=s, fractions=(0.5, 1.0)) for s in (0.2, 0.1))
+    timings = []
+
+    def timed(*args, repeats=1, **kwargs):
+        timings.append(repeats)
+        return slow if len(timings) == 1 else fast
+
+    monkeypatch.setattr(tm, "column_time", timed)
     with prepare(MLP(16, 16, depth=2), torch.randn(1, 16), ProbeOptions()) as prep:
-        first = tm.estimate_exact_cost(prep, timer=FakeClock(step=0.5))
-        clock = FakeClock(step=0.5)
-        again = tm.estimate_exact_cost(prep, budget=first.seconds, timer=clock)
-        far = FakeClock(step=0.5)
-        tm.estimate_exact_cost(prep, budget=100 * first.seconds, timer=far)
-    assert clock.readings == _readings(2) + _readings(2, repeats=2)
-    assert far.readings == _readings(2)
-    assert again.seconds == pytest.approx(first.seconds)
+        near = tm.estimate_exact_cost(prep, budget=16 * 0.2)  # the tangent pass alone: 3.2 s
+        assert timings == [1, 2] and near.column is fast  # the fastest timing kept
+        timings.clear()
+        tm.estimate_exact_cost(prep, budget=1000.0)
+        assert timings == [1]
 
 
 def test_lanczos_cost_prices_moments_once_and_slq_by_prefix_and_steps():
-    col = tm.ColumnTime(seconds=2e-3, fractions=(0.25, 0.5, 1.0))
+    col = cal.ColumnTime(seconds=2e-3, fractions=(0.25, 0.5, 1.0), call_s=0.05)
     cost = tm.lanczos_cost(64, [128, 32, 10], n_examples=3, column=col, n_probes=8, steps=20)
-    assert cost.moments_s == pytest.approx(8 * 3 * 2e-3)  # K tangents per example, all taps
-    # steps capped by r = min(D, n_in): 20, 20, 10
-    want = [tm.SLQ_PASSES * m * 8 * f * 3 * 2e-3 for m, f in ((20, 0.25), (20, 0.5), (10, 1.0))]
+    # One call of K tangents per example, all taps at once.
+    assert cost.moments_s == pytest.approx(3 * (0.05 + 8 * 2e-3))
+    # Steps capped by r = min(D, n_in): 20, 20, 10; per step a Jv and a Jᵀu call of K vectors.
+    step = 2 * 0.05 + tm.SLQ_PASSES * 8 * 2e-3
+    want = [3 * m * f * step for m, f in ((20, 0.25), (20, 0.5), (10, 1.0))]
     assert [cost.slq_s[i] for i in range(3)] == pytest.approx(want)
 
 
@@ -209,7 +249,7 @@ def test_auto_over_the_time_budget_uses_lanczos_and_says_why(monkeypatch):
 
 def test_auto_over_budget_keeps_the_default_slq_taps_that_fit(monkeypatch):
     # A fixed estimate: 1 ms per column, taps at 1/4, 2/4, 3/4 and all of the forward pass.
-    column = tm.ColumnTime(seconds=1e-3, fractions=(0.25, 0.5, 0.75, 1.0))
+    column = cal.ColumnTime(seconds=1e-3, fractions=(0.25, 0.5, 0.75, 1.0))
     slow = tm.ExactCost(tangents_s=1.0, grams_s=0.0, eigvalsh_s=0.0, column=column)
     monkeypatch.setattr(depth_profile, "estimate_exact_cost", lambda prep, budget: slow)
     model = MLP(8, 8, depth=4, activation="tanh")
@@ -266,29 +306,19 @@ def test_the_time_budget_is_checked_before_the_memory_plan(monkeypatch):
     assert "max_seconds" in prof.meta["method_reason"]
 
 
-def test_the_estimate_grows_with_the_work_of_the_probe(monkeypatch):
-    # Same model and clock: more examples and more inputs mean proportionally more tangent work.
-    monkeypatch.setattr(tm, "linalg_rates", lambda device: RATES)
-    costs = {}
-    for n_in, b in itertools.product((16, 32), (1, 2)):
-        with prepare(MLP(n_in, 64, depth=2), torch.randn(b, n_in), ProbeOptions()) as prep:
-            costs[n_in, b] = tm.estimate_exact_cost(prep, timer=FakeClock())
-    assert costs[16, 2].tangents_s == pytest.approx(2 * costs[16, 1].tangents_s)
-    assert costs[32, 1].tangents_s == pytest.approx(2 * costs[16, 1].tangents_s)
-    assert costs[32, 2].seconds > costs[32, 1].seconds > costs[16, 1].seconds
-
-
 def test_with_start_the_estimate_counts_the_start_outputs_as_inputs(monkeypatch):
     monkeypatch.setattr(tm, "linalg_rates", lambda device: RATES)
     model = MLP(6, 10, depth=3, activation="tanh")
     x = torch.randn(2, 6)
+    clock = ScriptClock(2, [0.4, 1.2])  # the two taps after acts.0 are timed, on its outputs
     with prepare(model, x, ProbeOptions(start="acts.0")) as prep:
-        cost = tm.estimate_exact_cost(prep, timer=FakeClock(step=0.5))
+        cost = tm.estimate_exact_cost(prep, timer=clock)
         assert prep.dims == [10, 10]
-    # n_in = 10 (the output of acts.0), two taps after it: 4 readings per timed call of 8.
-    assert (cost.tangents_s, cost.grams_s, cost.eigvalsh_s) == pytest.approx(
-        _hand_cost(10, [10, 10], 2, 3 * 0.5 / 8, RATES)
-    )
+    assert clock.done
+    # n_in = 10 (the output of acts.0): 2·10 columns at 0.8/7 s, in one call.
+    want = _hand_cost(10, [10, 10], 2, 0.8 / 7, RATES)
+    assert cost.tangents_s == pytest.approx(want[0] + 0.4 - 0.8 / 7)
+    assert (cost.grams_s, cost.eigvalsh_s) == pytest.approx(want[1:])
     lanczos = profile(model, x, start="acts.0", max_seconds=1e-9, n_probes=4, lanczos_steps=4)
     exact = profile(model, x, start="acts.0", max_seconds=1e6)
     assert (lanczos.meta["method"], exact.meta["method"]) == ("lanczos", "exact")
