@@ -30,6 +30,10 @@ def _one(model, scheme, taps: list[str]) -> Overlay | str:
     from isokit.init import get_scheme
     from isokit.theory import overlay, overlay_reason
 
+    if model.start is not None:
+        return (
+            f"its Jacobians start at {model.start!r}, and the theory's depths count from the input"
+        )
     chain = model.chain()
     if chain is None:
         return f"no theory describes the layers of a {model.kind} model"

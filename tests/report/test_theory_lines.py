@@ -68,6 +68,14 @@ activation = "tanh"
 kind = "resnet"
 depth = 8
 width = 4
+
+[[models]]
+kind = "mlp"
+in_features = 8
+width = 8
+depth = 2
+activation = "tanh"
+start = "acts.0"
 """
 
 
@@ -115,7 +123,10 @@ def test_every_model_and_scheme_has_a_line_or_a_reason(report):
     assert theory[("mlp-tanh-w6-d3", "orthogonal")].startswith("depth over width L/N = 3/6 = 0.5")
     assert MAX_DEPTH_OVER_WIDTH < 3 / 6
     assert "kernels are orthogonal" in theory[("convnet-tanh-c8-d2", "orthogonal")]
-    assert theory[(RESNET, "orthogonal")] == ("no theory describes the layers of a resnet model")
+    assert theory[(RESNET, "orthogonal")] == "no theory describes the layers of a resnet model"
+    assert theory[("mlp-tanh-w8-d2-from-acts.0", "orthogonal")] == (
+        "its Jacobians start at 'acts.0', and the theory's depths count from the input"
+    )
 
 
 def test_lines_are_drawn_against_the_statistic_they_predict(report):
