@@ -13,7 +13,7 @@ import re
 import numpy as np
 import pytest
 
-from isokit.report import load_config, render, run_config
+from isokit.report import load_config, publish, render, run_config
 from isokit.report.series import collect_curves
 from isokit.report.theory_lines import overlays_for, theory_for, theory_items, theory_label
 from isokit.theory import MAX_DEPTH_OVER_WIDTH, Overlay
@@ -21,6 +21,7 @@ from isokit.theory import MAX_DEPTH_OVER_WIDTH, Overlay
 THEORY_TOML = """
 title = "theory lines"
 seeds = [0]
+method = "exact"
 schemes = ["idinit", "orthogonal", "kaiming-normal", "delta-orthogonal"]
 
 [inputs]
@@ -88,7 +89,11 @@ def report(tmp_path_factory):
     path.write_text(THEORY_TOML, encoding="utf-8")
     results = run_config(load_config(path), quiet=True, command=["pytest"])
     out = tmp_path_factory.mktemp("theory_report") / "out"
-    render(results, out, quiet=True)
+    # The whole page but its figures (drawing six models' figures takes most of a minute; the
+    # figures read the lines of overlays_for, tested above, and tests/report draws them).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(publish, "build_figures", lambda *args, **kwargs: [])
+        render(results, out, quiet=True)
     return results, out
 
 
