@@ -56,6 +56,7 @@ from isokit.theory.resnet import (
 )
 from isokit.theory.series import series_moments
 from isokit.theory.spectra import JacobianMoments, MLPPrediction, jacobian_moments, predict_mlp
+from isokit.theory.zero_atoms import ZeroAtomLine, zero_atom_line
 
 __all__ = [
     "ACTIVATIONS",
@@ -75,6 +76,7 @@ __all__ = [
     "ResNetMoments",
     "ResNetPrediction",
     "WeightLaw",
+    "ZeroAtomLine",
     "activation_from_callable",
     "c_map",
     "c_star",
@@ -104,4 +106,5 @@ __all__ = [
     "resnet_q_profile",
     "series_moments",
     "zero_atom",
+    "zero_atom_line",
 ]
