@@ -236,10 +236,14 @@ def stats_figure(
     *,
     title: str,
     overlays: Overlays | None = None,
+    zero_atoms: dict | None = None,
 ) -> Figure:
     """Rows of statistics (``(stat, ylabel)``) against depth, one column per model.
 
     Fractions (:data:`FRACTION_STATS`) use a linear axis, every other statistic a log axis.
+    Theory lines come from ``overlays`` and ``zero_atoms`` (per ``(model, scheme)``:
+    :class:`isokit.theory.Overlay`, :class:`isokit.theory.ZeroAtomLine`), each drawn on the
+    panel of the statistic it predicts (:func:`theory_values`).
     """
     ncols = len(models)
     width = min(3.8 * ncols + 0.8, 17)
@@ -254,10 +258,11 @@ def stats_figure(
             ax = axes[i, j]
             theory = []
             for c in mc:
-                vals = theory_values((overlays or {}).get((model, c.scheme)), stat)
-                if vals is not None:
-                    ov = overlays[(model, c.scheme)]
-                    theory.append((c.scheme, np.asarray(ov.depth), vals))
+                for source in (overlays or {}, zero_atoms or {}):
+                    line = source.get((model, c.scheme))
+                    vals = theory_values(line, stat)
+                    if vals is not None:
+                        theory.append((c.scheme, np.asarray(line.depth), vals))
             has_theory |= bool(theory)
             if not mc:
                 _no_profile(ax)

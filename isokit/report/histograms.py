@@ -51,8 +51,12 @@ def _no_spectrum(ax, model: str) -> None:
     ax.set_title(model, fontsize=10)
 
 
-def _panel(ax, here: Sequence[Curve], k: int, palette: Palette) -> list[tuple[str, float]]:
-    """One histogram; returns ``(scheme, zero mass)`` for the schemes with a zero atom."""
+def _panel(ax, here: Sequence[Curve], k: int, palette: Palette, theory=None) -> list:
+    """One histogram; returns ``(scheme, zero mass)`` for the schemes with a zero atom.
+
+    ``theory`` (a :class:`isokit.theory.ZeroAtomLine`) adds the predicted zero atom at this
+    tap's depth to the panel's list of shares.
+    """
     pos = np.concatenate([c.sigma[k][0][c.sigma[k][0] > 0] for c in here])
     if pos.size == 0:
         pos = np.array([1.0])
@@ -96,13 +100,28 @@ def _panel(ax, here: Sequence[Curve], k: int, palette: Palette) -> list[tuple[st
         ax.set_xticks([np.sqrt(zero_lo * zero_hi), *ticks])
         ax.set_xticklabels(["0", *(f"{t:g}" for t in ticks)])
         ax.axvline(np.sqrt(zero_hi * bins[0]), color="0.6", ls="-", lw=0.8)  # the axis break
-        text = "\n".join(f"σ = 0: {100 * m:.3g} % ({scheme})" for scheme, m in zeros)
+        lines = [f"σ = 0: {100 * m:.3g} % ({scheme})" for scheme, m in zeros]
+        depth = int(here[0].depth[k])
+        if theory is not None and depth in theory.depth:
+            predicted = float(theory.zero_fraction[list(theory.depth).index(depth)])
+            lines.append(f"theory (zero_atom): {100 * predicted:.3g} %")
+        text = "\n".join(lines)
         ax.text(0.98, 0.97, text, transform=ax.transAxes, ha="right", va="top", fontsize=7)
     return zeros
 
 
-def histogram_figure(models: Sequence[str], curves: Sequence[Curve], palette: Palette) -> Figure:
-    """Histograms of σ at the first, middle and last tap; one row per model."""
+def histogram_figure(
+    models: Sequence[str],
+    curves: Sequence[Curve],
+    palette: Palette,
+    *,
+    zero_atoms: dict | None = None,
+) -> Figure:
+    """Histograms of σ at the first, middle and last tap; one row per model.
+
+    ``zero_atoms`` (per ``(model, scheme)``, :class:`isokit.theory.ZeroAtomLine`) adds the
+    theory's zero atom at the panel's depth beside the measured shares.
+    """
     fig = new_figure(11.5, 2.6 * len(models) + 1.1)
     axes = fig.subplots(len(models), 3, squeeze=False)
     present: list[str] = []
@@ -117,7 +136,10 @@ def histogram_figure(models: Sequence[str], curves: Sequence[Curve], palette: Pa
                 continue
             where, k = picks[j]
             here = [c for c in mc if c.sigma[k] is not None]
-            zeros_seen |= bool(_panel(ax, here, k, palette))
+            theory = next(
+                (z for c in here if (z := (zero_atoms or {}).get((model, c.scheme)))), None
+            )
+            zeros_seen |= bool(_panel(ax, here, k, palette, theory))
             present += [c.scheme for c in here]
             ax.set_title(f"{model}: {where} tap ({mc[0].names[k]})", fontsize=10)
             ax.set_xlabel("singular value σ (log scale)")

@@ -34,7 +34,13 @@ from isokit.report.io import FIGURES, PAGE, RANKING, RESULTS, SUMMARY, ReportDir
 from isokit.report.results import Results
 from isokit.report.series import Curve, collect_curves, collect_signals, ranking
 from isokit.report.summary import ranking_csv, summary_csv
-from isokit.report.theory_lines import overlays_for, theory_for, theory_items, theory_label
+from isokit.report.theory_lines import (
+    overlays_for,
+    theory_for,
+    theory_items,
+    theory_label,
+    zero_atoms_for,
+)
 
 __all__ = [
     "FigureImage",
@@ -130,7 +136,9 @@ def _spectra(out: _Figures, results: Results, curves: list[Curve], schemes, pale
             )
 
 
-def _depth_figures(out: _Figures, models, curves: list[Curve], overlays, palette) -> None:
+def _depth_figures(
+    out: _Figures, models, curves: list[Curve], overlays, zero_atoms, palette
+) -> None:
     moments = [("m1", "m1 = mean σ² (log)"), ("var", "scale-free variance m2/m1² − 1")]
     bulk = [("m1_bulk", "bulk m1 (without λmax)"), ("var_bulk", "bulk scale-free variance")]
     if any(F.theory_values(ov, stat) is not None for ov in overlays.values() for stat, _ in bulk):
@@ -157,6 +165,7 @@ def _depth_figures(out: _Figures, models, curves: list[Curve], overlays, palette
         palette,
         title="Rank and conditioning against depth",
         overlays=overlays,
+        zero_atoms=zero_atoms,
     )
     out.add(
         fig,
@@ -164,7 +173,7 @@ def _depth_figures(out: _Figures, models, curves: list[Curve], overlays, palette
         "Rank fraction, condition number and isometry gap of the non-zero part against depth",
         _CONDITIONING,
     )
-    fig = histogram_figure(models, curves, palette)
+    fig = histogram_figure(models, curves, palette, zero_atoms=zero_atoms)
     out.add(
         fig,
         "histograms",
@@ -191,7 +200,8 @@ def build_figures(results: Results, curves: list[Curve] | None = None, overlays=
     with rc_context(S.style()):
         _spectra(out, results, curves, schemes, palette)
         if curves:
-            _depth_figures(out, models, curves, overlays, palette)
+            zero_atoms = zero_atoms_for(results, curves)
+            _depth_figures(out, models, curves, overlays, zero_atoms, palette)
         blocks = collect_curves(results, section="blocks")
         if blocks:
             local = [("m1", "local m1 = mean σ² (log)"), ("var", "local scale-free variance")]

@@ -17,9 +17,9 @@ from isokit.report.results import Results
 from isokit.report.series import Curve
 
 if TYPE_CHECKING:
-    from isokit.theory import Overlay
+    from isokit.theory import Overlay, ZeroAtomLine
 
-__all__ = ["overlays_for", "theory_for", "theory_items", "theory_label"]
+__all__ = ["overlays_for", "theory_for", "theory_items", "theory_label", "zero_atoms_for"]
 
 #: Per (model, scheme): the theory line, or the reason (a sentence) why there is none.
 Theory = dict[tuple[str, str], "Overlay | str"]
@@ -84,6 +84,38 @@ def overlays_for(results: Results, curves: list[Curve]) -> dict[tuple[str, str],
         {}
     """
     return _lines(theory_for(results, curves))
+
+
+def zero_atoms_for(results: Results, curves: list[Curve]) -> dict[tuple[str, str], ZeroAtomLine]:
+    """Per (model, scheme) of ``curves``: the theory's zero atom across depth, where it has one
+    (:func:`isokit.theory.zero_atom_line`: plain ReLU-like chains under a random weight law),
+    drawn beside the measured rank fraction and zero fraction.
+
+    Example:
+        >>> from isokit.report.config import load_config
+        >>> zero_atoms_for(Results(config=load_config(), records=[], environment={}), [])
+        {}
+    """
+    from isokit.init import get_scheme
+    from isokit.theory import zero_atom_line
+
+    models = {m.label: m for m in results.config.models}
+    schemes = {s.label: s for s in results.config.schemes}
+    out: dict[tuple[str, str], ZeroAtomLine] = {}
+    for c in curves:
+        model, scheme = models.get(c.model), schemes.get(c.scheme)
+        if model is None or scheme is None or model.start is not None:
+            continue
+        chain = model.chain()
+        if chain is None:
+            continue
+        law = get_scheme(scheme.name).weight_law(
+            scheme.options, fan_in=chain.fan_in, bias=chain.bias
+        )
+        line = zero_atom_line(chain, law, taps=list(c.names))
+        if line is not None:
+            out[(c.model, c.scheme)] = line
+    return out
 
 
 def _lines(theory: Theory) -> dict[tuple[str, str], Overlay]:

@@ -5,8 +5,10 @@ layer's ``D_l`` zeroes a fraction ``1 − p`` of the units, and ``J_l = D_l W_l 
 rank: :func:`~isokit.theory.zero_atom` predicts the mass of ``J_lJ_lᵀ`` at ``λ = 0`` at depth
 ``l`` and width ``N``. :func:`zero_atom_line` gives it at every tap of a :class:`Chain`, the
 line a report draws beside the measured ``zero_fraction`` (or ``1 −`` it beside
-``rank_fraction``). It does not depend on the weight law: for centred Gaussian
-pre-activations ``p`` is fixed by the activation alone.
+``rank_fraction``). It needs weights drawn at random, layer by layer (any
+:class:`WeightLaw`), so that each layer switches off its own units; it does not depend on the
+law otherwise, since for centred pre-activations ``p`` is fixed by the activation alone.
+Identity-like weights switch off the same units at every layer and keep the atom at ``1 − p``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isokit.theory.activations import ACTIVATIONS, get_activation
-from isokit.theory.law import Chain
+from isokit.theory.law import Chain, WeightLaw
 from isokit.theory.piecewise_linear import zero_atom
 from isokit.theory.prediction import CITATIONS
 
@@ -62,25 +64,32 @@ def _constant_active_fraction(activation: str) -> float | None:
     return p if all(fraction(q) == p for q in (0.25, 4.0)) else None
 
 
-def zero_atom_line(chain: Chain, *, taps: list[str] | tuple[str, ...] | None = None):
+def zero_atom_line(
+    chain: Chain, law: WeightLaw | None, *, taps: list[str] | tuple[str, ...] | None = None
+) -> ZeroAtomLine | None:
     """The theory's zero atom at every depth of ``chain``, or ``None`` where it has none.
 
     Applies to a plain dense chain with ``in_width == width`` whose activation zeroes a fixed
-    fraction ``1 − p > 0`` of the units (ReLU). Linear and smooth activations have no atom;
-    residual chains keep full rank through the identity path; ``taps`` (the probe's tap names)
-    must start with ``chain.taps``.
+    fraction ``1 − p > 0`` of the units (ReLU), with weights drawn from a ``law``. Linear and
+    smooth activations have no atom; residual chains keep full rank through the identity path;
+    ``law=None`` (weights that are not random draws) gives ``None``; ``taps`` (the probe's tap
+    names) must start with ``chain.taps``.
 
     Example:
         >>> chain = Chain(layer="dense", activation="relu", width=64, in_width=64, depth=3,
         ...               fan_in=64, bias=True, taps=("a.0", "a.1", "a.2"))
-        >>> line = zero_atom_line(chain)
+        >>> he = WeightLaw(sigma_w2=2.0, sigma_b2=0.0, ensemble="gaussian")
+        >>> line = zero_atom_line(chain, he)
         >>> float(line.zero_fraction[0]), bool(line.zero_fraction[2] > 0.5)  # grows with depth
         (0.5, True)
-        >>> zero_atom_line(Chain(layer="dense", activation="tanh", width=64, in_width=64,
-        ...                      depth=3, fan_in=64, bias=True, taps=("a.0", "a.1", "a.2")))
+        >>> zero_atom_line(chain, None)  # identity-like weights: the same units off throughout
     """
     if not isinstance(chain, Chain):
         raise TypeError(f"chain must be an isokit.theory.Chain, got {chain!r}")
+    if law is not None and not isinstance(law, WeightLaw):
+        raise TypeError(f"law must be an isokit.theory.WeightLaw or None, got {law!r}")
+    if law is None:
+        return None
     plain = chain.residual_scale is None and chain.layer == "dense"
     if not plain or chain.in_width != chain.width:
         return None

@@ -8,14 +8,17 @@ import torch
 
 import isokit
 from isokit.models import MLP, get_model_kind
-from isokit.theory import Chain, zero_atom_line
+from isokit.theory import Chain, WeightLaw, zero_atom_line
 
 ARGS = {"in_features": 64, "width": 64, "depth": 16, "activation": "relu"}
+HE = WeightLaw(sigma_w2=2.0, sigma_b2=0.0, ensemble="gaussian")
 
 
 @pytest.mark.parametrize("scheme", ["kaiming-normal", "orthogonal"])
 def test_zero_atom_line_matches_the_measured_zero_fraction(scheme):
-    line = zero_atom_line(get_model_kind("mlp").chain(ARGS))
+    chain = get_model_kind("mlp").chain(ARGS)
+    law = isokit.init.get_scheme(scheme).weight_law({}, fan_in=chain.fan_in, bias=chain.bias)
+    line = zero_atom_line(chain, law)
     measured = []
     for seed in range(4):
         model = isokit.init.apply(MLP(**ARGS), scheme, seed=seed)
@@ -44,9 +47,16 @@ def _chain(**changes) -> Chain:
     ],
 )
 def test_no_zero_atom_line_where_the_theory_has_none(changes):
-    assert zero_atom_line(_chain(**changes)) is None
+    assert zero_atom_line(_chain(**changes), HE) is None
+
+
+def test_identity_like_weights_have_no_line_and_keep_the_atom_at_one_half():
+    assert zero_atom_line(_chain(), None) is None
+    model = isokit.init.apply(MLP(**ARGS), "idinit", seed=0)
+    z = isokit.probe.profile(model, torch.randn(4, 64), method="exact").stat("zero_fraction")
+    assert z[-1] <= 0.55  # the same units off at every depth (the random-law line reaches 0.61)
 
 
 def test_taps_must_be_the_chain_s():
-    assert zero_atom_line(_chain(), taps=["a", "b", "head"]) is not None
-    assert zero_atom_line(_chain(), taps=["x", "y"]) is None
+    assert zero_atom_line(_chain(), HE, taps=["a", "b", "head"]) is not None
+    assert zero_atom_line(_chain(), HE, taps=["x", "y"]) is None
