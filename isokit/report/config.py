@@ -10,7 +10,7 @@ cannot fit in memory are refused from arithmetic before any model is built.
 Example:
     >>> cfg = load_config(DEFAULT_CONFIG)
     >>> [m.label for m in cfg.models][:1]
-    ['mlp-tanh-w64-d32']
+    ['mlp-tanh-w64-d16']
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ __all__ = [
     "training_figure",
 ]
 
-# (model, scheme) -> isokit.theory.Overlay (depth, m1, var, label, citation)
+# (model, scheme) -> isokit.theory.Overlay (depth, the predicted lines, Overlay.statistic, law)
 Overlays = dict
 
 
@@ -261,8 +261,9 @@ def stats_figure(
                 for source in (overlays or {}, zero_atoms or {}):
                     line = source.get((model, c.scheme))
                     vals = theory_values(line, stat)
-                    if vals is not None:
+                    if vals is not None:  # the first source with a line for it: one line
                         theory.append((c.scheme, np.asarray(line.depth), vals))
+                        break
             has_theory |= bool(theory)
             if not mc:
                 _no_profile(ax)

@@ -2,8 +2,9 @@
 
 For each combination the model is built under ``torch.manual_seed(seed)`` (inside a forked RNG, so
 the caller's global RNG is left alone), initialized with ``isokit.init.apply(..., seed=seed)``, and
-probed on inputs drawn from a generator seeded by ``seed`` (from the model's ``start`` module, if it
-names one: ``docs/probes.md §3.6``). Everything runs on the CPU in a fixed order, so the same
+probed on inputs drawn from a generator seeded by :func:`input_seed` of ``seed``, a different
+stream than the weights' (from the model's ``start`` module, if it names one:
+``docs/probes.md §3.6``). Everything runs on the CPU in a fixed order, so the same
 config and seeds give the same numbers. A scheme that does not fit a model
 (:class:`isokit.init.SchemeNotApplicable`, e.g. Fixup on an MLP without residual branches) is
 recorded as *not applicable* with its message, and the run carries on; any other error from
@@ -35,9 +36,27 @@ __all__ = ["draw_inputs", "make_report", "run_config", "run_one"]
 DEFAULT_MAX_MEMORY = 2 * 2**30
 
 
+#: The input stream of a run's seed: inputs are drawn from ``SeedSequence([seed, INPUT_STREAM])``.
+INPUT_STREAM = 1
+
+
+def input_seed(seed: int) -> int:
+    """The seed of a run's inputs, derived from the run's ``seed`` so that it differs from the
+    seed of the scheme's weights: with one seed for both, a Gaussian scheme's first weight rows
+    come out proportional to the first input (the same normal draws).
+
+    Example:
+        >>> input_seed(0) != 0, input_seed(0) == input_seed(0)
+        (True, True)
+    """
+    state = np.random.SeedSequence([int(seed), INPUT_STREAM]).generate_state(1, dtype=np.uint64)
+    return int(state[0] >> np.uint64(1))  # torch seeds are < 2**63
+
+
 def draw_inputs(spec: InputSpec, shape: Sequence[int], seed: int) -> torch.Tensor:
-    """``spec.examples`` unit-variance inputs of ``shape`` from a generator seeded by ``seed``."""
-    gen = torch.Generator().manual_seed(int(seed))
+    """``spec.examples`` unit-variance inputs of ``shape`` from a generator seeded by
+    :func:`input_seed` of the run's ``seed``."""
+    gen = torch.Generator().manual_seed(input_seed(seed))
     size = (spec.examples, *shape)
     if spec.distribution == "gaussian":
         return torch.randn(size, generator=gen)

@@ -88,8 +88,14 @@ def test_mlp_and_convnet_chains_describe_the_model():
     )
     assert (conv.layer, conv.fan_in, conv.in_width, conv.activation) == ("conv", 100, 4, "linear")
     assert conv.taps == tuple(ConvNet(4, 4, 2).taps[:2])
-    for name in ("resnet", "transformer", "residual-mlp"):
+    for name in ("resnet", "transformer"):
         assert get_model_kind(name).chain(small(name)) is None
+    res = get_model_kind("residual-mlp").chain({"width": 5, "depth": 3})
+    assert (res.residual_scale, res.branch_layers, res.taps) == (
+        1.0,
+        2,
+        ("blocks.0", "blocks.1", "blocks.2"),
+    )
 
 
 @pytest.mark.parametrize(
