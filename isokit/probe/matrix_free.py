@@ -240,8 +240,8 @@ def lanczos_taps(
         for _k, key in ((1, "m1"), (2, "m2"), (3, "m3")):
             st[key] = np.array([getattr(t, key) for t in ms])
             se[key] = np.array([getattr(t, f"{key}_se") for t in ms])
-        var = np.array([t.sfvar for t in ms])
-        var_se = np.array([t.sfvar_se for t in ms])
+        var = np.array([t.var for t in ms])
+        var_se = np.array([t.var_se for t in ms])
         var = np.where(degenerate, math.inf, var)
         var_se = np.where(degenerate, 0.0, np.where(np.isnan(var_se), math.inf, var_se))
         # The jackknife-corrected ratio can dip below 0 at small K; the true value cannot.

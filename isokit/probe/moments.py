@@ -16,7 +16,7 @@ because for distinct indices the expectation factorizes, e.g.
 ``r = min(D, n_in)``. The estimators are U-statistics: they need independent probes, so the
 probes must never be orthonormalized.
 
-Ratios such as the scale-free variance ``sfvar = m2/m1² − 1 = r·T2/T1² − 1`` are biased at order
+Ratios such as the scale-free variance ``var = m2/m1² − 1 = r·T2/T1² − 1`` are biased at order
 ``1/K``; they are reported with a leave-one-probe-out jackknife (bias-corrected value and standard
 error). The jackknife also gives standard errors for ``T1..T3``.
 """
@@ -49,9 +49,9 @@ class TraceMoments:
         r: spectrum length ``min(D, n_in)`` used to normalize ``m_k = T_k / r``.
         t1, t2, t3: unbiased estimates of ``tr A``, ``tr A²``, ``tr A³``.
         t1_se, t2_se, t3_se: leave-one-probe-out jackknife standard errors of ``t1..t3``.
-        sfvar: jackknife bias-corrected ``m2/m1² − 1 = r·T2/T1² − 1`` (``nan`` if degenerate).
-        sfvar_se: jackknife standard error of ``sfvar`` (``nan`` if degenerate).
-        sfvar_plugin: the plug-in ratio ``r·T2/T1² − 1`` without bias correction.
+        var: jackknife bias-corrected ``m2/m1² − 1 = r·T2/T1² − 1`` (``nan`` if degenerate).
+        var_se: jackknife standard error of ``var`` (``nan`` if degenerate).
+        var_plugin: the plug-in ratio ``r·T2/T1² − 1`` without bias correction.
         degenerate: ``True`` when ``T1`` is at or below ``zero_tol`` (e.g. an all-dead ReLU net).
 
     Example:
@@ -70,9 +70,9 @@ class TraceMoments:
     t1_se: float
     t2_se: float
     t3_se: float
-    sfvar: float
-    sfvar_se: float
-    sfvar_plugin: float
+    var: float
+    var_se: float
+    var_plugin: float
     degenerate: bool
 
     @property
@@ -139,7 +139,7 @@ def trace_moments(Y: Tensor, *, r: int, zero_tol: float | None = None) -> TraceM
     Args:
         Y: ``[K, D]`` (or ``[K, *tap_shape]``, flattened) holding ``J v_i`` for ``K`` i.i.d.
             isotropic probes ``v_i``. Any dtype; the Gram is formed in float64.
-        r: spectrum length ``min(D, n_in)``, which normalizes ``m_k`` and ``sfvar``.
+        r: spectrum length ``min(D, n_in)``, which normalizes ``m_k`` and ``var``.
         zero_tol: ``T1`` at or below this marks the result ``degenerate``; defaults to the
             smallest normal float64 (only an exactly vanishing Jacobian is degenerate).
 
@@ -215,16 +215,16 @@ def trace_moments_from_gram(G: Tensor, *, r: int, zero_tol: float | None = None)
         )
     degenerate = not t1_f > zero_tol
     if degenerate:
-        sfvar = sfvar_se = sfvar_plugin = math.nan
+        var = var_se = var_plugin = math.nan
     else:
-        sfvar_plugin = r * t2_f / t1_f**2 - 1.0
+        var_plugin = r * t2_f / t1_f**2 - 1.0
         sf_loo = r * t2_loo / t1_loo**2 - 1.0
         if (t1_loo > zero_tol).all():
-            sfvar = K * sfvar_plugin - (K - 1) * float(sf_loo.mean())
-            sfvar_se = _jackknife_se(sf_loo)
+            var = K * var_plugin - (K - 1) * float(sf_loo.mean())
+            var_se = _jackknife_se(sf_loo)
         else:
             # Some leave-one-out Gram has no signal: the ratio's jackknife is undefined.
-            sfvar, sfvar_se = sfvar_plugin, math.nan
+            var, var_se = var_plugin, math.nan
     return TraceMoments(
         n_probes=K,
         r=r,
@@ -234,9 +234,9 @@ def trace_moments_from_gram(G: Tensor, *, r: int, zero_tol: float | None = None)
         t1_se=_jackknife_se(t1_loo),
         t2_se=_jackknife_se(t2_loo),
         t3_se=_jackknife_se(t3_loo),
-        sfvar=sfvar,
-        sfvar_se=sfvar_se,
-        sfvar_plugin=sfvar_plugin,
+        var=var,
+        var_se=var_se,
+        var_plugin=var_plugin,
         degenerate=degenerate,
     )
 

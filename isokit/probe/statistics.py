@@ -7,7 +7,7 @@ For one tap and one example, ``s_1 ≥ … ≥ s_r ≥ 0`` are the ``r = min(D, 
 name                      formula
 ========================  =========================================================================
 ``m1``, ``m2``, ``m3``    ``m_k = (1/r)·Σ λ_i^k``; ``m1 = ‖J‖_F²/r``
-``var``                   scale-free variance (``sfvar``) ``m2/m1² − 1 = Var(λ)/mean(λ)²``
+``var``                   scale-free variance ``m2/m1² − 1 = Var(λ)/mean(λ)²``
 ``sigma_max``             ``s_1``
 ``sigma_min``             ``s_r``
 ``cond``                  ``s_1/s_r``; ``+inf`` when ``s_r ≤ τ``

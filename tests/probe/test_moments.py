@@ -67,10 +67,10 @@ def test_estimators_and_jackknife_match_brute_force(seed):
         assert getattr(res, f"{name}_se") == pytest.approx(se, rel=1e-10)
     sf_loo = [r * v[1] / v[0] ** 2 - 1 for v in loo]
     sf_full = r * t[1] / t[0] ** 2 - 1
-    sfvar, sfvar_se = _jackknife(sf_loo, sf_full)
-    assert res.sfvar_plugin == pytest.approx(sf_full, rel=1e-12)
-    assert res.sfvar == pytest.approx(sfvar, rel=1e-10)
-    assert res.sfvar_se == pytest.approx(sfvar_se, rel=1e-10)
+    var, var_se = _jackknife(sf_loo, sf_full)
+    assert res.var_plugin == pytest.approx(sf_full, rel=1e-12)
+    assert res.var == pytest.approx(var, rel=1e-10)
+    assert res.var_se == pytest.approx(var_se, rel=1e-10)
     assert res.m1 == pytest.approx(t[0] / r) and res.m3_se == pytest.approx(res.t3_se / r)
     assert not res.degenerate and res.n_probes == K and res.r == r
 
@@ -106,7 +106,7 @@ def test_jackknife_errors_cover_the_truth():
     for _ in range(n_rep):
         res = trace_moments(rademacher((32, n), generator=g) @ J.T, r=n)
         values = [(res.t1, res.t1_se), (res.t2, res.t2_se), (res.t3, res.t3_se)]
-        values.append((res.sfvar, res.sfvar_se))
+        values.append((res.var, res.var_se))
         for k, ((v, se), truth) in enumerate(zip(values, [*exact, sf_exact], strict=True)):
             hits[k] += abs(v - truth) <= 2 * se
     assert (hits / n_rep >= 0.8).all(), hits / n_rep
@@ -135,8 +135,8 @@ def test_jackknife_removes_most_of_the_ratio_bias():
     res = [
         trace_moments(torch.randn(16, 8, generator=g, dtype=F64) @ J.T, r=8) for _ in range(1500)
     ]
-    bias_jack = sum(x.sfvar for x in res) / len(res) - sf_exact
-    bias_plugin = sum(x.sfvar_plugin for x in res) / len(res) - sf_exact
+    bias_jack = sum(x.var for x in res) / len(res) - sf_exact
+    bias_plugin = sum(x.var_plugin for x in res) / len(res) - sf_exact
     assert abs(bias_plugin) > 0.1  # the O(1/K) bias is real here ...
     assert abs(bias_jack) < abs(bias_plugin) / 4  # ... and the jackknife removes most of it
 
@@ -154,7 +154,7 @@ def test_zero_jacobian_is_degenerate_without_raising():
     assert res.degenerate
     assert (res.t1, res.t2, res.t3) == (0.0, 0.0, 0.0)
     assert (res.t1_se, res.t2_se, res.t3_se) == (0.0, 0.0, 0.0)
-    assert math.isnan(res.sfvar) and math.isnan(res.sfvar_se) and math.isnan(res.sfvar_plugin)
+    assert math.isnan(res.var) and math.isnan(res.var_se) and math.isnan(res.var_plugin)
 
 
 def test_low_precision_input_and_chunked_gram_match_float64(monkeypatch):
@@ -164,7 +164,7 @@ def test_low_precision_input_and_chunked_gram_match_float64(monkeypatch):
     res = trace_moments(Y32, r=20)
     Y64 = Y32.to(F64).reshape(7, -1)
     ref = trace_moments_from_gram(Y64 @ Y64.T, r=20)
-    for name in ("t1", "t2", "t3", "t1_se", "t2_se", "t3_se", "sfvar", "sfvar_se"):
+    for name in ("t1", "t2", "t3", "t1_se", "t2_se", "t3_se", "var", "var_se"):
         assert getattr(res, name) == pytest.approx(getattr(ref, name), rel=1e-12), name
 
 
