@@ -41,9 +41,12 @@ __all__ = [
 #: Basis tangents of the timed ``jvp`` beside the one-column call (the per-column cost of CPU
 #: ResNets levels off from about 8).
 CALIBRATION_COLUMNS = 8
-#: Sizes of the calibration: a ``[512, 256]`` matrix's Gram and a ``128 × 128`` ``eigvalsh``.
+#: Sizes of the calibration: a ``[512, 256]`` matrix's Gram and ``eigvalsh`` of ``64 × 64`` and
+#: ``128 × 128``, the faster per ``r³`` kept: with 2 threads on a loaded 2-core machine a
+#: descheduled thread stalled every 128 × 128 solve (0.76 s instead of 1 ms), not the 64 × 64
+#: ones nor the rate of large solves.
 _MM_SHAPE = (512, 256)
-_EIG_SIZE = 128
+_EIG_SIZES = (64, 128)
 #: Timings per calibration; the fastest is kept (a shared machine only ever slows one down).
 _REPEATS = 5
 
@@ -96,8 +99,8 @@ def _elapsed(fn: Callable[[], object], device: torch.device, timer: Timer) -> fl
 def measure_linalg_rates(
     device: torch.device | str = "cpu", *, timer: Timer = time.perf_counter
 ) -> LinalgRates:
-    """Time one ``[512, 256]`` Gram and one ``128 × 128`` ``eigvalsh`` in float64 on ``device``
-    (fastest of 5 each, after one untimed call).
+    """Time one ``[512, 256]`` Gram and ``eigvalsh`` of ``64 × 64`` and ``128 × 128`` in float64
+    on ``device`` (fastest of 5 each, after one untimed call; the faster ``eigvalsh`` per ``r³``).
 
     Example:
         >>> rates = measure_linalg_rates("cpu")
@@ -107,16 +110,18 @@ def measure_linalg_rates(
     device = torch.device(device)
     gen = torch.Generator(device=device).manual_seed(0)
     C = torch.randn(*_MM_SHAPE, generator=gen, dtype=_F64, device=device)
-    G = torch.randn(_EIG_SIZE, _EIG_SIZE, generator=gen, dtype=_F64, device=device)
-    G = G @ G.T
-    rows, cols = _MM_SHAPE
-    timings = []
-    for fn in (lambda: C.T @ C, lambda: torch.linalg.eigvalsh(G)):
+    Gs = [torch.randn(n, n, generator=gen, dtype=_F64, device=device) for n in _EIG_SIZES]
+    Gs = [G @ G.T for G in Gs]
+
+    def fastest(fn: Callable[[], object]) -> float:
         fn()  # first call: allocation, kernel selection
         # A zero reading (a coarse clock) stands for one nanosecond, so rates stay finite.
-        timings.append(max(min(_elapsed(fn, device, timer) for _ in range(_REPEATS)), 1e-9))
-    mm_s, eig_s = timings
-    return LinalgRates(macs_per_s=rows * cols * cols / mm_s, eigvalsh_s_per_r3=eig_s / _EIG_SIZE**3)
+        return max(min(_elapsed(fn, device, timer) for _ in range(_REPEATS)), 1e-9)
+
+    rows, cols = _MM_SHAPE
+    mm_s = fastest(lambda: C.T @ C)
+    eig = min(fastest(lambda G=G: torch.linalg.eigvalsh(G)) / G.shape[0] ** 3 for G in Gs)
+    return LinalgRates(macs_per_s=rows * cols * cols / mm_s, eigvalsh_s_per_r3=eig)
 
 
 @functools.cache

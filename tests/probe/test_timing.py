@@ -7,6 +7,8 @@ any plausible estimate.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -102,8 +104,24 @@ def test_linalg_rates_divide_the_calibration_work_by_its_time():
     rates = cal.measure_linalg_rates("cpu", timer=clock)
     rows, cols = cal._MM_SHAPE
     assert rates.macs_per_s == pytest.approx(rows * cols * cols / 0.25)
-    assert rates.eigvalsh_s_per_r3 == pytest.approx(0.25 / cal._EIG_SIZE**3)
-    assert clock.readings == 2 * 2 * cal._REPEATS  # two readings per timing, repeated per kernel
+    # The faster per r³ of the two sizes: the larger one, at equal times.
+    assert rates.eigvalsh_s_per_r3 == pytest.approx(0.25 / max(cal._EIG_SIZES) ** 3)
+    assert clock.readings == 2 * 3 * cal._REPEATS  # two readings per timing, 5 per kernel
+
+
+def test_a_stalled_eigvalsh_size_does_not_set_the_rate():
+    # The 128 × 128 solves all stall (1 s each); the 64 × 64 ones take 0.25 ms.
+    durations = iter([1e-3] * 5 + [0.25e-3] * 5 + [1.0] * 5)
+    now = [0.0]
+    readings = itertools.count()
+
+    def clock() -> float:
+        if next(readings) % 2:  # the end of a timing
+            now[0] += next(durations)
+        return now[0]
+
+    rates = cal.measure_linalg_rates("cpu", timer=clock)
+    assert rates.eigvalsh_s_per_r3 == pytest.approx(0.25e-3 / 64**3)
 
 
 def test_linalg_rates_are_measured_once_per_device():
