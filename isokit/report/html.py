@@ -83,6 +83,7 @@ _RANK_HEADERS = {
     "var_nonzero": "scale-free var. (non-zero σ)",
     "cond_nonzero": "cond (non-zero σ)",
     "gap": "isometry gap (all σ)",
+    "var": "scale-free var. (all σ)",
     "m1": "m1",
 }
 

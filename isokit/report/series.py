@@ -277,13 +277,14 @@ class RankRow:
     var_nonzero: float | None = None
     cond_nonzero: float | None = None
     gap: float | None = None
+    var: float | None = None
     m1: float | None = None
     seeds: int = 0
     note: str = ""
 
 
 #: The statistics of a :class:`RankRow`, in table order.
-RANK_STATS = ("rank_fraction", "gap_nonzero", "var_nonzero", "cond_nonzero", "gap", "m1")
+RANK_STATS = ("rank_fraction", "gap_nonzero", "var_nonzero", "cond_nonzero", "gap", "var", "m1")
 
 
 def _last(curve: Curve, stat: str) -> float:
@@ -294,18 +295,29 @@ def _worst_if_nan(value: float) -> float:
     return math.inf if math.isnan(value) else value
 
 
-def _sort_key(c: Curve) -> tuple[float, float, float, str]:
+def _sort_key(c: Curve) -> tuple[float, float, float, float, str]:
+    # The matrix-free tier measures the node statistics (rank, gap) only at its SLQ taps; where
+    # the last tap has none, the scale-free variance of the trace moments decides.
     return (
         _worst_if_nan(-_last(c, "rank_fraction")),
         _worst_if_nan(_last(c, "gap_nonzero")),
         _worst_if_nan(_last(c, "var_nonzero")),
+        _worst_if_nan(_last(c, "var")),
         c.scheme,
     )
 
 
+def _note(c: Curve) -> str:
+    note = f"last tap: {c.names[-1]}"
+    if math.isnan(_last(c, "rank_fraction")):
+        note += " (rank and gap not measured there: ranked by var)"
+    return note
+
+
 def ranking(results: Results, curves: Iterable[Curve] | None = None) -> list[RankRow]:
     """Schemes ranked per model at the last tap: by rank fraction (higher is better), then by
-    the isometry gap of the non-zero part (lower is better).
+    the isometry gap of the non-zero part (lower is better); where the last tap has no node
+    statistics (a matrix-free profile without SLQ there), by the scale-free variance.
 
     Rank-deficient Jacobians (ReLU masks, a stem that reads part of its input) have an infinite
     gap, which would tie every such scheme; the rank fraction says how much of the spectrum a
@@ -329,7 +341,7 @@ def ranking(results: Results, curves: Iterable[Curve] | None = None) -> list[Ran
                     status="ok",
                     **{stat: _last(c, stat) for stat in RANK_STATS},
                     seeds=c.seeds,
-                    note=f"last tap: {c.names[-1]}",
+                    note=_note(c),
                 )
             )
         for m, s, msg in results.not_applicable():

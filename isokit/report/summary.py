@@ -105,8 +105,8 @@ def ranking_csv(rows: Sequence[RankRow]) -> str:
         >>> from isokit.report.series import RankRow
         >>> row = RankRow(model="m", scheme="s", place=1, status="ok", rank_fraction=0.5)
         >>> print(ranking_csv([row]))
-        model,place,scheme,status,rank_fraction,gap_nonzero,var_nonzero,cond_nonzero,gap,m1,seeds,note
-        m,1,s,ok,0.5,,,,,,0,
+        model,place,scheme,status,rank_fraction,gap_nonzero,var_nonzero,cond_nonzero,gap,var,m1,seeds,note
+        m,1,s,ok,0.5,,,,,,,0,
         <BLANKLINE>
     """
     buf = io.StringIO()

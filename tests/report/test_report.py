@@ -127,7 +127,7 @@ def test_html_is_self_contained_and_holds_every_figure_and_the_table(small_repor
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)
     assert page.external == [] and page.scripts == 0
-    ranked = [r for r in page.rows if len(r) == 10 and r[0].strip().isdigit()]
+    ranked = [r for r in page.rows if len(r) == 11 and r[0].strip().isdigit()]
     # every applicable model × scheme has a ranked row: 3 on the MLP, 4 on the ResNet
     assert len(ranked) == 3 + 4
     text = (small_report.out / "report.html").read_text(encoding="utf-8")
