@@ -22,8 +22,8 @@ Methods:
   model and the device) and its memory estimate fits ``max_memory`` in one sweep (default: half
   the free RAM, or 80 % of the free GPU memory), else lanczos at every tap.
   ``meta["method_reason"]`` says why; when the time decides, ``meta["exact_estimate_s"]`` holds
-  the estimate, and SLQ runs at those of the default SLQ taps that fit the budget with the
-  moments (cheapest first; an explicit ``slq_taps`` is kept). ``max_seconds=None`` chooses by
+  the estimate. Under a time budget SLQ runs at those of the default SLQ taps that fit it with
+  the moments (cheapest first; an explicit ``slq_taps`` is kept). ``max_seconds=None`` chooses by
   memory alone; ``"exact"`` is never switched.
 
 ``with_signal`` and ``with_blocks`` run :func:`~isokit.probe.signal` and
@@ -119,6 +119,7 @@ def _measure(
         taps, extra = _lanczos_tier(prep, generator)
         return taps, "lanczos", "requested", extra
     budget = prep.options.max_seconds
+    cost = None
     if method == "auto" and budget is not None:
         cost = estimate_exact_cost(prep, budget=budget)
         if cost.seconds > budget:
@@ -134,8 +135,9 @@ def _measure(
     except ProbeMemoryError as err:
         if method == "exact":
             raise
-        taps, extra = _lanczos_tier(prep, generator)
-        return taps, "lanczos", f"auto: exact does not fit ({err})", extra
+        slq_idx, slq_reason = (None, "") if cost is None else _slq_within(prep, cost, budget)
+        taps, extra = _lanczos_tier(prep, generator, slq_idx)
+        return taps, "lanczos", f"auto: exact does not fit ({err}){slq_reason}", extra
     if method == "exact":
         prefix = "requested; "
     else:

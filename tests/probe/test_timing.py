@@ -341,3 +341,16 @@ def test_with_start_the_estimate_counts_the_start_outputs_as_inputs(monkeypatch)
     exact = profile(model, x, start="acts.0", max_seconds=1e6)
     assert (lanczos.meta["method"], exact.meta["method"]) == ("lanczos", "exact")
     assert lanczos.meta["n_in"] == 10 and lanczos.names == exact.names == ["acts.1", "acts.2"]
+
+
+def test_over_the_memory_budget_the_slq_taps_still_fit_the_time_budget(monkeypatch):
+    column = cal.ColumnTime(seconds=1e-3, fractions=(0.25, 0.5, 0.75, 1.0))
+    fast = tm.ExactCost(tangents_s=1e-3, grams_s=0.0, eigvalsh_s=0.0, column=column)
+    monkeypatch.setattr(depth_profile, "estimate_exact_cost", lambda prep, budget: fast)
+    model = MLP(8, 8, depth=4, activation="tanh")
+    opts = {"n_probes": 4, "lanczos_steps": 4, "max_memory": 1000}
+    prof = profile(model, torch.randn(1, 8), max_seconds=0.045, **opts)  # as above: 2 fit
+    reason = prof.meta["method_reason"]
+    assert reason.startswith("auto: exact does not fit") and "SLQ at 2 of the 3" in reason
+    assert prof.meta["lanczos"]["slq_taps"] == ["acts.0", "acts.1"]
+    assert "exact_estimate_s" not in prof.meta  # the memory decided, not the time
