@@ -25,6 +25,18 @@ through the full model and through the chain, and must agree to ``1e-8`` (float6
 :func:`plan_exact` picks the joint sweep when it is small, else the chained sweep when the chain
 check passes, else several joint sweeps over groups of taps (each stopping after its last tap).
 
+**Segments** (the same chain rule, in longer steps). Once a chunk covers the whole input, a
+joint sweep runs one example at a time: it holds every tap's columns of the examples in flight,
+and each ``vmap``-ped ``jvp`` call pays its per-operation dispatch again for every example (on a
+deep MLP this was a fifth of the probe). With several examples, :func:`plan_segments` cuts the
+taps into segments of ``g`` consecutive taps and runs all examples (``bc`` of them) through each
+segment in one call, ``g·bc`` no larger than the joint sweep's ``L·1``, so that its estimate
+stays within the joint sweep's; each segment starts from the columns of the tap before it. It is
+used only when :func:`~isokit.probe.sweeps.check_segments` finds, at the first example, that the
+taps after each boundary depend on the input only through it (one primal forward per boundary
+from a perturbed input, with the boundary's output held at its value), and never when
+``example_chunk`` or a ``strategy`` is given.
+
 **Reverse mode** (§3.2) serves the trailing taps whose ``D_l`` is much smaller than ``n_in``
 (``4·D_l ≤ n_in``, e.g. logits): one ``vjp`` of the function returning those taps, then ``vmap``
 of the returned ``vjp_fn`` over a chunked cotangent basis injected at one tap (zeros elsewhere).
@@ -57,10 +69,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from isokit.probe.grams import _F64, GRAM_RTOL
+from isokit.probe.grams import _F64, GRAM_RTOL, _symmetric
 from isokit.probe.grams import _eigvalsh as _eigvalsh  # re-exported (benchmarks)
 from isokit.probe.memory import available_memory, default_max_memory, estimate_exact_memory
-from isokit.probe.plan import ExactPlan, ProbeMemoryError, plan_exact
+from isokit.probe.plan import ExactPlan, ProbeMemoryError, plan_exact, plan_segments
 from isokit.probe.spectrum import TapSpectrum
 from isokit.probe.start import StartView
 from isokit.probe.statistics import degenerate_mask, dtype_eps, saturated_mask, stats
@@ -71,6 +83,7 @@ from isokit.probe.sweeps import (
     _run_chained,
     _run_group,
     _run_reverse,
+    check_segments,
 )
 
 __all__ = [
@@ -192,7 +205,7 @@ class _Collector:
         self.parts: list[list[tuple[Tensor, ...]]] = [[] for _ in range(n)]
 
     def record(self, i: int, s: Tensor, bad: Tensor, used: Tensor, G: Tensor | None) -> None:
-        gram = G.cpu() if self.keep_grams else None
+        gram = _symmetric(G).cpu() if self.keep_grams else None
         self.parts[i].append((s.cpu(), bad.cpu(), used.cpu(), gram))
 
     def taps(self, geo: _Geometry, plan: ExactPlan) -> list[ExactTap]:
@@ -330,8 +343,11 @@ def exact_spectra(
         allow_groups=allow_groups,
         example_chunk_size=example_chunk,
     )
+    if strategy == "auto" and example_chunk is None:
+        plan, chain_ok = _segmented(model, inputs, geo, plan, svd=svd, chain_ok=chain_ok)
     out = _Collector(len(geo.mods), keep_grams)
-    bar = _progress_bar(progress, geo.n_in * len(plan.groups) * -(-B // plan.example_chunk))
+    sweeps = 1 if plan.strategy == "chained" else len(plan.groups)
+    bar = _progress_bar(progress, geo.n_in * sweeps * -(-B // plan.example_chunk))
     try:
         with _slow_path_warnings() as caught:
             for b0 in range(0, B, plan.example_chunk):
@@ -349,10 +365,23 @@ def exact_spectra(
     return ExactResult(
         taps=out.taps(geo, plan),
         plan=plan,
-        n_sweeps=1 if plan.strategy == "chained" else len(plan.groups),
+        n_sweeps=sweeps,
         chain_checked=chain_ok,
         warnings=caught,
     )
+
+
+def _segmented(
+    model: nn.Module, inputs: Tensor, geo: _Geometry, plan: ExactPlan, *, svd: bool, chain_ok
+) -> tuple[ExactPlan, bool | None]:
+    """``plan``, or its chained form with more examples per ``vmap`` where the segment
+    boundaries pass :func:`~isokit.probe.sweeps.check_segments` (:func:`plan_segments`)."""
+    seg = plan_segments(
+        plan, geo.n_in, geo.dims, n_examples=inputs.shape[0], svd=svd, param_bytes=geo.param_bytes
+    )
+    if seg is None or not check_segments(model, geo.mods, seg.groups, inputs[0], geo.primal):
+        return plan, chain_ok
+    return seg, True
 
 
 def tap_grams(

@@ -10,7 +10,7 @@ taps done in reverse mode (``4·D_l ≤ n_in``), so that the estimate of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from isokit.probe.memory import estimate_exact_memory, storage_and_live
 from isokit.probe.taps import TapError
@@ -20,8 +20,10 @@ __all__ = [
     "LIVE_FLOOR_BYTES",
     "REVERSE_RATIO",
     "ExactPlan",
+    "MIN_SEGMENT",
     "ProbeMemoryError",
     "plan_exact",
+    "plan_segments",
     "reverse_split",
 ]
 
@@ -33,6 +35,9 @@ JOINT_COMFORT_BYTES = 512 * 2**20
 LIVE_FLOOR_BYTES = 256 * 2**20
 #: Target number of tangent columns per vmapped call when choosing the example chunk.
 _TARGET_COLUMNS = 256
+#: The shortest segment of a chained sweep with more examples per ``vmap``: every segment
+#: re-runs the primal forward up to where it starts.
+MIN_SEGMENT = 4
 
 
 class ProbeMemoryError(MemoryError):
@@ -57,7 +62,7 @@ class ExactPlan:
     strategy: str  # "joint" | "chained" | "groups"
     chunk_size: int
     example_chunk: int
-    groups: list[list[int]]  # forward tap indices per sweep
+    groups: list[list[int]]  # forward tap indices per sweep (chained: per segment)
     reverse: list[int]  # tap indices in reverse mode
     bytes: int
     max_memory: int
@@ -191,7 +196,8 @@ def _single_plan(sz: _Sizing, choice: str, strategy: str, joint, chained, fwd, r
         strategy=choice,
         chunk_size=c,
         example_chunk=bc,
-        groups=[fwd],
+        # the chained sweep's segments: one tap each (two taps' columns held at a time)
+        groups=[fwd] if choice == "joint" else [[i] for i in fwd],
         reverse=rev,
         bytes=max(est, rev_bytes),
         max_memory=sz.max_memory,
@@ -313,6 +319,81 @@ def plan_exact(
             f"{_fmt(max_memory)}"
         )
     return _group_plan(sz, fwd, rev, rev_bytes)
+
+
+def _segment_bytes(
+    n_in: int, dims: Sequence[int], segs: list[list[int]], c: int, bc: int, svd: bool, pb: int
+) -> int:
+    """The largest estimate over the segments: a joint sweep over the segment's taps plus the
+    columns of the tap before it and of its own last tap (the next segment's tangents)."""
+    worst = 0
+    for k, seg in enumerate(segs):
+        joint = estimate_exact_memory(
+            n_in, [dims[i] for i in seg], chunk_size=c, example_chunk=bc, svd=svd, param_bytes=pb
+        )
+        ends = (dims[segs[k - 1][-1]] if k else 0) + (dims[seg[-1]] if k < len(segs) - 1 else 0)
+        worst = max(worst, joint + 8 * bc * n_in * ends)
+    return worst
+
+
+def plan_segments(
+    plan: ExactPlan,
+    n_in: int,
+    dims: Sequence[int],
+    *,
+    n_examples: int,
+    svd: bool = False,
+    param_bytes: int = 0,
+) -> ExactPlan | None:
+    """The joint ``plan`` as a chained sweep with more examples per ``vmap``, in no more memory.
+
+    A joint sweep holds the tangents of every tap for its ``bc`` examples at once, so it runs
+    one example at a time once a chunk covers the input (``c = n_in``), and pays the
+    per-operation dispatch of a ``vmap``-ped ``jvp`` once per example. Segments of
+    ``g ≈ L·bc/bc'`` consecutive taps hold as many tangents for ``bc'`` examples; each segment
+    starts from the columns of the tap before it (the chain rule, valid only where
+    :func:`~isokit.probe.sweeps.check_segments` says so). Returns ``None`` when the joint plan
+    already has every example in one call, or when no segment of at least ``MIN_SEGMENT`` taps
+    fits the joint plan's estimate.
+
+    Example:
+        >>> joint = plan_exact(256, [256] * 64, n_examples=4, max_memory=2**30)
+        >>> joint.strategy, joint.example_chunk
+        ('joint', 1)
+        >>> seg = plan_segments(joint, 256, [256] * 64, n_examples=4)
+        >>> seg.strategy, seg.example_chunk, len(seg.groups), seg.bytes <= joint.bytes
+        ('chained', 4, 7, True)
+    """
+    if plan.strategy != "joint" or len(plan.groups) != 1 or plan.example_chunk >= n_examples:
+        return None
+    fwd, c, bc0 = plan.groups[0], plan.chunk_size, plan.example_chunk
+    L = len(fwd)
+    joint = estimate_exact_memory(
+        n_in,
+        [dims[i] for i in fwd],
+        chunk_size=c,
+        example_chunk=bc0,
+        svd=svd,
+        param_bytes=param_bytes,
+    )
+    for bc in range(n_examples, bc0, -1):
+        for g in range(min(L - 1, L * bc0 // bc), MIN_SEGMENT - 1, -1):
+            n_seg = -(-L // g)
+            cuts = [L * k // n_seg for k in range(n_seg + 1)]  # balanced: no short last one
+            segs = [fwd[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+            est = _segment_bytes(n_in, dims, segs, c, bc, svd, param_bytes)
+            if est <= joint:
+                return replace(
+                    plan,
+                    strategy="chained",
+                    example_chunk=bc,
+                    groups=segs,
+                    bytes=plan.bytes if plan.bytes > joint else est,  # reverse taps' rows
+                    reason=f"chained sweep in {len(segs)} segments of ≤{max(map(len, segs))} "
+                    f"taps, {bc} examples per vmap (~{_fmt(est)}; the joint sweep, {bc0} per "
+                    f"vmap, ~{_fmt(joint)}; budget {_fmt(plan.max_memory)})",
+                )
+    return None
 
 
 def _fmt(n: float) -> str:

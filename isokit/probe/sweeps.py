@@ -4,9 +4,10 @@
   gives ``J_l[:, S]`` of every tap through ``vmap(jvp)``, streamed into a
   :class:`~isokit.probe.grams._Slot` per tap; :func:`_run_group` runs it for one tap group and
   re-sweeps the taps whose Gram is unreliable.
-- :func:`_segment_push` and :func:`_primal_taps`: the chained sweep (:func:`_run_chained`),
-  pushing the columns of ``J_{l−1}`` through the segment between taps ``l−1`` and ``l``;
-  :func:`check_chain` verifies numerically that the taps form a chain before it is used.
+- :func:`_run_chained`: the chained sweep, segment by segment: the joint sweep of a segment's
+  taps starts from the columns of the tap before it (a :class:`_Boundary`), pushed through the
+  forward with that tap's output replaced, after :mod:`isokit.probe.chain` has checked that the
+  chain rule holds there.
 - :func:`_reverse_rows`: reverse mode for trailing narrow taps (``vmap`` of one ``vjp_fn``,
   :func:`_run_reverse`).
 
@@ -24,15 +25,52 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, vjp, vmap
 
+from isokit.probe.chain import check_chain, check_segments
 from isokit.probe.grams import _F64, _basis, _from_gram, _gram_of, _Slot, _svdvals
 from isokit.probe.memory import estimate_exact_memory
 from isokit.probe.plan import JOINT_COMFORT_BYTES, ExactPlan, reverse_split
 from isokit.probe.taps import TapError, run_with_taps
 
-__all__ = ["check_chain"]
+__all__ = ["check_chain", "check_segments"]  # re-exported from isokit.probe.chain
 
 
 # --------------------------------------------------------------------------------------- sweeps
+
+
+@dataclass(eq=False)
+class _Boundary:
+    """Where a chained segment starts: the tap before it, its primal output and its columns.
+
+    ``H`` is ``[bc, D_b]``: the tap's output for every example of the chunk; ``T`` is
+    ``[bc, n_in, D_b]``: its columns ``J_b`` (float64, as kept by its slot).
+    """
+
+    module: nn.Module
+    H: Tensor
+    T: Tensor
+
+
+def _tap_function(model: nn.Module, mods: Sequence[nn.Module], source: _Boundary | None):
+    """``f(x, z) -> (h_l for l in mods)`` (flattened), the forward stopping after the last tap.
+
+    Without ``source`` the variable ``z`` is the input ``x`` itself; with it, ``z`` replaces the
+    output of ``source.module`` and ``x`` only feeds the primal forward up to it.
+    """
+    if source is None:
+        last = len(mods) - 1
+
+        def f(x: Tensor, z: Tensor) -> tuple[Tensor, ...]:
+            call = run_with_taps(model, mods, z.unsqueeze(0), stop_after=last)
+            return tuple(h.reshape(-1) for h in call.outputs)
+
+        return f
+    both = [source.module, *mods]
+
+    def f_seg(x: Tensor, z: Tensor) -> tuple[Tensor, ...]:
+        call = run_with_taps(model, both, x.unsqueeze(0), replace={0: z}, stop_after=len(mods))
+        return tuple(h.reshape(-1) for h in call.outputs[1:])
+
+    return f_seg
 
 
 def _joint_sweep(
@@ -43,38 +81,41 @@ def _joint_sweep(
     keep_cols: Sequence[bool],
     progress=None,
     on_done=None,
+    source: _Boundary | None = None,
 ) -> list:
     """One forward sweep over all input basis chunks for the taps ``mods`` (stops after the last).
 
     ``X`` is ``[bc, *in_shape]``; returns one filled slot per tap, or, with ``on_done``, what
     ``on_done(k, slot)`` returns for the slot of the ``k``-th tap, called as soon as the last
     chunk is in (the slot and that tap's chunk are released right away, so the Grams never
-    pile up).
+    pile up). With ``source`` (a chained segment) the tangents are the columns of the boundary
+    tap, pushed through the forward from it (``J_l = ∂h_l/∂h_b · J_b``).
     """
     in_shape = tuple(X.shape[1:])
     n_in = math.prod(in_shape)
-    last = len(mods) - 1
+    f = _tap_function(model, mods, source)
 
-    def g(x: Tensor) -> tuple[Tensor, ...]:
-        call = run_with_taps(model, mods, x.unsqueeze(0), stop_after=last)
-        return tuple(h.reshape(-1) for h in call.outputs)
+    def push(x: Tensor, z: Tensor, V: Tensor) -> tuple[Tensor, ...]:
+        return vmap(lambda v: jvp(lambda zz: f(x, zz), (z,), (v,))[1])(V)
 
-    def push(x: Tensor, V: Tensor) -> tuple[Tensor, ...]:
-        return vmap(lambda v: jvp(g, (x,), (v,))[1])(V)
-
+    Z = X if source is None else source.H
     if X.shape[0] == 1:  # one example: skip a vmap level (less dispatch per op)
 
-        def batched(X: Tensor, V: Tensor) -> tuple[Tensor, ...]:
-            return tuple(Y.unsqueeze(0) for Y in push(X[0], V))
+        def batched(X: Tensor, Z: Tensor, V: Tensor) -> tuple[Tensor, ...]:
+            V0 = V if source is None else V[0]  # the basis is shared, a boundary's columns not
+            return tuple(Y.unsqueeze(0) for Y in push(X[0], Z[0], V0))
 
     else:
-        batched = vmap(push, in_dims=(0, None))
+        batched = vmap(push, in_dims=(0, 0, None if source is None else 0))
     slots: list[_Slot | None] | None = None
     done: list = [None] * len(mods)
     for start in range(0, n_in, c):
         stop = min(n_in, start + c)
-        V = _basis(start, stop, n_in, in_shape, dtype=X.dtype, device=X.device)
-        Ys = list(batched(X, V))
+        if source is None:
+            V = _basis(start, stop, n_in, in_shape, dtype=X.dtype, device=X.device)
+        else:
+            V = source.T[:, start:stop].to(X.dtype)
+        Ys = list(batched(X, Z, V))
         del V
         if slots is None:
             slots = [
@@ -92,79 +133,6 @@ def _joint_sweep(
             progress.update(stop - start)
     assert slots is not None
     return done if on_done is not None else slots
-
-
-def _primal_taps(model: nn.Module, mods: Sequence[nn.Module], X: Tensor) -> list[Tensor]:
-    call = run_with_taps(model, mods, X)
-    out = []
-    for h in call.outputs:
-        if h.shape[0] != X.shape[0]:
-            raise TapError("a tap output has no leading batch axis; the chained sweep needs one")
-        out.append(h.reshape(X.shape[0], -1))
-    return out
-
-
-def _segment_push(model, mods, i: int, X: Tensor, H_prev: Tensor | None, T: Tensor) -> Tensor:
-    """Push tangents ``T`` (``[bc, k, D_{i−1}]``, or ``[bc, k, *in_shape]`` for ``i = 0``)
-    through the segment that ends at tap ``i``; returns ``[bc, k, D_i]``."""
-    if i == 0:
-
-        def seg0(x: Tensor) -> Tensor:
-            call = run_with_taps(model, [mods[0]], x.unsqueeze(0), stop_after=0)
-            return call.outputs[0].reshape(-1)
-
-        def push0(x, V):
-            return vmap(lambda v: jvp(seg0, (x,), (v,))[1])(V)
-
-        return vmap(push0)(X, T)
-    pair = [mods[i - 1], mods[i]]
-
-    def push(x, h, V):
-        def seg(hh: Tensor) -> Tensor:
-            call = run_with_taps(model, pair, x.unsqueeze(0), replace={0: hh}, stop_after=1)
-            return call.outputs[1].reshape(-1)
-
-        return vmap(lambda v: jvp(seg, (h,), (v,))[1])(V)
-
-    return vmap(push)(X, H_prev, T)
-
-
-def check_chain(
-    model: nn.Module, mods: Sequence[nn.Module], x: Tensor, *, rtol: float | None = None
-) -> bool:
-    """Whether the taps form a chain at example ``x`` (``[*in_shape]``): two random tangents give
-    the same tap tangents through the full model and through the segments."""
-    if rtol is None:
-        rtol = 1e-8 if x.dtype == _F64 else 1e-3
-    X = x.unsqueeze(0)
-    gen = torch.Generator(device=x.device).manual_seed(12345)
-    V = torch.randn(2, *x.shape, generator=gen, dtype=x.dtype, device=x.device)
-    try:
-        H = _primal_taps(model, mods, X)
-        full = _joint_push(model, mods, X, V)
-        T = V.unsqueeze(0)
-        for i in range(len(mods)):
-            T = _segment_push(model, mods, i, X, H[i - 1] if i else None, T)
-            ref = full[i]
-            err = float((T - ref).norm())
-            if not err <= rtol * float(ref.norm()) + 1e-300:
-                return False
-    except TapError:
-        return False
-    return True
-
-
-def _joint_push(model, mods, X: Tensor, V: Tensor) -> list[Tensor]:
-    last = len(mods) - 1
-
-    def g(x: Tensor) -> tuple[Tensor, ...]:
-        call = run_with_taps(model, mods, x.unsqueeze(0), stop_after=last)
-        return tuple(h.reshape(-1) for h in call.outputs)
-
-    def push(x: Tensor, Vs: Tensor):
-        return vmap(lambda v: jvp(g, (x,), (v,))[1])(Vs)
-
-    return list(vmap(push, in_dims=(0, None))(X, V))
 
 
 def _reverse_rows(model, mods: Sequence[nn.Module], X: Tensor, c: int) -> list[Tensor]:
@@ -206,6 +174,7 @@ class _Geometry:
     in_shape: tuple[int, ...]
     n_in: int
     param_bytes: int
+    primal: list[Tensor]  # the tap outputs of the first example (the dry run)
 
 
 def _geometry(
@@ -222,6 +191,7 @@ def _geometry(
         in_shape=in_shape,
         n_in=math.prod(in_shape),
         param_bytes=8 * sum(p.numel() for p in model.parameters()),
+        primal=list(dry.outputs),
     )
 
 
@@ -251,49 +221,82 @@ def _chain_ok(
     return ok
 
 
+def _boundary_primals(model: nn.Module, mods: Sequence[nn.Module], X: Tensor) -> list[Tensor]:
+    """``[bc, D_b]`` outputs of the taps ``mods`` for every example, each example run alone
+    (batch of one, as inside the sweeps)."""
+    if not mods:
+        return []
+
+    def prim(x: Tensor) -> tuple[Tensor, ...]:
+        call = run_with_taps(model, mods, x.unsqueeze(0), stop_after=len(mods) - 1)
+        return tuple(h.reshape(-1) for h in call.outputs)
+
+    if X.shape[0] == 1:
+        return [h.unsqueeze(0) for h in prim(X[0])]
+    return list(vmap(prim)(X))
+
+
 def _run_chained(model, geo: _Geometry, plan: ExactPlan, X: Tensor, svd: bool, out, bar) -> None:
-    """The chained sweep over one example chunk: ``J_{l−1}``'s columns through segment ``l``."""
-    idx = plan.groups[0]
-    cmods = [geo.mods[i] for i in idx]
-    H = _primal_taps(model, cmods, X)
-    n_in = geo.n_in
-    T_prev = None
-    for k, i in enumerate(idx):
-        T = torch.empty(X.shape[0], n_in, geo.dims[i], dtype=X.dtype, device=X.device)
-        for start in range(0, n_in, plan.chunk_size):
-            stop = min(n_in, start + plan.chunk_size)
-            if k == 0:
-                V = _basis(start, stop, n_in, geo.in_shape, dtype=X.dtype, device=X.device)
-                V = V.unsqueeze(0).expand(X.shape[0], *V.shape)
-            else:
-                V = T_prev[:, start:stop]
-            T[:, start:stop] = _segment_push(model, cmods, k, X, H[k - 1] if k else None, V)
-            if bar is not None and k == len(idx) - 1:
-                bar.update(stop - start)
-        s, bad, used, G, _ = _Slot.of_columns(T, geo.dims[i]).finish(svd=svd, name=geo.names[i])
-        out.record(i, s, bad, used, G)
-        T_prev = T
+    """The chained sweep over one example chunk, segment by segment (``plan.groups``).
+
+    The taps of a segment share one joint sweep: the first segment's from the input basis, every
+    later one's from the columns of the tap before it (``J_l = ∂h_l/∂h_b · J_b``), whose slot
+    keeps them until the next segment has used them. Segments of one tap hold two taps' columns
+    at a time; longer ones trade memory for fewer ``vmap`` calls.
+    """
+    segs = plan.groups
+    H = _boundary_primals(model, [geo.mods[seg[-1]] for seg in segs[:-1]], X)
+    source = None
+    for k, seg in enumerate(segs):
+        last = k == len(segs) - 1
+        cols = _sweep_taps(
+            model, geo, plan, seg, X, svd, out, bar if last else None, source, cols_out=not last
+        )
+        source = None if last else _Boundary(geo.mods[seg[-1]], H[k], cols)
 
 
 def _run_group(
     model, geo: _Geometry, plan: ExactPlan, group: list[int], X: Tensor, svd: bool, out, bar
 ) -> None:
     """One joint sweep over the taps of ``group``; unreliable Grams are re-swept (§3.4)."""
+    _sweep_taps(model, geo, plan, group, X, svd, out, bar)
+
+
+def _sweep_taps(
+    model,
+    geo: _Geometry,
+    plan: ExactPlan,
+    group: list[int],
+    X: Tensor,
+    svd: bool,
+    out,
+    bar,
+    source: _Boundary | None = None,
+    cols_out: bool = False,
+) -> Tensor | None:
+    """One joint sweep over the taps of ``group`` (from ``source`` if given), recorded in
+    ``out``; unreliable Grams are re-swept keeping the columns (§3.4). With ``cols_out`` the
+    last tap keeps its columns, which are returned."""
     keep = [svd or geo.dims[i] > geo.n_in for i in group]
+    keep[-1] = keep[-1] or cols_out
 
     def done(k: int, slot: _Slot) -> tuple:
         s, bad, used, G, again = slot.finish(svd=svd, name=geo.names[group[k]])
-        return s, bad, used, (G if out.keep_grams else None), again
+        cols = slot.cols if (cols_out and k == len(group) - 1) else None
+        return s, bad, used, (G if out.keep_grams else None), again, cols
 
     gmods = [geo.mods[i] for i in group]
-    finished = _joint_sweep(model, gmods, X, plan.chunk_size, keep, bar, on_done=done)
+    finished = _joint_sweep(
+        model, gmods, X, plan.chunk_size, keep, bar, on_done=done, source=source
+    )
     results = {i: item[:4] for i, item in zip(group, finished, strict=True)}
     redo = [i for i, item in zip(group, finished, strict=True) if item[4]]
+    cols = finished[-1][5]
     del finished
     if redo:
         # Re-sweep the unreliable taps keeping their columns (§3.4).
         rmods = [geo.mods[i] for i in redo]
-        rslots = _joint_sweep(model, rmods, X, plan.chunk_size, [True] * len(redo))
+        rslots = _joint_sweep(model, rmods, X, plan.chunk_size, [True] * len(redo), source=source)
         for i, slot in zip(redo, rslots, strict=True):
             s, bad, used, G = results[i]
             s = s.clone()
@@ -302,6 +305,7 @@ def _run_group(
         del rslots
     for i in group:
         out.record(i, *results[i])
+    return cols
 
 
 def _run_reverse(model, geo: _Geometry, plan: ExactPlan, X: Tensor, svd: bool, out) -> None:
