@@ -98,6 +98,7 @@ __all__ = [
     "exact_spectra",
     "plan_exact",
     "tap_grams",
+    "to_spectra",
 ]
 
 _SLOW_PATH = re.compile(r"performance drop|batching rule|fall(ing)? ?back", re.IGNORECASE)
@@ -137,12 +138,22 @@ class ExactTap:
     gram: Tensor | None = None
 
     def to_spectrum(
-        self, depth: int, *, dtype: torch.dtype, band: float, method_prefix: str = "exact"
+        self,
+        depth: int,
+        *,
+        dtype: torch.dtype,
+        band: float,
+        method_prefix: str = "exact",
+        st: dict[str, np.ndarray] | None = None,
     ) -> TapSpectrum:
-        """The :class:`TapSpectrum` of this tap: statistics with the probe dtype's zero rule."""
+        """The :class:`TapSpectrum` of this tap: statistics with the probe dtype's zero rule
+        (``st``: those statistics, computed already, as :func:`to_spectra` does)."""
         s = self.singular_values.numpy().astype(np.float64, copy=False)
         eps = dtype_eps(dtype)
-        st = stats(s, n_rows=self.D, n_cols=self.n_in, band=band, eps=eps, degenerate_var=math.inf)
+        if st is None:
+            st = stats(
+                s, n_rows=self.D, n_cols=self.n_in, band=band, eps=eps, degenerate_var=math.inf
+            )
         lam = s * s
         return TapSpectrum(
             name=self.name,
@@ -160,6 +171,41 @@ class ExactTap:
             saturated=np.asarray(saturated_mask(s, eps=eps), dtype=bool).reshape(-1),
             gram_unreliable=self.gram_unreliable.numpy().astype(bool),
         )
+
+
+def to_spectra(
+    taps: Sequence[ExactTap], *, dtype: torch.dtype, band: float, method_prefix: str = "exact"
+) -> list[TapSpectrum]:
+    """``[tap.to_spectrum(depth) for depth, tap in enumerate(taps, 1)]``, with the statistics of
+    all taps of equal ``(D, n_in)`` in one batched :func:`~isokit.probe.statistics.stats` call
+    (row by row the same values; a deep network's taps cost one call instead of one each).
+
+    Example:
+        >>> import torch
+        >>> from isokit.models import MLP
+        >>> res = tap_grams(MLP(4, 4, depth=3, activation="tanh"), torch.randn(2, 4))
+        >>> kw = dict(dtype=torch.float64, band=0.1)
+        >>> one = [t.to_spectrum(d, **kw) for d, t in enumerate(res.taps, 1)]
+        >>> both = to_spectra(res.taps, **kw)
+        >>> all((a.stats["gap"] == b.stats["gap"]).all() for a, b in zip(one, both))
+        True
+    """
+    eps = dtype_eps(dtype)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, tap in enumerate(taps):
+        groups.setdefault((tap.D, tap.n_in), []).append(k)
+    per_tap: list[dict[str, np.ndarray] | None] = [None] * len(taps)
+    for (D, n_in), idx in groups.items():
+        s = np.concatenate([taps[k].singular_values.numpy() for k in idx]).astype(np.float64)
+        st = stats(s, n_rows=D, n_cols=n_in, band=band, eps=eps, degenerate_var=math.inf)
+        ends = np.cumsum([taps[k].singular_values.shape[0] for k in idx])[:-1]
+        parts = {name: np.split(v, ends) for name, v in st.items()}
+        for j, k in enumerate(idx):
+            per_tap[k] = {name: part[j] for name, part in parts.items()}
+    return [
+        tap.to_spectrum(d, dtype=dtype, band=band, method_prefix=method_prefix, st=per_tap[d - 1])
+        for d, tap in enumerate(taps, 1)
+    ]
 
 
 @dataclass(kw_only=True, eq=False)

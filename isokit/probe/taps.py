@@ -172,7 +172,7 @@ def run_with_taps(
     x: Tensor,
     *,
     stop_after: int | None = None,
-    replace: dict[int, Tensor] | None = None,
+    replace: dict[int, Tensor | Callable[[Tensor], Tensor]] | None = None,
     add: dict[int, Tensor] | None = None,
     capture_inputs: bool = False,
     clone: bool = True,
@@ -188,7 +188,8 @@ def run_with_taps(
         x: the model input.
         stop_after: index of the last tap needed; the forward stops right after it.
         replace: ``{tap index: tensor}`` — that tap's output is replaced (the rest of the forward
-            sees the given tensor, reshaped to the output's shape).
+            sees the given tensor, reshaped to the output's shape); a callable instead of a
+            tensor maps the output to its replacement.
         add: ``{tap index: tensor}`` — the tensor is added to that tap's output (zero
             perturbations for gradient signals).
         capture_inputs: also capture each tap module's first positional input and its other
@@ -217,7 +218,8 @@ def run_with_taps(
                 h = h + add[i]
                 out = replace_first(out, h)
             if i in replace:
-                h = replace[i].reshape(h.shape)
+                new = replace[i]
+                h = new(h) if callable(new) else new.reshape(h.shape)
                 h = h.clone() if clone else h
                 out = replace_first(out, h)
             outputs[i] = h.clone() if clone else h
