@@ -2,7 +2,8 @@
 
 :func:`profile` measures ``J_l = ∂h_l/∂x`` per example at every tap — exactly in one
 forward-mode pass (streamed Grams), or matrix-free (random-tangent moments, stochastic Lanczos
-quadrature, Ritz bounds) when the exact tier does not fit in memory. :func:`block_profile`
+quadrature, Ritz bounds) when the exact tier does not fit in memory or in ``max_seconds``;
+from the input or, with ``start=``, from any module's output. :func:`block_profile`
 gives each block's local Jacobian, :func:`signal` the forward signal and gradient norms, and
 :func:`stats` the isometry statistics of a spectrum. All three probes take one
 :class:`ProbeOptions` (or its fields as keywords) and share one preparation step

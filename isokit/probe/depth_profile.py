@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from isokit.probe.checks import boolean, check_meta
-from isokit.probe.exact import ProbeMemoryError, exact_spectra
+from isokit.probe.exact import ProbeMemoryError, exact_spectra, to_spectra
 from isokit.probe.forward_signal import measure_signal
 from isokit.probe.local import measure_blocks
 from isokit.probe.matrix_free import lanczos_taps, resolve_slq_taps
@@ -64,6 +64,9 @@ def profile(
     **overrides: Any,
 ) -> Profile:
     """Spectra of ``J_l = ∂h_l/∂x`` at every tap for every example of ``inputs`` (module doc).
+
+    With ``start="name"`` (an option), ``J_l = ∂h_l/∂h_start`` for the taps after that module,
+    at the activations the batch produces (``docs/probes.md §3.6``).
 
     Args:
         model: any ``nn.Module``; it is never modified (a float64 eval copy is probed).
@@ -158,7 +161,7 @@ def _exact_tier(prep: Prepared) -> tuple[list[TapSpectrum], dict[str, Any], str]
         allow_groups=(opts.method == "exact"),
         example_chunk=opts.example_chunk,
     )
-    taps = [t.to_spectrum(i + 1, dtype=opts.dtype, band=opts.band) for i, t in enumerate(ex.taps)]
+    taps = to_spectra(ex.taps, dtype=opts.dtype, band=opts.band)
     for t in taps:
         t.warnings.extend(ex.warnings)
     extra = {

@@ -73,8 +73,10 @@ class ProbeOptions:
         example_chunk: examples per exact sweep (``None``: automatic).
         max_memory: byte budget of the exact tier (``None``: half the free RAM, 80 % of the
             free GPU memory).
-        max_seconds: time budget of ``method="auto"``: the exact tier is used where its
-            estimated time fits, the matrix-free tier elsewhere (``None``: no time limit).
+        max_seconds: time budget of ``method="auto"`` for the whole profile: when the exact
+            tier's estimated time exceeds it, every tap uses the matrix-free tier, with SLQ at
+            those default SLQ taps that fit the budget (``None``: nothing is timed and auto
+            chooses by memory alone).
         start: a module name: measure ``∂h_l/∂h_start`` for the taps after it, at the
             activations the batch produces (``None``: the input, ``∂h_l/∂x``).
         n_probes: Rademacher probes per example for the moments and SLQ (``≥ 4``).

@@ -74,6 +74,14 @@ def _check_finite_state(copy: nn.Module, original: nn.Module, dtype: torch.dtype
             )
 
 
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure (CUDA's own class, or the CPU allocator's)."""
+    text = str(err)
+    return isinstance(err, torch.OutOfMemoryError) or (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
 def _dry_run(model: nn.Module, mods: list[nn.Module], x: Tensor, original: nn.Module) -> TapCall:
     """One primal forward on one example; errors about shapes become a clear ValueError."""
     try:
@@ -81,6 +89,8 @@ def _dry_run(model: nn.Module, mods: list[nn.Module], x: Tensor, original: nn.Mo
     except TapError:
         raise
     except (RuntimeError, ValueError, IndexError) as err:
+        if _out_of_memory(err):  # not a shape problem: the caller must see it as it is
+            raise
         raise ValueError(
             f"inputs of shape {tuple(x.shape)} do not fit {type(original).__name__}: expected "
             f"{_input_hint(original)}, got (B={x.shape[0]}, {', '.join(map(str, x.shape[1:]))}). "
@@ -240,6 +250,12 @@ def prepare(
     with probe_context(model, dtype=options.dtype) as copy:
         _check_finite_state(copy, model, options.dtype)
         device = model_device(copy)
+        if generator is not None and generator.device.type != device.type:
+            raise ProbeOptionError(
+                "generator",
+                f"is on {generator.device} but the model is on {device}; pass a generator "
+                f"created with torch.Generator(device={str(device)!r})",
+            )
         x = inputs.detach().to(device=device, dtype=options.dtype)
         if not bool(torch.isfinite(x).all()):
             raise ValueError(

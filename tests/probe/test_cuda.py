@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from isokit.models import MLP, ResNet, Transformer
-from isokit.probe import profile
+from isokit.probe import ProbeOptionError, profile
 from isokit.probe.hygiene import _restore, snapshot_flags
 from isokit.probe.memory import available_memory, default_max_memory
 
@@ -108,6 +108,13 @@ def test_cuda_lanczos_runs_with_a_cuda_generator():
         assert np.all(np.abs(got - m1) <= 5 * se + 1e-12 * m1), (ta.name, got, m1, se)
         assert ta.density is not None and np.isfinite(ta.density["nodes"]).all()
         np.testing.assert_allclose(tb.stats["m1"], got, rtol=1e-12)
+
+
+@needs_cuda
+def test_a_cpu_generator_for_a_cuda_model_is_refused_naming_both_devices():
+    model = MLP(8, 8, depth=2, activation="tanh").to("cuda")
+    with pytest.raises(ProbeOptionError, match=r"generator.*is on cpu but the model is on cuda"):
+        profile(model, torch.randn(1, 8, device="cuda"), generator=torch.Generator())
 
 
 # ----------------------------------------------------------------------------- TF32

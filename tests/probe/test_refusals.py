@@ -122,6 +122,26 @@ def test_shape_hint_reads_input_shape_never_argument_names():
         profile(model, torch.randn(2, 5), taps=["fc"])
 
 
+class _OutOfMemory(nn.Module):
+    """A forward that fails the way the CPU allocator does when memory runs out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"
+        )
+
+
+def test_an_allocation_failure_in_the_dry_run_is_not_called_a_shape_mismatch():
+    with pytest.raises(RuntimeError, match="can't allocate memory") as info:
+        profile(_OutOfMemory(), torch.randn(2, 4), taps=["fc"])
+    assert not isinstance(info.value, ValueError)
+    assert "do not fit" not in str(info.value)
+
+
 # ------------------------------------------------------------------------------ options
 
 
