@@ -55,6 +55,7 @@ def find_branches(
     branches: Iterable[ResidualBranch | Sequence] | None = None,
     *,
     branch_last: str | Iterable[str] | None = None,
+    example_inputs: object = None,
 ) -> list[ResidualBranch]:
     """Return the residual branches of ``model`` (see the module docstring for the sources).
 

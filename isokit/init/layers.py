@@ -104,6 +104,11 @@ def weight_slots(model: nn.Module) -> list[WeightSlot]:
     return slots
 
 
+def is_weight_layer(module: nn.Module) -> bool:
+    """Whether ``module`` is a weight layer: Linear, Conv1d/2d/3d or MultiheadAttention."""
+    return isinstance(module, (nn.Linear, nn.MultiheadAttention, *_CONV))
+
+
 def is_norm(module: nn.Module) -> bool:
     return isinstance(module, NORMS)
 

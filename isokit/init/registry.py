@@ -41,6 +41,7 @@ class Context:
     generator: torch.Generator | None
     scheme: str = ""
     data: torch.Tensor | None = None
+    example_inputs: object = None
     branch_spec: object = None
     branch_last: object = None
     _branches: list[ResidualBranch] | None = field(default=None, repr=False)
@@ -51,12 +52,19 @@ class Context:
 
     @property
     def branches(self) -> list[ResidualBranch]:
-        """Residual branches: explicit ``branches=``, else declared, else found with torch.fx."""
+        """Residual branches: explicit ``branches=``, else declared, else found by tracing
+        (``example_inputs``, or ``data`` when only that was given)."""
         if self._branches is None:
             from isokit.init.branches import find_branches
 
+            inputs = self.example_inputs if self.example_inputs is not None else self.data
             self._branches = list(
-                find_branches(self.model, self.branch_spec, branch_last=self.branch_last)
+                find_branches(
+                    self.model,
+                    self.branch_spec,
+                    branch_last=self.branch_last,
+                    example_inputs=inputs,
+                )
             )
         return self._branches
 
@@ -339,6 +347,7 @@ def apply(
     scheme: str,
     *,
     data: torch.Tensor | None = None,
+    example_inputs: object = None,
     generator: torch.Generator | None = None,
     seed: int | None = None,
     branches: list | None = None,
@@ -352,7 +361,11 @@ def apply(
     Args:
         model: any ``nn.Module``.
         scheme: a name from :func:`schemes` (``"idinit"``, ``"kaiming-normal"``, ...).
-        data: a batch of inputs, for data-dependent schemes (``"lsuv"``).
+        data: a batch of inputs, for data-dependent schemes (``"lsuv"``); it also serves as
+            ``example_inputs`` when those are not given.
+        example_inputs: what the model's forward takes, for branch discovery by capturing the
+            real graph: a tensor, a tuple of positional arguments or a dict of keyword
+            arguments (``docs/idinit.md §8``).
         generator: the ``torch.Generator`` every random draw uses; ``seed`` makes one.
         branches: explicit residual branches (:class:`isokit.ResidualBranch` or
             ``(layers, gate)`` tuples); overrides ``model.residual_branches()`` and tracing.
@@ -389,6 +402,7 @@ def apply(
         generator=_make_generator(generator, seed),
         scheme=scheme,
         data=data,
+        example_inputs=example_inputs,
         branch_spec=branches,
         branch_last=branch_last,
     )
