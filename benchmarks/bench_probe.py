@@ -113,7 +113,7 @@ def run_jacfwd(model: MLP, X: torch.Tensor) -> list[torch.Tensor]:
 
 
 def run_isokit(model: MLP, X: torch.Tensor):
-    """The default: one example per sweep (lowest peak memory)."""
+    """The defaults: the plan isokit picks (segments of taps with all examples per vmap here)."""
     return profile(model, X, method="exact")
 
 
@@ -256,7 +256,7 @@ def wasserstein1(x: np.ndarray, wx: np.ndarray, y: np.ndarray, wy: np.ndarray) -
 
 def part_abc(depths, repeats, device, results):
     print(f"\n(a)-(c) tanh MLP width {WIDTH}, n_in {WIDTH}, {N_EXAMPLES} examples, {device}")
-    print("  isokit: default (1 example per sweep); isokit-b: example_chunk=4 (one sweep)")
+    print("  isokit: the defaults (plan of its choice); isokit-b: example_chunk=4 (one sweep)")
     print("  jacrev: vmapped over examples; jacrev-loop: a loop over depths and examples")
     header = (
         f"{'depth':>5} {'isokit':>8} {'isokit-b':>8} {'jacrev':>8} {'a: rev/iso':>10} "
