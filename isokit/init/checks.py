@@ -340,11 +340,14 @@ def check_weight(
     max_dim: int | None = None,
     hint: str = "",
     floating: bool = True,
+    allow_empty: bool = False,
 ) -> Tensor:
     """Return ``value`` if it is a non-empty tensor with ``min_dim..max_dim`` dims.
 
     ``floating=True`` (default) also demands a real floating-point dtype, which every
     initializer needs; :func:`isokit.init.fans` reads only the shape and passes ``False``.
+    ``allow_empty=True`` accepts a zero-element tensor, for the functions that share a name with
+    ``torch.nn.init`` and, like it, return one untouched.
 
     Example:
         >>> check_weight("w", torch.empty(3), where="eye_", max_dim=2)
@@ -368,7 +371,7 @@ def check_weight(
             f"{subject} must be {_dims_wanted(min_dim, max_dim)}, got shape "
             f"{tuple(value.shape)}; {fix}"
         )
-    if value.numel() == 0:
+    if value.numel() == 0 and not allow_empty:
         raise ValueError(
             f"{subject} is an empty tensor of shape {tuple(value.shape)}; every dimension of a "
             "weight must be at least 1"

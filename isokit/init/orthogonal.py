@@ -5,6 +5,11 @@
   semi-orthogonal and every other tap 0, so a stride-1 conv with "same" zero padding applies the
   same orthogonal map at every position, an exact isometry.
 - :func:`eye_` and :func:`dirac_`: identity where shapes allow, zeros elsewhere, times ``scale``.
+
+:func:`orthogonal_`, :func:`eye_` and :func:`dirac_` share their names with ``torch.nn.init`` and
+keep its signatures (``orthogonal_(tensor, gain, generator)``, ``eye_(tensor)``,
+``dirac_(tensor, groups)``; isokit's own options are keyword-only) and its behaviour, zero-element
+tensors included.
 """
 
 from __future__ import annotations
@@ -38,15 +43,15 @@ def _haar(rows: int, cols: int, generator: torch.Generator | None, device: torch
 
 
 def orthogonal_(
-    w: Tensor, gain: float = 1.0, *, generator: torch.Generator | None = None
+    tensor: Tensor, gain: float = 1.0, generator: torch.Generator | None = None
 ) -> Tensor:
     """Fill ``w`` with a Haar (semi-)orthogonal matrix times ``gain``.
 
-    ``w`` is viewed as rows = size(0) by cols = numel/rows. Rows ≤ cols gives WWᵀ = gain²·I,
+    ``tensor`` is viewed as rows = size(0) by cols = numel/rows. Rows ≤ cols gives WWᵀ = gain²·I,
     rows > cols gives WᵀW = gain²·I. For conv weights this makes the *flattened* kernel
     semi-orthogonal, which does not make the convolution an isometry; use
     :func:`delta_orthogonal_` for that. Same draw as ``torch.nn.init.orthogonal_`` but with the
-    QR in float64.
+    QR in float64; a zero-element tensor is returned untouched, as torch does.
 
     Example:
         >>> w = orthogonal_(torch.empty(64, 32, dtype=torch.float64),
@@ -54,20 +59,24 @@ def orthogonal_(
         >>> torch.allclose(w.T @ w, torch.eye(32, dtype=torch.float64))
         True
     """
-    check_weight("w", w, where="orthogonal_")
+    check_weight("tensor", tensor, where="orthogonal_", allow_empty=True)
     gain = check_real("gain", gain, where="orthogonal_")
     # Every entry of gain·Q is at most |gain|: a gain the dtype holds never writes inf.
-    check_fits("gain", gain, w.dtype, where="orthogonal_")
-    rows = w.size(0)
-    q = _haar(rows, w.numel() // rows, generator, w.device)
+    check_fits("gain", gain, tensor.dtype, where="orthogonal_")
+    if tensor.numel() == 0:
+        return tensor
+    rows = tensor.size(0)
+    q = _haar(rows, tensor.numel() // rows, generator, tensor.device)
     with torch.no_grad():
-        w.copy_((gain * q).reshape(w.shape))
-    return w
+        tensor.copy_((gain * q).reshape(tensor.shape))
+    return tensor
 
 
-def _check_conv(name: str, w: Tensor, *, where: str, linear_alternative: str) -> None:
+def _check_conv(
+    name: str, w: Tensor, *, where: str, linear_alternative: str, allow_empty: bool = False
+) -> None:
     hint = f"pass a ConvNd weight (C_out, C_in/groups, *k); use {linear_alternative} for Linear"
-    check_weight(name, w, where=where, min_dim=3, max_dim=5, hint=hint)
+    check_weight(name, w, where=where, min_dim=3, max_dim=5, hint=hint, allow_empty=allow_empty)
 
 
 def delta_orthogonal_(
@@ -121,11 +130,12 @@ def delta_orthogonal_(
     return w
 
 
-def eye_(w: Tensor, scale: float = 1.0) -> Tensor:
-    """Fill a 2-D ``w`` with scale·I_{out×in}: W[i, i] = scale for i < min(out, in), else 0.
+def eye_(tensor: Tensor, *, scale: float = 1.0) -> Tensor:
+    """Fill a 2-D ``tensor`` with scale·I_{out×in}: W[i, i] = scale for i < min(out, in), else 0.
 
-    Rows or columns beyond min(out, in) are zero (Keras' newer convention), not a repeated
-    identity as in IDInit.
+    ``torch.nn.init.eye_`` with an isokit keyword ``scale`` (default 1, where it equals torch's
+    result). Rows or columns beyond min(out, in) are zero (Keras' newer convention), not a
+    repeated identity as in IDInit.
 
     Example:
         >>> eye_(torch.empty(3, 2), scale=0.5)
@@ -133,30 +143,32 @@ def eye_(w: Tensor, scale: float = 1.0) -> Tensor:
                 [0.0000, 0.5000],
                 [0.0000, 0.0000]])
     """
-    check_weight("w", w, where="eye_", min_dim=2, max_dim=2, hint="use dirac_ for conv weights")
+    hint = "use dirac_ for conv weights"
+    check_weight("tensor", tensor, where="eye_", min_dim=2, max_dim=2, hint=hint, allow_empty=True)
     scale = check_real("scale", scale, where="eye_")
-    check_fits("scale", scale, w.dtype, where="eye_")
+    check_fits("scale", scale, tensor.dtype, where="eye_")
     with torch.no_grad():
-        torch.nn.init.eye_(w).mul_(scale)
-    return w
+        torch.nn.init.eye_(tensor).mul_(scale)
+    return tensor
 
 
-def dirac_(w: Tensor, scale: float = 1.0, *, groups: int = 1) -> Tensor:
+def dirac_(tensor: Tensor, groups: int = 1, *, scale: float = 1.0) -> Tensor:
     """Fill a conv weight with the zero-padded Dirac identity times ``scale``.
 
     With o = C_out/groups and i = C_in/groups: W = 0, then for each group g and d < min(o, i),
-    W[g·o + d, d, k_1//2, ..., k_n//2] = scale. This is ``torch.nn.init.dirac_`` times scale, and
-    like torch it accepts even kernels, where k//2 is one past the middle.
+    W[g·o + d, d, k_1//2, ..., k_n//2] = scale. This is ``torch.nn.init.dirac_(tensor, groups)``
+    (same signature; ``scale`` is an isokit keyword, default 1) and like torch it accepts even
+    kernels, where k//2 is one past the middle.
 
     Example:
         >>> w = dirac_(torch.empty(8, 8, 3, 3), scale=2.0)
         >>> float(w[:, :, 1, 1].trace())
         16.0
     """
-    _check_conv("w", w, where="dirac_", linear_alternative="eye_")
+    _check_conv("tensor", tensor, where="dirac_", linear_alternative="eye_", allow_empty=True)
     scale = check_real("scale", scale, where="dirac_")
-    check_fits("scale", scale, w.dtype, where="dirac_")
-    check_groups("groups", groups, w, where="dirac_")
+    check_fits("scale", scale, tensor.dtype, where="dirac_")
+    check_groups("groups", groups, tensor, where="dirac_")
     with torch.no_grad():
-        torch.nn.init.dirac_(w, groups).mul_(scale)
-    return w
+        torch.nn.init.dirac_(tensor, groups).mul_(scale)
+    return tensor

@@ -16,6 +16,7 @@ Two fan conventions are offered (``convention=``):
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal, get_args
 
 import torch
@@ -172,66 +173,77 @@ def _fill_uniform(
 
 
 def _xavier_std(
-    w: Tensor, gain: float, convention: str, groups: int, transposed: bool, fn: str
-) -> float:
-    check_weight("w", w, where=fn)
+    tensor: Tensor, gain: float, convention: str, groups: int, transposed: bool, fn: str
+) -> float | None:
+    """The std of ``fn``'s draw, or None for a zero-element tensor (filled with nothing)."""
+    check_weight("tensor", tensor, where=fn, allow_empty=True)
     # A negative gain gives a negative std (or an empty range), which torch refuses anyway.
     gain = check_real("gain", gain, where=fn, minimum=0.0)
-    fan_in, fan_out = fans(w, convention=convention, groups=groups, transposed=transposed)
+    if tensor.numel() == 0:
+        return None  # as torch: nothing to fill (its (0, 0) fans would divide by zero)
+    fan_in, fan_out = fans(tensor, convention=convention, groups=groups, transposed=transposed)
     return gain * math.sqrt(2.0 / (fan_in + fan_out))
 
 
 def xavier_uniform_(
-    w: Tensor,
+    tensor: Tensor,
     gain: float = 1.0,
+    generator: torch.Generator | None = None,
     *,
     convention: FanConvention = "torch",
     groups: int = 1,
     transposed: bool = False,
-    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Fill ``w`` from U(-a, a) with a = gain·√(6 / (fan_in + fan_out)) (Glorot & Bengio, 2010).
 
     Fans come from :func:`fans` with ``convention``, ``groups`` and ``transposed``; the default
-    reproduces ``torch.nn.init.xavier_uniform_``.
+    reproduces ``torch.nn.init.xavier_uniform_``, with its signature (``tensor, gain, generator``;
+    the isokit options are keyword-only) and the same draws for the same generator.
 
     Example:
         >>> w = xavier_uniform_(torch.empty(256, 128), generator=torch.Generator().manual_seed(0))
     """
-    std = _xavier_std(w, gain, convention, groups, transposed, "xavier_uniform_")
-    return _fill_uniform(w, std, generator, name="gain", value=gain, where="xavier_uniform_")
+    std = _xavier_std(tensor, gain, convention, groups, transposed, "xavier_uniform_")
+    if std is None:
+        return tensor
+    return _fill_uniform(tensor, std, generator, name="gain", value=gain, where="xavier_uniform_")
 
 
 def xavier_normal_(
-    w: Tensor,
+    tensor: Tensor,
     gain: float = 1.0,
+    generator: torch.Generator | None = None,
     *,
     variant: NormalVariant = "torch",
     convention: FanConvention = "torch",
     groups: int = 1,
     transposed: bool = False,
-    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Fill ``w`` with zero-mean noise of std σ = gain·√(2 / (fan_in + fan_out)).
 
     ``variant="torch"`` draws N(0, σ²) like ``torch.nn.init.xavier_normal_``.
     ``variant="tf_truncated"`` follows Keras/TF ``glorot_normal``: N(0, σ'²) truncated to ±2σ'
-    with σ' = σ / 0.87962566, so the final variance is still σ².
+    with σ' = σ / 0.87962566, so the final variance is still σ². The signature starts as
+    ``torch.nn.init.xavier_normal_``'s (``tensor, gain, generator``).
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
         >>> w = xavier_normal_(torch.empty(64, 3, 3, 3), variant="tf_truncated", generator=g)
     """
     check_choice("variant", variant, get_args(NormalVariant), where="xavier_normal_")
-    std = _xavier_std(w, gain, convention, groups, transposed, "xavier_normal_")
-    return _fill_normal(w, std, variant, generator, name="gain", value=gain, where="xavier_normal_")
+    std = _xavier_std(tensor, gain, convention, groups, transposed, "xavier_normal_")
+    if std is None:
+        return tensor
+    return _fill_normal(
+        tensor, std, variant, generator, name="gain", value=gain, where="xavier_normal_"
+    )
 
 
 # --------------------------------------------------------------------------------------- Kaiming
 
 
 def _kaiming_std(
-    w: Tensor,
+    tensor: Tensor,
     a: float,
     mode: str,
     nonlinearity: str,
@@ -239,32 +251,40 @@ def _kaiming_std(
     groups: int,
     transposed: bool,
     fn: str,
-) -> float:
-    check_weight("w", w, where=fn)
+) -> float | None:
+    """The std of ``fn``'s draw, or None for a zero-element tensor (warned about, as torch)."""
     check_choice("mode", mode, get_args(FanMode), where=fn)
     gain = _gain(nonlinearity, a, fn)
-    fan_in, fan_out = fans(w, convention=convention, groups=groups, transposed=transposed)
+    if isinstance(tensor, Tensor) and 0 in tensor.shape:
+        # torch.nn.init warns and returns the tensor untouched, whatever its rank.
+        warnings.warn("Initializing zero-element tensors is a no-op", UserWarning, stacklevel=3)
+        return None
+    check_weight("tensor", tensor, where=fn)
+    fan_in, fan_out = fans(tensor, convention=convention, groups=groups, transposed=transposed)
     return gain / math.sqrt(fan_in if mode == "fan_in" else fan_out)
 
 
 def kaiming_normal_(
-    w: Tensor,
+    tensor: Tensor,
     a: float = 0.0,
-    *,
     mode: FanMode = "fan_in",
     nonlinearity: Nonlinearity = "leaky_relu",
+    generator: torch.Generator | None = None,
+    *,
     variant: NormalVariant = "torch",
     convention: FanConvention = "torch",
     groups: int = 1,
     transposed: bool = False,
-    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Fill ``w`` with zero-mean noise of std σ = gain / √fan (He et al., 2015).
 
     gain = ``torch.nn.init.calculate_gain(nonlinearity, a)`` (√2 for the defaults a = 0,
     "leaky_relu"); fan is fan_in or fan_out by ``mode``. ``variant`` works as in
     :func:`xavier_normal_` (``"tf_truncated"`` is Keras ``he_normal``). torchvision's ResNets use
-    ``mode="fan_out", nonlinearity="relu"``.
+    ``mode="fan_out", nonlinearity="relu"``. The signature starts as
+    ``torch.nn.init.kaiming_normal_``'s (``tensor, a, mode, nonlinearity, generator``), the draws
+    are torch's for the same generator, and a zero-element tensor is returned untouched with
+    torch's warning.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -272,31 +292,40 @@ def kaiming_normal_(
         ...                     generator=g)
     """
     check_choice("variant", variant, get_args(NormalVariant), where="kaiming_normal_")
-    std = _kaiming_std(w, a, mode, nonlinearity, convention, groups, transposed, "kaiming_normal_")
-    return _fill_normal(w, std, variant, generator, name="a", value=a, where="kaiming_normal_")
+    std = _kaiming_std(
+        tensor, a, mode, nonlinearity, convention, groups, transposed, "kaiming_normal_"
+    )
+    if std is None:
+        return tensor
+    return _fill_normal(tensor, std, variant, generator, name="a", value=a, where="kaiming_normal_")
 
 
 def kaiming_uniform_(
-    w: Tensor,
+    tensor: Tensor,
     a: float = 0.0,
-    *,
     mode: FanMode = "fan_in",
     nonlinearity: Nonlinearity = "leaky_relu",
+    generator: torch.Generator | None = None,
+    *,
     convention: FanConvention = "torch",
     groups: int = 1,
     transposed: bool = False,
-    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Fill ``w`` from U(-b, b) with b = √3·gain / √fan, i.e. variance gain²/fan.
 
     Same gain and fan rules as :func:`kaiming_normal_`; the uniform bound is √3 times the std, not
-    the std itself (pytorch/pytorch#30947).
+    the std itself (pytorch/pytorch#30947). Signature, draws and zero-element behaviour are
+    ``torch.nn.init.kaiming_uniform_``'s, as for :func:`kaiming_normal_`.
 
     Example:
         >>> w = kaiming_uniform_(torch.empty(128, 256), generator=torch.Generator().manual_seed(0))
     """
-    std = _kaiming_std(w, a, mode, nonlinearity, convention, groups, transposed, "kaiming_uniform_")
-    return _fill_uniform(w, std, generator, name="a", value=a, where="kaiming_uniform_")
+    std = _kaiming_std(
+        tensor, a, mode, nonlinearity, convention, groups, transposed, "kaiming_uniform_"
+    )
+    if std is None:
+        return tensor
+    return _fill_uniform(tensor, std, generator, name="a", value=a, where="kaiming_uniform_")
 
 
 # --------------------------------------------------------------------------------- torch default
