@@ -4,7 +4,8 @@ Every failure of an option check is a :class:`ProbeOptionError` (a ``ValueError`
 argument, the value found and the fix. Types are strict: ``True`` is not an integer, ``1.0`` is
 not an integer and the string ``"no"`` is not a boolean. The one check of data rather than of an
 option, :func:`check_inputs`, raises ``TypeError`` for an input of the wrong kind (not a tensor,
-not floating point) and ``ValueError`` for one of the wrong shape or with NaN or inf.
+not floating point without a ``start``) and ``ValueError`` for one of the wrong shape or with NaN
+or inf.
 
 Example:
     >>> positive_int("chunk_size", 8)
@@ -199,14 +200,15 @@ TapsOption = str | Sequence[str] | Callable[[str, nn.Module], bool]
 SlqTapsOption = str | Sequence[str | int] | None
 
 
-def _tap_name(name: str, value: Any) -> str:
+def _tap_name(name: str, value: Any, *, patterns: bool = False) -> str:
+    """A non-empty module name; a glob pattern only where ``patterns`` (taps) allows one."""
     if not isinstance(value, str) or not value:
         raise ProbeOptionError(name, f"tap names must be non-empty strings, got {describe(value)}")
-    if _GLOB & set(value):
+    if not patterns and _GLOB & set(value):
         raise ProbeOptionError(
             name,
-            f"{value!r} looks like a glob pattern, and tap names are matched literally; list the "
-            "module names or pass a predicate (name, module) -> bool",
+            f"{value!r} looks like a glob pattern, and {name} names are matched literally; name "
+            "the module (glob patterns select taps only)",
         )
     return value
 
@@ -222,18 +224,19 @@ def check_start(name: str, value: Any) -> str | None:
 
 
 def check_taps(name: str, value: Any) -> TapsOption:
-    """``"auto"``, one module name, a list/tuple of names (as a tuple) or a predicate.
+    """``"auto"``, one module name or glob pattern, a list/tuple of them (as a tuple) or a
+    predicate (:func:`isokit.probe.taps.resolve_taps` reads them against the model).
 
     Example:
-        >>> check_taps("taps", ["blocks.0", "blocks.1"])
-        ('blocks.0', 'blocks.1')
+        >>> check_taps("taps", ["blocks.0", "blocks.1"]), check_taps("taps", "encoder.layer.*")
+        (('blocks.0', 'blocks.1'), 'encoder.layer.*')
     """
     if isinstance(value, str):
-        return _tap_name(name, value)
+        return _tap_name(name, value, patterns=True)
     if isinstance(value, list | tuple):
         if not value:
             raise ProbeOptionError(name, "the tap list is empty; pass module names or 'auto'")
-        return tuple(_tap_name(name, item) for item in value)
+        return tuple(_tap_name(name, item, patterns=True) for item in value)
     if isinstance(value, nn.Module):
         raise ProbeOptionError(
             name,
@@ -292,29 +295,79 @@ def check_dtype(name: str, value: Any) -> torch.dtype:
     return _DTYPES[key]
 
 
-def check_inputs(name: str, inputs: Any) -> Tensor:
-    """A finite floating batch ``(B, ...)`` with ``B ≥ 1``, or a clear error.
+def _structure_tensors(name: str, inputs: tuple | Mapping) -> list[tuple[str, Tensor]]:
+    """The tensors of a tuple or dict of inputs, named as the user would (``inputs['ids']``)."""
+    if isinstance(inputs, Mapping):
+        bad = next((k for k in inputs if not isinstance(k, str)), None)
+        if bad is not None:
+            raise TypeError(f"{name} keys must be argument names (str), got {describe(bad)}")
+        items = [(f"{name}[{k!r}]", v) for k, v in inputs.items()]
+    else:
+        items = [(f"{name}[{i}]", v) for i, v in enumerate(inputs)]
+    tensors = [(where, v) for where, v in items if isinstance(v, Tensor)]
+    if not tensors:
+        raise TypeError(f"{name} hold no tensor; pass the batch the model's forward takes")
+    return tensors
+
+
+def _check_batch(name: str, inputs: Any, start: str | None) -> list[tuple[str, Tensor]]:
+    """The named tensors of ``inputs``; a structure or integer tensor only with a ``start``."""
+    if isinstance(inputs, tuple | Mapping):
+        if start is None:
+            kind = "a dict of keyword" if isinstance(inputs, Mapping) else "a tuple of positional"
+            raise TypeError(
+                f"{name} are {kind} inputs; token ids and keyword inputs cannot be "
+                "differentiated: pass start=<the module after the embeddings> to probe from its "
+                "output"
+            )
+        return _structure_tensors(name, inputs)
+    if not isinstance(inputs, Tensor):
+        raise TypeError(
+            f"{name} must be a torch.Tensor batch (B, ...), a tuple of positional or a dict of "
+            f"keyword inputs, got {type(inputs).__name__}"
+        )
+    if not inputs.dtype.is_floating_point and start is None:
+        raise TypeError(
+            f"{name} must be floating point (Jacobians need a continuous input), got "
+            f"{inputs.dtype}; token ids cannot be differentiated: pass start=<the module after "
+            "the embeddings> to probe from its output"
+        )
+    return [(name, inputs)]
+
+
+def check_inputs(name: str, inputs: Any, *, start: str | None = None) -> Any:
+    """A finite batch ``(B, ...)`` with ``B ≥ 1``, or a clear error; ``inputs`` returned as given.
+
+    Without ``start`` the batch is one floating tensor, the variable the probes differentiate.
+    With ``start`` (the variable is that module's output) it may also be an integer tensor
+    (token ids), a tuple of positional or a dict of keyword inputs; every tensor in it has the
+    batch axis first, of one size, and values that are not tensors (``use_cache=False``) are
+    passed to the model as they are.
 
     Example:
         >>> check_inputs("inputs", torch.zeros(2, 3)).shape
         torch.Size([2, 3])
+        >>> ids = torch.zeros(2, 5, dtype=torch.long)
+        >>> sorted(check_inputs("inputs", {"input_ids": ids}, start="embeddings"))
+        ['input_ids']
     """
-    if not isinstance(inputs, Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor batch (B, ...), got {type(inputs).__name__}"
-        )
-    if not inputs.dtype.is_floating_point:
-        raise TypeError(
-            f"{name} must be floating point (Jacobians need a continuous input), got "
-            f"{inputs.dtype}; embed discrete tokens first and probe from the embeddings"
-        )
-    if inputs.ndim < 2:
-        raise ValueError(
-            f"{name} must be a batch of shape (B, ...) with B ≥ 1, got shape "
-            f"{tuple(inputs.shape)}; add the batch axis with inputs[None]"
-        )
-    if inputs.shape[0] == 0:
+    tensors = _check_batch(name, inputs, start)
+    where0, first = tensors[0]
+    # One tensor is (B, features...); inside a structure a (B,) vector (lengths, labels) is fine.
+    least = 2 if isinstance(inputs, Tensor) else 1
+    for where, t in tensors:
+        if t.ndim < least:
+            raise ValueError(
+                f"{where} must be a batch of shape (B, ...) with B ≥ 1, got shape "
+                f"{tuple(t.shape)}; add the batch axis with inputs[None]"
+            )
+        if t.shape[0] != first.shape[0]:
+            raise ValueError(
+                f"{where} has {t.shape[0]} examples but {where0} has {first.shape[0]}; every "
+                "tensor of the inputs has the batch axis first (each example is sliced from all)"
+            )
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{where} contain NaN or inf")
+    if first.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (B = 0)")
-    if not bool(torch.isfinite(inputs).all()):
-        raise ValueError(f"{name} contain NaN or inf")
     return inputs

@@ -12,7 +12,11 @@ With ``options.start`` (``docs/probes.md §3.6``) only the taps after that modul
 Jacobian probes differentiate a :class:`~isokit.probe.start.StartView` of the copy at the
 outputs ``h_start`` of the batch (``Prepared.copy`` and ``Prepared.x``); the model and the batch
 themselves stay in ``Prepared.base`` and ``Prepared.base_x`` for the signal and the local
-Jacobians, whose quantities do not depend on where the differentiation starts.
+Jacobians, whose quantities do not depend on where the differentiation starts. Inputs that are
+not one floating tensor (token ids, a tuple or dict of inputs; only with ``start``) have no
+input statistics of their own: there ``base`` is the whole batch's ``StartView`` and ``base_x``
+the outputs ``h_start``, so that the signal's input is the start module's output (the tap
+values and gradients are the same either way).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +35,15 @@ from isokit.probe.checks import ProbeOptionError, check_inputs, describe
 from isokit.probe.hygiene import model_device, probe_context
 from isokit.probe.options import ProbeOptions
 from isokit.probe.start import StartView, check_start_module, split_taps
-from isokit.probe.taps import TapCall, TapError, resolve_taps, run_with_taps
+from isokit.probe.taps import (
+    ModelInputs,
+    TapCall,
+    TapError,
+    batch_size,
+    resolve_taps,
+    run_with_taps,
+    take_examples,
+)
 
 __all__ = ["Prepared", "prepare"]
 
@@ -82,15 +94,47 @@ def _out_of_memory(err: BaseException) -> bool:
     )
 
 
-def _dry_run(model: nn.Module, mods: list[nn.Module], x: Tensor, original: nn.Module) -> TapCall:
+def _shape_of(x: ModelInputs) -> Any:
+    """Per-example shapes: a list, or the list of each tensor of a tuple (by key for a dict)."""
+    if isinstance(x, Tensor):
+        return list(x.shape[1:])
+    if isinstance(x, Mapping):
+        return {k: list(v.shape[1:]) for k, v in x.items() if isinstance(v, Tensor)}
+    return [list(v.shape[1:]) for v in x if isinstance(v, Tensor)]
+
+
+def _to_probe(x: ModelInputs, device: torch.device, dtype: torch.dtype) -> ModelInputs:
+    """The inputs on ``device``; floating tensors in the probe dtype, token ids as they are."""
+
+    def move(v: Any) -> Any:
+        if not isinstance(v, Tensor):
+            return v
+        v = v.detach().to(device=device, dtype=dtype if v.is_floating_point() else None)
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ValueError(f"inputs overflow to inf in the probe dtype {dtype}; probe in float64")
+        return v
+
+    if isinstance(x, Mapping):
+        return {k: move(v) for k, v in x.items()}
+    return tuple(move(v) for v in x) if isinstance(x, tuple) else move(x)
+
+
+def _dry_run(
+    model: nn.Module, mods: list[nn.Module], x: ModelInputs, original: nn.Module
+) -> TapCall:
     """One primal forward on one example; errors about shapes become a clear ValueError."""
     try:
-        return run_with_taps(model, mods, x[:1])
+        return run_with_taps(model, mods, take_examples(x, 0, 1))
     except TapError:
         raise
     except (RuntimeError, ValueError, IndexError) as err:
         if _out_of_memory(err):  # not a shape problem: the caller must see it as it is
             raise
+        if not isinstance(x, Tensor):
+            raise ValueError(
+                f"inputs of per-example shapes {_shape_of(x)} do not fit "
+                f"{type(original).__name__}; the dry forward pass failed with: {err}"
+            ) from err
         raise ValueError(
             f"inputs of shape {tuple(x.shape)} do not fit {type(original).__name__}: expected "
             f"{_input_hint(original)}, got (B={x.shape[0]}, {', '.join(map(str, x.shape[1:]))}). "
@@ -114,13 +158,18 @@ def _check_finite_outputs(dry: TapCall, names: list[str], original: nn.Module) -
         )
 
 
-def _start_outputs(copy: nn.Module, start: str, x: Tensor, original: nn.Module) -> Tensor:
+def _start_outputs(copy: nn.Module, start: str, x: ModelInputs, original: nn.Module) -> Tensor:
     """``h_start`` of every example of the batch (``[B, *start_shape]``), checked finite."""
     h = run_with_taps(copy, [copy.get_submodule(start)], x, stop_after=0).outputs[0]
-    if h.ndim == 0 or h.shape[0] != x.shape[0]:
+    if h.ndim == 0 or h.shape[0] != batch_size(x):
         raise TapError(
             f"the output of start {start!r} has shape {tuple(h.shape)} for a batch of "
-            f"{x.shape[0]}; start must be a module whose output is (B, ...)"
+            f"{batch_size(x)}; start must be a module whose output is (B, ...)"
+        )
+    if not h.is_floating_point():
+        raise TapError(
+            f"the output of start {start!r} is {h.dtype}, which cannot be differentiated; "
+            "choose a module after the embeddings"
         )
     if not bool(torch.isfinite(h).all()):
         raise ValueError(
@@ -136,7 +185,7 @@ class Prepared:
 
     Attributes:
         model: the user's model (never modified; named in messages and metadata).
-        inputs: the user's batch.
+        inputs: the user's batch (a tensor, or with ``start`` a tuple or dict of inputs).
         options: the validated options.
         names: resolved tap names in depth order (with ``start``: the taps after it).
         copy: the module the Jacobian probes differentiate: ``base``, or with ``start`` its
@@ -147,13 +196,15 @@ class Prepared:
         mods: the tap modules of ``base``, in tap order.
         dry: the dry run on the first example (tap outputs with batch axis 1).
         seed: the probe seed (``generator.initial_seed()`` when a generator was given).
-        base: the hygienic probe copy (eval mode, probe dtype, no ``requires_grad``).
-        base_x: the inputs on ``device`` in the probe dtype.
+        base: the hygienic probe copy (eval mode, probe dtype, no ``requires_grad``); for
+            inputs that are not one floating tensor, its ``StartView`` (module docstring).
+        base_x: the inputs on ``device`` in the probe dtype (for inputs that are not one
+            floating tensor, ``h_start``).
         start: the start module's name, or ``None`` (the input).
     """
 
     model: nn.Module
-    inputs: Tensor
+    inputs: ModelInputs
     options: ProbeOptions
     names: list[str]
     copy: nn.Module
@@ -188,7 +239,8 @@ class Prepared:
         """``Profile.meta``: model, method and why, dtype, device, seed, versions, shapes.
 
         ``n_in`` is the size of the differentiated variable per example: the input's, or with
-        ``start`` the output's of that module (``start_shape``); ``input_shape`` is the input's.
+        ``start`` the output's of that module (``start_shape``); ``input_shape`` is the input's
+        (for a tuple of inputs the list of their shapes, for a dict their shapes by name).
         """
         import isokit
 
@@ -202,8 +254,8 @@ class Prepared:
             "seed": seed,
             "torch": torch.__version__,
             "isokit": getattr(isokit, "__version__", "unknown"),
-            "n_examples": int(self.inputs.shape[0]),
-            "input_shape": list(self.inputs.shape[1:]),
+            "n_examples": batch_size(self.inputs),
+            "input_shape": _shape_of(self.inputs),
             "n_in": int(math.prod(self.x.shape[1:])),
             "start": self.start,
             "taps": list(self.names),
@@ -221,7 +273,7 @@ class Prepared:
 @contextlib.contextmanager
 def prepare(
     model: nn.Module,
-    inputs: Tensor,
+    inputs: ModelInputs,
     options: ProbeOptions,
     *,
     generator: torch.Generator | None = None,
@@ -242,7 +294,7 @@ def prepare(
         raise ProbeOptionError(
             "generator", f"must be a torch.Generator or None, got {describe(generator)}"
         )
-    check_inputs("inputs", inputs)
+    check_inputs("inputs", inputs, start=options.start)
     names = resolve_taps(model, options.taps)
     if options.start is not None:
         check_start_module(model, options.start)
@@ -256,24 +308,23 @@ def prepare(
                 f"is on {generator.device} but the model is on {device}; pass a generator "
                 f"created with torch.Generator(device={str(device)!r})",
             )
-        x = inputs.detach().to(device=device, dtype=options.dtype)
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError(
-                f"inputs overflow to inf in the probe dtype {options.dtype}; probe in float64"
-            )
+        x = _to_probe(inputs, device, options.dtype)
         mods = [copy.get_submodule(n) for n in names]
         dry = _dry_run(copy, mods, x, model)
         _check_finite_outputs(dry, names, model)
-        probed, z = copy, x
+        probed, z, base, base_x = copy, x, copy, x
         if options.start is not None:
             # Explicit tap lists are the caller's words: a tap before start is refused there.
             explicit = not callable(options.taps) and options.taps != "auto"
-            kept = split_taps(copy, names, options.start, x[:1], explicit=explicit)
+            first = take_examples(x, 0, 1)
+            kept = split_taps(copy, names, options.start, first, explicit=explicit)
             keep = [names.index(n) for n in kept]
             names, mods = kept, [mods[i] for i in keep]
             dry = TapCall(output=dry.output, outputs=[dry.outputs[i] for i in keep])
             z = _start_outputs(copy, options.start, x, model)
             probed = StartView(copy, options.start, x)
+            if not (isinstance(x, Tensor) and x.is_floating_point()):
+                base, base_x = probed, z  # no input statistics of token ids (module docstring)
         yield Prepared(
             model=model,
             inputs=inputs,
@@ -285,7 +336,7 @@ def prepare(
             mods=mods,
             dry=dry,
             seed=seed,
-            base=copy,
-            base_x=x,
+            base=base,
+            base_x=base_x,
             start=options.start,
         )

@@ -11,6 +11,10 @@ at ``z = h_start(x_b)``: a *partial* derivative, in which every path from ``x_b`
 probe it like any model, one example at a time (``x_b`` is a constant of each example's function).
 :func:`split_taps` keeps the taps after ``start``: those whose forward hook finishes after the one
 of ``start`` (a tap inside ``start`` finishes before it; a tap that contains it, after).
+
+``x`` may be any input structure of :func:`~isokit.probe.taps.call_model`: token ids, a tuple of
+positional or a dict of keyword inputs, since only ``z`` is differentiated (``start="embeddings"``
+for BERT or ViT, ``start="drop"`` for GPT-2, whose embedding sum is taken inside its forward).
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from isokit.probe.checks import ProbeOptionError
-from isokit.probe.taps import TapError, first_tensor, replace_first
+from isokit.probe.taps import (
+    ModelInputs,
+    TapError,
+    batch_size,
+    call_model,
+    first_tensor,
+    replace_first,
+    take_examples,
+)
 
 __all__ = ["StartView", "check_start_module", "split_taps"]
 
@@ -52,7 +64,7 @@ def check_start_module(model: nn.Module, start: str) -> None:
 
 
 def split_taps(
-    model: nn.Module, names: Sequence[str], start: str, x: Tensor, *, explicit: bool
+    model: nn.Module, names: Sequence[str], start: str, x: ModelInputs, *, explicit: bool
 ) -> list[str]:
     """The taps of ``names`` that run after module ``start`` in one forward pass of ``x``.
 
@@ -77,7 +89,7 @@ def split_taps(
         for name in dict.fromkeys([*names, start]):
             module = model.get_submodule(name)
             handles.append(module.register_forward_hook(lambda m, a, o, n=name: order.append(n)))
-        model(x)
+        call_model(model, x)
     finally:
         for handle in handles:
             handle.remove()
@@ -113,7 +125,9 @@ class StartView(nn.Module):
     as the model does, so taps are named alike with and without ``start``. A view of the whole
     batch runs a batch of ``z``; :meth:`at` binds one example, which is what the per-example
     Jacobian probes differentiate (inside ``vmap`` the example axis is hidden, so only a bound
-    view knows its ``x_b``).
+    view knows its ``x_b``). ``x`` is a tensor or a tuple or dict of inputs (examples are sliced
+    across all its tensors). A model output that is not a tensor (a ``ModelOutput``, a tuple)
+    is returned as its first tensor (``last_hidden_state``), which the gradient signal projects.
 
     Example:
         >>> import torch
@@ -124,7 +138,7 @@ class StartView(nn.Module):
         (True, 3)
     """
 
-    def __init__(self, model: nn.Module, start: str, x: Tensor) -> None:
+    def __init__(self, model: nn.Module, start: str, x: ModelInputs) -> None:
         super().__init__()
         self.model = model
         self.start = start
@@ -133,11 +147,11 @@ class StartView(nn.Module):
     @property
     def n_examples(self) -> int:
         """The number of examples whose ``x`` the view holds."""
-        return int(self.x.shape[0])
+        return batch_size(self.x)
 
     def at(self, b: int) -> StartView:
         """The view of example ``b`` alone."""
-        return StartView(self.model, self.start, self.x[b : b + 1])
+        return StartView(self.model, self.start, take_examples(self.x, b, b + 1))
 
     def get_submodule(self, target: str) -> nn.Module:
         """The model's module ``target`` (the view adds no name prefix)."""
@@ -161,6 +175,12 @@ class StartView(nn.Module):
 
         handle = self.model.get_submodule(self.start).register_forward_hook(hook)
         try:
-            return self.model(self.x)
+            out = call_model(self.model, self.x)
         finally:
             handle.remove()
+        if isinstance(out, Tensor | None):
+            return out
+        try:
+            return first_tensor(out)
+        except TapError:  # no tensor in it: nothing to project, returned as it is
+            return out
