@@ -8,7 +8,10 @@ declarations add the flags to the parser, build the config and, when the config 
 the flag behind the refused key (``models[0].channels`` → ``--width``). Model flags come from
 the model kinds' specs (:func:`isokit.models.model_flags`): ``--model`` lists the kinds, and each
 common model flag (``--depth``, ``--width``, ...) is one that an argument spec names, with its
-per-kind probe default.
+per-kind probe default. ``--factory package.module:function`` instead names a model from
+outside isokit (``--kwargs`` its keyword arguments as a TOML inline table, ``--input-shape`` or
+``--inputs`` its inputs), as a config's ``factory`` does; ``--taps`` (names or glob patterns)
+and ``--start`` set the model's entry keys of the same names.
 
 Example:
     >>> print(probe_text(model="mlp", scheme="orthogonal", depth=2, width=4,
@@ -24,12 +27,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from isokit.cli_entry import ENTRY_FLAGS, entry_keys, factory_model
 from isokit.probe.options import METHODS
 
 __all__ = ["add_probe_flags", "probe_from_args", "probe_text"]
 
 # The flags that pick the model, the scheme and the scheme's options.
 MODEL = "--model"
+FACTORY = "--factory"
 SCHEME = "--scheme"
 OPTION = "--option"
 
@@ -65,10 +70,6 @@ def _dest(flag: str) -> str:
     return flag.replace("-", "_")
 
 
-# --------------------------------------------------------------------------------------------
-# the parser
-
-
 def _model_flag_help(entries: Iterable) -> str:
     """``mlp, residual-mlp: width (default 64); convnet: channels (default 16); ...``."""
     groups: dict[tuple[str, str], list[str]] = {}
@@ -94,7 +95,14 @@ def add_probe_flags(parser: argparse.ArgumentParser) -> None:
     """
     from isokit.models import model_flags, model_kinds
 
-    parser.add_argument(MODEL, required=True, choices=tuple(model_kinds()))
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument(MODEL, choices=tuple(model_kinds()))
+    which.add_argument(
+        FACTORY,
+        metavar="PATH",
+        help="a model from outside isokit: package.module:function (imported, never evaluated), "
+        "e.g. isokit.models.hf:bert",
+    )
     parser.add_argument(SCHEME, required=True, help="a name from `isokit schemes`")
     parser.add_argument(
         OPTION,
@@ -119,15 +127,18 @@ def add_probe_flags(parser: argparse.ArgumentParser) -> None:
             choices=f.choices,
             help=f"{f.help} (default {f.default})",
         )
+    for e in ENTRY_FLAGS:
+        parser.add_argument(e.flag, metavar=e.metavar, help=e.help)
 
 
 def probe_from_args(args: argparse.Namespace) -> str:
     """:func:`probe_text` for the flags :func:`add_probe_flags` parsed into ``args``."""
     from isokit.models import model_flags
 
-    dests = [f.dest for f in _RUN_FLAGS] + [_dest(flag) for flag in model_flags()]
+    dests = [f.dest for f in (*_RUN_FLAGS, *ENTRY_FLAGS)] + [_dest(flag) for flag in model_flags()]
     return probe_text(
         model=args.model,
+        factory=args.factory,
         scheme=args.scheme,
         options=args.option,
         **{dest: getattr(args, dest) for dest in dests},
@@ -216,14 +227,25 @@ def _put(table: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _config_table(
-    model: str, scheme: str, options: Sequence[str], flags: dict[str, Any]
+    model: str | None,
+    scheme: str,
+    options: Sequence[str],
+    flags: dict[str, Any],
+    *,
+    factory: str | None = None,
 ) -> dict[str, Any]:
     """The report config the flags describe; ``flags`` loses the run flags, keeping the model's.
 
     Example:
         >>> _config_table("mlp", "idinit", [], {"seed": 3})["seeds"]
         [3]
+        >>> _config_table(None, "idinit", [], {"kwargs": "{in_features = 4, out_features = 4}",
+        ...               "input_shape": "4"}, factory="torch.nn:Linear")["models"]
+        [{'factory': 'torch.nn:Linear', 'kwargs': {'in_features': 4, 'out_features': 4}, \
+'input_shape': [4]}]
     """
+    from isokit.report import ConfigError
+
     table: dict[str, Any] = {
         "models": [],
         "schemes": [{"name": scheme, "options": _parse_options(options)}],
@@ -231,7 +253,18 @@ def _config_table(
     }
     for f in _RUN_FLAGS:
         _put(table, f.key, flags.pop(f.dest, f.default))
-    table["models"].append(_flag_model(model, flags))
+    entry = entry_keys(flags)
+    if factory is not None:
+        table["models"].append(factory_model(factory, entry, flags))
+        return table
+    if model is None:
+        raise ConfigError(MODEL, f"name a model kind, or a factory with {FACTORY}")
+    for key in ("kwargs", "input_kwargs"):
+        if key in entry and not (key == "input_kwargs" and "inputs" in entry):
+            raise ConfigError(
+                "--" + key.replace("_", "-"), f"is for {FACTORY} (or --inputs); drop it"
+            )
+    table["models"].append({**_flag_model(model, flags), **entry})
     return table
 
 
@@ -264,6 +297,9 @@ def _flag_for(key: str, related: Sequence[str] = (), *, model: str = "") -> str:
         return OPTION
     if key.startswith("schemes"):
         return SCHEME
+    entry = key.removeprefix("models[0].").partition(".")[0].partition("[")[0]
+    if key.startswith("models[0].") and entry in {e.key for e in ENTRY_FLAGS} | {"factory"}:
+        return FACTORY if entry == "factory" else "--" + entry.replace("_", "-")
     flag = next((f.flag for f in _RUN_FLAGS if f.sets(key)), None)
     if flag is None and key.startswith("models[0]."):
         flag = _model_flag(model, (key, *related))
@@ -282,25 +318,38 @@ def _flag_for(key: str, related: Sequence[str] = (), *, model: str = "") -> str:
 # the command
 
 
-def probe_text(*, model: str, scheme: str, options: Sequence[str] = (), **flags: Any) -> str:
+def probe_text(
+    *,
+    model: str | None = None,
+    scheme: str,
+    options: Sequence[str] = (),
+    factory: str | None = None,
+    **flags: Any,
+) -> str:
     """``isokit probe``: probe one model with one scheme; return a table of statistics per tap.
 
-    ``flags`` are the other flags by keyword: ``image_size``, ``examples``, ``seed`` and
-    ``method`` (each defaulting as its flag does), and the common model flags (``depth=16``,
-    ``width=32``, ...; :func:`isokit.models.model_flags` lists them), where ``None`` leaves
-    one to the model kind's probe default. Errors name the flag, not the config key.
+    ``model`` names a model kind, or ``factory`` a model from outside isokit
+    (``"package.module:function"``). ``flags`` are the other flags by keyword: ``image_size``,
+    ``examples``, ``seed`` and ``method`` (each defaulting as its flag does), the common model
+    flags (``depth=16``, ``width=32``, ...; :func:`isokit.models.model_flags` lists them), where
+    ``None`` leaves one to the model kind's probe default, and the entry flags as text as on
+    the command line (``kwargs="{hidden_size = 32}"``, ``input_shape="3,16,16"``, ``inputs``,
+    ``input_kwargs``, ``taps="encoder.layer.*"``, ``start``). Errors name the flag, not the
+    config key.
     """
     from isokit.report import ConfigError, parse_config
     from isokit.report.formatting import format_number
     from isokit.report.run import run_one
 
     try:
-        cfg = parse_config(
-            _config_table(model, scheme, options, dict(flags)), source="command line"
-        )
+        table = _config_table(model, scheme, options, dict(flags), factory=factory)
+        cfg = parse_config(table, source="command line")
         record = run_one(cfg, cfg.models[0], cfg.schemes[0], cfg.seeds[0])
     except ConfigError as exc:  # name the flag, not the config key
-        raise ConfigError(_flag_for(exc.key, exc.related, model=model), exc.message) from None
+        flag = _flag_for(exc.key, exc.related, model=model or "")
+        if factory is not None and flag == MODEL:  # the model as a whole is the factory's
+            flag = FACTORY
+        raise ConfigError(flag, exc.message) from None
     head = (
         f"{cfg.models[0].label} · {scheme} · seed {cfg.seeds[0]} · {cfg.inputs.examples} examples"
     )

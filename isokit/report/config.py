@@ -38,7 +38,7 @@ from isokit.report.checks import (
 from isokit.report.modelspec import (
     ModelSpec,
     check_fits,
-    check_start,
+    check_model,
     machine_memory,
     parse_model,
 )
@@ -170,9 +170,16 @@ class Config:
     - ``[probes]``: booleans ``profile`` (default true), ``block`` (false), ``signal`` (true).
     - ``[output]``: ``formats``, a subset of ``png``, ``svg``, ``pdf``.
     - ``[[models]]``: ``kind`` (:func:`isokit.models.model_kinds`) plus that kind's constructor
-      arguments, optional ``label``, ``input_shape`` and ``start`` (a module name: the probes
-      measure ``∂h_l/∂h_start`` at the taps after it, ``docs/probes.md §3.6``; the default label
-      ends in ``-from-<start>``, so one model can be listed with and without it).
+      arguments, or ``factory = "package.module:function"`` (imported, never evaluated) with
+      its keyword arguments in ``kwargs = {...}``; optional ``label``, ``input_shape``,
+      ``inputs`` (an inputs factory, called as ``fn(n, generator=g, **input_kwargs)``, that
+      returns a tensor, a tuple or a dict of inputs: token ids; ``[inputs]`` then sets only
+      ``examples``), ``taps`` (names or glob patterns, ``"encoder.layer.*"``; replaces
+      ``method_options.taps`` for this model) and ``start`` (a module name: the probes measure
+      ``∂h_l/∂h_start`` at the taps after it, ``docs/probes.md §3.6``; the default label ends
+      in ``-from-<start>``, so one model can be listed with and without it). A factory's
+      default label is its function's name with the keyword arguments, sorted. Token ids or
+      keyword inputs need a ``start`` (after the embeddings).
     - ``schemes``: names, or tables ``{name, label, options}``.
     """
 
@@ -240,7 +247,7 @@ def _parse_seeds(raw: object) -> tuple[int, ...]:
 
 
 def _parse_models(
-    data: Mapping[str, Any], inputs: InputSpec, *, memory: int | None
+    data: Mapping[str, Any], inputs: InputSpec, *, memory: int | None, build: bool
 ) -> tuple[ModelSpec, ...]:
     if "models" not in data:
         raise ConfigError("models", "missing; add at least one [[models]] table with a kind")
@@ -251,8 +258,9 @@ def _parse_models(
     _unique("models", [m.label for m in models])
     for i, m in enumerate(models):
         check_fits(f"models[{i}]", m, examples=inputs.examples, memory=memory)
-    for i, m in enumerate(models):
-        check_start(f"models[{i}].start", m)
+    if build:  # not to re-render results: a factory's package need not be installed for that
+        for i, m in enumerate(models):
+            check_model(f"models[{i}]", m, examples=inputs.examples)
     return tuple(models)
 
 
@@ -290,7 +298,8 @@ def parse_config(
     """Validate a config table (parsed TOML, or ``Config.to_dict()``) into a :class:`Config`.
 
     With ``check_resources`` (the default) every model and its inputs must fit in this
-    machine's memory (a lower-bound estimate, from arithmetic); re-reading a config that ran
+    machine's memory (a lower-bound estimate, from arithmetic), and a model with a factory,
+    ``start``, ``taps`` or ``inputs`` is built once to check them; re-reading a config that ran
     elsewhere, only to re-render its results, may turn that off.
 
     Example:
@@ -306,7 +315,9 @@ def parse_config(
     seeds = _parse_seeds(data.get("seeds", [0]))
     threads = pos_int("threads", data.get("threads", 1), maximum=THREADS_MAX)
     inputs = _parse_inputs(data.get("inputs", {}))
-    models = _parse_models(data, inputs, memory=machine_memory() if check_resources else None)
+    models = _parse_models(
+        data, inputs, memory=machine_memory() if check_resources else None, build=check_resources
+    )
     schemes = _parse_schemes(data)
     probes = _parse_probes(data.get("probes", {}))
     method_options = table_of("method_options", data.get("method_options", {}))

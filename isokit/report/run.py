@@ -4,7 +4,10 @@ For each combination the model is built under ``torch.manual_seed(seed)`` (insid
 the caller's global RNG is left alone), initialized with ``isokit.init.apply(..., seed=seed)``, and
 probed on inputs drawn from a generator seeded by :func:`input_seed` of ``seed``, a different
 stream than the weights' (from the model's ``start`` module, if it names one:
-``docs/probes.md §3.6``). Everything runs on the CPU in a fixed order, so the same
+``docs/probes.md §3.6``); a model with an ``inputs`` factory gets the factory's draw from that
+generator. A model built by a factory, or fed by an inputs factory, has its inputs passed to
+``apply`` as ``example_inputs`` (branch discovery captures the model on them), and a model's own
+``taps`` replace ``method_options.taps``. Everything runs on the CPU in a fixed order, so the same
 config and seeds give the same numbers. A scheme that does not fit a model
 (:class:`isokit.init.SchemeNotApplicable`, e.g. Fixup on an MLP without residual branches) is
 recorded as *not applicable* with its message, and the run carries on; any other error from
@@ -28,7 +31,9 @@ from isokit.report.config import Config, ConfigError, InputSpec, load_config
 from isokit.report.results import Results, RunRecord, environment, load_results, now_utc
 
 if TYPE_CHECKING:
+    from isokit.models.factory import InputsFactory
     from isokit.probe import ProbeOptions
+    from isokit.probe.taps import ModelInputs
 
 __all__ = ["draw_inputs", "make_report", "run_config", "run_one"]
 
@@ -53,10 +58,17 @@ def input_seed(seed: int) -> int:
     return int(state[0] >> np.uint64(1))  # torch seeds are < 2**63
 
 
-def draw_inputs(spec: InputSpec, shape: Sequence[int], seed: int) -> torch.Tensor:
+def draw_inputs(
+    spec: InputSpec, shape: Sequence[int] | None, seed: int, *, factory: InputsFactory | None = None
+) -> ModelInputs:
     """``spec.examples`` unit-variance inputs of ``shape`` from a generator seeded by
-    :func:`input_seed` of the run's ``seed``."""
+    :func:`input_seed` of the run's ``seed``; or, with an inputs ``factory``, its draw from
+    that generator (a tensor, a tuple or a dict of inputs)."""
     gen = torch.Generator().manual_seed(input_seed(seed))
+    if factory is not None:
+        return factory(spec.examples, gen)
+    if shape is None:
+        raise ValueError("draw_inputs needs a shape or an inputs factory")
     size = (spec.examples, *shape)
     if spec.distribution == "gaussian":
         return torch.randn(size, generator=gen)
@@ -104,16 +116,24 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
     """
     from isokit.init import SchemeNotApplicable, apply, get_scheme
     from isokit.init.branches import BranchDiscoveryError
+    from isokit.models import ModelArgError
     from isokit.probe import ProbeMemoryError, ProbeOptionError, TapError, profile
 
     base = {"model": model_spec.label, "scheme": scheme_spec.label, "seed": seed}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = model_spec.build()
-    inputs = draw_inputs(config.inputs, model_spec.input_shape, seed)
-    data = inputs if get_scheme(scheme_spec.name).needs_data else None
     try:
-        apply(model, scheme_spec.name, seed=seed, data=data, **scheme_spec.options)
+        draw = model_spec.inputs_factory()
+        inputs = draw_inputs(config.inputs, model_spec.input_shape, seed, factory=draw)
+    except ModelArgError as exc:  # the factory changed since the config was read
+        raise ConfigError(f"models[{_index(config, model_spec)}].{exc.arg}", exc.message) from None
+    data = inputs if get_scheme(scheme_spec.name).needs_data else None
+    # Models from outside isokit are captured on their inputs to find their residual branches.
+    outside = model_spec.factory is not None or model_spec.inputs is not None
+    example = {"example_inputs": inputs} if outside else {}
+    try:
+        apply(model, scheme_spec.name, seed=seed, data=data, **example, **scheme_spec.options)
     except (SchemeNotApplicable, BranchDiscoveryError) as exc:
         # e.g. Fixup on a model without residual branches: recorded, and the run goes on.
         return RunRecord(**base, status="not applicable", message=str(exc))
@@ -121,7 +141,9 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
         index = [s.label for s in config.schemes].index(scheme_spec.label)
         options = get_scheme(scheme_spec.name).options
         raise scheme_option_error(f"schemes[{index}]", options, exc) from None
-    meta = {**base, "model_kind": model_spec.kind, "scheme_name": scheme_spec.name}
+    meta = {**base, "model_kind": model_spec.factory or model_spec.kind}
+    meta["scheme_name"] = scheme_spec.name
+    taps = {} if model_spec.taps is None else {"taps": model_spec.taps}
     # Dead or zeroed Jacobians (Fixup's zero head, ZerO) are expected here; their statistics
     # are well defined (inf) and numpy's divide-by-zero warnings would only be noise.
     try:
@@ -134,31 +156,39 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
                 with_signal=config.probes["signal"],
                 with_blocks=config.probes["block"],
                 start=model_spec.start,
+                **taps,
             )
     except ProbeMemoryError as exc:  # only `method = "exact"` raises it; "auto" falls back
         raise ConfigError("method", str(exc)) from None  # its message says the fix
     except ProbeOptionError as exc:  # an option the taps contradict (slq_taps the model lacks)
-        if exc.option == "start":  # no tap after it, or a tap listed before it
-            index = [m.label for m in config.models].index(model_spec.label)
-            raise ConfigError(f"models[{index}].start", exc.message) from None
+        # start: no tap after it, or a tap listed before it; taps: the model's own
+        if exc.option == "start" or (exc.option == "taps" and model_spec.taps is not None):
+            where = f"models[{_index(config, model_spec)}].{exc.option}"
+            raise ConfigError(where, exc.message) from None
         raise ConfigError(f"method_options.{exc.option}", exc.message) from None
     except (MemoryError, RuntimeError) as exc:
         if not _out_of_memory(exc):
             raise
-        index = [m.label for m in config.models].index(model_spec.label)
         raise ConfigError(
-            f"models[{index}]",
+            f"models[{_index(config, model_spec)}]",
             f"the probes of {model_spec.label} × {scheme_spec.label} ran out of memory "
             f"({_first_line(exc)}); probe fewer inputs.examples or a smaller model, or lower "
             "method_options.n_probes or lanczos_steps",
         ) from None
     except TapError as exc:
+        if model_spec.taps is not None:
+            raise ConfigError(f"models[{_index(config, model_spec)}].taps", str(exc)) from None
         if "taps" not in config.method_options:  # the model's own taps: not the config's fault
             raise
         raise ConfigError(
             "method_options.taps", f"{exc}; name modules of {model_spec.label}"
         ) from None
     return RunRecord(**base, status="ok", profile=result)
+
+
+def _index(config: Config, model_spec) -> int:
+    """The position of ``model_spec`` in ``config.models`` (labels are unique)."""
+    return [m.label for m in config.models].index(model_spec.label)
 
 
 def _out_of_memory(exc: BaseException) -> bool:
