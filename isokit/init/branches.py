@@ -2,28 +2,27 @@
 addition, and which of them is the branch's last layer (``docs/idinit.md`` §8).
 
 Sources, first match wins: (1) ``branches=``; (2) ``branch_last=``, names or fnmatch globs of
-the last layers, whose branch is completed by the weight layers that are direct children of the
-same parent, registered before it and after any earlier last layer of that parent (``norm`` and
-``gate`` stay ``None``); (3) ``model.residual_branches()``; (4) a ``torch.fx`` trace, which keeps
-``nn.Transformer*`` modules as leaves described by presets, because their fast-path checks branch
-on tensor values; (5) if tracing fails, presets for torchvision ResNet blocks,
-``nn.TransformerEncoderLayer``/``DecoderLayer`` and timm ViT blocks, else
-:class:`BranchDiscoveryError`. Every result is validated (names exist, no layer on two branches).
+the last layers (:func:`_from_last`); (3) ``model.residual_branches()``; then three routes through
+the model's graph: (4) with ``example_inputs``, the graph ``torch.export`` captures
+(:mod:`isokit.init.branch_export`); (5) a ``torch.fx`` trace of the model, or where that fails of
+its submodules, block by block (:mod:`isokit.init.branch_blocks`), with ``nn.Transformer*`` modules
+as leaves described by presets; (6) if neither finds a branch, presets for torchvision ResNet
+blocks, ``nn.TransformerEncoderLayer``/``DecoderLayer`` and timm ViT blocks, else
+:class:`BranchDiscoveryError` naming each route and why it failed. Every result is validated
+(names exist, no layer on two branches).
 
-**Weight layers** are ``nn.Linear``, ``nn.Conv1d/2d/3d`` and ``nn.MultiheadAttention``, not
-``nn.Embedding``. An ``nn.MultiheadAttention`` named ``attn`` is two layers: ``"attn"`` stands for
-its input projections (``in_proj_weight`` or ``q/k/v_proj_weight``, bare parameters on the module)
-and ``"attn.out_proj"`` for its output projection, so an attention branch is
-``("attn", "attn.out_proj")``. ``layers`` is in execution order except that the last layer always
-comes last: a side path gating the branch output (squeeze-excitation) runs after it but is not last.
-
-This module holds :func:`find_branches`, sources (1)-(3) and (5) and the validation; source (4),
-the ``nn.Transformer*`` leaf presets, the layer types, :func:`weight_layers` and the errors live in
-:mod:`isokit.init.branch_trace` and are re-exported here.
+**Weight layers** are the modules :func:`isokit.init.layers.is_weight_layer` accepts (Linear,
+Conv1d/2d/3d, MultiheadAttention), not ``nn.Embedding``. An ``nn.MultiheadAttention`` named
+``attn`` is two layers: ``"attn"`` stands for its input projections (``in_proj_weight`` or
+``q/k/v_proj_weight``, bare parameters on the module) and ``"attn.out_proj"`` for its output
+projection, so an attention branch is ``("attn", "attn.out_proj")``. ``layers`` is in execution
+order except that the last layer always comes last: a side path gating the branch output
+(squeeze-excitation) runs after it but is not last.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import re
@@ -32,22 +31,21 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
-from isokit.init.branch_trace import (
-    _HOWTO,
-    _NORM_TYPES,
-    _PRESET_LEAVES,
+from isokit.init.branch_blocks import reason, trace_blocks, untraced_layers
+from isokit.init.branch_errors import (
+    EXAMPLE_INPUTS,
+    HOWTO,
     BranchDiscoveryError,
     BranchDiscoveryWarning,
-    _expand,
-    _FxBranches,
-    _join,
-    _leaf_presets,
-    _trace,
-    weight_layers,
 )
+from isokit.init.branch_export import export_branches
+from isokit.init.branch_trace import _PRESET_LEAVES, _join, _leaf_presets, weight_layers
+from isokit.init.layers import is_norm
 from isokit.structure import ResidualBranch
 
 __all__ = ["BranchDiscoveryError", "BranchDiscoveryWarning", "find_branches", "weight_layers"]
+
+_PRESET_NAMES = "torchvision ResNet, nn.Transformer layers, timm ViT"
 
 
 def find_branches(
@@ -59,9 +57,23 @@ def find_branches(
 ) -> list[ResidualBranch]:
     """Return the residual branches of ``model`` (see the module docstring for the sources).
 
+    Args:
+        model: any ``nn.Module``; it is left as it was (values, buffers, modes).
+        branches: explicit branches (:class:`ResidualBranch` records, sequences of layer names,
+            or ``(layers, gate)`` pairs).
+        branch_last: names or fnmatch globs of each branch's last layer.
+        example_inputs: what ``model``'s forward takes, to capture its real graph: a tensor, a
+            tuple of positional arguments or a dict of keyword arguments.
+
     Raises:
-        BranchDiscoveryError: names that do not exist, ambiguous structure, or a model that can
-            be neither traced nor matched by a preset.
+        BranchDiscoveryError: names that do not exist, ambiguous structure, or a model that none
+            of the routes (export, fx, presets) understands.
+
+    Example:
+        >>> from torch import nn
+        >>> from isokit.models import ResNet
+        >>> [b.layers for b in find_branches(ResNet(depth=8, width=4))][0]
+        ('layer1.0.conv1', 'layer1.0.conv2')
     """
     if branches is not None and branch_last is not None:
         raise BranchDiscoveryError("pass either branches= or branch_last=, not both")
@@ -69,7 +81,8 @@ def find_branches(
         return _validate(model, [_as_branch(b, "branches=") for b in branches], "branches=")
     if branch_last is not None:
         patterns = _last_patterns(branch_last)
-        return _validate(model, _from_last(model, patterns, "branch_last="), "branch_last=")
+        found = _from_last(model, patterns, "branch_last=", example_inputs)
+        return _validate(model, found, "branch_last=")
     declared = getattr(model, "residual_branches", None)
     if callable(declared):
         source = f"{type(model).__name__}.residual_branches()"
@@ -84,25 +97,77 @@ def find_branches(
         return _validate(model, _leaf_presets(model, ""), "preset")
     if not weight_layers(model):
         return []
-    try:
-        graph = _trace(model)
-    except Exception as err:  # whatever stops the tracer, presets are the fallback
-        reason = f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
-        found = _presets(model)
-        if not found:
-            raise BranchDiscoveryError(
-                f"cannot find the residual branches of {type(model).__name__}: torch.fx tracing "
-                f"failed ({reason}) and no preset (torchvision ResNet, nn.Transformer layers, "
-                f"timm ViT) matches its module names. {_HOWTO}"
-            ) from err
-        warnings.warn(
-            f"torch.fx could not trace {type(model).__name__} ({reason}); using name presets, "
-            f"which found {len(found)} branches. Weight layers outside them count as main stem.",
-            BranchDiscoveryWarning,
-            stacklevel=2,
+    return _discover(model, example_inputs)
+
+
+# --------------------------------------------------------------------------- the three routes
+
+
+def _discover(model: nn.Module, example_inputs: object) -> list[ResidualBranch]:
+    name = type(model).__name__
+    failed: list[str] = []  # one line per route that failed, for the warning or the error
+    if example_inputs is not None:
+        try:
+            found = export_branches(model, example_inputs)
+        except BranchDiscoveryError:
+            raise
+        except Exception as err:  # whatever stops the capture, fx and presets are tried
+            failed.append(
+                f"torch.export could not capture {name} with example_inputs ({reason(err)})"
+            )
+        else:
+            return _validate(model, found, "torch.export discovery")
+    trace = trace_blocks(model)
+    if trace.whole:
+        _warn_fallback(failed, "torch.fx traced it")
+        return _validate(model, trace.branches, "torch.fx discovery")
+    root = trace.failed[0][1]
+    if trace.branches:
+        stem = untraced_layers(model, trace)
+        _warn_fallback(
+            [*failed, f"torch.fx could not trace {name} ({root})"],
+            f"traced block by block instead, {len(trace.traced)} submodules found "
+            f"{len(trace.branches)} branches; the {len(stem)} weight layers outside them "
+            f"({stem[:4]}{'...' if len(stem) > 4 else ''}) count as main stem",
+        )
+        return _validate(model, trace.branches, "block-by-block torch.fx discovery")
+    failed.append(
+        f"torch.fx could not trace {name} ({root}) and block by block, the "
+        f"{len(trace.traced)} submodules it could trace hold no residual addition"
+    )
+    found = _presets(model)
+    if found:
+        _warn_fallback(
+            failed,
+            f"using name presets, which found {len(found)} branches; weight layers outside "
+            "them count as main stem",
         )
         return _validate(model, found, "presets")
-    return _validate(model, _FxBranches(model, graph).find(), "torch.fx discovery")
+    if example_inputs is None:
+        failed.insert(0, "no example_inputs were given, so torch.export was not tried")
+    failed.append(f"no preset ({_PRESET_NAMES}) matches its module names")
+    routes = "; ".join(f"({i}) {line}" for i, line in enumerate(failed, 1))
+    raise BranchDiscoveryError(
+        f"cannot find the residual branches of {name}: {routes}. {EXAMPLE_INPUTS} {HOWTO}"
+    )
+
+
+def _warn_fallback(failed: list[str], outcome: str) -> None:
+    if failed:
+        warnings.warn(f"{'; '.join(failed)}; {outcome}.", BranchDiscoveryWarning, stacklevel=4)
+
+
+def _graph_branches(model: nn.Module, example_inputs: object) -> list[ResidualBranch]:
+    """What the routes find, quietly; [] where none does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BranchDiscoveryWarning)
+        try:
+            if example_inputs is not None:
+                with contextlib.suppress(Exception):
+                    return export_branches(model, example_inputs)  # else fx is tried
+            return trace_blocks(model).branches
+        except BranchDiscoveryError:
+            return []
 
 
 # --------------------------------------------------------------------------- declared branches
@@ -171,7 +236,7 @@ def _validate(model: nn.Module, found: list[ResidualBranch], source: str) -> lis
                     else "is shared by two branches"
                 )
                 raise BranchDiscoveryError(
-                    f"{source}: layer {name!r} {kind}: {other.layers} and {b.layers}. {_HOWTO}"
+                    f"{source}: layer {name!r} {kind}: {other.layers} and {b.layers}. {HOWTO}"
                 )
             role[name] = (b, last)
         if b.gate is not None:
@@ -187,14 +252,18 @@ def _validate(model: nn.Module, found: list[ResidualBranch], source: str) -> lis
     return unique
 
 
-# --------------------------------------------------------------------------- presets
+# --------------------------------------------------------------------------- branch_last
 
 
 def _parent(name: str) -> str:
     return name.rpartition(".")[0]
 
 
-def _from_last(model: nn.Module, patterns: list[str], source: str) -> list[ResidualBranch]:
+def _inside(name: str, block: str) -> bool:
+    return not block or name == block or name.startswith(block + ".")
+
+
+def _resolve_lasts(model: nn.Module, patterns: list[str], source: str) -> list[str]:
     layers = weight_layers(model)
     modules = dict(model.named_modules())
     lasts: list[str] = []
@@ -208,22 +277,47 @@ def _from_last(model: nn.Module, patterns: list[str], source: str) -> list[Resid
             if hit not in lasts:
                 lasts.append(hit)
     order = {n: i for i, n in enumerate(layers)}
-    lasts.sort(key=order.__getitem__)
-    out = []
-    for last in lasts:
-        parent = _parent(last)
-        siblings = [n for n in layers if n != parent and _parent(n) == parent]
-        k = siblings.index(last)
-        start = max((i + 1 for i, n in enumerate(siblings[:k]) if n in lasts), default=0)
-        # A sibling that contains another branch's last layer (an attention module) is that
-        # branch's, not this one's.
-        before = [
-            n for n in siblings[start:k] if not any(other.startswith(n + ".") for other in lasts)
+    return sorted(lasts, key=order.__getitem__)
+
+
+def _from_last(
+    model: nn.Module, patterns: list[str], source: str, example_inputs: object = None
+) -> list[ResidualBranch]:
+    """The complete branch of each named last layer: the branch the graph routes find for it
+    (with its norm and gate) where they find one ending there, else :func:`_tree_branch`."""
+    lasts = _resolve_lasts(model, patterns, source)
+    wanted = set(lasts)
+    by_last = {
+        b.last: b
+        for b in _graph_branches(model, example_inputs)
+        if not wanted.intersection(b.layers[:-1])  # the caller splits this branch differently
+    }
+    return [by_last.get(last) or _tree_branch(model, last, lasts) for last in lasts]
+
+
+def _tree_branch(model: nn.Module, last: str, lasts: list[str]) -> ResidualBranch:
+    """The branch ending at ``last`` read from the module tree: the weight layers registered
+    before it in the smallest enclosing block that has any, after the block's previous last
+    layer. The block is ``last``'s parent, or the nearest ancestor below the model when the
+    parent holds no other layer (BERT's ``attention.output.dense`` completes with
+    ``attention.self.query/key/value``)."""
+    layers = weight_layers(model)
+    k = layers.index(last)
+    block = _parent(last)
+    while True:
+        before = [n for n in layers[:k] if _inside(n, block)]
+        start = max((i + 1 for i, n in enumerate(before) if n in lasts), default=0)
+        # A layer that contains another branch's last layer (an attention module whose
+        # out_proj is named) is that branch's, not this one's.
+        head = [
+            n for n in before[start:] if not any(o != last and o.startswith(n + ".") for o in lasts)
         ]
-        expanded = [x for n in before for x in _expand(modules, n)]
-        head = [parent] if isinstance(modules.get(parent), nn.MultiheadAttention) else []
-        out.append(ResidualBranch(layers=(*head, *expanded, last)))
-    return out
+        if head or not block or not _parent(block):
+            return ResidualBranch(layers=(*head, last))
+        block = _parent(block)
+
+
+# --------------------------------------------------------------------------- presets
 
 
 _RESNET_BLOCK = re.compile(r"(?:^|\.)layer\d+\.\d+$")
@@ -241,8 +335,8 @@ def _presets(model: nn.Module) -> list[ResidualBranch]:
             convs = [_join(name, f"conv{i}") for i in (1, 2, 3)]
             convs = [c for c in convs if isinstance(modules.get(c), nn.Conv2d)]
             if len(convs) >= 2:
-                bn = modules.get(_join(name, f"bn{len(convs)}"))
-                norm = _join(name, f"bn{len(convs)}") if isinstance(bn, _NORM_TYPES) else None
+                bn = _join(name, f"bn{len(convs)}")
+                norm = bn if bn in modules and is_norm(modules[bn]) else None
                 found.append(ResidualBranch(layers=tuple(convs), norm=norm))
         elif _VIT_BLOCK.search(name):
             vit_lasts += [
@@ -250,4 +344,4 @@ def _presets(model: nn.Module) -> list[ResidualBranch]:
                 for n in (_join(name, "attn.proj"), _join(name, "mlp.fc2"))
                 if isinstance(modules.get(n), nn.Linear)
             ]
-    return found + (_from_last(model, vit_lasts, "preset") if vit_lasts else [])
+    return found + [_tree_branch(model, last, vit_lasts) for last in vit_lasts]

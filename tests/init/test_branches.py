@@ -94,12 +94,39 @@ def test_resnet_branches(block):
     assert "conv1" not in on_branch and "fc" not in on_branch
 
 
+class UntraceableBasic(BasicBlock):
+    """A block whose forward branches on a tensor value: no fx trace reaches its additions."""
+
+    def forward(self, x):
+        if x.sum() > 0:
+            x = x * 1.0
+        return super().forward(x)
+
+
+class UntraceableBottleneck(Bottleneck):
+    forward = UntraceableBasic.forward
+
+
 @pytest.mark.parametrize("block", [BasicBlock, Bottleneck])
-def test_resnet_preset_matches_fx(block):
+def test_untraceable_model_is_traced_block_by_block(block):
     torch.manual_seed(0)
     traced = find_branches(ResNet(block))
-    with pytest.warns(BranchDiscoveryWarning, match="could not trace"):
-        preset = find_branches(UntraceableResNet(block))
+    with pytest.warns(BranchDiscoveryWarning, match="could not trace.*block by block") as rec:
+        blocks = find_branches(UntraceableResNet(block))
+    assert blocks == traced
+    # the stem and head are outside every traced block: named as main stem
+    assert "['conv1', 'fc']" in str(rec[0].message)
+
+
+@pytest.mark.parametrize(
+    ("block", "untraceable"),
+    [(BasicBlock, UntraceableBasic), (Bottleneck, UntraceableBottleneck)],
+)
+def test_resnet_preset_matches_fx(block, untraceable):
+    torch.manual_seed(0)
+    traced = find_branches(ResNet(block))
+    with pytest.warns(BranchDiscoveryWarning, match="block by block.*no residual.*name presets"):
+        preset = find_branches(UntraceableResNet(untraceable))
     assert preset == traced
 
 
@@ -465,6 +492,13 @@ class TimmViT(nn.Module):
         return self.head(self.norm(self.blocks(x))[:, 0])
 
 
+class UntraceableTimmBlock(TimmBlock):
+    def forward(self, x):
+        if x.sum() > 0:
+            x = x * 1.0
+        return super().forward(x)
+
+
 def test_timm_vit_preset_matches_fx():
     expected = [
         ResidualBranch(layers=(f"blocks.{i}.{a}", f"blocks.{i}.{b}"))
@@ -472,8 +506,12 @@ def test_timm_vit_preset_matches_fx():
         for a, b in (("attn.qkv", "attn.proj"), ("mlp.fc1", "mlp.fc2"))
     ]
     assert find_branches(TimmViT()) == expected
-    with pytest.warns(BranchDiscoveryWarning, match="name presets"):
+    with pytest.warns(BranchDiscoveryWarning, match="block by block"):
         assert find_branches(TimmViT(traceable=False)) == expected
+    model = TimmViT(traceable=False)
+    model.blocks = nn.Sequential(UntraceableTimmBlock(8), UntraceableTimmBlock(8))
+    with pytest.warns(BranchDiscoveryWarning, match="name presets"):
+        assert find_branches(model) == expected
 
 
 def test_weight_layers_lists_attention_and_out_proj():
@@ -553,7 +591,10 @@ def test_explicit_branches_win():
 
 def test_branch_last_globs():
     model = ResNet(Bottleneck)
-    assert find_branches(model, branch_last="layer*.*.conv3") == [
+    # the traced graph completes each branch, norm included
+    assert find_branches(model, branch_last="layer*.*.conv3") == _expected_resnet(model, True)
+    # where no graph is available, the module tree completes it (norm and gate unknown)
+    assert find_branches(UntraceableResNet(UntraceableBottleneck), branch_last="*.conv3") == [
         ResidualBranch(layers=b.layers) for b in _expected_resnet(model, bottleneck=True)
     ]
     enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16), 2, enable_nested_tensor=False)
@@ -561,6 +602,89 @@ def test_branch_last_globs():
     assert find_branches(enc, branch_last=["*.self_attn", "*.linear2"]) == (
         _layer_branches("layers.0.") + _layer_branches("layers.1.")
     )
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.query, self.key, self.value = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x):
+        if x.shape[1] > 1:  # a shape check, as HF attention makes: fx cannot follow it
+            x = x * 1.0
+        att = torch.softmax(self.query(x) @ self.key(x).transpose(1, 2), -1)
+        return att @ self.value(x)
+
+
+class _Output(nn.Module):
+    """BERT's post-norm output: LayerNorm(dense(h) + the block input, passed in)."""
+
+    def __init__(self, d_in, d):
+        super().__init__()
+        self.dense, self.LayerNorm = nn.Linear(d_in, d), nn.LayerNorm(d)
+
+    def forward(self, h, x):
+        return self.LayerNorm(self.dense(h) + x)
+
+
+class _Attention(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.self, self.output = _SelfAttention(d), _Output(d, d)
+
+    def forward(self, x):
+        return self.output(self.self(x), x)
+
+
+class _Layer(nn.Module):
+    def __init__(self, d):
+        super().__init__()
+        self.attention = _Attention(d)
+        self.intermediate = nn.Sequential(nn.Linear(d, 2 * d), nn.GELU())
+        self.output = _Output(2 * d, d)
+
+    def forward(self, x):
+        a = self.attention(x)
+        return self.output(self.intermediate(a), a)
+
+
+class HandBert(nn.Module):
+    """BERT's module tree: the skip of each block is added in a submodule that receives it."""
+
+    def __init__(self, d=8, depth=2):
+        super().__init__()
+        self.layer = nn.ModuleList(_Layer(d) for _ in range(depth))
+
+    def forward(self, x):
+        for layer in self.layer:
+            x = layer(x)
+        return x
+
+
+def _hand_bert_branches(depth=2):
+    out = []
+    for i in range(depth):
+        a = f"layer.{i}.attention"
+        out.append(
+            ResidualBranch(
+                layers=(f"{a}.self.query", f"{a}.self.key", f"{a}.self.value", f"{a}.output.dense")
+            )
+        )
+        out.append(ResidualBranch(layers=(f"layer.{i}.intermediate.0", f"layer.{i}.output.dense")))
+    return out
+
+
+def test_branch_last_completes_branches_across_submodules():
+    model = HandBert()
+    lasts = ["*.attention.output.dense", "*.output.dense"]
+    # no graph: the module tree of each block completes the branch
+    assert find_branches(model, branch_last=lasts) == _hand_bert_branches()
+    # with the captured graph, the same branches, and discovery needs no names at all
+    x = torch.randn(2, 3, 8)
+    assert find_branches(model, branch_last=lasts, example_inputs=x) == _hand_bert_branches()
+    assert find_branches(model, example_inputs=x) == _hand_bert_branches()
+    with pytest.raises(BranchDiscoveryError, match="hold no residual addition"):
+        find_branches(model)
 
 
 def test_unknown_names_list_close_matches():

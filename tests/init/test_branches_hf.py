@@ -1,0 +1,279 @@
+"""Branch discovery on Hugging Face models built from tiny configs: the branches found with
+``example_inputs`` are the models' residual branches, written out here from their structure."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from isokit.init import apply
+from isokit.init.branches import find_branches
+from isokit.init.layers import is_weight_layer
+from isokit.structure import ResidualBranch
+
+transformers = pytest.importorskip("transformers")
+
+IDS = torch.randint(0, 99, (2, 5), generator=torch.Generator().manual_seed(0))
+
+
+def _pixels(size):
+    return torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+
+
+def _bert(layers=2):
+    cfg = transformers.BertConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=37,
+    )
+    return transformers.BertModel(cfg)
+
+
+def _bert_branches(layers=2, prefix="encoder.layer"):
+    # post-norm: LayerNorm(x + branch), so no norm ends a branch
+    out = []
+    for i in range(layers):
+        p = f"{prefix}.{i}"
+        att = f"{p}.attention"
+        out.append(
+            ResidualBranch(
+                layers=tuple(f"{att}.self.{x}" for x in ("query", "key", "value"))
+                + (f"{att}.output.dense",)
+            )
+        )
+        out.append(ResidualBranch(layers=(f"{p}.intermediate.dense", f"{p}.output.dense")))
+    return out
+
+
+def _gpt2():
+    cfg = transformers.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=2, n_positions=16)
+    return transformers.GPT2Model(cfg)
+
+
+def _gpt2_branches():
+    return [
+        ResidualBranch(layers=(f"h.{i}.{m}.{a}", f"h.{i}.{m}.c_proj"))
+        for i in range(2)
+        for m, a in (("attn", "c_attn"), ("mlp", "c_fc"))
+    ]
+
+
+def _vit():
+    cfg = transformers.ViTConfig(
+        image_size=16,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+    )
+    return transformers.ViTModel(cfg)
+
+
+def _llama():
+    cfg = transformers.LlamaConfig(
+        vocab_size=99,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=16,
+    )
+    return transformers.LlamaModel(cfg)
+
+
+def _t5():
+    cfg = transformers.T5Config(
+        vocab_size=99, d_model=32, d_kv=16, d_ff=37, num_layers=2, num_heads=2
+    )
+    return transformers.T5EncoderModel(cfg)
+
+
+def _resnet(kind):
+    cfg = transformers.ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[2, 1], layer_type=kind
+    )
+    return transformers.ResNetModel(cfg)
+
+
+def _resnet_branches(model, kind):
+    k = 2 if kind == "basic" else 3
+    blocks = [
+        n
+        for n, m in model.named_modules()
+        if type(m).__name__ in ("ResNetBasicLayer", "ResNetBottleNeckLayer")
+    ]
+    return [
+        ResidualBranch(
+            layers=tuple(f"{b}.layer.{j}.convolution" for j in range(k)),
+            norm=f"{b}.layer.{k - 1}.normalization",
+        )
+        for b in blocks
+    ]
+
+
+def _convnext():
+    cfg = transformers.ConvNextConfig(
+        num_stages=2, hidden_sizes=[8, 16], depths=[2, 1], image_size=32
+    )
+    return transformers.ConvNextModel(cfg)
+
+
+def _mobilenet():
+    cfg = transformers.MobileNetV2Config(image_size=32, depth_multiplier=0.35, min_depth=4)
+    return transformers.MobileNetV2Model(cfg)
+
+
+def _per_block(model, cls, names):
+    blocks = [n for n, m in model.named_modules() if type(m).__name__ == cls]
+    return blocks, [ResidualBranch(layers=tuple(f"{b}.{x}" for x in names)) for b in blocks]
+
+
+def test_bert():
+    assert find_branches(_bert(), example_inputs=IDS) == _bert_branches()
+    assert find_branches(_bert(), example_inputs={"input_ids": IDS}) == _bert_branches()
+
+
+def test_gpt2():
+    model = _gpt2()
+    if not is_weight_layer(model.h[0].attn.c_attn):
+        pytest.skip("isokit.init.layers.is_weight_layer does not accept HF Conv1D yet")
+    assert find_branches(model, example_inputs=IDS) == _gpt2_branches()
+
+
+def test_vit():
+    model = _vit()
+    lin = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    layers = [n for n, m in model.named_modules() if type(m).__name__ == "ViTLayer"]
+    expected = []
+    for p in layers:
+        mine = [n for n in lin if n.startswith(p + ".")]
+        # pre-norm: x + attention(layernorm_before(x)), x + mlp(layernorm_after(x))
+        attn = [n for n in mine if ".attention." in n]
+        expected.append(ResidualBranch(layers=tuple(attn)))
+        expected.append(ResidualBranch(layers=tuple(n for n in mine if n not in attn)))
+    assert len(expected[0].layers) == 4 and len(expected[1].layers) == 2
+    assert find_branches(model, example_inputs=_pixels(16)) == expected
+
+
+def test_llama():
+    model = _llama()
+    expected = []
+    for i in range(2):
+        p = f"layers.{i}"
+        expected.append(ResidualBranch(layers=tuple(f"{p}.self_attn.{x}_proj" for x in "qkvo")))
+        # SwiGLU: down(act(gate(x)) * up(x)); the product's data input is up, gate is the gate
+        expected.append(
+            ResidualBranch(layers=tuple(f"{p}.mlp.{x}_proj" for x in ("gate", "up", "down")))
+        )
+    assert find_branches(model, example_inputs=IDS) == expected
+
+
+def test_t5_encoder():
+    model = _t5()
+    expected = []
+    for i in range(2):
+        p = f"encoder.block.{i}.layer"
+        expected.append(ResidualBranch(layers=tuple(f"{p}.0.SelfAttention.{x}" for x in "qkvo")))
+        expected.append(
+            ResidualBranch(layers=(f"{p}.1.DenseReluDense.wi", f"{p}.1.DenseReluDense.wo"))
+        )
+    assert find_branches(model, example_inputs=IDS) == expected
+
+
+@pytest.mark.parametrize("kind", ["basic", "bottleneck"])
+def test_hf_resnet(kind):
+    model = _resnet(kind)
+    expected = _resnet_branches(model, kind)
+    assert len(expected) == 3
+    assert find_branches(model, example_inputs=_pixels(32)) == expected
+    # the projection shortcuts are main stem
+    on = {x for b in expected for x in b.layers}
+    assert not any("shortcut" in x for x in on)
+    # HF ResNet's blocks trace with fx even where the whole model does not
+    with pytest.warns(UserWarning):
+        assert find_branches(model) == expected
+
+
+def test_convnext():
+    model = _convnext()
+    _, expected = _per_block(model, "ConvNextLayer", ("dwconv", "pwconv1", "pwconv2"))
+    assert len(expected) == 3
+    # the layer scale is a per-channel vector, not a scalar gate: gate stays None
+    assert find_branches(model, example_inputs=_pixels(32)) == expected
+
+
+def test_mobilenet_v2():
+    model = _mobilenet()
+    blocks = [
+        n
+        for n, m in model.named_modules()
+        if type(m).__name__ == "MobileNetV2InvertedResidual" and m.use_residual
+    ]
+    assert blocks  # stride 1 and in == out
+    expected = [
+        ResidualBranch(
+            layers=tuple(f"{b}.{x}.convolution" for x in ("expand_1x1", "conv_3x3", "reduce_1x1")),
+            norm=f"{b}.reduce_1x1.normalization",
+        )
+        for b in blocks
+    ]
+    assert find_branches(model, example_inputs=_pixels(32)) == expected
+
+
+# ----------------------------------------------------------------- branch_last completeness
+
+
+LASTS = ["*.attention.output.dense", "*.output.dense"]
+
+
+@pytest.mark.parametrize("with_inputs", [False, True])
+def test_branch_last_gives_complete_bert_branches(with_inputs):
+    model = _bert()
+    inputs = IDS if with_inputs else None
+    assert find_branches(model, branch_last=LASTS, example_inputs=inputs) == _bert_branches()
+
+
+# ----------------------------------------------------------------- schemes that use branches
+
+
+def test_fixup_on_bert_sets_every_branch_layer():
+    model = _bert()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    apply(model, "fixup", example_inputs=IDS, seed=0)
+    params = dict(model.named_parameters())
+    for b in _bert_branches():
+        assert torch.count_nonzero(params[f"{b.last}.weight"]) == 0
+        for name in b.layers[:-1]:
+            w = params[f"{name}.weight"]
+            assert torch.count_nonzero(w) == w.numel()
+            assert not torch.equal(w, before[f"{name}.weight"]), name
+
+
+@pytest.mark.parametrize("scheme", ["rezero", "skipinit"])
+def test_gated_bert_encoder_starts_as_identity(scheme):
+    model = _bert().eval()
+    apply(model, scheme, example_inputs=IDS, seed=0)
+    with torch.no_grad():
+        out = model(IDS).last_hidden_state
+        emb = model.embeddings(input_ids=IDS)
+    torch.testing.assert_close(out, emb, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("scheme", ["fixup", "rezero", "skipinit"])
+def test_schemes_on_gpt2(scheme):
+    model = _gpt2().eval()
+    if not is_weight_layer(model.h[0].attn.c_attn):
+        pytest.skip("isokit.init.layers.is_weight_layer does not accept HF Conv1D yet")
+    apply(model, scheme, example_inputs=IDS, seed=0)
+    if scheme != "fixup":
+        with torch.no_grad():
+            out = model(IDS).last_hidden_state
+            pos = model.wpe(torch.arange(IDS.shape[1]))
+            torch.testing.assert_close(out, model.wte(IDS) + pos, rtol=0, atol=0)
+    else:
+        for b in _gpt2_branches():
+            assert torch.count_nonzero(model.get_submodule(b.last).weight) == 0
