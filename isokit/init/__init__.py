@@ -13,7 +13,8 @@ Example:
 """
 
 # Importing the scheme modules registers them, in this order (schemes() lists IDInit first).
-from isokit.init import standard, isometric, control, idinit, lsuv  # noqa: F401, I001
+from isokit.init import standard, isometric, control, zero_gamma, tfixup, zero_scheme  # noqa: F401, I001
+from isokit.init import idinit, lsuv  # noqa: F401, I001
 from isokit.init.branches import find_branches
 from isokit.init.identity import idi_, idiz_, loosening_representable, unused_input_channels
 from isokit.init.orthogonal import delta_orthogonal_, dirac_, eye_, orthogonal_

@@ -1,17 +1,21 @@
-"""Identity-control schemes: Fixup, SkipInit, ReZero, Zero-γ, T-Fixup and ZerO.
+"""Identity-control schemes that add scalars: Fixup, SkipInit and ReZero, and their shared parts.
 
 Each starts every residual block as (nearly) the identity, in its own way
-(``docs/baselines.md`` §8–§13). Those that add scalars (gates, Fixup biases) use the model's
-declared gate where it has one and :mod:`isokit.init.scalars` elsewhere; those that drop
-normalization replace the norm modules by ``nn.Identity`` in place. Option checks run before the
-model is changed, and :func:`isokit.init.apply` undoes every change of a scheme that fails.
+(``docs/baselines.md`` §8–§10; Zero-γ, T-Fixup and ZerO live in :mod:`isokit.init.zero_gamma`,
+:mod:`isokit.init.tfixup` and :mod:`isokit.init.zero_scheme`). Scalars (gates, Fixup biases) use
+the model's declared gate where it has one and :mod:`isokit.init.scalars` elsewhere; schemes that
+drop normalization replace the norm modules in place. Option checks run before the model is
+changed, and :func:`isokit.init.apply` undoes every change of a scheme that fails.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+
 import torch
 from torch import nn
 
+from isokit.init.blocks import attention_branch, block_of, branch_matrices, group_blocks
 from isokit.init.checks import check_bool, check_fits, check_real
 from isokit.init.common import (
     check_head_name,
@@ -21,12 +25,17 @@ from isokit.init.common import (
     hook_target,
     report_slot,
 )
-from isokit.init.layers import head_layer, replace_norms
+from isokit.init.layers import WeightSlot, head_layer, replace_norms
 from isokit.init.registry import Context, SchemeNotApplicable, register
-from isokit.init.scalars import add_input_bias, add_output_bias, add_output_scale
+from isokit.init.scalars import (
+    add_input_bias,
+    add_output_bias,
+    add_output_scale,
+    share_input_bias,
+    share_output_scale,
+)
 from isokit.init.standard import kaiming_normal, torch_default
 from isokit.init.variance import kaiming_normal_, xavier_uniform_
-from isokit.init.zero import zero_
 from isokit.structure import ResidualBranch
 
 
@@ -40,27 +49,70 @@ def _require_branches(ctx: Context, scheme: str) -> list[ResidualBranch]:
     return branches
 
 
-def _set_gates(ctx: Context, branches: list[ResidualBranch], value: float, scheme: str) -> None:
-    """Set each branch's gate to ``value``: the declared gate, or a hooked scalar."""
-    params = dict(ctx.model.named_parameters())
+def _scalar_dtype(module: nn.Module) -> torch.dtype:
+    ref = next(module.parameters(), None)
+    return torch.get_default_dtype() if ref is None else ref.dtype
+
+
+def _set_declared(ctx: Context, gate: str, value: float, scheme: str, note: str = "") -> None:
+    param = dict(ctx.model.named_parameters()).get(gate)
+    if param is None:
+        raise ValueError(f"branch gate {gate!r} is not a parameter of the model")
+    check_fits("alpha", value, param.dtype, where=scheme)
+    param.fill_(value)
+    ctx.report.add(gate, param.shape, f"const {value:g}", f"{scheme} gate{note}")
+
+
+def _set_gates(
+    ctx: Context,
+    branches: list[ResidualBranch],
+    value: float,
+    scheme: str,
+    *,
+    per: str = "declared",
+) -> None:
+    """Give the branches gates at ``value``.
+
+    ``per="declared"``: the model's declared gate where there is one, else a hooked scalar per
+    branch. ``per="block"``: one scalar per block (:mod:`isokit.init.blocks`), shared by its
+    branches: declared gates are used as they are, branches without one share one hooked scalar.
+    ``per="branch"``: one scalar per branch; a declared gate shared by several branches is held at
+    1 and each of them gets its own hooked scalar.
+    """
+    shared_declared = Counter(b.gate for b in branches if b.gate is not None)
     done: set[str] = set()
-    for b in branches:
-        if b.gate is not None:
-            if b.gate not in params:
-                raise ValueError(f"branch gate {b.gate!r} is not a parameter of the model")
-            if b.gate not in done:
-                check_fits("alpha", value, params[b.gate].dtype, where=scheme)
-                params[b.gate].fill_(value)
-                ctx.report.add(b.gate, params[b.gate].shape, f"const {value:g}", scheme + " gate")
+    groups = (
+        group_blocks(ctx.model, branches)
+        if per == "block"
+        else {i: [i] for i in range(len(branches))}
+    )
+    for block, members in groups.items():
+        scale: nn.Parameter | None = None
+        first = ""
+        for i in members:
+            b = branches[i]
+            if b.gate is not None and (per != "branch" or shared_declared[b.gate] == 1):
+                if b.gate not in done:
+                    _set_declared(ctx, b.gate, value, scheme)
+                    done.add(b.gate)
+                continue
+            if b.gate is not None and b.gate not in done:
+                _set_declared(ctx, b.gate, 1.0, scheme, " held at 1 (one scalar per sub-layer)")
                 done.add(b.gate)
-        else:
             target = hook_target(ctx.model, b.last)
-            ref = next(target.parameters(), None)
-            dtype = torch.get_default_dtype() if ref is None else ref.dtype
-            check_fits("alpha", value, dtype, where=scheme)
-            name = add_output_scale(target, value)
-            full = f"{_module_name(ctx.model, target)}.{name}"
-            ctx.report.add(full, (), f"const {value:g}", f"{scheme} gate (added)")
+            check_fits("alpha", value, _scalar_dtype(target), where=scheme)
+            if scale is None:
+                name = add_output_scale(target, value)
+                scale, first = getattr(target, name), f"{_module_name(ctx.model, target)}.{name}"
+                kind = f"block {block}" if per == "block" else "branch"
+                ctx.report.add(
+                    first, (), f"const {value:g}", f"{scheme} gate (added, one per {kind})"
+                )
+            else:
+                share_output_scale(target, scale)
+                ctx.report.notes.append(
+                    f"{scheme}: the branch ending in {b.last} shares the gate {first}"
+                )
 
 
 def _module_name(model: nn.Module, module: nn.Module) -> str:
@@ -85,10 +137,105 @@ def _remove_norms(ctx: Context, scheme: str) -> None:
         ctx.report.notes.append(f"{scheme}: removed normalization layers {', '.join(removed)}")
 
 
+def _he_fan_out(ctx: Context, slot: WeightSlot) -> None:
+    fill_on_cpu(
+        slot.tensor,
+        lambda w, s=slot: kaiming_normal_(
+            w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator
+        ),
+    )
+
+
+def _fixup_stem(slots: list[WeightSlot], roles: dict[str, str], head: str | None) -> list[str]:
+    """Main-stem layers that run before the first branch (the stem conv of a ResNet)."""
+    stem: list[str] = []
+    for slot in slots:
+        if slot.module in roles:
+            break
+        if slot.module != head and slot.module not in stem:
+            stem.append(slot.module)
+    return stem
+
+
+def _fixup_weights(ctx: Context, branches, head: str | None, transformer: bool) -> None:
+    roles = ctx.roles()
+    n_branches = len(branches)
+    m_of = {name: branch_matrices(ctx.model, b) for b in branches for name in b.layers}
+    for slot in ctx.slots:
+        t = slot.tensor
+        role = roles.get(slot.module)
+        if role == "last" or slot.module == head:
+            t.zero_()
+            report_slot(ctx, slot, "zero", "head" if slot.module == head else "branch end")
+        elif role == "branch":
+            m = m_of[slot.module]
+            factor = n_branches ** (-1.0 / (2 * m - 2))
+            if transformer:  # the authors' Transformer variant starts from Xavier
+                fill_on_cpu(
+                    t,
+                    lambda w, s=slot: xavier_uniform_(w, groups=s.groups, generator=ctx.generator),
+                )
+                rule = "xavier-uniform"
+            else:
+                _he_fan_out(ctx, slot)
+                rule = "kaiming-normal"
+            t.mul_(factor)
+            report_slot(ctx, slot, rule, f"fan_out × L^(-1/(2m-2)), m={m}: {factor:.4g}")
+        elif slot.kind == "conv" and slot.tensor.shape[-1] == 1 and slot.tensor.dim() > 2:
+            _he_fan_out(ctx, slot)  # 1×1 projection shortcuts: He fan_out, no depth factor
+            report_slot(ctx, slot, "kaiming-normal", "fan_out (projection shortcut)")
+        else:
+            # The reference code leaves the stem at the torch default; redraw it from our seed
+            # so that the result does not depend on the model's previous values.
+            _torch_default_module(ctx, slot.module)
+            report_slot(ctx, slot, "torch-default", "main stem, as the reference code")
+
+
+def _attention_entry(model: nn.Module, b: ResidualBranch) -> nn.Module | None:
+    """The module whose input is the attention sub-layer's input (q, k and v read it)."""
+    first = model.get_submodule(b.layers[0])
+    if isinstance(first, nn.MultiheadAttention):
+        return first
+    parents = {name.rpartition(".")[0] for name in b.layers[:-1]}
+    if len(parents) == 1 and (parent := parents.pop()):
+        return model.get_submodule(parent)
+    return None
+
+
+def _fixup_scalars(ctx: Context, branches, stem: list[str], head: str | None, transformer: bool):
+    """Scalar biases and multipliers where the reference code has them."""
+    model = ctx.model
+    for name in stem:  # bias1: after the stem conv, before its ReLU
+        add_output_bias(hook_target(model, name))
+    for b in branches:
+        entry = _attention_entry(model, b) if transformer and attention_branch(model, b) else None
+        if entry is not None:
+            add_input_bias(entry)  # one shift of the sub-layer input, read by q, k and v
+        else:
+            for name in b.layers:
+                target = hook_target(model, name)
+                add_input_bias(target)
+                if name != b.last:
+                    add_output_bias(target)
+            block = model.get_submodule(block_of(model, b)) if block_of(model, b) else model
+            for child in ("downsample", "shortcut"):  # the shortcut sees x + b1a too
+                shortcut = getattr(block, child, None)
+                if isinstance(shortcut, nn.Module):
+                    first = hook_target(model, b.layers[0])
+                    share_input_bias(shortcut, first.isokit_bias_in)
+        last = hook_target(model, b.last)
+        if b.gate is None:
+            add_output_scale(last, 1.0)
+        if not transformer:  # the CIFAR/ImageNet blocks add b2b after the multiplier
+            add_output_bias(last)
+    if head is not None:
+        add_input_bias(model.get_submodule(head))  # bias2, before the classifier
+
+
 @register(
     "fixup",
     description="zero last branch layer and classifier, He fan_out × L^(-1/(2m-2)) on other "
-    "branch layers, scalar biases and multipliers, no normalization",
+    "branch layers (Xavier in Transformers), scalar biases and multipliers, no normalization",
     reference="Zhang, Dauphin & Ma, ICLR 2019",
 )
 def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = True) -> None:
@@ -105,62 +252,25 @@ def fixup(ctx: Context, *, head_name: str | None = None, remove_norms: bool = Tr
     branches = _require_branches(ctx, "fixup")
     check_head_name(ctx, head_name)
     roles = ctx.roles()
-    n_branches = len(branches)
-    depth_of = {}
-    for b in branches:
-        for name in b.layers:
-            depth_of[name] = len(b.layers)
     slots = ctx.slots
     head = head_name or head_layer(ctx.model, slots, set(roles))
-    for slot in slots:
-        t = slot.tensor
-        role = roles.get(slot.module)
-        if role == "last" or slot.module == head:
-            t.zero_()
-            report_slot(ctx, slot, "zero", "head" if slot.module == head else "branch end")
-        elif role == "branch":
-            m = depth_of[slot.module]
-            factor = n_branches ** (-1.0 / (2 * m - 2))
-            fill_on_cpu(
-                t,
-                lambda w, s=slot: kaiming_normal_(
-                    w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator
-                ),
-            )
-            t.mul_(factor)
-            report_slot(ctx, slot, "kaiming-normal", f"fan_out × L^(-1/(2m-2)) = {factor:.4g}")
-        elif slot.kind == "conv" and slot.tensor.shape[-1] == 1 and slot.tensor.dim() > 2:
-            # 1×1 projection shortcuts: He fan_out without the depth factor.
-            fill_on_cpu(
-                t,
-                lambda w, s=slot: kaiming_normal_(
-                    w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator
-                ),
-            )
-            report_slot(ctx, slot, "kaiming-normal", "fan_out (projection shortcut)")
-        else:
-            # The reference code leaves the stem at the torch default; redraw it from our seed
-            # so that the result does not depend on the model's previous values.
-            _torch_default_module(ctx, slot.module)
-            report_slot(ctx, slot, "torch-default", "main stem, as the reference code")
+    attention = [b for b in branches if attention_branch(ctx.model, b)]
+    transformer = bool(attention)
+    _fixup_weights(ctx, branches, head, transformer)
     finish_biases(ctx, "zero")
     finish_norms(ctx)
-    # Scalars: bias before every branch layer, after each non-last one; scale and bias at the end.
-    for b in branches:
-        for name in b.layers:
-            target = hook_target(ctx.model, name)
-            add_input_bias(target)
-            if name == b.last:
-                if b.gate is None:
-                    add_output_scale(target, 1.0)
-                add_output_bias(target)
-            else:
-                add_output_bias(target)
-    if head is not None:
-        add_input_bias(ctx.model.get_submodule(head))
+    _fixup_scalars(ctx, branches, _fixup_stem(slots, roles, head), head, transformer)
     _set_gates(ctx, [b for b in branches if b.gate is not None], 1.0, "fixup")
     if remove_norms:
         _remove_norms(ctx, "fixup")
+    ctx.report.notes.append(f"fixup: L = {len(branches)} residual branches")
+    if transformer:
+        ctx.report.notes.append(
+            f"fixup: applied to {len(attention)} attention branches as the authors' Transformer "
+            "variant: Xavier-uniform per projection × L^(-1/(2m-2)), m counting weight matrices "
+            "(attention m = 4: q, k, v and out, so q, k, v × L^(-1/6); feed-forward m = 2: fc1 × "
+            "L^(-1/2)); out and fc2 zero; a scalar bias before each sub-layer, a multiplier after"
+        )
     ctx.report.notes.append("fixup: train the added scalars with a 10× smaller learning rate")
 
 
@@ -191,12 +301,14 @@ def skipinit(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> 
 
 @register(
     "rezero",
-    description="x + α·F(x) with α = 0 (shared by a layer's sub-layers where the model "
-    "declares one gate), torch-default weights, no LayerNorm",
+    description="x + α·F(x) with α = 0, one α per residual block (share_alpha=True, shared by "
+    "its sub-layers) or per sub-layer, torch-default weights, no LayerNorm",
     reference="Bachlechner et al., UAI 2021 (arXiv 2003.04887)",
 )
-def rezero(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> None:
-    """ReZero (``docs/baselines.md`` §10): torch-default weights, gate ``alpha`` per branch.
+def rezero(
+    ctx: Context, *, alpha: float = 0.0, share_alpha: bool = True, remove_norms: bool = True
+) -> None:
+    """ReZero (``docs/baselines.md`` §10): torch-default weights, gate ``alpha`` per block.
 
     Example:
         >>> from isokit.init import apply
@@ -206,158 +318,10 @@ def rezero(ctx: Context, *, alpha: float = 0.0, remove_norms: bool = True) -> No
         0.5
     """
     alpha = check_real("alpha", alpha, where=ctx.scheme)
+    check_bool("share_alpha", share_alpha, where=ctx.scheme)
     check_bool("remove_norms", remove_norms, where=ctx.scheme)
     branches = _require_branches(ctx, "rezero")
     torch_default(ctx)
-    _set_gates(ctx, branches, alpha, "rezero")
+    _set_gates(ctx, branches, alpha, "rezero", per="block" if share_alpha else "branch")
     if remove_norms:
         _remove_norms(ctx, "rezero")
-
-
-@register(
-    "zero-gamma",
-    description="He fan_out convolutions, γ = 0 on the norm that ends each residual branch",
-    reference="Goyal et al. 2017; He et al., CVPR 2019 (torchvision zero_init_residual)",
-)
-def zero_gamma(ctx: Context) -> None:
-    """Zero-γ (``docs/baselines.md`` §11): γ = 0 on the norm ending each residual branch.
-
-    Example:
-        >>> from isokit.init import apply
-        >>> from isokit.models import ResNet
-        >>> model = apply(ResNet(depth=8, width=4, norm="batch"), "zero-gamma", seed=0)
-        >>> model.layer1[0].bn2.weight.abs().max().item()
-        0.0
-    """
-    branches = _require_branches(ctx, "zero-gamma")
-    norms = [b.norm for b in branches if b.norm is not None]
-    if not norms:
-        raise SchemeNotApplicable(
-            "zero-gamma needs a normalization layer ending each residual branch, and this model "
-            "has none; use a model with one (e.g. ResNet(norm='batch'))"
-        )
-    for b in branches:
-        if b.norm is None:
-            ctx.report.notes.append(f"zero-gamma: branch ending in {b.last} has no norm (n/a)")
-    for slot in ctx.slots:
-        if slot.kind == "conv":
-            fill_on_cpu(
-                slot.tensor,
-                lambda w, s=slot: kaiming_normal_(
-                    w, mode="fan_out", nonlinearity="relu", groups=s.groups, generator=ctx.generator
-                ),
-            )
-            report_slot(ctx, slot, "kaiming-normal", "fan_out")
-        else:
-            _torch_default_module(ctx, slot.module)
-            report_slot(ctx, slot, "torch-default")
-    finish_norms(ctx, dict.fromkeys(norms, 0.0))
-
-
-_QK_NAMES = ("q", "k", "q_proj", "k_proj", "query", "key")
-
-
-def _is_attention_branch(model: nn.Module, b: ResidualBranch) -> bool:
-    first = b.layers[0]
-    if isinstance(model.get_submodule(first), nn.MultiheadAttention):
-        return True
-    return any(name.rpartition(".")[2] in _QK_NAMES for name in b.layers)
-
-
-@register(
-    "t-fixup",
-    description="Xavier weights, v/out/fc1/fc2 of each encoder layer × 0.67·N^(-1/4), "
-    "no LayerNorm, no warm-up",
-    reference="Huang, Perez, Ba & Volkovs, ICML 2020",
-)
-def t_fixup(ctx: Context, *, remove_norms: bool = True) -> None:
-    """T-Fixup (``docs/baselines.md`` §12): Xavier weights, v/out/fc scaled by 0.67·N^(-1/4).
-
-    Example:
-        >>> from isokit.init import apply
-        >>> from isokit.models import Transformer
-        >>> model = apply(Transformer(2, 8, 2, 16, 4), "t-fixup", seed=0)
-        >>> any(isinstance(m, nn.LayerNorm) for m in model.modules())
-        False
-    """
-    check_bool("remove_norms", remove_norms, where=ctx.scheme)
-    branches = _require_branches(ctx, "t-fixup")
-    attention = [b for b in branches if _is_attention_branch(ctx.model, b)]
-    if not attention:
-        raise SchemeNotApplicable(
-            "t-fixup applies to Transformers and this model has no attention branch; use it on "
-            "isokit.models.Transformer or nn.TransformerEncoder"
-        )
-    n_layers = len(attention)
-    factor = 0.67 * n_layers ** (-0.25)
-    scaled: set[str] = set()
-    for b in branches:
-        for name in b.layers:
-            if name.rpartition(".")[2] not in _QK_NAMES:
-                scaled.add(name)
-    for slot in ctx.slots:
-        fill_on_cpu(
-            slot.tensor,
-            lambda w, s=slot: xavier_uniform_(w, groups=s.groups, generator=ctx.generator),
-        )
-        # A packed MHA in-projection: only its v block is scaled.
-        is_scaled = slot.module in scaled and (
-            slot.kind != "attention" or "[v]" in slot.name or "v_proj" in slot.name
-        )
-        if is_scaled:
-            slot.tensor.mul_(factor)
-        report_slot(
-            ctx, slot, "xavier-uniform", f"× 0.67·N^(-1/4) = {factor:.4g}" if is_scaled else ""
-        )
-    for name, module in ctx.model.named_modules():
-        if isinstance(module, nn.Embedding):
-            d = module.weight.shape[1]
-            fill_on_cpu(
-                module.weight,
-                lambda w, d=d: w.normal_(0.0, d**-0.5, generator=ctx.generator).mul_(
-                    (9 * n_layers) ** -0.25
-                ),
-            )
-            ctx.report.add(
-                f"{name}.weight", module.weight.shape, "normal", "N(0, d^-1/2) × (9N)^(-1/4)"
-            )
-    finish_biases(ctx, "zero")
-    ctx.report.notes.append(
-        f"t-fixup: encoder rule applied with N = {n_layers} layers (encoder-only use is "
-        "unspecified in the paper, see docs/baselines.md §12)"
-    )
-    if remove_norms:
-        _remove_norms(ctx, "t-fixup")
-
-
-@register(
-    "zero",
-    description="ZerO: deterministic identity / Hadamard matrices on the main stem, zero "
-    "residual branches and classifier",
-    reference="Zhao, Schäfer & Anandkumar, TMLR 2022",
-)
-def zero(ctx: Context, *, head_name: str | None = None) -> None:
-    """ZerO (``docs/baselines.md`` §13): identity/Hadamard stem, zero branches and head.
-
-    Example:
-        >>> from isokit.init import apply
-        >>> apply(nn.Linear(2, 4), "zero").weight.tolist()
-        [[0.5, 0.5], [0.5, -0.5], [0.5, 0.5], [0.5, -0.5]]
-    """
-    check_head_name(ctx, head_name)
-    roles = ctx.roles()
-    slots = ctx.slots
-    head = head_name or head_layer(ctx.model, slots, set(roles))
-    for slot in slots:
-        if slot.module in roles or slot.module == head:
-            slot.tensor.zero_()
-            report_slot(ctx, slot, "zero", "head" if slot.module == head else "residual branch")
-        else:
-            zero_(slot.tensor, groups=slot.groups)
-            report_slot(
-                ctx,
-                slot,
-                "zero-hadamard" if slot.tensor.shape[0] > slot.tensor.shape[1] else "zero-identity",
-            )
-    finish_biases(ctx, "zero")
-    finish_norms(ctx)

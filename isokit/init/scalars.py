@@ -22,8 +22,31 @@ def _replace_first(output, value):
     return (value, *output[1:]) if isinstance(output, tuple) else value
 
 
-def _pre_bias(module: nn.Module, args: tuple) -> tuple:
-    return (args[0] + module.isokit_bias_in, *args[1:])
+def _pre_bias(module: nn.Module, args: tuple, kwargs: dict) -> tuple:
+    bias = module.isokit_bias_in
+    if isinstance(module, nn.MultiheadAttention):
+        return _attention_pre_bias(bias, args, kwargs)
+    if args:
+        return (args[0] + bias, *args[1:]), kwargs
+    return args, kwargs  # called by keyword only: nothing positional to shift
+
+
+def _attention_pre_bias(bias: nn.Parameter, args: tuple, kwargs: dict) -> tuple:
+    """Shift an attention's query, and its key and value when they are the query (self-attention),
+    as the Fixup authors' Transformer shifts the sub-layer input before q, k and v."""
+    names = ("query", "key", "value")
+    given = list(args[:3]) + [kwargs.get(n) for n in names[len(args[:3]) :]]
+    query = given[0]
+    if query is None:
+        return args, kwargs
+    moved = query + bias  # one tensor, so that attention still sees key is query
+    shifted = [moved if t is query else t for t in given]
+    new_args = tuple(shifted[: len(args[:3])]) + tuple(args[3:])
+    new_kwargs = dict(kwargs)
+    for i, n in enumerate(names[len(args[:3]) :], start=len(args[:3])):
+        if n in kwargs:
+            new_kwargs[n] = shifted[i]
+    return new_args, new_kwargs
 
 
 def _post_affine(module: nn.Module, args: tuple, output):
@@ -44,11 +67,30 @@ def _scalar(module: nn.Module, value: float) -> nn.Parameter:
 
 
 def add_input_bias(module: nn.Module, value: float = 0.0) -> str:
-    """Add a scalar ``isokit_bias_in`` to the module's first input; return the parameter's name."""
+    """Add a scalar ``isokit_bias_in`` to the module's first input; return the parameter's name.
+
+    On an ``nn.MultiheadAttention`` the key and value are shifted too when they are the query
+    tensor itself (self-attention).
+    """
     if not hasattr(module, "isokit_bias_in"):
         module.register_parameter("isokit_bias_in", _scalar(module, value))
-        module.register_forward_pre_hook(_pre_bias)
+        module.register_forward_pre_hook(_pre_bias, with_kwargs=True)
     return "isokit_bias_in"
+
+
+def share_input_bias(module: nn.Module, bias: nn.Parameter) -> None:
+    """Add the existing scalar ``bias`` to ``module``'s first input too (Fixup's shortcut sees
+    the same ``x + b1a`` as the branch's first layer)."""
+    if not hasattr(module, "isokit_bias_in"):
+        module.register_parameter("isokit_bias_in", bias)
+        module.register_forward_pre_hook(_pre_bias, with_kwargs=True)
+
+
+def share_output_scale(module: nn.Module, scale: nn.Parameter) -> None:
+    """Multiply ``module``'s output by the existing scalar ``scale`` (one gate for a block)."""
+    if not hasattr(module, "isokit_scale"):
+        module.register_parameter("isokit_scale", scale)
+        _ensure_post_hook(module)
 
 
 def _ensure_post_hook(module: nn.Module) -> None:

@@ -1,7 +1,8 @@
 """ZerO initialization (Zhao, Schäfer & Anandkumar, TMLR 2022): zeros, ones and Hadamard matrices.
 
-Fully deterministic, so it takes no generator. Only the tensor rules live here (Algorithms 1
-and 2); the ZerO-ResNet architecture changes (Hadamard shortcuts, custom ReLU gradient) do not.
+Fully deterministic, so it takes no generator. The tensor rules (Algorithms 1 and 2) live here;
+the model-level scheme, with the fixed skips that keep its zero layers trainable, lives in
+:mod:`isokit.init.zero_scheme`.
 """
 
 from __future__ import annotations

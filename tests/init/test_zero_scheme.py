@@ -1,0 +1,134 @@
+"""ZerO as a model transform: deterministic, identity-like at initialization, and trainable.
+
+Every weight tensor must move within a few SGD steps: a zero layer next to another zero layer
+never would (the reference ResNet gives each zero layer its own skip for that reason).
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from isokit.init import apply
+from isokit.models import ResidualMLP, ResNet
+
+
+def encoder() -> nn.Module:
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+
+MODELS = {
+    "resnet8": (lambda: ResNet(depth=8, width=4), (4, 3, 8, 8)),
+    "resnet8-conv-shortcut": (lambda: ResNet(depth=8, width=4, shortcut="conv"), (4, 3, 8, 8)),
+    "residual-mlp": (lambda: ResidualMLP(8, 16, 3, out_features=4), (6, 8)),
+    "transformer-encoder": (encoder, (3, 5, 16)),
+}
+
+
+def train(model: nn.Module, x: torch.Tensor, steps: int, lr: float = 0.1) -> nn.Module:
+    target = torch.randn(model(x).shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        ((model(x) - target) ** 2).mean().backward()
+        opt.step()
+    return model
+
+
+def unmoved(model: nn.Module, x: torch.Tensor, steps: int = 5) -> list[str]:
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(model, x, steps)
+    return [n for n, p in model.named_parameters() if torch.equal(p, before[n])]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_parameter_moves_within_three_sgd_steps(name):
+    build, shape = MODELS[name]
+    model = apply(build(), "zero")
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    assert unmoved(model, x, steps=3) == []  # the head, then the branch ends, then the rest
+
+
+def test_zeroing_both_branch_layers_is_the_degenerate_network_the_skips_avoid():
+    # Without the added skips (the old construction) the first branch layers never move.
+    model = apply(ResNet(depth=8, width=4), "zero")
+    for m in model.modules():
+        if "isokit_zero_skip" in m._buffers:
+            m._forward_hooks.clear()
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    stuck = unmoved(model, x)
+    assert "layer1.0.conv1.weight" in stuck and "layer1.0.conv2.weight" in stuck
+
+
+def test_resnet_blocks_start_as_the_identity_and_branch_weights_as_zero():
+    model = apply(ResNet(depth=8, width=4), "zero")
+    x = torch.rand(2, 4, 8, 8)
+    assert torch.equal(model.layer1[0](x), x)
+    assert torch.all(model.layer1[0].conv1.weight == 0)
+    assert torch.all(model.layer1[0].conv2.weight == 0)
+    # The first block of stage 2 maps x to its option-A shortcut (stride 2, zero channels).
+    y = model.layer2[0](x)
+    assert torch.equal(y[:, :4], x[:, :, ::2, ::2]) and torch.all(y[:, 4:] == 0)
+
+
+def test_skip_applies_the_algorithm_2_kernel_with_the_layers_stride():
+    model = apply(ResNet(depth=8, width=4), "zero")
+    conv1 = model.layer2[0].conv1  # 4 -> 8 channels, stride 2: partial identity + Hadamard
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float32)
+    h8 = torch.tensor(
+        [[1, 1, 1, 1, 1, 1, 1, 1], [1, -1, 1, -1, 1, -1, 1, -1], [1, 1, -1, -1, 1, 1, -1, -1],
+         [1, -1, -1, 1, 1, -1, -1, 1], [1, 1, 1, 1, -1, -1, -1, -1], [1, -1, 1, -1, -1, 1, -1, 1],
+         [1, 1, -1, -1, -1, -1, 1, 1], [1, -1, -1, 1, -1, 1, 1, -1]], dtype=torch.float32
+    )  # fmt: skip
+    expected = torch.einsum("oc,bchw->bohw", h8[:, :4] / 8**0.5, x[:, :, ::2, ::2])
+    torch.testing.assert_close(conv1(x), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["resnet8", "residual-mlp", "transformer-encoder"])
+def test_augmented_and_folded_train_identically(name):
+    build, shape = MODELS[name]
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a = train(apply(build().double(), "zero"), x, 3)
+    b = train(apply(build().double(), "zero", skips="folded"), x, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), atol=1e-10, rtol=1e-10)
+    assert not any(name.endswith("isokit_zero_skip") for name, _ in b.named_buffers())
+
+
+def test_zero_is_deterministic_and_the_state_dict_is_the_models():
+    a, report = apply(ResNet(depth=8, width=4), "zero", seed=0, return_report=True)
+    b = apply(ResNet(depth=8, width=4), "zero", seed=5)
+    assert set(a.state_dict()) == set(ResNet(depth=8, width=4).state_dict())
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+    assert "skip (added)" in next(r.options for r in report.rows if r.name.endswith("conv1.weight"))
+    assert any("only one zero layer" in n for n in report.notes)
+    for clone in (copy.deepcopy(a), pickle.loads(pickle.dumps(a))):
+        with torch.no_grad():
+            assert torch.equal(clone(x), a(x))
+
+
+def test_failed_zero_leaves_no_skip_behind(monkeypatch):
+    import isokit.init.zero_scheme as zero_scheme
+
+    model = ResNet(depth=8, width=4)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(zero_scheme, "finish_norms", fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        apply(model, "zero")
+    assert not any("isokit_zero_skip" in m._buffers for m in model.modules())
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_bad_skips_option_is_refused():
+    with pytest.raises(ValueError, match="skips"):
+        apply(ResNet(depth=8, width=4), "zero", skips="none")
