@@ -12,6 +12,7 @@ from torch import nn
 from isokit.init.branch_export import capture
 from isokit.init.branches import BranchDiscoveryError, BranchDiscoveryWarning, find_branches
 from isokit.structure import ResidualBranch
+from tests.init.test_branch_transformers import TimmViT, TinyViT, _layer_branches
 from tests.init.test_branches import (
     GatedMLP,
     GLUBlock,
@@ -23,10 +24,7 @@ from tests.init.test_branches import (
     ResNet,
     SEBlock,
     Shared,
-    TimmViT,
-    TinyViT,
     _expected_resnet,
-    _layer_branches,
 )
 from tests.torchvision_style import BasicBlock, Bottleneck
 
