@@ -17,9 +17,11 @@ def fill_on_cpu(t: torch.Tensor, fill: Callable[[torch.Tensor], object]) -> None
     """Run ``fill`` on a CPU tensor and copy the result into ``t``.
 
     Drawing on the CPU makes a seeded scheme give the same numbers on every device, and lets a
-    CPU ``torch.Generator`` serve models that live on a GPU.
+    CPU ``torch.Generator`` serve models that live on a GPU. A non-contiguous view (the
+    ``[out, in]`` transpose of an HF ``Conv1D`` weight) is drawn contiguous and copied in, so it
+    gets the numbers an ``nn.Linear`` of that shape gets from the same generator.
     """
-    if t.device.type == "cpu":
+    if t.device.type == "cpu" and t.is_contiguous():
         fill(t)
         return
     tmp = torch.empty(t.shape, dtype=t.dtype)
@@ -73,7 +75,7 @@ def finish_norms(ctx: Context, gamma: dict[str, float] | None = None) -> None:
             p = getattr(module, pname, None)
             if isinstance(p, nn.Parameter):
                 value = gamma.get(name, 1.0) if pname == "weight" else 0.0
-                ctx.report.add(f"{name}.{pname}", p.shape, f"const {value:g}")
+                ctx.report.add(f"{name}.{pname}" if name else pname, p.shape, f"const {value:g}")
 
 
 def fill_slots(ctx: Context, rule: str, options: str, fill, bias: str) -> None:
@@ -92,7 +94,9 @@ def fill_slots(ctx: Context, rule: str, options: str, fill, bias: str) -> None:
 
 
 def report_slot(ctx: Context, slot: WeightSlot, rule: str, options: str = "", flags=()) -> None:
-    ctx.report.add(slot.name, slot.shape, rule, options, flags)
+    """One report row for ``slot``, with the stored shape (``[in, out]`` for an HF Conv1D)."""
+    shape = slot.param.shape if slot.transposed else slot.shape
+    ctx.report.add(slot.name, shape, rule, options, flags)
 
 
 def hook_target(model: nn.Module, layer: str) -> nn.Module:

@@ -36,7 +36,7 @@ from isokit.init.identity import (
     loosening_representable,
     unused_input_channels,
 )
-from isokit.init.layers import WeightSlot, embedding_modules, head_layer, unsupported_modules
+from isokit.init.layers import WeightSlot, embedding_modules, head_layer
 from isokit.init.registry import Context, register
 
 _CHOICES = {
@@ -49,7 +49,6 @@ _CHOICES = {
     "head": ("idi", "zero", "keep"),
     "embeddings": ("keep", "idi"),
     "bias": BIAS_CHOICES,
-    "unsupported": ("keep", "raise"),
 }
 
 
@@ -95,7 +94,6 @@ def idinit(
     embeddings: str = "keep",
     last_norm_gamma: float = 1.0,
     bias: str = "zero",
-    unsupported: str = "keep",
 ) -> None:
     """Apply IDInit; every option is one of the uncertain points of ``docs/idinit.md`` §9.
 
@@ -106,7 +104,8 @@ def idinit(
     ``idiz_single_input`` ("alternate" | "plain"), ``head`` ("idi" | "zero" | "keep"),
     ``head_name`` (the classifier's module name if not ``fc``/``head``/``classifier``),
     ``embeddings`` ("keep" | "idi"), ``last_norm_gamma`` (1.0 | 0.0), ``bias`` ("zero" |
-    "keep"), ``unsupported`` ("keep" | "raise").
+    "keep"). Modules that own parameters IDInit does not cover (ConvTranspose, RNN, custom
+    layers) are kept and reported; ``apply(..., unsupported="raise")`` refuses them.
 
     Example:
         >>> from isokit.init import apply
@@ -117,12 +116,6 @@ def idinit(
     """
     _check_options(ctx, dict(locals()))  # as the first statement, locals() is the options
     model = ctx.model
-    skipped = unsupported_modules(model)
-    if skipped and unsupported == "raise":
-        raise ValueError(
-            f"IDInit does not cover {', '.join(skipped)} (ConvTranspose/RNN layers); "
-            "pass unsupported='keep' to keep their initialization"
-        )
     roles = ctx.roles()
     slots = ctx.slots
     head_module = head_name or head_layer(model, slots, set(roles))
@@ -159,9 +152,6 @@ def idinit(
     finish_biases(ctx, bias)
     _finish_norms(ctx, last_norm_gamma)
     _finish_embeddings(ctx, embeddings)
-    for name in skipped:
-        for pname, p in model.get_submodule(name).named_parameters():
-            ctx.report.add(f"{name}.{pname}", p.shape, "kept", flags=["unsupported layer"])
 
 
 def _idi_slot(ctx: Context, slot: WeightSlot, tau: float, idi_options: dict) -> None:
@@ -202,5 +192,8 @@ def _finish_embeddings(ctx: Context, embeddings: str) -> None:
         if embeddings == "idi":
             fill_on_cpu(weight, lambda w: idi_(w, 1.0))
         ctx.report.add(
-            f"{name}.weight", weight.shape, "idi" if embeddings == "idi" else "kept", "embedding"
+            f"{name}.weight" if name else "weight",
+            weight.shape,
+            "idi" if embeddings == "idi" else "kept",
+            "embedding",
         )

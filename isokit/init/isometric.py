@@ -137,8 +137,8 @@ def identity(ctx: Context, *, scale: float = 1.0, bias: str = "zero") -> None:
 
     def fill(t: torch.Tensor, s) -> None:
         if s.kind == "conv":
-            dirac_(t, scale, groups=s.groups)
+            dirac_(t, s.groups, scale=scale)
         else:
-            eye_(t, scale)
+            eye_(t, scale=scale)
 
     fill_slots(ctx, "identity", f"scale={scale:g}", fill, bias)

@@ -2,26 +2,46 @@
 
 Model-level schemes act on *weight slots*: one matrix or kernel each. A Linear or ConvNd
 weight is one slot; a packed ``nn.MultiheadAttention.in_proj_weight`` is three (q, k, v row
-blocks), because isokit initializes attention per projection.
+blocks), because isokit initializes attention per projection. Hugging Face's ``Conv1D`` (GPT-2's
+layers: ``y = x @ W + b`` with ``W`` of shape ``[in, out]``) is a Linear whose slot is the
+``[out, in]`` view ``W.t()``, so every scheme writes it through the code path of ``nn.Linear``.
+
+A parameter reachable under several names (tied weights) is one slot, one bias or one report
+row, under its first name; a weight layer whose weight is an embedding's (a tied language-model
+head) is no slot at all: the tensor follows the embedding rule.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from isokit.init.norms import is_norm, norm_eps
+
+__all__ = [
+    "RemovedNorm",
+    "WeightSlot",
+    "bias_params",
+    "embedding_ids",
+    "embedding_modules",
+    "is_embedding",
+    "head_layer",
+    "is_norm",
+    "is_transposed_linear",
+    "is_weight_layer",
+    "parameter_roles",
+    "replace_norms",
+    "reset_norms",
+    "tied_aliases",
+    "unsupported_modules",
+    "weight_slots",
+]
+
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-_RECURRENT = (nn.RNNBase,)
-NORMS = (
-    nn.modules.batchnorm._BatchNorm,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.modules.instancenorm._InstanceNorm,
-    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
-)
+_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +56,8 @@ class WeightSlot:
         rows: the row block of ``param`` this slot covers, or ``None`` for all of it.
         kind: ``"linear"``, ``"conv"`` or ``"attention"`` (an in-projection block).
         groups: the convolution's groups (1 otherwise).
+        transposed: the parameter is stored ``[in, out]`` (HF ``Conv1D``); the slot is its
+            ``[out, in]`` transpose.
     """
 
     name: str
@@ -44,10 +66,14 @@ class WeightSlot:
     rows: slice | None = None
     kind: str = "linear"
     groups: int = 1
+    transposed: bool = False
 
     @property
     def tensor(self) -> torch.Tensor:
-        """The writable view of the slot (a row block for packed attention)."""
+        """The writable ``[out, in, *kernel]`` view of the slot (a row block for packed
+        attention, the transpose for ``Conv1D``); fans read from its shape are the layer's."""
+        if self.transposed:
+            return self.param.t()
         return self.param if self.rows is None else self.param[self.rows]
 
     @property
@@ -59,83 +85,204 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def weight_slots(model: nn.Module) -> list[WeightSlot]:
-    """All weight slots of ``model`` in registration order."""
-    slots: list[WeightSlot] = []
-    for mod_name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            slots.append(
-                WeightSlot(name=_join(mod_name, "weight"), module=mod_name, param=module.weight)
-            )
-        elif isinstance(module, _CONV):
-            slots.append(
-                WeightSlot(
-                    name=_join(mod_name, "weight"),
-                    module=mod_name,
-                    param=module.weight,
-                    kind="conv",
-                    groups=module.groups,
-                )
-            )
-        elif isinstance(module, nn.MultiheadAttention):
-            if module.in_proj_weight is not None:
-                d = module.embed_dim
-                for i, part in enumerate("qkv"):
-                    slots.append(
-                        WeightSlot(
-                            name=_join(mod_name, f"in_proj_weight[{part}]"),
-                            module=mod_name,
-                            param=module.in_proj_weight,
-                            rows=slice(i * d, (i + 1) * d),
-                            kind="attention",
-                        )
-                    )
-            else:
-                for part in "qkv":
-                    p = getattr(module, f"{part}_proj_weight")
-                    slots.append(
-                        WeightSlot(
-                            name=_join(mod_name, f"{part}_proj_weight"),
-                            module=mod_name,
-                            param=p,
-                            kind="attention",
-                        )
-                    )
-    return slots
+def is_transposed_linear(module: nn.Module) -> bool:
+    """Whether ``module`` is a Hugging Face ``Conv1D``: a Linear storing its weight ``[in, out]``.
+
+    Recognised without importing ``transformers``: a class named ``Conv1D`` (or a subclass of
+    one) with ``nf`` output features and a 2-D ``weight`` of shape ``[nx, nf]``.
+
+    Example:
+        >>> class Conv1D(nn.Module):  # transformers.pytorch_utils.Conv1D, in short
+        ...     def __init__(self, nf, nx):
+        ...         super().__init__()
+        ...         self.nf, self.weight = nf, nn.Parameter(torch.empty(nx, nf))
+        >>> is_transposed_linear(Conv1D(3, 2)), is_transposed_linear(nn.Linear(2, 3))
+        (True, False)
+    """
+    if not any(c.__name__ == "Conv1D" for c in type(module).__mro__):
+        return False
+    weight, nf = getattr(module, "weight", None), getattr(module, "nf", None)
+    return isinstance(weight, nn.Parameter) and weight.dim() == 2 and weight.shape[1] == nf
 
 
 def is_weight_layer(module: nn.Module) -> bool:
-    """Whether ``module`` is a weight layer: Linear, Conv1d/2d/3d or MultiheadAttention."""
-    return isinstance(module, (nn.Linear, nn.MultiheadAttention, *_CONV))
+    """Whether ``module`` is a weight layer: Linear, HF Conv1D, Conv1d/2d/3d or
+    MultiheadAttention."""
+    return isinstance(module, (nn.Linear, nn.MultiheadAttention, *_CONV)) or (
+        is_transposed_linear(module)
+    )
 
 
-def is_norm(module: nn.Module) -> bool:
-    return isinstance(module, NORMS)
+def is_embedding(module: nn.Module) -> bool:
+    """Whether ``module`` is an embedding table (``nn.Embedding``, ``nn.EmbeddingBag``)."""
+    return isinstance(module, _EMBEDDINGS)
 
 
-def unsupported_modules(model: nn.Module) -> list[str]:
-    """Names of parametric modules isokit's identity rules do not cover (kept and reported)."""
-    return [n for n, m in model.named_modules() if isinstance(m, _TRANSPOSED + _RECURRENT)]
+def embedding_ids(model: nn.Module) -> set[int]:
+    """The ``id`` of every embedding table of ``model``."""
+    return {id(m.weight) for m in model.modules() if isinstance(m, _EMBEDDINGS)}
+
+
+def _module_slots(mod_name: str, module: nn.Module) -> list[WeightSlot]:
+    if isinstance(module, nn.Linear):
+        return [WeightSlot(name=_join(mod_name, "weight"), module=mod_name, param=module.weight)]
+    if is_transposed_linear(module):
+        return [
+            WeightSlot(
+                name=_join(mod_name, "weight"),
+                module=mod_name,
+                param=module.weight,
+                transposed=True,
+            )
+        ]
+    if isinstance(module, _CONV):
+        return [
+            WeightSlot(
+                name=_join(mod_name, "weight"),
+                module=mod_name,
+                param=module.weight,
+                kind="conv",
+                groups=module.groups,
+            )
+        ]
+    if not isinstance(module, nn.MultiheadAttention):
+        return []
+    if module.in_proj_weight is not None:
+        d = module.embed_dim
+        return [
+            WeightSlot(
+                name=_join(mod_name, f"in_proj_weight[{part}]"),
+                module=mod_name,
+                param=module.in_proj_weight,
+                rows=slice(i * d, (i + 1) * d),
+                kind="attention",
+            )
+            for i, part in enumerate("qkv")
+        ]
+    return [
+        WeightSlot(
+            name=_join(mod_name, f"{part}_proj_weight"),
+            module=mod_name,
+            param=getattr(module, f"{part}_proj_weight"),
+            kind="attention",
+        )
+        for part in "qkv"
+    ]
+
+
+def weight_slots(model: nn.Module) -> list[WeightSlot]:
+    """All weight slots of ``model`` in registration order, each tensor once.
+
+    A weight tied to an ``nn.Embedding`` is not a slot (it keeps the embedding rule), and a
+    weight shared by two layers is a slot of the first.
+    """
+    slots: list[WeightSlot] = []
+    seen = {(i, None) for i in embedding_ids(model)}
+    for mod_name, module in model.named_modules():
+        for slot in _module_slots(mod_name, module):
+            key = (id(slot.param), None if slot.rows is None else slot.rows.start)
+            if key not in seen:
+                seen.add(key)
+                slots.append(slot)
+    return slots
 
 
 def embedding_modules(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    """Names of the ``nn.Embedding`` modules, one per embedding table (tied tables once)."""
+    names, seen = [], set()
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Embedding) and id(m.weight) not in seen:
+            seen.add(id(m.weight))
+            names.append(n)
+    return names
 
 
 def bias_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """Biases of weight layers (Linear, ConvNd, attention), not of norms."""
-    out = []
+    """Biases of weight layers (Linear, HF Conv1D, ConvNd, attention), not of norms; each once."""
+    out, seen = [], set()
     for mod_name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.MultiheadAttention, *_CONV)):
-            for pname in ("bias", "in_proj_bias", "bias_k", "bias_v"):
-                p = getattr(module, pname, None)
-                if isinstance(p, nn.Parameter):
-                    out.append((_join(mod_name, pname), p))
+        if not is_weight_layer(module):
+            continue
+        for pname in ("bias", "in_proj_bias", "bias_k", "bias_v"):
+            p = getattr(module, pname, None)
+            if isinstance(p, nn.Parameter) and id(p) not in seen:
+                seen.add(id(p))
+                out.append((_join(mod_name, pname), p))
     return out
 
 
+# Direct parameters of modules no scheme knows, kept under a name that says what they are.
+_EMBEDDING_NAME = re.compile(r"embed|token$", re.IGNORECASE)
+_SCALE_NAME = re.compile(r"scale|gamma|lambda", re.IGNORECASE)
+
+
+def _role(module: nn.Module, pname: str, p: nn.Parameter) -> str:
+    if pname.startswith("isokit_"):
+        return "isokit scalar"
+    if is_weight_layer(module):
+        return "weight layer"
+    if is_norm(module):
+        return "norm"
+    if isinstance(module, _EMBEDDINGS) or _EMBEDDING_NAME.search(pname):
+        return "embedding"
+    if p.numel() == 1:
+        return "learnable scalar"
+    if p.dim() == 1 and _SCALE_NAME.search(pname):
+        return "layer scale"
+    return "unsupported"
+
+
+def parameter_roles(model: nn.Module) -> dict[str, tuple[str, str]]:
+    """Each parameter's name (tied ones once) → (role, class name of the owning module).
+
+    Roles: ``"weight layer"``, ``"norm"``, ``"embedding"`` (``nn.Embedding``, or a parameter
+    named like ``position_embeddings`` or ``cls_token``), ``"isokit scalar"`` (added by a
+    scheme), ``"learnable scalar"`` (one element: gates, temperatures), ``"layer scale"`` (1-D,
+    named ``*scale*``, ``gamma`` or ``lambda``), and ``"unsupported"``: a parameter of a module
+    no scheme knows (ConvTranspose, RNN, custom layers).
+
+    Example:
+        >>> parameter_roles(nn.Sequential(nn.Linear(2, 2), nn.LSTM(2, 2)))["1.weight_ih_l0"]
+        ('unsupported', 'LSTM')
+    """
+    roles, seen = {}, set()
+    for mod_name, module in model.named_modules():
+        for pname, p in module._parameters.items():
+            if p is None or id(p) in seen:
+                continue
+            seen.add(id(p))
+            roles[_join(mod_name, pname)] = (_role(module, pname, p), type(module).__name__)
+    return roles
+
+
+def tied_aliases(model: nn.Module) -> list[tuple[str, str]]:
+    """``(alias, name)`` for every further name of a parameter reachable under several."""
+    first: dict[int, str] = {}
+    aliases = []
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            aliases.append((name, first[id(p)]))
+        else:
+            first[id(p)] = name
+    return aliases
+
+
+def unsupported_modules(model: nn.Module) -> list[str]:
+    """Names of the modules owning parameters that no scheme knows (see
+    :func:`parameter_roles`), in registration order."""
+    names: list[str] = []
+    for name, (role, _) in parameter_roles(model).items():
+        owner = name.rpartition(".")[0]
+        if role == "unsupported" and owner not in names:
+            names.append(owner)
+    return names
+
+
 def reset_norms(model: nn.Module, *, gamma: dict[str, float] | None = None) -> list[str]:
-    """Set every norm's γ = 1 (or ``gamma[name]``) and β = 0, BatchNorm statistics to (0, 1)."""
+    """Set every norm's γ = 1 (or ``gamma[name]``) and β = 0, running statistics to (0, 1).
+
+    A norm without β (T5's, Llama's RMSNorm) gets γ only.
+    """
     gamma = gamma or {}
     names = []
     with torch.no_grad():
@@ -143,11 +290,13 @@ def reset_norms(model: nn.Module, *, gamma: dict[str, float] | None = None) -> l
             if not is_norm(module):
                 continue
             names.append(name)
-            if getattr(module, "weight", None) is not None:
+            if isinstance(getattr(module, "weight", None), torch.Tensor):
                 module.weight.fill_(gamma.get(name, 1.0))
-            if getattr(module, "bias", None) is not None:
+            if isinstance(getattr(module, "bias", None), torch.Tensor):
                 module.bias.zero_()
-            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            if getattr(module, "track_running_stats", False) and hasattr(
+                module, "reset_running_stats"
+            ):
                 module.reset_running_stats()
     return names
 
@@ -155,13 +304,16 @@ def reset_norms(model: nn.Module, *, gamma: dict[str, float] | None = None) -> l
 class RemovedNorm(nn.Identity):
     """The identity map standing in for a removed normalization layer.
 
-    It keeps the removed layer's ``eps``, because some modules read it in their forward
-    (``nn.TransformerEncoderLayer`` compares ``norm1.eps`` with ``norm2.eps``).
+    It keeps the removed layer's ε as ``eps`` (and as ``variance_epsilon`` when the layer named
+    it so), because some modules read it in their forward (``nn.TransformerEncoderLayer``
+    compares ``norm1.eps`` with ``norm2.eps``).
     """
 
-    def __init__(self, eps: float = 1e-5) -> None:
+    def __init__(self, eps: float = 1e-5, *, variance_epsilon: bool = False) -> None:
         super().__init__()
         self.eps = eps
+        if variance_epsilon:
+            self.variance_epsilon = eps
 
 
 def _keep_python_path(module: nn.Module, args: tuple) -> None:
@@ -177,7 +329,12 @@ def replace_norms(model: nn.Module) -> list[str]:
     for name in removed:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, RemovedNorm(getattr(parent.get_submodule(child), "eps", 1e-5)))
+        norm = parent.get_submodule(child)
+        setattr(
+            parent,
+            child,
+            RemovedNorm(norm_eps(norm), variance_epsilon=hasattr(norm, "variance_epsilon")),
+        )
         if isinstance(parent, _FUSED) and not getattr(parent, "_isokit_no_fastpath", False):
             # The fused fast path applies LayerNorm itself; any hook makes PyTorch take the
             # Python path, which honours the removed norms.

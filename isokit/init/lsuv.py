@@ -10,6 +10,7 @@ from torch import nn
 
 from isokit.init.checks import check_choice, check_int, check_real
 from isokit.init.common import fill_on_cpu, finish_biases, report_slot
+from isokit.init.layers import is_transposed_linear
 from isokit.init.orthogonal import orthogonal_
 from isokit.init.registry import Context, register
 
@@ -25,7 +26,9 @@ _HOOKED = (
 
 
 def _execution_order(model: nn.Module, data: torch.Tensor) -> list[str]:
-    names = {m: n for n, m in model.named_modules() if isinstance(m, _HOOKED)}
+    names = {
+        m: n for n, m in model.named_modules() if isinstance(m, _HOOKED) or is_transposed_linear(m)
+    }
     order: list[str] = []
 
     def record(module, args, output):
@@ -97,7 +100,8 @@ def _rescale(
     flags = ["output spread 0: skipped"] if stat == 0.0 else []
     if stat != 0.0 and abs(stat - target) > tol:
         flags.append(f"not converged in {max_iter} steps ({criterion} {stat:.3g})")
-    ctx.report.add(f"{name}.weight", layer.weight.shape, "lsuv", f"{criterion}={stat:.4g}", flags)
+    full = f"{name}.weight" if name else "weight"
+    ctx.report.add(full, layer.weight.shape, "lsuv", f"{criterion}={stat:.4g}", flags)
 
 
 def _check_lsuv(options: Mapping, where: str) -> None:

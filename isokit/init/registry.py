@@ -15,9 +15,21 @@ from types import MappingProxyType
 import torch
 from torch import nn
 
-from isokit.init.checks import OptionTypeError, check_bool, check_finite_options, check_int
-from isokit.init.layers import WeightSlot, weight_slots
-from isokit.init.report import InitReport
+from isokit.init.checks import (
+    OptionTypeError,
+    check_bool,
+    check_choice,
+    check_finite_options,
+    check_int,
+)
+from isokit.init.layers import WeightSlot, parameter_roles, weight_slots
+from isokit.init.report import (
+    InitReport,
+    UnsupportedModuleError,
+    add_kept_rows,
+    initialized_nothing,
+    unsupported_rows,
+)
 from isokit.init.rollback import Checkpoint, changed_non_finite
 from isokit.init.signature import keyword_defaults, option_checks
 from isokit.structure import ResidualBranch
@@ -335,11 +347,14 @@ def _run(spec: Scheme, ctx: Context, options: dict, *, verbose: bool = False) ->
 
 
 def _report_kept(model: nn.Module, report: InitReport) -> None:
-    """Give every parameter the scheme did not touch a ``kept`` row."""
-    seen = {row.name.partition("[")[0] for row in report.rows}
-    for name, p in model.named_parameters():
-        if name not in seen:
-            report.add(name, p.shape, "kept")
+    """Give every parameter the scheme did not touch a ``kept`` row (``kept (unsupported:
+    ClassName)`` where no scheme knows its module), and every further name of a tied parameter
+    a ``tied`` row; refuse a run that initialized no parameter of a model that has some."""
+    roles = parameter_roles(model)
+    reason = initialized_nothing(model, report, roles)
+    if reason:
+        raise SchemeNotApplicable(reason)
+    add_kept_rows(model, report, roles)
 
 
 def apply(
@@ -354,6 +369,7 @@ def apply(
     branch_last: list[str] | None = None,
     return_report: bool = False,
     verbose: bool = False,
+    unsupported: str = "keep",
     **options,
 ):
     """Initialize ``model`` in place with ``scheme`` and return it.
@@ -372,6 +388,11 @@ def apply(
         branch_last: names or globs of the last layer of each residual branch.
         return_report: return ``(model, InitReport)`` instead of the model.
         verbose: print the init report.
+        unsupported: what to do with parameters the scheme leaves alone because no scheme
+            knows their module (ConvTranspose, RNN, custom layers; ``docs/idinit.md §7``):
+            ``"keep"`` keeps them, with ``kept (unsupported: ClassName)`` rows in the report;
+            ``"raise"`` raises :class:`isokit.init.report.UnsupportedModuleError` and leaves the
+            model as it was.
         **options: the scheme's options (see its docstring; unknown ones raise).
 
     Schemes that change the architecture (Fixup, SkipInit, ReZero, T-Fixup) do it in place
@@ -395,6 +416,7 @@ def apply(
         )
     check_bool("return_report", return_report)
     check_bool("verbose", verbose)
+    check_choice("unsupported", unsupported, ("keep", "raise"), where="apply")
     report = InitReport(scheme=scheme)
     ctx = Context(
         model=model,
@@ -406,5 +428,10 @@ def apply(
         branch_spec=branches,
         branch_last=branch_last,
     )
+    # Only a run that may refuse its result afterwards pays for a second checkpoint.
+    checkpoint = Checkpoint.take(model) if unsupported == "raise" else None
     _run(spec, ctx, options, verbose=verbose)
+    if checkpoint is not None and unsupported_rows(report):
+        checkpoint.restore()
+        raise UnsupportedModuleError.from_report(report)
     return (model, report) if return_report else model

@@ -9,6 +9,7 @@ Each registers its weight law with the scheme: the variance
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 
 from isokit.init.checks import check_choice, check_real
 from isokit.init.common import BIAS_CHOICES, fill_slots
+from isokit.init.layers import embedding_ids, is_embedding, is_transposed_linear
 from isokit.init.registry import Context, LawFn, register
 from isokit.init.variance import (
     FanConvention,
@@ -38,6 +40,50 @@ def _torch_default_law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLa
     )
 
 
+def reset_module_(module: nn.Module) -> bool:
+    """Reset ``module``'s own parameters to its PyTorch default; False if it has none.
+
+    Draws from torch's global RNG, as ``reset_parameters()`` does (the scheme seeds it).
+    ``nn.MultiheadAttention`` runs ``_reset_parameters()``; a Hugging Face ``Conv1D`` gets
+    ``nn.Linear``'s rule on its ``[out, in]`` view, W, b ~ U(±1/√nx), drawn as a Linear of that
+    shape draws them (HF's own N(0, 0.02²) is its models' ``_init_weights``, a model-level
+    choice, not the layer's default); any other module its own ``reset_parameters()``.
+
+    Example:
+        >>> lin = nn.Linear(3, 2)
+        >>> _ = torch.manual_seed(0)
+        >>> reset_module_(lin), bool(lin.weight.abs().max() <= 3**-0.5)
+        (True, True)
+    """
+    if isinstance(module, nn.MultiheadAttention):
+        module._reset_parameters()
+        return True
+    if is_transposed_linear(module):
+        w = module.weight.new_empty(module.weight.shape[::-1])
+        nn.init.kaiming_uniform_(w, a=math.sqrt(5))  # nn.Linear.reset_parameters: U(±1/√in)
+        with torch.no_grad():
+            module.weight.copy_(w.t())
+            if getattr(module, "bias", None) is not None:
+                bound = 1.0 / math.sqrt(w.shape[1]) if w.shape[1] > 0 else 0.0
+                nn.init.uniform_(module.bias, -bound, bound)
+        return True
+    reset = getattr(module, "reset_parameters", None)
+    if not callable(reset):
+        return False
+    reset()
+    return True
+
+
+def _reset_keeping(module: nn.Module, keep: list[nn.Parameter]) -> bool:
+    """:func:`reset_module_`, with the tensors in ``keep`` (tied elsewhere) left as they were."""
+    saved = [p.detach().clone() for p in keep]
+    done = reset_module_(module)
+    with torch.no_grad():
+        for p, s in zip(keep, saved, strict=True):
+            p.copy_(s)
+    return done
+
+
 @register(
     "torch-default",
     description="each module's own reset_parameters(): U(±1/√fan_in) weights and biases",
@@ -45,7 +91,9 @@ def _torch_default_law(options: Mapping, *, fan_in: int, bias: bool) -> WeightLa
     weight_law=_torch_default_law,
 )
 def torch_default(ctx: Context) -> None:
-    """Each module's own ``reset_parameters()``, drawn from the scheme's seed.
+    """Each module's own ``reset_parameters()`` (:func:`reset_module_`), drawn from the scheme's
+    seed; a tensor reachable from several modules is reset once, by the first, and an
+    embedding's table only by the embedding (not by a head tied to it).
 
     Example:
         >>> from isokit.init import apply
@@ -61,20 +109,23 @@ def torch_default(ctx: Context) -> None:
         for n, m in ctx.model.named_modules()
         if isinstance(m, nn.MultiheadAttention)
     }
+    tables = embedding_ids(ctx.model)
+    done: set[int] = set()
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(ctx.seed())
         for name, module in ctx.model.named_modules():
-            reset = getattr(module, "reset_parameters", None)
-            if isinstance(module, nn.MultiheadAttention):
-                module._reset_parameters()
-            elif callable(reset) and any(True for _ in module.parameters(recurse=False)):
-                reset()
-                if name in mha_out and module.bias is not None:
-                    module.bias.zero_()
-            else:
+            own = list(module.named_parameters(recurse=False))
+            keep_ids = done if is_embedding(module) else done | tables
+            fresh = [(pname, p) for pname, p in own if id(p) not in keep_ids]
+            if not fresh:
                 continue
-            for pname, p in module.named_parameters(recurse=False):
+            if not _reset_keeping(module, [p for _, p in own if id(p) in keep_ids]):
+                continue
+            if name in mha_out and module.bias is not None:
+                module.bias.zero_()
+            for pname, p in fresh:
+                done.add(id(p))
                 full = f"{name}.{pname}" if name else pname
                 ctx.report.add(full, p.shape, "torch-default")
 

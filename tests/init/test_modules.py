@@ -1,0 +1,388 @@
+"""Every parametric module is handled or named (``docs/idinit.md`` §7): HF ``Conv1D`` as a Linear,
+unsupported modules reported or refused, one norm predicate, embeddings and tied weights."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from isokit.init import SchemeNotApplicable, apply
+from isokit.init.checks import OptionValueError
+from isokit.init.layers import (
+    RemovedNorm,
+    bias_params,
+    parameter_roles,
+    replace_norms,
+    unsupported_modules,
+    weight_slots,
+)
+from isokit.init.norms import _REGISTERED, is_norm, register_norm
+from isokit.init.report import UnsupportedModuleError
+from isokit.structure import ResidualBranch
+
+
+def _transformers():
+    return pytest.importorskip("transformers")
+
+
+def _state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _unchanged(model: nn.Module, before: dict[str, torch.Tensor]) -> bool:
+    after = model.state_dict()
+    return after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
+
+
+# ------------------------------------------------------------------------------- HF Conv1D
+
+
+def _twins():
+    """An MLP of HF Conv1D layers and the same MLP of nn.Linear layers."""
+    conv1d = _transformers().pytorch_utils.Conv1D
+    # Conv1D(nf, nx) maps nx -> nf, as nn.Linear(nx, nf).
+    conv = nn.Sequential(conv1d(16, 8), nn.ReLU(), conv1d(4, 16))
+    lin = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    return conv, lin
+
+
+@pytest.mark.parametrize(
+    ("scheme", "options"),
+    [
+        ("kaiming-normal", {}),
+        ("kaiming-uniform", {"mode": "fan_out"}),
+        ("xavier-uniform", {}),
+        ("orthogonal", {}),
+        ("identity", {}),
+        ("idinit", {"branches": []}),
+        ("torch-default", {}),
+    ],
+)
+def test_conv1d_gets_exactly_what_the_linear_twin_gets(scheme, options):
+    conv, lin = _twins()
+    apply(conv, scheme, seed=3, **options)
+    apply(lin, scheme, seed=3, **options)
+    for i in (0, 2):
+        assert conv[i].weight.shape == lin[i].weight.T.shape
+        assert torch.equal(conv[i].weight.T, lin[i].weight), (scheme, i)
+        assert torch.equal(conv[i].bias, lin[i].bias), (scheme, i)
+
+
+def test_lsuv_hooks_and_rescales_conv1d_as_a_linear():
+    conv, lin = _twins()
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    _, report = apply(conv, "lsuv", data=x, seed=1, tol=0.01, return_report=True)
+    apply(lin, "lsuv", data=x, seed=1, tol=0.01)
+    assert report.rule_of("0.weight") == "lsuv" and report.rule_of("2.weight") == "lsuv"
+    assert abs(float(conv[0](x).detach().std()) - 1.0) <= 0.01
+    for i in (0, 2):
+        torch.testing.assert_close(conv[i].weight.T, lin[i].weight, rtol=1e-5, atol=1e-7)
+
+
+def test_conv1d_fans_are_the_linear_ones():
+    conv1d = _transformers().pytorch_utils.Conv1D
+    layer = conv1d(64, 256)  # 256 -> 64: fan_in 256, fan_out 64
+    apply(layer, "kaiming-normal", seed=0)
+    std = float(layer.weight.detach().std())
+    assert abs(std - math.sqrt(2 / 256)) < 0.03 * math.sqrt(2 / 256)
+    apply(layer, "kaiming-normal", seed=0, mode="fan_out")
+    assert abs(float(layer.weight.detach().std()) - math.sqrt(2 / 64)) < 0.03 * math.sqrt(2 / 64)
+    apply(layer, "torch-default", seed=0)
+    assert float(layer.weight.abs().max()) <= 1 / 16
+    assert float(layer.weight.abs().max()) > 0.9 / 16  # U(±1/√256), not U(±1/√64)
+
+
+def _gpt2(lm_head: bool = False):
+    tr = _transformers()
+    config = tr.GPT2Config(vocab_size=99, n_embd=32, n_layer=2, n_head=2, n_positions=32)
+    torch.manual_seed(0)
+    return (tr.GPT2LMHeadModel if lm_head else tr.GPT2Model)(config)
+
+
+def _gpt2_branches(model) -> list[ResidualBranch]:
+    return [
+        ResidualBranch(layers=(f"h.{i}.{part}.{a}", f"h.{i}.{part}.c_proj"))
+        for i in range(len(model.h))
+        for part, a in (("attn", "c_attn"), ("mlp", "c_fc"))
+    ]
+
+
+def test_gpt2_slots_and_biases_are_its_conv1d_layers():
+    model = _gpt2()
+    conv1d = _transformers().pytorch_utils.Conv1D
+    layers = [n for n, m in model.named_modules() if isinstance(m, conv1d)]
+    slots = weight_slots(model)
+    assert [s.module for s in slots] == layers
+    for s in slots:
+        assert s.transposed and s.kind == "linear"
+        assert s.shape == tuple(s.param.T.shape)
+    assert {n for n, _ in bias_params(model)} == {f"{n}.bias" for n in layers}
+
+
+@pytest.mark.parametrize("scheme", ["idinit", "kaiming-normal", "zero", "orthogonal"])
+def test_every_gpt2_conv1d_weight_changes(scheme):
+    model = _gpt2()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    _, report = apply(model, scheme, seed=0, branches=_gpt2_branches(model), return_report=True)
+    for slot in weight_slots(model):
+        assert not torch.equal(slot.param, before[slot.name]), (scheme, slot.name)
+        assert report.rule_of(slot.name) != "kept"
+    for name in ("wte.weight", "wpe.weight"):  # embeddings are kept
+        assert torch.equal(model.get_parameter(name), before[name])
+        assert report.rule_of(name) == "kept"
+    assert not [r for r in report.rows if "unsupported" in r.rule]
+
+
+def test_idinit_on_gpt2_makes_each_branch_end_idiz():
+    model = _gpt2()
+    _, report = apply(model, "idinit", branches=_gpt2_branches(model), return_report=True)
+    assert report.rule_of("h.0.attn.c_proj.weight") == "idiz"
+    assert report.rule_of("h.0.mlp.c_fc.weight") == "idi"
+    # IDI on the [out, in] view: c_fc (32 -> 128) repeats the identity down its 128 outputs.
+    w = model.h[0].mlp.c_fc.weight.T  # [128, 32]
+    torch.testing.assert_close(w[:32], torch.eye(32), atol=1e-4, rtol=0)
+    torch.testing.assert_close(w[32:64], torch.eye(32), atol=1e-4, rtol=0)
+
+
+# ------------------------------------------------------------------------- unsupported modules
+
+
+def test_unsupported_modules_get_their_own_rows():
+    model = nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4), nn.Bilinear(4, 4, 2))
+    before = _state(model)
+    _, report = apply(model, "kaiming-normal", seed=0, return_report=True)
+    assert unsupported_modules(model) == ["1", "2"]
+    assert report.rule_of("1.weight_ih_l0") == "kept (unsupported: LSTM)"
+    assert report.rule_of("2.weight") == "kept (unsupported: Bilinear)"
+    assert "unsupported layer" in report.flagged[-1].flags
+    assert torch.equal(model[1].weight_hh_l0, before["1.weight_hh_l0"])
+    assert not torch.equal(model[0].weight, before["0.weight"])
+
+
+def test_unsupported_raise_names_the_modules_and_changes_nothing():
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.ConvTranspose1d(4, 4, 3))
+    with torch.no_grad():
+        model[1].weight.fill_(3.0)
+    before = _state(model)
+    with pytest.raises(UnsupportedModuleError, match=r"2 \(ConvTranspose1d\).*unsupported='keep'"):
+        apply(model, "idinit", branches=[], unsupported="raise")
+    assert _unchanged(model, before)
+    # torch-default resets what has a reset_parameters(), so nothing is left unsupported.
+    _, report = apply(model, "torch-default", seed=0, unsupported="raise", return_report=True)
+    assert report.rule_of("2.weight") == "torch-default"
+    with pytest.raises(OptionValueError, match="'keep', 'raise'"):
+        apply(model, "idinit", unsupported="skip")
+
+
+def test_known_roles_are_not_unsupported():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.gate = nn.Parameter(torch.zeros(()))
+            self.layer_scale = nn.Parameter(torch.ones(4))
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, 4))
+            self.table = nn.Parameter(torch.zeros(4, 4))
+
+    roles = parameter_roles(Block())
+    assert roles["gate"] == ("learnable scalar", "Block")
+    assert roles["layer_scale"] == ("layer scale", "Block")
+    assert roles["cls_token"] == ("embedding", "Block")
+    assert roles["table"] == ("unsupported", "Block")
+    assert roles["fc.weight"] == ("weight layer", "Linear")
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [(nn.LSTM(4, 4), "unsupported LSTM"), (nn.Embedding(10, 4), "embedding")],
+)
+def test_a_scheme_that_sets_nothing_is_not_applicable(model, match):
+    before = _state(model)
+    with pytest.raises(SchemeNotApplicable, match=match):
+        apply(model, "kaiming-normal", seed=0)
+    assert _unchanged(model, before)
+
+
+def test_a_model_of_norms_or_with_a_kept_head_is_still_fine():
+    norm = nn.LayerNorm(4)
+    with torch.no_grad():
+        norm.weight.fill_(2.0)
+    assert torch.equal(apply(norm, "kaiming-normal").weight, torch.ones(4))
+    emb = apply(nn.Embedding(4, 4), "idinit", embeddings="idi", branches=[])
+    assert torch.equal(emb.weight, torch.eye(4))
+
+
+# ---------------------------------------------------------------------------------- norms
+
+
+class _ScaledLinearNorm(nn.Module):
+    """Named like a norm, shaped like a norm, but no normalization: not a norm."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d))
+
+    def forward(self, x):
+        return self.weight * x
+
+
+def test_the_norm_predicate():
+    tr = _transformers()
+    t5 = tr.models.t5.modeling_t5.T5LayerNorm(8)
+    llama = tr.models.llama.modeling_llama.LlamaRMSNorm(8)
+    assert is_norm(t5) and is_norm(llama)
+    assert is_norm(nn.LayerNorm(8)) and is_norm(nn.BatchNorm2d(3)) and is_norm(nn.GroupNorm(2, 4))
+    assert not is_norm(nn.LocalResponseNorm(2))
+    assert not is_norm(nn.Linear(8, 8))
+    fake = type("FakeNorm", (_ScaledLinearNorm,), {})
+    assert not is_norm(fake(8))
+
+    class Odd(nn.Module):
+        def forward(self, x):
+            return x / x.norm(dim=-1, keepdim=True)
+
+    assert not is_norm(Odd())
+    register_norm(Odd)
+    try:
+        assert is_norm(Odd())
+    finally:
+        _REGISTERED.remove(Odd)
+    with pytest.raises(TypeError, match="nn.Module subclass"):
+        register_norm(3)
+
+
+def test_removed_hf_norms_keep_their_eps():
+    t5_norm = _transformers().models.t5.modeling_t5.T5LayerNorm(4, eps=1e-3)
+    model = nn.Sequential(nn.Linear(4, 4), t5_norm)
+    assert replace_norms(model) == ["1"]
+    assert isinstance(model[1], RemovedNorm)
+    assert model[1].eps == 1e-3 and model[1].variance_epsilon == 1e-3
+
+
+def _t5():
+    tr = _transformers()
+    config = tr.T5Config(
+        vocab_size=99,
+        d_model=32,
+        d_kv=16,
+        d_ff=37,
+        num_layers=2,
+        num_heads=2,
+        decoder_start_token_id=0,
+    )
+    torch.manual_seed(0)
+    return tr.T5Model(config)
+
+
+def test_idinit_resets_t5_norms_and_keeps_relative_attention_biases():
+    model = _t5()
+    norm_cls = _transformers().models.t5.modeling_t5.T5LayerNorm
+    norms = [n for n, m in model.named_modules() if isinstance(m, norm_cls)]
+    with torch.no_grad():
+        for n in norms:
+            model.get_submodule(n).weight.fill_(0.5)
+    rel = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
+    before = model.get_parameter(rel).detach().clone()
+    _, report = apply(model, "idinit", branches=[], return_report=True)
+    assert norms
+    for n in norms:
+        assert torch.equal(model.get_submodule(n).weight, torch.ones(32)), n
+        assert report.rule_of(f"{n}.weight") == "const 1"
+    assert torch.equal(model.get_parameter(rel), before)
+    assert report.rule_of(rel) == "kept"
+    assert not [r for r in report.rows if "unsupported" in r.rule]
+
+
+def _llama():
+    tr = _transformers()
+    config = tr.LlamaConfig(
+        vocab_size=99,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
+    torch.manual_seed(0)
+    return tr.LlamaModel(config)
+
+
+def test_rezero_removes_llama_norms():
+    model = _llama()
+    branches = [
+        ResidualBranch(layers=tuple(f"layers.{i}.{p}" for p in names))
+        for i in range(2)
+        for names in (
+            ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),
+            ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"),
+        )
+    ]
+    ids = torch.randint(0, 99, (2, 5), generator=torch.Generator().manual_seed(0))
+    apply(model, "rezero", seed=0, branches=branches)
+    norm_cls = _transformers().models.llama.modeling_llama.LlamaRMSNorm
+    assert not any(isinstance(m, norm_cls) for m in model.modules())
+    assert model.layers[0].input_layernorm.variance_epsilon == model.config.rms_norm_eps
+    out = model(input_ids=ids).last_hidden_state
+    # α = 0 on every branch and no norms left: the output is the token embedding itself.
+    torch.testing.assert_close(out, model.embed_tokens(ids))
+
+
+# ----------------------------------------------------------------- embeddings, tied weights
+
+
+def test_tied_lm_head_is_set_once_with_the_embedding_rule():
+    model = _gpt2(lm_head=True)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert "lm_head" not in [s.module for s in weight_slots(model)]
+    before = model.lm_head.weight.detach().clone()
+    _, report = apply(model, "kaiming-normal", seed=0, return_report=True)
+    assert torch.equal(model.transformer.wte.weight, before)
+    assert report.rule_of("transformer.wte.weight") == "kept"
+    assert [r.options for r in report.rows if r.name == "lm_head.weight"] == [
+        "same tensor as transformer.wte.weight"
+    ]
+    assert report.rule_of("lm_head.weight") == "tied"
+    names = [r.name for r in report.rows]
+    assert len(names) == len(set(names))
+    # torch-default resets the table once, as an embedding (N(0, 1)), not as a Linear.
+    apply(model, "torch-default", seed=0)
+    assert 0.9 < float(model.transformer.wte.weight.std()) < 1.1
+
+
+def test_a_weight_shared_by_two_linears_is_one_slot():
+    a = nn.Linear(4, 4)
+    b = nn.Linear(4, 4)
+    b.weight = a.weight
+    model = nn.Sequential(a, nn.ReLU(), b)
+    assert [s.name for s in weight_slots(model)] == ["0.weight"]
+    _, report = apply(model, "orthogonal", seed=0, return_report=True)
+    assert report.rule_of("0.weight") == "orthogonal"
+    assert report.rule_of("2.weight") == "tied"
+
+
+def test_vit_and_convnext_parameters_all_have_a_known_role():
+    tr = _transformers()
+    vit = tr.ViTModel(
+        tr.ViTConfig(
+            image_size=8,
+            patch_size=4,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+        )
+    )
+    roles = parameter_roles(vit)
+    assert roles["embeddings.cls_token"] == ("embedding", "ViTEmbeddings")
+    assert roles["embeddings.position_embeddings"] == ("embedding", "ViTEmbeddings")
+    assert unsupported_modules(vit) == []
+    convnext = tr.ConvNextModel(
+        tr.ConvNextConfig(num_stages=2, hidden_sizes=[8, 16], depths=[1, 1])
+    )
+    assert unsupported_modules(convnext) == []
+    name = "encoder.stages.0.layers.0.layer_scale_parameter"
+    assert parameter_roles(convnext)[name][0] == "layer scale"
