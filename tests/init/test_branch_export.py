@@ -107,6 +107,30 @@ def test_export_finds_what_fx_finds(case):
     assert find_branches(model) == expected  # and the fx path agrees
 
 
+class Seq2Seq(nn.Module):
+    def __init__(self, d=8):
+        super().__init__()
+        self.t = nn.Transformer(d, 2, 1, 1, 16, batch_first=True)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, src, tgt):
+        return self.head(self.t(src, tgt))
+
+
+def test_transformer_modules_inside_a_captured_model_are_presets():
+    model = Seq2Seq()
+    enc, dec = "t.encoder.layers.0", "t.decoder.layers.0"
+    expected = [
+        *_layer_branches(f"{enc}."),
+        ResidualBranch(layers=(f"{dec}.self_attn", f"{dec}.self_attn.out_proj")),
+        ResidualBranch(layers=(f"{dec}.multihead_attn", f"{dec}.multihead_attn.out_proj")),
+        ResidualBranch(layers=(f"{dec}.linear1", f"{dec}.linear2")),
+    ]
+    inputs = (torch.randn(2, 4, 8), torch.randn(2, 3, 8))
+    assert find_branches(model, example_inputs=inputs) == expected
+    assert find_branches(model) == expected
+
+
 class ShapeBranching(nn.Module):
     """fx cannot follow `if x.shape[1] > 4` (a proxy in a condition); export sees real shapes."""
 

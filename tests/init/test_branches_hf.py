@@ -137,6 +137,18 @@ def test_bert():
     assert find_branches(_bert(), example_inputs={"input_ids": IDS}) == _bert_branches()
 
 
+def test_distilbert():
+    cfg = transformers.DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=2, hidden_dim=37)
+    expected = []
+    for i in range(2):
+        p = f"transformer.layer.{i}"
+        qkvo = ("q_lin", "k_lin", "v_lin", "out_lin")
+        expected.append(ResidualBranch(layers=tuple(f"{p}.attention.{x}" for x in qkvo)))
+        expected.append(ResidualBranch(layers=(f"{p}.ffn.lin1", f"{p}.ffn.lin2")))
+    model = transformers.DistilBertModel(cfg)
+    assert find_branches(model, example_inputs=IDS) == expected
+
+
 def test_gpt2():
     model = _gpt2()
     if not is_weight_layer(model.h[0].attn.c_attn):
