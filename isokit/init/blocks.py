@@ -19,10 +19,18 @@ from torch import nn
 from isokit.init.layers import is_weight_layer
 from isokit.structure import ResidualBranch
 
-__all__ = ["attention_branch", "block_of", "branch_matrices", "group_blocks"]
+__all__ = [
+    "attention_branch",
+    "block_of",
+    "branch_matrices",
+    "group_blocks",
+    "off_branch_projections",
+]
 
-#: Leaf names of separate query and key projections (isokit, HF BERT/GPT/Llama, timm, fairseq).
-QK_NAMES = ("q", "k", "q_proj", "k_proj", "query", "key")
+#: Leaf names of separate query and key projections (isokit, HF BERT/T5/Llama, timm, fairseq).
+Q_NAMES = ("q", "q_proj", "query")
+K_NAMES = ("k", "k_proj", "key")
+QK_NAMES = Q_NAMES + K_NAMES
 #: Leaf names of separate value projections.
 V_NAMES = ("v", "v_proj", "value")
 _STACKS = (nn.ModuleList, nn.Sequential)
@@ -82,14 +90,37 @@ def attention_branch(model: nn.Module, branch: ResidualBranch) -> bool:
     return any(name.rpartition(".")[2] in QK_NAMES for name in branch.layers)
 
 
+def off_branch_projections(model: nn.Module, branch: ResidualBranch) -> tuple[str, ...]:
+    """The key and value projections of an attention branch that are not on it.
+
+    A cross-attention's k and v read the encoder's output, not the block input, so the branch
+    found from the residual addition holds only q and the output projection; the schemes that
+    scale an attention's v (T-Fixup) or all of q, k and v (Fixup) need the other two as well.
+    They are the Linear siblings of the branch's layers with a key or value name.
+    """
+    if not attention_branch(model, branch):
+        return ()
+    out = []
+    for parent in sorted({_parent(n) for n in branch.layers}):
+        holder = model.get_submodule(parent) if parent else model
+        for leaf, module in holder.named_children():
+            name = f"{parent}.{leaf}" if parent else leaf
+            wanted = leaf in K_NAMES or leaf in V_NAMES
+            if wanted and isinstance(module, nn.Linear) and name not in branch.layers:
+                out.append(name)
+    return tuple(out)
+
+
 def branch_matrices(model: nn.Module, branch: ResidualBranch) -> int:
-    """The number of weight matrices on ``branch``: Fixup's ``m``.
+    """The number of weight matrices of ``branch``: Fixup's ``m``.
 
     A layer counts once, except that an ``nn.MultiheadAttention``'s input projections count as
-    three (q, k, v), so that an attention branch has m = 4 however it is written: q, k, v and
-    the output projection, as in the Fixup authors' Transformer variant (their ``in_proj`` is
-    scaled by L^(-1/6) = L^(-1/(2m-2))).
+    three (q, k, v), and a cross-attention's k and v count though they are off the branch
+    (:func:`off_branch_projections`), so that an attention branch has m = 4 however it is
+    written: q, k, v and the output projection, as in the Fixup authors' Transformer variant
+    (their ``in_proj`` is scaled by L^(-1/6) = L^(-1/(2m-2))).
     """
-    return sum(
+    on = sum(
         3 if isinstance(model.get_submodule(n), nn.MultiheadAttention) else 1 for n in branch.layers
     )
+    return on + len(off_branch_projections(model, branch))

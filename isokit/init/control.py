@@ -15,7 +15,13 @@ from collections import Counter
 import torch
 from torch import nn
 
-from isokit.init.blocks import attention_branch, block_of, branch_matrices, group_blocks
+from isokit.init.blocks import (
+    attention_branch,
+    block_of,
+    branch_matrices,
+    group_blocks,
+    off_branch_projections,
+)
 from isokit.init.checks import check_bool, check_fits, check_real
 from isokit.init.common import (
     check_head_name,
@@ -161,6 +167,10 @@ def _fixup_weights(ctx: Context, branches, head: str | None, transformer: bool) 
     roles = ctx.roles()
     n_branches = len(branches)
     m_of = {name: branch_matrices(ctx.model, b) for b in branches for name in b.layers}
+    for b in branches:  # a cross-attention's k and v take the rule of its q
+        for name in off_branch_projections(ctx.model, b):
+            m_of.setdefault(name, branch_matrices(ctx.model, b))
+            roles.setdefault(name, "branch")
     for slot in ctx.slots:
         t = slot.tensor
         role = roles.get(slot.module)

@@ -28,7 +28,10 @@ def _pre_bias(module: nn.Module, args: tuple, kwargs: dict) -> tuple:
         return _attention_pre_bias(bias, args, kwargs)
     if args:
         return (args[0] + bias, *args[1:]), kwargs
-    return args, kwargs  # called by keyword only: nothing positional to shift
+    for key, value in kwargs.items():  # called by keyword only: the first tensor passed
+        if isinstance(value, torch.Tensor):
+            return args, {**kwargs, key: value + bias}
+    return args, kwargs
 
 
 def _attention_pre_bias(bias: nn.Parameter, args: tuple, kwargs: dict) -> tuple:

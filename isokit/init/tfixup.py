@@ -12,7 +12,13 @@ from __future__ import annotations
 from torch import nn
 
 from isokit.init import control
-from isokit.init.blocks import QK_NAMES, attention_branch, group_blocks
+from isokit.init.blocks import (
+    QK_NAMES,
+    V_NAMES,
+    attention_branch,
+    group_blocks,
+    off_branch_projections,
+)
 from isokit.init.checks import check_bool
 from isokit.init.common import fill_on_cpu, finish_biases, report_slot
 from isokit.init.registry import Context, SchemeNotApplicable, register
@@ -49,6 +55,9 @@ def _sides(ctx: Context, branches: list[ResidualBranch]) -> tuple[dict[str, str]
         for b in mine:
             for layer in b.layers:
                 if layer.rpartition(".")[2] not in QK_NAMES:
+                    side_of[layer] = side
+            for layer in off_branch_projections(ctx.model, b):  # a cross-attention's v
+                if layer.rpartition(".")[2] in V_NAMES:
                     side_of[layer] = side
     return side_of, n_enc, n_dec
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -256,3 +257,62 @@ def test_rezero_per_sub_layer_on_a_model_declaring_one_gate_per_block():
     shared = apply(Transformer(2, 16, 4, 32, 5, gate="scalar"), "rezero", seed=0)
     assert shared.blocks[0].gate.item() == 0.0
     assert not any("isokit_scale" in n for n, _ in shared.named_parameters())
+
+
+def test_t_fixup_on_hf_t5_tells_decoder_layers_and_sets_the_shared_embedding_once():
+    transformers = pytest.importorskip("transformers")
+    d, n_enc, n_dec = 32, 2, 3
+    cfg = transformers.T5Config(
+        vocab_size=99, d_model=d, d_kv=16, d_ff=37, num_layers=n_enc,
+        num_decoder_layers=n_dec, num_heads=2,
+    )  # fmt: skip
+    model = transformers.T5Model(cfg)
+    rel = model.encoder.block[0].layer[0].SelfAttention.relative_attention_bias.weight
+    rel_before = rel.detach().clone()
+    ids = torch.randint(0, 99, (2, 5), generator=torch.Generator().manual_seed(0))
+    inputs = {"input_ids": ids, "decoder_input_ids": ids}
+    model, report = apply(model, "t-fixup", seed=0, example_inputs=inputs, return_report=True)
+    assert any("N_e = 2" in n and "N_d = 3" in n for n in report.notes)
+    cross = model.decoder.block[1].layer[1].EncDecAttention
+    bound, dec = math.sqrt(6 / 64), (9 * n_dec) ** -0.25
+    assert 0.9 < _max_ratio(cross.v.weight, bound * dec) <= 1 + 1e-6
+    assert 0.9 < _max_ratio(cross.k.weight, bound) <= 1 + 1e-6
+    shared = model.shared.weight
+    assert model.decoder.embed_tokens.weight is shared
+    assert abs(shared.std().item() / (d**-0.5 * (9 * n_enc) ** -0.25) - 1) < 0.1
+    assert torch.equal(rel, rel_before)  # relative-attention biases are not token embeddings
+
+
+def test_t_fixup_on_hf_bert_rescales_only_the_token_embeddings():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(
+        vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37,
+    )  # fmt: skip
+    model = transformers.BertModel(cfg)
+    emb = model.embeddings
+    kept = [emb.position_embeddings.weight.detach().clone(), emb.token_type_embeddings.weight]
+    kept[1] = kept[1].detach().clone()
+    ids = torch.randint(0, 99, (2, 5), generator=torch.Generator().manual_seed(0))
+    apply(model, "t-fixup", seed=0, example_inputs=(ids,))
+    assert torch.equal(emb.position_embeddings.weight, kept[0])
+    assert torch.equal(emb.token_type_embeddings.weight, kept[1])
+    word = emb.word_embeddings.weight
+    assert abs(word.std().item() / (32**-0.5 * 18**-0.25) - 1) < 0.1
+
+
+def test_fixup_on_hf_t5_scales_the_cross_attention_key_and_value_like_its_query():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.T5Config(
+        vocab_size=99, d_model=32, d_kv=16, d_ff=37, num_layers=2, num_decoder_layers=2,
+        num_heads=2,
+    )  # fmt: skip
+    ids = torch.randint(0, 99, (2, 5), generator=torch.Generator().manual_seed(0))
+    inputs = {"input_ids": ids, "decoder_input_ids": ids}
+    model = apply(transformers.T5Model(cfg), "fixup", seed=0, example_inputs=inputs)
+    n_branches = 2 * 2 + 3 * 2
+    bound = math.sqrt(6 / 64) * n_branches ** (-1 / 6)  # Xavier-uniform 32 × 32, m = 4
+    cross = model.decoder.block[0].layer[1].EncDecAttention
+    for proj in (cross.q, cross.k, cross.v):
+        assert 0.9 < _max_ratio(proj.weight, bound) <= 1 + 1e-6
+    assert torch.all(cross.o.weight == 0)
