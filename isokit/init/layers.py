@@ -14,7 +14,7 @@ head) is no slot at all: the tensor follows the embedding rule.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -174,16 +174,19 @@ def weight_slots(model: nn.Module) -> list[WeightSlot]:
     """All weight slots of ``model`` in registration order, each tensor once.
 
     A weight tied to an ``nn.Embedding`` is not a slot (it keeps the embedding rule), and a
-    weight shared by two layers is a slot of the first.
+    weight shared by two layers is a slot of the first, named as ``named_parameters()`` names it.
     """
     slots: list[WeightSlot] = []
     seen = {(i, None) for i in embedding_ids(model)}
+    first = _first_names(model)
     for mod_name, module in model.named_modules():
         for slot in _module_slots(mod_name, module):
             key = (id(slot.param), None if slot.rows is None else slot.rows.start)
-            if key not in seen:
-                seen.add(key)
-                slots.append(slot)
+            if key in seen:
+                continue
+            seen.add(key)
+            name = first.get(id(slot.param), slot.name)
+            slots.append(slot if slot.rows is not None else replace(slot, name=name))
     return slots
 
 
@@ -198,8 +201,10 @@ def embedding_modules(model: nn.Module) -> list[str]:
 
 
 def bias_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """Biases of weight layers (Linear, HF Conv1D, ConvNd, attention), not of norms; each once."""
+    """Biases of weight layers (Linear, HF Conv1D, ConvNd, attention), not of norms; each once,
+    under its first name."""
     out, seen = [], set()
+    first = _first_names(model)
     for mod_name, module in model.named_modules():
         if not is_weight_layer(module):
             continue
@@ -207,7 +212,7 @@ def bias_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
             p = getattr(module, pname, None)
             if isinstance(p, nn.Parameter) and id(p) not in seen:
                 seen.add(id(p))
-                out.append((_join(mod_name, pname), p))
+                out.append((first.get(id(p), _join(mod_name, pname)), p))
     return out
 
 
@@ -233,26 +238,32 @@ def _role(module: nn.Module, pname: str, p: nn.Parameter) -> str:
 
 
 def parameter_roles(model: nn.Module) -> dict[str, tuple[str, str]]:
-    """Each parameter's name (tied ones once) → (role, class name of the owning module).
+    """Each parameter's name (tied ones once, under their first name) → (role, class name of
+    the module that gives it the role).
 
     Roles: ``"weight layer"``, ``"norm"``, ``"embedding"`` (``nn.Embedding``, or a parameter
     named like ``position_embeddings`` or ``cls_token``), ``"isokit scalar"`` (added by a
     scheme), ``"learnable scalar"`` (one element: gates, temperatures), ``"layer scale"`` (1-D,
     named ``*scale*``, ``gamma`` or ``lambda``), and ``"unsupported"``: a parameter of a module
-    no scheme knows (ConvTranspose, RNN, custom layers).
+    no scheme knows (ConvTranspose, RNN, custom layers). A parameter registered on several
+    modules takes the role of the first that knows it (BERT's ``cls.predictions.bias`` is its
+    decoder Linear's bias).
 
     Example:
         >>> parameter_roles(nn.Sequential(nn.Linear(2, 2), nn.LSTM(2, 2)))["1.weight_ih_l0"]
         ('unsupported', 'LSTM')
     """
-    roles, seen = {}, set()
-    for mod_name, module in model.named_modules():
+    found: dict[int, tuple[str, str]] = {}
+    for module in model.modules():
         for pname, p in module._parameters.items():
-            if p is None or id(p) in seen:
-                continue
-            seen.add(id(p))
-            roles[_join(mod_name, pname)] = (_role(module, pname, p), type(module).__name__)
-    return roles
+            if p is not None and found.get(id(p), ("unsupported",))[0] == "unsupported":
+                found[id(p)] = (_role(module, pname, p), type(module).__name__)
+    return {name: found[id(p)] for name, p in model.named_parameters()}
+
+
+def _first_names(model: nn.Module) -> dict[int, str]:
+    """``id`` of each parameter → its first name (the one ``named_parameters()`` gives)."""
+    return {id(p): name for name, p in model.named_parameters()}
 
 
 def tied_aliases(model: nn.Module) -> list[tuple[str, str]]:

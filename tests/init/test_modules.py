@@ -91,8 +91,9 @@ def test_conv1d_fans_are_the_linear_ones():
     apply(layer, "kaiming-normal", seed=0, mode="fan_out")
     assert abs(float(layer.weight.detach().std()) - math.sqrt(2 / 64)) < 0.03 * math.sqrt(2 / 64)
     apply(layer, "torch-default", seed=0)
-    assert float(layer.weight.abs().max()) <= 1 / 16
-    assert float(layer.weight.abs().max()) > 0.9 / 16  # U(±1/√256), not U(±1/√64)
+    top = float(layer.weight.detach().abs().max())
+    assert top <= 1 / 16
+    assert top > 0.9 / 16  # U(±1/√256), not U(±1/√64)
 
 
 def _gpt2(lm_head: bool = False):
@@ -386,3 +387,63 @@ def test_vit_and_convnext_parameters_all_have_a_known_role():
     assert unsupported_modules(convnext) == []
     name = "encoder.stages.0.layers.0.layer_scale_parameter"
     assert parameter_roles(convnext)[name][0] == "layer scale"
+
+
+def _hf_models():
+    tr = _transformers()
+    bert = dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+    )
+    resnet = dict(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1])
+    return {
+        "bert-mlm": lambda: tr.BertForMaskedLM(tr.BertConfig(**bert)),
+        "distilbert": lambda: tr.DistilBertModel(
+            tr.DistilBertConfig(vocab_size=99, dim=32, n_layers=2, n_heads=2, hidden_dim=37)
+        ),
+        "gpt2-lm": lambda: _gpt2(lm_head=True),
+        "t5": _t5,
+        "llama": _llama,
+        "resnet-basic": lambda: tr.ResNetModel(tr.ResNetConfig(layer_type="basic", **resnet)),
+        "resnet-bottleneck": lambda: tr.ResNetModel(
+            tr.ResNetConfig(layer_type="bottleneck", **resnet)
+        ),
+        "mobilenetv2": lambda: tr.MobileNetV2Model(
+            tr.MobileNetV2Config(image_size=32, depth_multiplier=0.35)
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "bert-mlm",
+        "distilbert",
+        "gpt2-lm",
+        "t5",
+        "llama",
+        "resnet-basic",
+        "resnet-bottleneck",
+        "mobilenetv2",
+    ],
+)
+def test_every_parameter_of_hf_models_is_handled(name):
+    model = _hf_models()[name]()
+    roles = parameter_roles(model)
+    assert not [n for n, (role, _) in roles.items() if role == "unsupported"]
+    slot_ids = {id(s.param) for s in weight_slots(model)}
+    params = dict(model.named_parameters())
+    # every matrix or kernel is a weight slot or an embedding table
+    for n, p in params.items():
+        if p.dim() >= 2:
+            assert id(p) in slot_ids or roles[n][0] == "embedding", n
+    before = {n: p.detach().clone() for n, p in params.items()}
+    _, report = apply(model, "kaiming-normal", seed=0, return_report=True, unsupported="raise")
+    names = [r.name for r in report.rows]
+    assert len(names) == len(set(names))
+    assert set(params) <= set(names)
+    for s in weight_slots(model):
+        assert not torch.equal(s.param, before[s.name]), s.name
