@@ -23,6 +23,8 @@ examples:
   isokit report --from out/report/results.json --out out/rerender   # re-plot, no recompute
   isokit probe --model mlp --depth 16 --activation tanh --scheme orthogonal
   isokit probe --model resnet --depth 20 --scheme idinit --examples 2
+  isokit probe --factory isokit.models.hf:bert --inputs isokit.models.hf:token_ids \\
+      --start embeddings --taps 'encoder.layer.*' --scheme idinit   # needs isokit[hf]
   isokit schemes
 """
 

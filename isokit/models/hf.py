@@ -5,7 +5,8 @@ no download, no network) and is meant to be named by import path, by a report co
 (``factory = "isokit.models.hf:bert"`` with ``kwargs``) or by ``isokit probe --factory``; every
 keyword not listed is passed to the model's config class. Attention is the eager
 implementation, which every probe transform can differentiate. :func:`token_ids` is the inputs
-factory of the language models (``inputs = "isokit.models.hf:token_ids"``).
+factory of the language models (``inputs = "isokit.models.hf:token_ids"``), :func:`pixels` the
+one of ViT by keyword (``{"pixel_values": ...}``).
 
 ``transformers`` is the optional extra ``isokit[hf]``; it is imported when a model is built, so
 without it this module still imports and building a model raises ``ModuleNotFoundError``, which
@@ -32,7 +33,7 @@ import torch
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["bert", "gpt2", "token_ids", "vit"]
+__all__ = ["bert", "gpt2", "pixels", "token_ids", "vit"]
 
 #: The vocabulary of every model here, so that :func:`token_ids` fits them all by default.
 VOCAB = 99
@@ -129,3 +130,16 @@ def token_ids(
     """
     ids = torch.randint(0, vocab_size, (n, seq_len), generator=generator)
     return {"input_ids": ids}
+
+
+def pixels(
+    n: int, *, generator: torch.Generator, num_channels: int = 3, image_size: int = 16
+) -> dict[str, torch.Tensor]:
+    """``{"pixel_values": ...}``: ``n`` images of i.i.d. standard normal pixels, by keyword.
+
+    The inputs factory of :func:`vit`. A ViT also takes a plain ``[C, H, W]`` batch
+    (``input_shape``); by keyword, the probes treat it as they treat token ids: from ``start``,
+    whose output is then also the input of the forward signal.
+    """
+    x = torch.randn(n, num_channels, image_size, image_size, generator=generator)
+    return {"pixel_values": x}

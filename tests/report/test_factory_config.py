@@ -309,3 +309,16 @@ def test_hf_config_compares_the_residual_baselines_on_three_models():
     }
     assert [m.label for m in cfg.models] == ["bert", "gpt2", "vit"]
     assert all(m.factory.startswith("isokit.models.hf:") for m in cfg.models)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["bert", "gpt2", "vit"])
+def test_hf_config_probes_each_model_from_its_start(index):
+    pytest.importorskip("transformers")
+    cfg = load_config(HF_CONFIG)
+    scheme = next(s for s in cfg.schemes if s.name == "kaiming-normal")
+    record = run_one(cfg, cfg.models[index], scheme, seed=0)
+    assert record.status == "ok", record.message
+    prof = record.profile
+    assert len(prof.names) == 4 and prof.meta["start"] == cfg.models[index].start
+    assert prof.signal is not None and np.all(np.isfinite(prof.signal.q))
+    assert prof.meta["n_in"] == (8 * 32 if index < 2 else 17 * 32)  # tokens (ViT: +CLS) × width
