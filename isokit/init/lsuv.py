@@ -57,20 +57,29 @@ def _output_stat(model: nn.Module, layer: nn.Module, data: torch.Tensor, criteri
 
 
 def _checked_data(ctx: Context, target: float, tol: float, max_iter: int) -> torch.Tensor:
-    """Check the batch and the numeric options; return the batch on the model's device/dtype."""
+    """Check the batch and the numeric options; return the batch on the model's device (and
+    dtype, for a floating batch; token ids stay integers)."""
     data = ctx.data
-    if not isinstance(data, torch.Tensor) or not data.is_floating_point() or data.dim() < 1:
-        raise TypeError("lsuv needs data= a floating tensor batch of shape (B, ...)")
+    tokens = isinstance(data, torch.Tensor) and data.dtype in (torch.int32, torch.int64)
+    if (
+        not isinstance(data, torch.Tensor)
+        or not (tokens or data.is_floating_point())
+        or (data.dim() < 1)
+    ):
+        raise TypeError(
+            "lsuv needs data= a floating tensor batch of shape (B, ...), or token ids (int64) "
+            "for a model that embeds them"
+        )
     if data.shape[0] < 2:
         raise ValueError("lsuv needs a batch of at least 2 examples to measure a spread")
     check_real("target", target, where=ctx.scheme, positive=True)
     check_real("tol", tol, where=ctx.scheme, positive=True)
     check_int("max_iter", max_iter, where=ctx.scheme, minimum=0)
-    if not torch.isfinite(data).all():
+    if not tokens and not torch.isfinite(data).all():
         raise ValueError("lsuv data contains NaN or inf; pass a finite batch")
     param = next(ctx.model.parameters(), None)
     if param is not None:
-        data = data.to(device=param.device, dtype=param.dtype)
+        data = data.to(device=param.device) if tokens else data.to(param.device, param.dtype)
     return data
 
 

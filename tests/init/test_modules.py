@@ -148,6 +148,20 @@ def test_idinit_on_gpt2_makes_each_branch_end_idiz():
     torch.testing.assert_close(w[32:64], torch.eye(32), atol=1e-4, rtol=0)
 
 
+def test_lsuv_on_gpt2_token_ids_rescales_every_conv1d():
+    model = _gpt2()
+    ids = torch.randint(0, 99, (4, 8), generator=torch.Generator().manual_seed(0))
+    _, report = apply(model, "lsuv", data=ids, seed=0, tol=0.05, return_report=True)
+    for slot in weight_slots(model):
+        assert report.rule_of(slot.name) == "lsuv", slot.name
+    outputs = {}
+    handle = model.h[1].mlp.c_fc.register_forward_hook(lambda m, a, out: outputs.update(y=out))
+    with torch.no_grad():
+        model.eval()(input_ids=ids)
+    handle.remove()
+    assert abs(float(outputs["y"].std()) - 1.0) <= 0.05
+
+
 # ------------------------------------------------------------------------- unsupported modules
 
 
@@ -351,7 +365,7 @@ def test_tied_lm_head_is_set_once_with_the_embedding_rule():
     assert len(names) == len(set(names))
     # torch-default resets the table once, as an embedding (N(0, 1)), not as a Linear.
     apply(model, "torch-default", seed=0)
-    assert 0.9 < float(model.transformer.wte.weight.std()) < 1.1
+    assert 0.9 < float(model.transformer.wte.weight.detach().std()) < 1.1
 
 
 def test_a_weight_shared_by_two_linears_is_one_slot():
