@@ -172,6 +172,7 @@ class _ExportBranches(GraphBranches):
                 for pname, p in m.named_parameters(recurse=False):
                     if "bias" not in pname:
                         self.owner.setdefault(id(p), name)
+        self.norms = {name for name, m in self.modules.items() if name and is_norm(m)}
         nodes = list(program.graph.nodes)
         self.stack: dict[fx.Node, list[str]] = {}
         for n in nodes:
@@ -222,7 +223,7 @@ class _ExportBranches(GraphBranches):
         return "act" if op.rstrip("_") in _ACT else None
 
     def _norm(self, n: fx.Node) -> str | None:
-        return next((p for p in reversed(self.stack[n]) if is_norm(self.modules[p])), None)
+        return next((p for p in reversed(self.stack[n]) if p in self.norms), None)
 
     def _sources(self, n: fx.Node) -> list[str]:
         if self._computed(n):

@@ -133,8 +133,13 @@ def _per_block(model, cls, names):
 
 
 def test_bert():
-    assert find_branches(_bert(), example_inputs=IDS) == _bert_branches()
-    assert find_branches(_bert(), example_inputs={"input_ids": IDS}) == _bert_branches()
+    model = _bert().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert find_branches(model, example_inputs=IDS) == _bert_branches()
+    assert find_branches(model, example_inputs={"input_ids": IDS}) == _bert_branches()
+    # the capture ran in eval mode and on fake tensors: the model is as it was
+    assert all(m.training for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
 def test_distilbert():
