@@ -7,8 +7,12 @@ its :class:`~isokit.models.args.Arg` specs (types, defaults, choices, bounds), i
 and input shape from it; and theory overlays its :meth:`ModelKind.chain`. Each module of
 :mod:`isokit.models` declares the kind of its class beside the class and registers it with
 :func:`register_model_kind`; :func:`import_kind_modules` imports every module of the package, so
-a new module is found without an edit elsewhere. Nothing here assumes a kind is isokit's own, so
-a factory from elsewhere wraps into the same type.
+a new module is found without an edit elsewhere. Nothing here assumes a kind is isokit's own: a
+package of models from outside isokit registers its kinds the same way, and a lone factory named
+by import path (a config's ``factory = "package.module:function"``) is read through
+:class:`isokit.models.factory.FactoryKind`, which answers what reports and the command line ask
+of a kind (``resolve``, ``build``, ``label``, ``chain``, ``size``, ``to_config``) from the
+factory's signature alone.
 
 A model class decorates its ``__init__`` with :func:`kind_checked`, so that a direct call is
 checked by its kind's specs too, and :meth:`ModelKind.resolve` returns :class:`ResolvedArgs`,
