@@ -10,6 +10,7 @@ from torch import nn
 
 from isokit.init.checks import check_choice, check_layer_name
 from isokit.init.layers import WeightSlot, bias_params, reset_norms
+from isokit.init.norms import scale_offset
 from isokit.init.registry import Context
 
 
@@ -74,8 +75,13 @@ def finish_norms(ctx: Context, gamma: dict[str, float] | None = None) -> None:
         for pname in ("weight", "bias"):
             p = getattr(module, pname, None)
             if isinstance(p, nn.Parameter):
-                value = gamma.get(name, 1.0) if pname == "weight" else 0.0
-                ctx.report.add(f"{name}.{pname}" if name else pname, p.shape, f"const {value:g}")
+                value, options = 0.0, ""
+                if pname == "weight":
+                    offset = scale_offset(module)
+                    value = gamma.get(name, 1.0) - offset
+                    options = "weight = γ − 1" if offset else ""
+                full = f"{name}.{pname}" if name else pname
+                ctx.report.add(full, p.shape, f"const {value:g}", options)
 
 
 def fill_slots(ctx: Context, rule: str, options: str, fill, bias: str) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from isokit.init.norms import is_norm, norm_eps
+from isokit.init.norms import is_norm, norm_eps, scale_offset
 
 __all__ = [
     "RemovedNorm",
@@ -292,7 +292,8 @@ def unsupported_modules(model: nn.Module) -> list[str]:
 def reset_norms(model: nn.Module, *, gamma: dict[str, float] | None = None) -> list[str]:
     """Set every norm's γ = 1 (or ``gamma[name]``) and β = 0, running statistics to (0, 1).
 
-    A norm without β (T5's, Llama's RMSNorm) gets γ only.
+    A norm without β (T5's, Llama's RMSNorm) gets γ only; one that computes (1 + weight)·x̂
+    (Gemma's) gets weight γ − 1 (:func:`isokit.init.norms.scale_offset`).
     """
     gamma = gamma or {}
     names = []
@@ -302,7 +303,7 @@ def reset_norms(model: nn.Module, *, gamma: dict[str, float] | None = None) -> l
                 continue
             names.append(name)
             if isinstance(getattr(module, "weight", None), torch.Tensor):
-                module.weight.fill_(gamma.get(name, 1.0))
+                module.weight.fill_(gamma.get(name, 1.0) - scale_offset(module))
             if isinstance(getattr(module, "bias", None), torch.Tensor):
                 module.bias.zero_()
             if getattr(module, "track_running_stats", False) and hasattr(

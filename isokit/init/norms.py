@@ -34,7 +34,7 @@ import re
 import torch
 from torch import nn
 
-__all__ = ["is_norm", "norm_eps", "norm_types", "register_norm"]
+__all__ = ["is_norm", "norm_eps", "norm_types", "register_norm", "scale_offset"]
 
 _TORCH_NORMS: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,  # BatchNorm*, SyncBatchNorm, InstanceNorm*
@@ -125,3 +125,51 @@ def _scale_invariant(module: nn.Module) -> bool:
     if not isinstance(y1, torch.Tensor) or y1.shape != x.shape:
         return True
     return bool(torch.allclose(y1, y8, rtol=1e-3, atol=1e-5 * (1 + float(y1.abs().max()))))
+
+
+# Scale offsets per class, probed once, like the behaviour verdicts.
+_OFFSETS: dict[type, float] = {}
+
+
+def scale_offset(module: nn.Module) -> float:
+    """What a norm's ``weight`` stores below its scale γ: 0 for ``γ·x̂`` norms, 1 for norms that
+    compute ``(1 + weight)·x̂`` (Gemma's RMSNorm and its copies), whose unit scale is weight 0.
+
+    torch's and registered classes are ``γ·x̂``; another class is probed once on a copy: with
+    weight (and bias) 0, an output of unit RMS per row means the offset form.
+
+    Example:
+        >>> class OffsetRMSNorm(nn.Module):
+        ...     def __init__(self, d):
+        ...         super().__init__()
+        ...         self.weight = nn.Parameter(torch.zeros(d))
+        ...     def forward(self, x):
+        ...         return (1 + self.weight) * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True))
+        >>> scale_offset(OffsetRMSNorm(8)), scale_offset(nn.LayerNorm(8))
+        (1.0, 0.0)
+    """
+    weight = module._parameters.get("weight")
+    if isinstance(module, norm_types()) or weight is None or weight.dim() != 1:
+        return 0.0
+    cls = type(module)
+    if cls not in _OFFSETS:
+        _OFFSETS[cls] = _probe_offset(module, weight)
+    return _OFFSETS[cls]
+
+
+def _probe_offset(module: nn.Module, weight: torch.Tensor) -> float:
+    if weight.device.type == "meta":
+        return 0.0
+    x = torch.randn(4, weight.shape[0], generator=torch.Generator().manual_seed(0))
+    try:
+        probe = copy.deepcopy(module).float().train()
+        with torch.no_grad():
+            for p in probe.parameters(recurse=False):
+                p.zero_()
+            y = probe.forward(x.to(weight.device))
+    except Exception:  # a forward that wants another layout: assume the usual γ·x̂
+        return 0.0
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        return 0.0
+    rms = y.float().pow(2).mean(-1).sqrt()
+    return 1.0 if torch.allclose(rms, torch.ones_like(rms), atol=1e-2) else 0.0

@@ -16,6 +16,7 @@ from isokit.init.layers import (
     bias_params,
     parameter_roles,
     replace_norms,
+    reset_norms,
     unsupported_modules,
     weight_slots,
 )
@@ -461,3 +462,19 @@ def test_every_parameter_of_hf_models_is_handled(name):
     assert set(params) <= set(names)
     for s in weight_slots(model):
         assert not torch.equal(s.param, before[s.name]), s.name
+
+
+def test_offset_norms_get_unit_scale_as_weight_zero():
+    gemma = _transformers().models.gemma.modeling_gemma.GemmaRMSNorm
+    model = nn.Sequential(nn.Linear(8, 8), gemma(8))
+    with torch.no_grad():
+        model[1].weight.fill_(0.7)
+    _, report = apply(model, "kaiming-normal", seed=0, return_report=True)
+    assert torch.equal(model[1].weight, torch.zeros(8))
+    assert report.rule_of("1.weight") == "const 0"
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    rms = model[1](x).pow(2).mean(-1).sqrt()
+    torch.testing.assert_close(rms, torch.ones(5), atol=1e-4, rtol=0)
+    # Zero-γ semantics: the scale 0 is weight −1.
+    reset_norms(model, gamma={"1": 0.0})
+    assert torch.equal(model[1].weight, -torch.ones(8))
