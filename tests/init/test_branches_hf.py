@@ -8,7 +8,6 @@ import torch
 
 from isokit.init import apply
 from isokit.init.branches import find_branches
-from isokit.init.layers import is_weight_layer
 from isokit.structure import ResidualBranch
 
 transformers = pytest.importorskip("transformers")
@@ -156,8 +155,6 @@ def test_distilbert():
 
 def test_gpt2():
     model = _gpt2()
-    if not is_weight_layer(model.h[0].attn.c_attn):
-        pytest.skip("isokit.init.layers.is_weight_layer does not accept HF Conv1D yet")
     assert find_branches(model, example_inputs=IDS) == _gpt2_branches()
 
 
@@ -176,29 +173,33 @@ def test_vit():
     assert find_branches(model, example_inputs=_pixels(16)) == expected
 
 
-def test_llama():
-    model = _llama()
-    expected = []
+def _llama_branches():
+    out = []
     for i in range(2):
         p = f"layers.{i}"
-        expected.append(ResidualBranch(layers=tuple(f"{p}.self_attn.{x}_proj" for x in "qkvo")))
+        out.append(ResidualBranch(layers=tuple(f"{p}.self_attn.{x}_proj" for x in "qkvo")))
         # SwiGLU: down(act(gate(x)) * up(x)); the product's data input is up, gate is the gate
-        expected.append(
+        out.append(
             ResidualBranch(layers=tuple(f"{p}.mlp.{x}_proj" for x in ("gate", "up", "down")))
         )
-    assert find_branches(model, example_inputs=IDS) == expected
+    return out
+
+
+def test_llama():
+    assert find_branches(_llama(), example_inputs=IDS) == _llama_branches()
+
+
+def _t5_branches():
+    out = []
+    for i in range(2):
+        p = f"encoder.block.{i}.layer"
+        out.append(ResidualBranch(layers=tuple(f"{p}.0.SelfAttention.{x}" for x in "qkvo")))
+        out.append(ResidualBranch(layers=(f"{p}.1.DenseReluDense.wi", f"{p}.1.DenseReluDense.wo")))
+    return out
 
 
 def test_t5_encoder():
-    model = _t5()
-    expected = []
-    for i in range(2):
-        p = f"encoder.block.{i}.layer"
-        expected.append(ResidualBranch(layers=tuple(f"{p}.0.SelfAttention.{x}" for x in "qkvo")))
-        expected.append(
-            ResidualBranch(layers=(f"{p}.1.DenseReluDense.wi", f"{p}.1.DenseReluDense.wo"))
-        )
-    assert find_branches(model, example_inputs=IDS) == expected
+    assert find_branches(_t5(), example_inputs=IDS) == _t5_branches()
 
 
 @pytest.mark.parametrize("kind", ["basic", "bottleneck"])
@@ -254,6 +255,23 @@ def test_branch_last_gives_complete_bert_branches(with_inputs):
     assert find_branches(model, branch_last=LASTS, example_inputs=inputs) == _bert_branches()
 
 
+@pytest.mark.parametrize(
+    ("make", "lasts", "expected"),
+    [
+        (_gpt2, ["*.c_proj"], _gpt2_branches),
+        (_llama, ["*.o_proj", "*.down_proj"], _llama_branches),
+        (_t5, ["*.SelfAttention.o", "*.wo"], _t5_branches),
+        (lambda: _resnet("bottleneck"), ["*.layer.2.convolution"], None),
+    ],
+    ids=["gpt2", "llama", "t5", "resnet"],
+)
+def test_branch_last_without_inputs_completes_from_the_module_tree(make, lasts, expected):
+    model = make()
+    want = _resnet_branches(model, "bottleneck") if expected is None else expected()
+    found = find_branches(model, branch_last=lasts)
+    assert [b.layers for b in found] == [b.layers for b in want]
+
+
 # ----------------------------------------------------------------- schemes that use branches
 
 
@@ -283,8 +301,6 @@ def test_gated_bert_encoder_starts_as_identity(scheme):
 @pytest.mark.parametrize("scheme", ["fixup", "rezero", "skipinit"])
 def test_schemes_on_gpt2(scheme):
     model = _gpt2().eval()
-    if not is_weight_layer(model.h[0].attn.c_attn):
-        pytest.skip("isokit.init.layers.is_weight_layer does not accept HF Conv1D yet")
     apply(model, scheme, example_inputs=IDS, seed=0)
     if scheme != "fixup":
         with torch.no_grad():
