@@ -16,7 +16,8 @@ Jacobians, whose quantities do not depend on where the differentiation starts. I
 not one floating tensor (token ids, a tuple or dict of inputs; only with ``start``) have no
 input statistics of their own: there ``base`` is the whole batch's ``StartView`` and ``base_x``
 the outputs ``h_start``, so that the signal's input is the start module's output (the tap
-values and gradients are the same either way).
+values and gradients are the same either way). A model whose output is not a tensor (a Hugging
+Face ``ModelOutput``, a tuple) is read through its first tensor there, which the signal projects.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from isokit.probe.taps import (
     TapCall,
     TapError,
     batch_size,
+    first_tensor,
     resolve_taps,
     run_with_taps,
     take_examples,
@@ -177,6 +179,33 @@ def _start_outputs(copy: nn.Module, start: str, x: ModelInputs, original: nn.Mod
             "a Jacobian spectrum cannot be measured from there (check the initialization's scale)"
         )
     return h.detach()
+
+
+class _FirstOutput(nn.Module):
+    """``model`` whose output is its first tensor (of a ``ModelOutput``, a tuple); names alike.
+
+    What the signal's projection reads for a model such as a Hugging Face one; the modules are
+    the model's own, so hooks on them and tap names work as on the model.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def get_submodule(self, target: str) -> nn.Module:
+        return self.model.get_submodule(target)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.model(*args, **kwargs)
+        return out if isinstance(out, Tensor) or out is None else first_tensor(out)
+
+
+def _has_tensor(value: Any) -> bool:
+    try:
+        first_tensor(value)
+    except TapError:
+        return False
+    return True
 
 
 @dataclass(eq=False)
@@ -325,6 +354,8 @@ def prepare(
             probed = StartView(copy, options.start, x)
             if not (isinstance(x, Tensor) and x.is_floating_point()):
                 base, base_x = probed, z  # no input statistics of token ids (module docstring)
+        if base is copy and not isinstance(dry.output, Tensor) and _has_tensor(dry.output):
+            base = _FirstOutput(copy)  # the signal projects the output's first tensor
         yield Prepared(
             model=model,
             inputs=inputs,

@@ -185,3 +185,29 @@ def test_gpt2_from_its_embedding_sum_equals_dense_jacrev():
     examples = [{"input_ids": inputs["input_ids"][b : b + 1]} for b in range(2)]
     _check_against_dense(prof, model, examples, "drop")
     assert np.all(np.isfinite(prof.signal.grad))  # the ModelOutput's first tensor is projected
+
+
+class _TupleOut(torch.nn.Module):
+    """A float-input model whose output is a tuple, as Hugging Face models return."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x), None
+
+
+def test_the_signal_projects_the_first_tensor_of_a_tuple_output():
+    from isokit.models import ResidualMLP
+
+    torch.manual_seed(0)
+    inner = ResidualMLP(5, 5, depth=3)
+    x = torch.randn(3, 5)
+    wrapped = _TupleOut(inner)
+    taps = [f"inner.{t}" for t in inner.taps]
+    got = profile(wrapped, x, taps=taps, method="exact", with_signal=True).signal
+    want = profile(inner, x, method="exact", with_signal=True).signal
+    np.testing.assert_allclose(got.grad, want.grad, rtol=1e-12)
+    np.testing.assert_allclose(got.q, want.q, rtol=1e-12)
+    assert got.input_q == want.input_q
