@@ -219,12 +219,24 @@ def bias_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 # Direct parameters of modules no scheme knows, kept under a name that says what they are.
 _EMBEDDING_NAME = re.compile(r"embed|token$", re.IGNORECASE)
 _SCALE_NAME = re.compile(r"scale|gamma|lambda", re.IGNORECASE)
+# What weight layers own; anything else on one (a subclass's extra tensor) is not theirs.
+_LAYER_PARAMS = {
+    "weight",
+    "bias",
+    "in_proj_weight",
+    "in_proj_bias",
+    "q_proj_weight",
+    "k_proj_weight",
+    "v_proj_weight",
+    "bias_k",
+    "bias_v",
+}
 
 
 def _role(module: nn.Module, pname: str, p: nn.Parameter) -> str:
     if pname.startswith("isokit_"):
         return "isokit scalar"
-    if is_weight_layer(module):
+    if is_weight_layer(module) and pname in _LAYER_PARAMS:
         return "weight layer"
     if is_norm(module):
         return "norm"

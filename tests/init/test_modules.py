@@ -478,3 +478,14 @@ def test_offset_norms_get_unit_scale_as_weight_zero():
     # Zero-γ semantics: the scale 0 is weight −1.
     reset_norms(model, gamma={"1": 0.0})
     assert torch.equal(model[1].weight, -torch.ones(8))
+
+
+def test_an_extra_tensor_on_a_linear_subclass_is_unsupported():
+    class LoraLinear(nn.Linear):
+        def __init__(self):
+            super().__init__(4, 4)
+            self.lora_a = nn.Parameter(torch.zeros(2, 4))
+
+    _, report = apply(LoraLinear(), "orthogonal", seed=0, return_report=True)
+    assert report.rule_of("weight") == "orthogonal"
+    assert report.rule_of("lora_a") == "kept (unsupported: LoraLinear)"
