@@ -77,8 +77,8 @@ _ACT_METHODS = {"sigmoid", "sigmoid_", "tanh", "tanh_", "relu", "relu_", "softma
 
 
 def weight_layers(model: nn.Module) -> list[str]:
-    """Names of the model's weight layers (:func:`isokit.init.layers.is_weight_layer`: Linear,
-    Conv1d/2d/3d, MultiheadAttention and its ``out_proj``) in registration order."""
+    """Names of the model's weight layers (:func:`isokit.init.layers.is_weight_layer`: Linear, HF
+    Conv1D, Conv1d/2d/3d, MultiheadAttention and its ``out_proj``) in registration order."""
     return [name for name, m in model.named_modules() if name and is_weight_layer(m)]
 
 

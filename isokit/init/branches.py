@@ -12,12 +12,13 @@ blocks, ``nn.TransformerEncoderLayer``/``DecoderLayer`` and timm ViT blocks, els
 (names exist, no layer on two branches).
 
 **Weight layers** are the modules :func:`isokit.init.layers.is_weight_layer` accepts (Linear,
-Conv1d/2d/3d, MultiheadAttention), not ``nn.Embedding``. An ``nn.MultiheadAttention`` named
-``attn`` is two layers: ``"attn"`` stands for its input projections (``in_proj_weight`` or
-``q/k/v_proj_weight``, bare parameters on the module) and ``"attn.out_proj"`` for its output
-projection, so an attention branch is ``("attn", "attn.out_proj")``. ``layers`` is in execution
-order except that the last layer always comes last: a side path gating the branch output
-(squeeze-excitation) runs after it but is not last.
+HF ``Conv1D``, Conv1d/2d/3d, MultiheadAttention), not ``nn.Embedding``. An
+``nn.MultiheadAttention`` named ``attn`` is two layers: ``"attn"`` stands for its input
+projections (``in_proj_weight`` or ``q/k/v_proj_weight``, bare parameters on the module) and
+``"attn.out_proj"`` for its output projection, so an attention branch is
+``("attn", "attn.out_proj")``. ``layers`` is in execution order except that the last layer always
+comes last: a side path gating the branch output (squeeze-excitation) runs after it but is not
+last.
 """
 
 from __future__ import annotations
@@ -224,7 +225,8 @@ def _validate(model: nn.Module, found: list[ResidualBranch], source: str) -> lis
                 if name in modules:
                     raise BranchDiscoveryError(
                         f"{source}: {name!r} is a {type(modules[name]).__name__}, not a weight "
-                        "layer (Linear, Conv1d/2d/3d, MultiheadAttention); list only weight layers"
+                        "layer (Linear, HF Conv1D, Conv1d/2d/3d, MultiheadAttention); list only "
+                        "weight layers"
                     )
                 raise _unknown(source, "weight layer", name, layers)
             last = i == len(b.layers) - 1
