@@ -132,3 +132,31 @@ def test_failed_zero_leaves_no_skip_behind(monkeypatch):
 def test_bad_skips_option_is_refused():
     with pytest.raises(ValueError, match="skips"):
         apply(ResNet(depth=8, width=4), "zero", skips="none")
+
+
+def test_skip_survives_torchs_fused_encoder_path():
+    model = apply(encoder(), "zero")
+    x = torch.randn(3, 5, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y_train = model(x)
+        model.eval()  # eval + no_grad is where torch takes its fused path, if nothing stops it
+        assert torch.equal(model(x), y_train)
+
+
+class _GroupedBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1, groups=4)
+        self.conv2 = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        return x + self.conv2(torch.relu(self.conv1(x)))
+
+
+def test_skip_of_a_grouped_conv_is_the_per_group_identity():
+    model = apply(_GroupedBlock(), "zero", branches=[("conv1", "conv2")])
+    x = torch.randn(2, 8, 5, 5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(model.conv1(x), x)
+        assert torch.equal(model(x), x)
+    assert model.conv1.isokit_zero_skip.shape == model.conv1.weight.shape
