@@ -110,6 +110,7 @@ def torch_default(ctx: Context) -> None:
         if isinstance(m, nn.MultiheadAttention)
     }
     tables = embedding_ids(ctx.model)
+    first = {id(p): n for n, p in ctx.model.named_parameters()}  # the report's names
     done: set[int] = set()
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=cuda):
@@ -124,10 +125,9 @@ def torch_default(ctx: Context) -> None:
                 continue
             if name in mha_out and module.bias is not None:
                 module.bias.zero_()
-            for pname, p in fresh:
+            for _, p in fresh:
                 done.add(id(p))
-                full = f"{name}.{pname}" if name else pname
-                ctx.report.add(full, p.shape, "torch-default")
+                ctx.report.add(first[id(p)], p.shape, "torch-default")
 
 
 def _check_xavier(options: Mapping, where: str) -> float:

@@ -489,3 +489,18 @@ def test_an_extra_tensor_on_a_linear_subclass_is_unsupported():
     _, report = apply(LoraLinear(), "orthogonal", seed=0, return_report=True)
     assert report.rule_of("weight") == "orthogonal"
     assert report.rule_of("lora_a") == "kept (unsupported: LoraLinear)"
+
+
+def test_torch_default_on_bert_mlm_resets_the_tied_decoder_bias_once():
+    model = _hf_models()["bert-mlm"]()
+    bias = model.cls.predictions.bias
+    assert bias is model.cls.predictions.decoder.bias
+    table = model.bert.embeddings.word_embeddings.weight.detach().clone()
+    _, report = apply(model, "torch-default", seed=0, return_report=True)
+    names = [r.name for r in report.rows]
+    assert len(names) == len(set(names))
+    assert report.rule_of("cls.predictions.bias") == "torch-default"
+    assert float(bias.detach().abs().max()) > 0  # drawn U(±1/√32), not left at 0
+    # The decoder's weight is the word-embedding table: reset once, as an embedding.
+    assert not torch.equal(model.bert.embeddings.word_embeddings.weight, table)
+    assert 0.9 < float(model.cls.predictions.decoder.weight.detach().std()) < 1.1
