@@ -228,9 +228,9 @@ def _fixup_scalars(ctx: Context, branches, stem: list[str], head: str | None, tr
                 if name != b.last:
                     add_output_bias(target)
             block = model.get_submodule(block_of(model, b)) if block_of(model, b) else model
-            for child in ("downsample", "shortcut"):  # the shortcut sees x + b1a too
+            for child in ("downsample", "shortcut"):  # a real shortcut sees x + b1a too
                 shortcut = getattr(block, child, None)
-                if isinstance(shortcut, nn.Module):
+                if isinstance(shortcut, nn.Module) and not isinstance(shortcut, nn.Identity):
                     first = hook_target(model, b.layers[0])
                     share_input_bias(shortcut, first.isokit_bias_in)
         last = hook_target(model, b.last)
@@ -240,6 +240,18 @@ def _fixup_scalars(ctx: Context, branches, stem: list[str], head: str | None, tr
             add_output_bias(last)
     if head is not None:
         add_input_bias(model.get_submodule(head))  # bias2, before the classifier
+    seen = {row.name for row in ctx.report.rows}
+    for name, p in model.named_parameters():
+        kind = name.rpartition(".")[2]
+        if kind in _FIXUP_SCALARS and name not in seen:
+            ctx.report.add(name, p.shape, f"const {p.item():g}", f"fixup {_FIXUP_SCALARS[kind]}")
+
+
+_FIXUP_SCALARS = {
+    "isokit_bias_in": "scalar bias before the layer (added)",
+    "isokit_bias_out": "scalar bias after the layer (added)",
+    "isokit_scale": "multiplier (added)",
+}
 
 
 @register(

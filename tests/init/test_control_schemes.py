@@ -316,3 +316,20 @@ def test_fixup_on_hf_t5_scales_the_cross_attention_key_and_value_like_its_query(
     for proj in (cross.q, cross.k, cross.v):
         assert 0.9 < _max_ratio(proj.weight, bound) <= 1 + 1e-6
     assert torch.all(cross.o.weight == 0)
+
+
+def test_fixup_identity_shortcut_takes_x_without_the_bias_and_scalars_are_reported():
+    model, report = apply(ResNet(depth=8, width=4), "fixup", seed=0, return_report=True)
+    _set_scalars(model)
+    block = model.layer1[0]  # identity shortcut
+    x = torch.rand(2, 4, 8, 8)
+    c1, c2 = block.conv1, block.conv2
+    out = F.conv2d(x + c1.isokit_bias_in, c1.weight, c1.bias, padding=1)
+    out = F.relu(out + c1.isokit_bias_out)
+    out = F.conv2d(out + c2.isokit_bias_in, c2.weight, c2.bias, padding=1)
+    out = out * c2.isokit_scale + c2.isokit_bias_out
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), F.relu(out + x), atol=1e-6, rtol=1e-6)
+    assert report.rule_of("layer1.0.conv2.isokit_scale") == "const 1"
+    row = next(r for r in report.rows if r.name == "stem.0.isokit_bias_out")
+    assert row.rule == "const 0" and "added" in row.options
