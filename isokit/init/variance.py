@@ -253,6 +253,7 @@ def _kaiming_std(
     fn: str,
 ) -> float | None:
     """The std of ``fn``'s draw, or None for a zero-element tensor (warned about, as torch)."""
+    mode = mode.lower() if isinstance(mode, str) else mode  # torch accepts "FAN_IN" too
     check_choice("mode", mode, get_args(FanMode), where=fn)
     gain = _gain(nonlinearity, a, fn)
     if isinstance(tensor, Tensor) and 0 in tensor.shape:

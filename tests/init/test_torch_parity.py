@@ -111,6 +111,13 @@ def test_kaiming_options_draw_as_torch(name, mode, nonlinearity, a):
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("name", ["kaiming_uniform_", "kaiming_normal_"])
+def test_kaiming_mode_is_case_insensitive_as_torchs(name):
+    ours = SHARED[name](torch.empty(6, 4), mode="FAN_OUT", generator=gen(2))
+    theirs = getattr(torch.nn.init, name)(torch.empty(6, 4), mode="FAN_OUT", generator=gen(2))
+    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("shape", [(3, 4), (4, 3), (20, 2, 3, 4), (2, 3, 4, 5)])
 def test_orthogonal_float64_equals_torch(shape):
     # isokit runs the QR in float64 for every dtype; in float64 the draw is torch's.
