@@ -187,12 +187,13 @@ def _finish_norms(ctx: Context, last_norm_gamma: float) -> None:
 
 
 def _finish_embeddings(ctx: Context, embeddings: str) -> None:
+    first = {id(p): n for n, p in ctx.model.named_parameters()}  # a tied table's report name
     for name in embedding_modules(ctx.model):
         weight = ctx.model.get_submodule(name).weight
         if embeddings == "idi":
             fill_on_cpu(weight, lambda w: idi_(w, 1.0))
         ctx.report.add(
-            f"{name}.weight" if name else "weight",
+            first[id(weight)],
             weight.shape,
             "idi" if embeddings == "idi" else "kept",
             "embedding",

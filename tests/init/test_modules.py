@@ -504,3 +504,32 @@ def test_torch_default_on_bert_mlm_resets_the_tied_decoder_bias_once():
     # The decoder's weight is the word-embedding table: reset once, as an embedding.
     assert not torch.equal(model.bert.embeddings.word_embeddings.weight, table)
     assert 0.9 < float(model.cls.predictions.decoder.weight.detach().std()) < 1.1
+
+
+class _HeadFirst(nn.Module):
+    """A decoder whose output layer, registered before the table, is tied to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(16, 200, bias=False)
+        self.emb = nn.Embedding(200, 16)
+        self.mid = nn.Linear(16, 16)
+        self.head.weight = self.emb.weight
+
+
+@pytest.mark.parametrize("scheme", ["idinit", "torch-default", "xavier-normal"])
+def test_a_head_tied_to_a_later_table_keeps_the_embedding_rule(scheme):
+    model = _HeadFirst()
+    table = model.emb.weight.detach().clone()
+    options = {"branches": []} if scheme == "idinit" else {}
+    _, report = apply(model, scheme, seed=0, return_report=True, **options)
+    names = [r.name for r in report.rows]
+    assert len(names) == len(set(names))
+    assert report.rule_of("emb.weight") == "tied"
+    assert [s.module for s in weight_slots(model)] == ["mid"]
+    if scheme == "torch-default":  # the table's own default, N(0, 1), not a Linear's U(±1/4)
+        assert report.rule_of("head.weight") == "torch-default"
+        assert float(model.emb.weight.detach().abs().max()) > 1.0
+    else:
+        assert report.rule_of("head.weight") == "kept"
+        assert torch.equal(model.emb.weight, table)
