@@ -110,6 +110,26 @@ def _affine_shape(module: nn.Module) -> bool:
     return not any(True for c in module.children() for _ in c.parameters())
 
 
+def _probe_copy(module: nn.Module) -> nn.Module:
+    """A shallow copy of a parameter-only module with float32 copies of its own tensors, in
+    train mode (a batch norm then uses the probe's statistics and updates only its copies).
+
+    Not ``deepcopy``: hooks and attributes may hold the whole model; the copy's forward is
+    called directly, so its hooks do not run.
+    """
+    probe = copy.copy(module)
+    probe._parameters = {
+        k: None if v is None else nn.Parameter(v.detach().float().clone())
+        for k, v in module._parameters.items()
+    }
+    probe._buffers = {
+        k: None if v is None else v.detach().clone().float() if v.is_floating_point() else v.clone()
+        for k, v in module._buffers.items()
+    }
+    probe.training = True
+    return probe
+
+
 def _scale_invariant(module: nn.Module) -> bool:
     """The output on x and on 8·x agree (False if it does not; True if the forward refuses x)."""
     p = next(module.parameters())
@@ -117,7 +137,7 @@ def _scale_invariant(module: nn.Module) -> bool:
         return True
     x = torch.randn(4, p.shape[0], generator=torch.Generator().manual_seed(0)).to(p.device)
     try:
-        probe = copy.deepcopy(module).float().train()  # train: a batch norm uses x's statistics
+        probe = _probe_copy(module)
         with torch.no_grad():
             y1, y8 = probe.forward(x), probe.forward(8 * x)
     except Exception:  # a forward that wants another layout (e.g. channels-first): trust the name
@@ -162,7 +182,7 @@ def _probe_offset(module: nn.Module, weight: torch.Tensor) -> float:
         return 0.0
     x = torch.randn(4, weight.shape[0], generator=torch.Generator().manual_seed(0))
     try:
-        probe = copy.deepcopy(module).float().train()
+        probe = _probe_copy(module)
         with torch.no_grad():
             for p in probe.parameters(recurse=False):
                 p.zero_()

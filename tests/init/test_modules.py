@@ -533,3 +533,24 @@ def test_a_head_tied_to_a_later_table_keeps_the_embedding_rule(scheme):
     else:
         assert report.rule_of("head.weight") == "kept"
         assert torch.equal(model.emb.weight, table)
+
+
+def test_the_behaviour_probe_leaves_the_module_and_its_hooks_alone():
+    class CustomBatchNorm(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(d))
+            self.bias = nn.Parameter(torch.zeros(d))
+            self.register_buffer("running_mean", torch.zeros(d))
+
+        def forward(self, x):
+            if self.training:
+                self.running_mean.add_(x.mean(0))
+            return self.weight * (x - x.mean(0)) / (x.std(0) + 1e-6) + self.bias
+
+    norm = CustomBatchNorm(4).eval()
+    calls = []
+    norm.register_forward_hook(lambda *args: calls.append(1))
+    assert is_norm(norm)
+    assert torch.equal(norm.running_mean, torch.zeros(4)) and not norm.training
+    assert calls == []
