@@ -176,8 +176,14 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
             "method_options.n_probes or lanczos_steps",
         ) from None
     except TapError as exc:
+        where = f"models[{_index(config, model_spec)}].taps"
         if model_spec.taps is not None:
-            raise ConfigError(f"models[{_index(config, model_spec)}].taps", str(exc)) from None
+            raise ConfigError(where, str(exc)) from None
+        if "taps" not in config.method_options and model_spec.factory is not None:
+            # taps="auto" on a model from outside isokit: the config can name them
+            raise ConfigError(
+                where, f"{exc}; set taps = [...] (module names or glob patterns) for this model"
+            ) from None
         if "taps" not in config.method_options:  # the model's own taps: not the config's fault
             raise
         raise ConfigError(

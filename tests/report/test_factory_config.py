@@ -274,6 +274,24 @@ def test_probe_factory_errors_name_the_flag(capsys, argv, flag, fragment):
     assert err.count("\n") == 1
 
 
+def test_a_factory_model_without_taps_it_can_infer_is_told_to_name_them(capsys):
+    code, out, err = _probe(
+        capsys,
+        "--factory",
+        "torch.nn:Linear",
+        "--kwargs",
+        "{in_features = 3, out_features = 3}",
+        "--input-shape",
+        "3",
+        "--scheme",
+        "kaiming-normal",
+        "--examples",
+        "1",
+    )
+    assert code == 2 and err.startswith("isokit: error: --taps: cannot infer taps for Linear")
+    assert "set taps = [...]" in err and err.count("\n") == 1
+
+
 def test_model_and_factory_exclude_each_other(capsys):
     code, _, err = _probe(
         capsys, "--model", "mlp", "--factory", f"{F}:residual_mlp", "--scheme", "idinit"
