@@ -236,6 +236,16 @@ def test_rezero_shares_one_alpha_per_block_by_default():
         assert torch.equal(model(x), x) and not torch.allclose(y, x)
 
 
+def test_rezero_shares_the_alpha_of_a_decoder_layers_three_sub_layers():
+    layer = nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    model = nn.TransformerDecoder(layer, 2)
+    branches = find_branches(model)
+    apply(model, "rezero", seed=0, branches=branches)
+    for block in model.layers:
+        gate = block.self_attn.isokit_scale
+        assert block.multihead_attn.isokit_scale is gate and block.linear2.isokit_scale is gate
+
+
 def test_rezero_one_alpha_per_sub_layer():
     model = apply(_torch_encoder(2), "rezero", seed=0, share_alpha=False)
     layer = model.layers[0]

@@ -15,6 +15,7 @@ from torch import nn
 
 from isokit.init import apply
 from isokit.models import ResidualMLP, ResNet
+from tests.torchvision_style import BasicBlock, conv1x1
 
 
 def encoder() -> nn.Module:
@@ -22,7 +23,24 @@ def encoder() -> nn.Module:
     return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
 
 
+class _TorchvisionNet(nn.Module):
+    """torchvision's BasicBlocks with BatchNorm (kept by ZerO, as in the reference)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        down = nn.Sequential(conv1x1(4, 8, 2), nn.BatchNorm2d(8))
+        self.layer1 = nn.Sequential(BasicBlock(4, 4), BasicBlock(4, 8, 2, down))
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.layer1(torch.relu(self.bn1(self.conv1(x))))
+        return self.fc(x.mean(dim=(-2, -1)))
+
+
 MODELS = {
+    "torchvision-basic": (_TorchvisionNet, (4, 3, 8, 8)),
     "resnet8": (lambda: ResNet(depth=8, width=4), (4, 3, 8, 8)),
     "resnet8-conv-shortcut": (lambda: ResNet(depth=8, width=4, shortcut="conv"), (4, 3, 8, 8)),
     "residual-mlp": (lambda: ResidualMLP(8, 16, 3, out_features=4), (6, 8)),
