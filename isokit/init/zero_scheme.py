@@ -100,6 +100,13 @@ def zero(ctx: Context, *, head_name: str | None = None, skips: str = "augmented"
             report_slot(ctx, slot, _rule(slot), where)
     finish_biases(ctx, "zero")
     finish_norms(ctx)
+    single = [b.last for b in ctx.branches if len(b.layers) == 1]
+    if single:
+        shown = ", ".join(single[:3]) + (f" and {len(single) - 3} more" if len(single) > 3 else "")
+        ctx.report.notes.append(
+            f"zero: the one-layer branches {shown} start at 0; an activation with zero slope at "
+            "0 after them (ReLU) keeps them there, so they do not train (docs/baselines.md §13)"
+        )
     if added:
         ctx.report.notes.append(
             f"zero: {added} branch layers start at 0 with a fixed identity / Hadamard skip "

@@ -178,3 +178,12 @@ def test_skip_of_a_grouped_conv_is_the_per_group_identity():
         assert torch.equal(model.conv1(x), x)
         assert torch.equal(model(x), x)
     assert model.conv1.isokit_zero_skip.shape == model.conv1.weight.shape
+
+
+def test_one_layer_relu_branches_are_named_in_the_report_as_untrainable():
+    model, report = apply(
+        ResidualMLP(None, 8, 2, branch_layers=1), "zero", return_report=True
+    )  # x + relu(W x): W = 0 sits where ReLU has zero slope
+    assert any("one-layer branches blocks.0.fc1, blocks.1.fc1" in n for n in report.notes)
+    x = torch.randn(6, 8, generator=torch.Generator().manual_seed(0))
+    assert "blocks.0.fc1.weight" in unmoved(model, x)
