@@ -154,8 +154,11 @@ def initialized_nothing(
 def add_kept_rows(model: nn.Module, report: InitReport, roles: dict[str, tuple[str, str]]) -> None:
     """A ``kept`` row for every parameter without a row (``kept (unsupported: ClassName)``
     where no scheme knows its module, with the parameter's role as options otherwise), and a
-    ``tied`` row for every further name of a tied parameter."""
+    ``tied`` row for every further name of a tied parameter that has none (a scheme's row under
+    any of a tensor's names counts for the tensor)."""
     seen = {row.name.partition("[")[0] for row in report.rows}
+    aliases = tied_aliases(model)
+    seen |= {name for alias, name in aliases if alias in seen}
     params = dict(model.named_parameters())
     for name, p in params.items():
         if name in seen:
@@ -165,5 +168,6 @@ def add_kept_rows(model: nn.Module, report: InitReport, roles: dict[str, tuple[s
             report.add(name, p.shape, unsupported_rule(owner), flags=["unsupported layer"])
         else:
             report.add(name, p.shape, "kept", "" if role == "weight layer" else role)
-    for alias, name in tied_aliases(model):
-        report.add(alias, params[name].shape, "tied", f"same tensor as {name}")
+    for alias, name in aliases:
+        if alias not in seen:
+            report.add(alias, params[name].shape, "tied", f"same tensor as {name}")

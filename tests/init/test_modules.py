@@ -21,7 +21,7 @@ from isokit.init.layers import (
     weight_slots,
 )
 from isokit.init.norms import _REGISTERED, is_norm, register_norm
-from isokit.init.report import UnsupportedModuleError
+from isokit.init.report import InitReport, UnsupportedModuleError, add_kept_rows
 from isokit.structure import ResidualBranch
 
 
@@ -554,3 +554,13 @@ def test_the_behaviour_probe_leaves_the_module_and_its_hooks_alone():
     assert is_norm(norm)
     assert torch.equal(norm.running_mean, torch.zeros(4)) and not norm.training
     assert calls == []
+
+
+def test_a_row_under_any_name_of_a_tied_tensor_counts_for_it():
+
+    model = _HeadFirst()  # head.weight is the first name, emb.weight the alias
+    report = InitReport(scheme="demo")
+    report.add("emb.weight", (200, 16), "normal")
+    add_kept_rows(model, report, parameter_roles(model))
+    # one row per tensor: the scheme's, under the alias it used; no kept or tied row besides
+    assert [r.name for r in report.rows] == ["emb.weight", "mid.weight", "mid.bias"]
