@@ -16,6 +16,8 @@ K x = (W + K) x``: gradients are those of the layer started at K, which is what
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,6 +54,10 @@ def add_zero_skip(module: nn.Module, kernel: torch.Tensor) -> None:
         module.isokit_zero_skip.copy_(kernel)
 
 
+def _check_zero(options: Mapping[str, object], where: str) -> None:
+    check_choice("skips", options["skips"], SKIPS, where=where)
+
+
 def _rule(slot: WeightSlot) -> str:
     return "zero-hadamard" if slot.tensor.shape[0] > slot.tensor.shape[1] else "zero-identity"
 
@@ -61,6 +67,7 @@ def _rule(slot: WeightSlot) -> str:
     description="ZerO: identity / Hadamard matrices on the main stem, zero residual branch ends "
     "and classifier, the other branch layers zero with a fixed identity / Hadamard skip",
     reference="Zhao, Schäfer & Anandkumar, TMLR 2022",
+    check=_check_zero,
 )
 def zero(ctx: Context, *, head_name: str | None = None, skips: str = "augmented") -> None:
     """ZerO (``docs/baselines.md`` §13): deterministic, trainable from its zero layers.
@@ -75,7 +82,7 @@ def zero(ctx: Context, *, head_name: str | None = None, skips: str = "augmented"
         >>> apply(nn.Linear(2, 4), "zero").weight.tolist()
         [[0.5, 0.5], [0.5, -0.5], [0.5, 0.5], [0.5, -0.5]]
     """
-    check_choice("skips", skips, SKIPS, where=ctx.scheme)
+    _check_zero({"skips": skips}, ctx.scheme)
     check_head_name(ctx, head_name)
     roles = ctx.roles()
     slots = ctx.slots

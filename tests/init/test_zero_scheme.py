@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from isokit.init import apply
+from isokit.init import apply, get_scheme
 from isokit.models import ResidualMLP, ResNet
 from tests.torchvision_style import BasicBlock, conv1x1
 
@@ -147,9 +147,11 @@ def test_failed_zero_leaves_no_skip_behind(monkeypatch):
     assert not any(m._forward_hooks for m in model.modules())
 
 
-def test_bad_skips_option_is_refused():
+def test_bad_skips_option_is_refused_without_a_model():
     with pytest.raises(ValueError, match="skips"):
         apply(ResNet(depth=8, width=4), "zero", skips="none")
+    with pytest.raises(ValueError, match="skips='none'"):
+        get_scheme("zero").check_options({"skips": "none"})
 
 
 def test_skip_survives_torchs_fused_encoder_path():
