@@ -124,6 +124,11 @@ def embedding_ids(model: nn.Module) -> set[int]:
 
 
 def _module_slots(mod_name: str, module: nn.Module) -> list[WeightSlot]:
+    weight = module._parameters.get("weight")
+    if not isinstance(module, nn.MultiheadAttention) and not isinstance(weight, nn.Parameter):
+        # A weight computed from other tensors (torch.nn.utils.parametrize, the older weight_norm
+        # and spectral_norm hooks) is recomputed by the forward: writing it would change nothing.
+        return []
     if isinstance(module, nn.Linear):
         return [WeightSlot(name=_join(mod_name, "weight"), module=mod_name, param=module.weight)]
     if is_transposed_linear(module):
@@ -173,8 +178,10 @@ def _module_slots(mod_name: str, module: nn.Module) -> list[WeightSlot]:
 def weight_slots(model: nn.Module) -> list[WeightSlot]:
     """All weight slots of ``model`` in registration order, each tensor once.
 
-    A weight tied to an ``nn.Embedding`` is not a slot (it keeps the embedding rule), and a
-    weight shared by two layers is a slot of the first, named as ``named_parameters()`` names it.
+    A weight tied to an ``nn.Embedding`` is not a slot (it keeps the embedding rule), nor is a
+    weight the forward computes from other tensors (``torch.nn.utils.parametrize``, e.g.
+    ``weight_norm``: its tensors are reported as unsupported), and a weight shared by two layers
+    is a slot of the first, named as ``named_parameters()`` names it.
     """
     slots: list[WeightSlot] = []
     seen = {(i, None) for i in embedding_ids(model)}
@@ -217,7 +224,7 @@ def bias_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 
 
 # Direct parameters of modules no scheme knows, kept under a name that says what they are.
-_EMBEDDING_NAME = re.compile(r"embed|token$", re.IGNORECASE)
+_EMBEDDING_NAME = re.compile(r"embed|token$|position_bias|attention_bias|bias_table", re.IGNORECASE)
 _SCALE_NAME = re.compile(r"scale|gamma|lambda", re.IGNORECASE)
 # What weight layers own; anything else on one (a subclass's extra tensor) is not theirs.
 _LAYER_PARAMS = {
@@ -254,10 +261,11 @@ def parameter_roles(model: nn.Module) -> dict[str, tuple[str, str]]:
     the module that gives it the role).
 
     Roles: ``"weight layer"``, ``"norm"``, ``"embedding"`` (``nn.Embedding``, or a parameter
-    named like ``position_embeddings`` or ``cls_token``), ``"isokit scalar"`` (added by a
-    scheme), ``"learnable scalar"`` (one element: gates, temperatures), ``"layer scale"`` (1-D,
-    named ``*scale*``, ``gamma`` or ``lambda``), and ``"unsupported"``: a parameter of a module
-    no scheme knows (ConvTranspose, RNN, custom layers). A parameter registered on several
+    named like ``position_embeddings``, ``cls_token`` or ``relative_position_bias_table``),
+    ``"isokit scalar"`` (added by a scheme), ``"learnable scalar"`` (one element: gates,
+    temperatures), ``"layer scale"`` (1-D, named ``*scale*``, ``gamma`` or ``lambda``), and
+    ``"unsupported"``: a parameter of a module no scheme knows (ConvTranspose, RNN, custom
+    layers, weight parametrizations). A parameter registered on several
     modules takes the role of the first that knows it (BERT's ``cls.predictions.bias`` is its
     decoder Linear's bias).
 

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
 
 from isokit.init import SchemeNotApplicable, apply
 from isokit.init.checks import OptionValueError
@@ -564,3 +565,22 @@ def test_a_row_under_any_name_of_a_tied_tensor_counts_for_it():
     add_kept_rows(model, report, parameter_roles(model))
     # one row per tensor: the scheme's, under the alias it used; no kept or tied row besides
     assert [r.name for r in report.rows] == ["emb.weight", "mid.weight", "mid.bias"]
+
+
+def test_a_parametrized_weight_is_no_slot_and_is_named():
+    model = nn.Sequential(nn.Linear(4, 4), weight_norm(nn.Linear(4, 4)))
+    assert [s.module for s in weight_slots(model)] == ["0"]
+    _, report = apply(model, "kaiming-normal", seed=0, return_report=True)
+    assert report.rule_of("1.parametrizations.weight.original1") == (
+        "kept (unsupported: ParametrizationList)"
+    )
+    assert report.rule_of("1.bias") == "zero"
+
+
+def test_relative_position_bias_tables_are_embeddings():
+    class WindowAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.relative_position_bias_table = nn.Parameter(torch.zeros(9, 2))
+
+    assert parameter_roles(WindowAttention())["relative_position_bias_table"][0] == "embedding"
