@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from isokit.init import apply, get_scheme
-from isokit.models import ResidualMLP, ResNet
+from isokit.models import ResidualMLP, ResNet, Transformer
 from tests.torchvision_style import BasicBlock, conv1x1
 
 
@@ -45,6 +45,7 @@ MODELS = {
     "resnet8-conv-shortcut": (lambda: ResNet(depth=8, width=4, shortcut="conv"), (4, 3, 8, 8)),
     "residual-mlp": (lambda: ResidualMLP(8, 16, 3, out_features=4), (6, 8)),
     "transformer-encoder": (encoder, (3, 5, 16)),
+    "isokit-transformer": (lambda: Transformer(2, 16, 2, 32, 5, norm="pre"), (3, 5, 16)),
 }
 
 
