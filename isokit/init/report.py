@@ -1,4 +1,10 @@
-"""The per-parameter init report: which rule each parameter got, with which options."""
+"""The per-parameter init report: which rule each parameter got, with which options.
+
+Besides the report itself: the rows of the parameters a scheme left alone (``kept``, with their
+role; ``kept (unsupported: ClassName)`` where no scheme knows the module; ``tied`` for further
+names of one tensor), the error ``apply(..., unsupported="raise")`` raises on the unsupported
+ones, and the test of a run that initialized nothing (``docs/idinit.md`` §7).
+"""
 
 from __future__ import annotations
 
