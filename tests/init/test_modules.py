@@ -584,3 +584,33 @@ def test_relative_position_bias_tables_are_embeddings():
             self.relative_position_bias_table = nn.Parameter(torch.zeros(9, 2))
 
     assert parameter_roles(WindowAttention())["relative_position_bias_table"][0] == "embedding"
+
+
+def _t5_branches(model) -> list[ResidualBranch]:
+    branches = []
+    for stack in ("encoder", "decoder"):
+        for i, block in enumerate(getattr(model, stack).block):
+            for j, layer in enumerate(block.layer):
+                prefix = f"{stack}.block.{i}.layer.{j}"
+                if hasattr(layer, "DenseReluDense"):
+                    parts = ("DenseReluDense.wi", "DenseReluDense.wo")
+                else:
+                    attn = "SelfAttention" if hasattr(layer, "SelfAttention") else "EncDecAttention"
+                    parts = tuple(f"{attn}.{p}" for p in ("q", "k", "v", "o"))
+                branches.append(ResidualBranch(layers=tuple(f"{prefix}.{p}" for p in parts)))
+    return branches
+
+
+@pytest.mark.parametrize("scheme", ["rezero", "skipinit", "fixup", "t-fixup"])
+def test_norm_free_schemes_remove_t5_norms(scheme):
+    model = _t5()
+    norm_cls = _transformers().models.t5.modeling_t5.T5LayerNorm
+    n_norms = sum(isinstance(m, norm_cls) for m in model.modules())
+    _, report = apply(model, scheme, seed=0, branches=_t5_branches(model), return_report=True)
+    assert n_norms == 2 * 2 + 3 * 2 + 2  # per layer, plus each stack's final norm
+    assert not any(isinstance(m, norm_cls) for m in model.modules())
+    assert sum(isinstance(m, RemovedNorm) for m in model.modules()) == n_norms
+    assert any("removed normalization layers" in note for note in report.notes)
+    ids = torch.randint(0, 99, (2, 5), generator=torch.Generator().manual_seed(0))
+    out = model(input_ids=ids, decoder_input_ids=ids).last_hidden_state
+    assert torch.isfinite(out).all()
