@@ -98,23 +98,32 @@ def _nodes() -> list[str]:
     return out
 
 
-def _own_values(nodes: list[str]) -> dict[str, str]:
-    """Each node's own value, ``"none"`` where it inherits (torch reads only inherited values).
+def _ancestors(name: str) -> list[str]:
+    out = []
+    parent = _TREE[name][1]
+    while parent is not None:
+        out.append(parent)
+        parent = _TREE[parent][1]
+    return out
 
-    A node inherits exactly when its value follows its parent's: the parent is moved to another
-    value and put back, parents first, so every parent's own value is known when it is restored.
+
+def _own_values(nodes: list[str]) -> dict[str, str]:
+    """Each node's own value, ``"none"`` where it inherits (torch reads only effective values).
+
+    An explicit ancestor hides a node's own value from torch's getter (cuDNN's conv leaf holds
+    ``"tf32"`` by default, yet reads ``"ieee"`` while ``cuda`` is ``"ieee"``), so each node is read
+    with its explicit ancestors set to inherit for the moment, parents first, and those are put
+    back at once.
     """
     own: dict[str, str] = {}
     for name in nodes:
+        explicit = [a for a in _ancestors(name) if own.get(a, "none") not in _INHERIT]
+        for a in explicit:
+            _set(a, "none")
         value = _get(name)
-        parent = _TREE[name][1]
-        if parent is not None and value not in _INHERIT:
-            moved = "tf32" if value == "ieee" else "ieee"
-            _set(parent, moved)
-            if _get(name) == moved:
-                value = "none"
-            _set(parent, own[parent])
-        own[name] = value
+        for a in reversed(explicit):
+            _set(a, own[a])
+        own[name] = "none" if value in _INHERIT else value
     return own
 
 

@@ -207,6 +207,41 @@ def test_new_precision_api_settings_are_restored_exactly(flags_restored):
     assert inherits == "tf32" and b.mkldnn.conv.fp32_precision == "ieee"
 
 
+_PRISTINE = """
+import json, torch
+from isokit.models import MLP
+from isokit.probe import profile
+from isokit.probe.hygiene import _TREE, _nodes
+
+def read():
+    values = {n: torch._C._get_fp32_precision_getter(*_TREE[n][0]) for n in _nodes()}
+    values["cudnn.allow_tf32"] = torch.backends.cudnn.allow_tf32
+    return values
+
+before = read()
+profile(MLP(4, 4, depth=2), torch.randn(2, 4), method="exact")
+print(json.dumps({"before": before, "after": read()}))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(torch.backends.cuda.matmul, "fp32_precision"),
+    reason="this torch has no fp32_precision API",
+)
+def test_torch_default_precision_flags_survive_a_probe_in_a_fresh_process():
+    # torch's defaults hold cuDNN's conv and rnn leaves at "tf32" under inheriting parents, a
+    # state no test can recreate once a process has set the flags: so a fresh interpreter.
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _PRISTINE], capture_output=True, text=True, check=True, timeout=120
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["after"] == seen["before"]  # reading the legacy cuDNN flag raises if they differ
+
+
 # ----------------------------------------------------------------------------- memory budget
 
 
