@@ -70,7 +70,9 @@ def profile(
 
     Args:
         model: any ``nn.Module``; it is never modified (a float64 eval copy is probed).
-        inputs: a finite floating batch ``(B, ...)``; each example is probed separately.
+        inputs: a finite floating batch ``(B, ...)``; each example is probed separately. With
+            ``start``, also token ids, a tuple of positional or a dict of keyword inputs
+            (``docs/probes.md §3.6``).
         options: a :class:`~isokit.probe.ProbeOptions` (taps, method, dtype, memory budget,
             probes, seed, ...); default ``ProbeOptions()``.
         generator: an explicit ``torch.Generator`` on the model's device for the matrix-free

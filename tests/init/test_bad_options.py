@@ -66,7 +66,7 @@ def test_the_option_lists_cover_what_the_issue_names():
     names = {option for _, option in NUMERIC}
     assert {"gain", "scale", "alpha", "last_norm_gamma", "eps", "tau", "loose_std"} <= names
     assert {"target", "tol", "max_iter", "a"} <= names
-    assert {option for _, option in FLAGS} == {"remove_norms", "allow_contracting"}
+    assert {option for _, option in FLAGS} == {"remove_norms", "allow_contracting", "share_alpha"}
 
 
 def _apply(model, scheme, **options):
