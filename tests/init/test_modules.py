@@ -614,3 +614,15 @@ def test_norm_free_schemes_remove_t5_norms(scheme):
     ids = torch.randint(0, 99, (2, 5), generator=torch.Generator().manual_seed(0))
     out = model(input_ids=ids, decoder_input_ids=ids).last_hidden_state
     assert torch.isfinite(out).all()
+
+
+def test_idinit_leaves_gpt2_pre_norm_blocks_at_identity():
+    model = _gpt2()
+    apply(model, "idinit", seed=0, branches=_gpt2_branches(model))
+    x = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for block in model.h:
+            y = block(x)
+            y = y[0] if isinstance(y, tuple) else y
+            # each branch ends in an IDIZ_ε Conv1D: the block adds O(ε) to its input
+            assert float((y - x).abs().max()) < 1e-4 * float(x.abs().max())
