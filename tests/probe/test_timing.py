@@ -132,10 +132,11 @@ def test_linalg_rates_are_measured_once_per_device():
 
 class ScriptClock:
     """Readings of a timed call of k columns as given by ``calls`` (seconds per call, in the
-    order of the calls), each tap's mark an equal share of the call; the untimed call reads 0."""
+    order of the calls), each tap's mark an equal share of the call; the untimed warm-up calls
+    (one per size: 1 column, and k when k > 1) read 0."""
 
     def __init__(self, n_taps: int, calls: list[float]) -> None:
-        self.values: list[float] = [0.0] * n_taps
+        self.values: list[float] = [0.0] * n_taps * len(calls)
         for c, seconds in enumerate(calls):
             start = 10.0 * (c + 1)
             marks = [start + seconds * (i + 1) / (n_taps + 1) for i in range(n_taps)]
