@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from isokit.init.layers import is_weight_layer
+from isokit.init.layers import PACKED_QKV_NAMES, is_weight_layer, weight_slots
 from isokit.structure import ResidualBranch
 
 __all__ = [
@@ -27,12 +27,13 @@ __all__ = [
     "off_branch_projections",
 ]
 
-#: Leaf names of separate query and key projections (isokit, HF BERT/T5/Llama, timm, fairseq).
-Q_NAMES = ("q", "q_proj", "query")
-K_NAMES = ("k", "k_proj", "key")
+#: Leaf names of separate query and key projections (isokit, HF BERT/DistilBERT/T5/Llama, timm,
+#: fairseq).
+Q_NAMES = ("q", "q_proj", "query", "q_lin")
+K_NAMES = ("k", "k_proj", "key", "k_lin")
 QK_NAMES = Q_NAMES + K_NAMES
 #: Leaf names of separate value projections.
-V_NAMES = ("v", "v_proj", "value")
+V_NAMES = ("v", "v_proj", "value", "v_lin")
 _STACKS = (nn.ModuleList, nn.Sequential)
 
 
@@ -84,10 +85,16 @@ def group_blocks(model: nn.Module, branches: list[ResidualBranch]) -> dict[str, 
 
 
 def attention_branch(model: nn.Module, branch: ResidualBranch) -> bool:
-    """Whether ``branch`` is an attention sub-layer: an ``nn.MultiheadAttention`` or q/k names."""
+    """Whether ``branch`` is an attention sub-layer: an ``nn.MultiheadAttention``, q/k names, or
+    a packed q/k/v projection (:data:`~isokit.init.layers.PACKED_QKV_NAMES`, GPT-2's ``c_attn``)."""
     if isinstance(model.get_submodule(branch.layers[0]), nn.MultiheadAttention):
         return True
-    return any(name.rpartition(".")[2] in QK_NAMES for name in branch.layers)
+    names = QK_NAMES + PACKED_QKV_NAMES
+    if any(name.rpartition(".")[2] in names for name in branch.layers):
+        return True
+    # Otherwise by the holder's class: GPT2Attention, MultiHeadSelfAttention, LlamaAttention, ...
+    holders = {_parent(name) for name in branch.layers} - {""}
+    return any(type(model.get_submodule(h)).__name__.endswith("Attention") for h in holders)
 
 
 def off_branch_projections(model: nn.Module, branch: ResidualBranch) -> tuple[str, ...]:
@@ -106,7 +113,7 @@ def off_branch_projections(model: nn.Module, branch: ResidualBranch) -> tuple[st
         for leaf, module in holder.named_children():
             name = f"{parent}.{leaf}" if parent else leaf
             wanted = leaf in K_NAMES or leaf in V_NAMES
-            if wanted and isinstance(module, nn.Linear) and name not in branch.layers:
+            if wanted and is_weight_layer(module) and name not in branch.layers:
                 out.append(name)
     return tuple(out)
 
@@ -120,7 +127,6 @@ def branch_matrices(model: nn.Module, branch: ResidualBranch) -> int:
     written: q, k, v and the output projection, as in the Fixup authors' Transformer variant
     (their ``in_proj`` is scaled by L^(-1/6) = L^(-1/(2m-2))).
     """
-    on = sum(
-        3 if isinstance(model.get_submodule(n), nn.MultiheadAttention) else 1 for n in branch.layers
-    )
+    packed = {slot.module for slot in weight_slots(model) if slot.kind == "attention"}
+    on = sum(3 if n in packed else 1 for n in branch.layers)
     return on + len(off_branch_projections(model, branch))

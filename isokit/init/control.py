@@ -40,7 +40,7 @@ from isokit.init.scalars import (
     share_input_bias,
     share_output_scale,
 )
-from isokit.init.standard import kaiming_normal, torch_default
+from isokit.init.standard import kaiming_normal, reset_module_, torch_default
 from isokit.init.variance import kaiming_normal_, xavier_uniform_
 from isokit.structure import ResidualBranch
 
@@ -131,10 +131,9 @@ def _module_name(model: nn.Module, module: nn.Module) -> str:
 def _torch_default_module(ctx: Context, name: str) -> None:
     """Re-run one module's ``reset_parameters()`` under an RNG seeded from the scheme's."""
     module = ctx.model.get_submodule(name)
-    reset = getattr(module, "reset_parameters", None) or module._reset_parameters
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed())
-        reset()
+        reset_module_(module)
 
 
 def _remove_norms(ctx: Context, scheme: str) -> None:

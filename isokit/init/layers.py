@@ -72,9 +72,8 @@ class WeightSlot:
     def tensor(self) -> torch.Tensor:
         """The writable ``[out, in, *kernel]`` view of the slot (a row block for packed
         attention, the transpose for ``Conv1D``); fans read from its shape are the layer's."""
-        if self.transposed:
-            return self.param.t()
-        return self.param if self.rows is None else self.param[self.rows]
+        view = self.param.t() if self.transposed else self.param
+        return view if self.rows is None else view[self.rows]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -123,23 +122,38 @@ def embedding_ids(model: nn.Module) -> set[int]:
     return {id(m.weight) for m in model.modules() if isinstance(m, _EMBEDDINGS)}
 
 
+#: Leaf names of packed query/key/value projections (GPT-2's ``c_attn``, timm's ``qkv``, ...):
+#: a Linear or ``Conv1D`` of these names whose output is three times its input is three slots,
+#: ``[q]``, ``[k]`` and ``[v]``, as ``nn.MultiheadAttention``'s packed ``in_proj_weight`` is.
+PACKED_QKV_NAMES = ("c_attn", "qkv", "in_proj", "Wqkv", "query_key_value")
+
+
+def _linear_slots(mod_name: str, weight: nn.Parameter, transposed: bool) -> list[WeightSlot]:
+    name = _join(mod_name, "weight")
+    out, inp = weight.shape[::-1] if transposed else weight.shape
+    if mod_name.rpartition(".")[2] in PACKED_QKV_NAMES and out == 3 * inp:
+        return [
+            WeightSlot(
+                name=f"{name}[{part}]",
+                module=mod_name,
+                param=weight,
+                rows=slice(i * inp, (i + 1) * inp),
+                kind="attention",
+                transposed=transposed,
+            )
+            for i, part in enumerate("qkv")
+        ]
+    return [WeightSlot(name=name, module=mod_name, param=weight, transposed=transposed)]
+
+
 def _module_slots(mod_name: str, module: nn.Module) -> list[WeightSlot]:
     weight = module._parameters.get("weight")
     if not isinstance(module, nn.MultiheadAttention) and not isinstance(weight, nn.Parameter):
         # A weight computed from other tensors (torch.nn.utils.parametrize, the older weight_norm
         # and spectral_norm hooks) is recomputed by the forward: writing it would change nothing.
         return []
-    if isinstance(module, nn.Linear):
-        return [WeightSlot(name=_join(mod_name, "weight"), module=mod_name, param=module.weight)]
-    if is_transposed_linear(module):
-        return [
-            WeightSlot(
-                name=_join(mod_name, "weight"),
-                module=mod_name,
-                param=module.weight,
-                transposed=True,
-            )
-        ]
+    if isinstance(module, nn.Linear) or is_transposed_linear(module):
+        return _linear_slots(mod_name, weight, transposed=not isinstance(module, nn.Linear))
     if isinstance(module, _CONV):
         return [
             WeightSlot(

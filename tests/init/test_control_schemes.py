@@ -343,3 +343,41 @@ def test_fixup_identity_shortcut_takes_x_without_the_bias_and_scalars_are_report
     assert report.rule_of("layer1.0.conv2.isokit_scale") == "const 1"
     row = next(r for r in report.rows if r.name == "stem.0.isokit_bias_out")
     assert row.rule == "const 0" and "added" in row.options
+
+
+def _gpt2():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(
+        vocab_size=50,
+        n_positions=16,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    torch.manual_seed(0)
+    return transformers.GPT2Model(cfg), {"input_ids": torch.randint(0, 50, (1, 6))}
+
+
+def test_t_fixup_on_gpt2_scales_only_the_value_third_of_the_packed_projection():
+    model, ids = _gpt2()
+    apply(model, "t-fixup", seed=0, example_inputs=ids)
+    d = 16
+    bound = math.sqrt(6 / (2 * d))  # Xavier-uniform of one [d, d] projection
+    factor = 0.67 * 2**-0.25  # two encoder-rule layers
+    w = model.h[0].attn.c_attn.weight.t()  # Conv1D: [in, 3d] stored, [3d, in] as a layer
+    q, k, v = w[:d], w[d : 2 * d], w[2 * d :]
+    assert q.abs().max() <= bound and k.abs().max() <= bound
+    assert v.abs().max() <= factor * bound < q.abs().max()  # 256 uniform draws: never all small
+    assert model.h[0].mlp.c_fc.weight.abs().max() <= factor * math.sqrt(6 / (5 * d))
+
+
+def test_fixup_on_gpt2_counts_q_k_v_and_out_of_the_packed_projection():
+    model, ids = _gpt2()
+    _, report = apply(model, "fixup", seed=0, example_inputs=ids, return_report=True)
+    assert report.rule_of("h.0.attn.c_proj.weight") == "zero"
+    for part in "qkv":
+        row = next(r for r in report.rows if r.name == f"h.0.attn.c_attn.weight[{part}]")
+        assert "m=4" in row.options
+    assert torch.count_nonzero(model.h[0].attn.c_proj.weight) == 0

@@ -118,10 +118,18 @@ def test_gpt2_slots_and_biases_are_its_conv1d_layers():
     conv1d = _transformers().pytorch_utils.Conv1D
     layers = [n for n, m in model.named_modules() if isinstance(m, conv1d)]
     slots = weight_slots(model)
-    assert [s.module for s in slots] == layers
+    assert list(dict.fromkeys(s.module for s in slots)) == layers
     for s in slots:
-        assert s.transposed and s.kind == "linear"
-        assert s.shape == tuple(s.param.T.shape)
+        assert s.transposed
+        if s.module.endswith("c_attn"):  # packed q, k, v: three [d, d] row blocks of [3d, d]
+            d = s.param.shape[0]
+            assert s.kind == "attention" and s.shape == (d, d)
+            assert torch.equal(s.tensor, s.param.T[s.rows])
+        else:
+            assert s.kind == "linear" and s.shape == tuple(s.param.T.shape)
+    assert [s.name for s in slots if s.module == "h.0.attn.c_attn"] == [
+        f"h.0.attn.c_attn.weight[{p}]" for p in "qkv"
+    ]
     assert {n for n, _ in bias_params(model)} == {f"{n}.bias" for n in layers}
 
 
@@ -131,7 +139,12 @@ def test_every_gpt2_conv1d_weight_changes(scheme):
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     _, report = apply(model, scheme, seed=0, branches=_gpt2_branches(model), return_report=True)
     for slot in weight_slots(model):
-        assert not torch.equal(slot.param, before[slot.name]), (scheme, slot.name)
+        old = before[slot.name.partition("[")[0]]
+        old = old.T[slot.rows] if slot.rows is not None else old
+        assert not torch.equal(slot.tensor if slot.rows is not None else slot.param, old), (
+            scheme,
+            slot.name,
+        )
         assert report.rule_of(slot.name) != "kept"
     for name in ("wte.weight", "wpe.weight"):  # embeddings are kept
         assert torch.equal(model.get_parameter(name), before[name])
@@ -154,8 +167,8 @@ def test_lsuv_on_gpt2_token_ids_rescales_every_conv1d():
     model = _gpt2()
     ids = torch.randint(0, 99, (4, 8), generator=torch.Generator().manual_seed(0))
     _, report = apply(model, "lsuv", data=ids, seed=0, tol=0.05, return_report=True)
-    for slot in weight_slots(model):
-        assert report.rule_of(slot.name) == "lsuv", slot.name
+    for slot in weight_slots(model):  # LSUV rescales whole layers: a packed one has one row
+        assert report.rule_of(slot.name.partition("[")[0]) == "lsuv", slot.name
     outputs = {}
     handle = model.h[1].mlp.c_fc.register_forward_hook(lambda m, a, out: outputs.update(y=out))
     with torch.no_grad():
@@ -460,9 +473,10 @@ def test_every_parameter_of_hf_models_is_handled(name):
     _, report = apply(model, "kaiming-normal", seed=0, return_report=True, unsupported="raise")
     names = [r.name for r in report.rows]
     assert len(names) == len(set(names))
-    assert set(params) <= set(names)
+    # A packed q/k/v projection has one row per block: c_attn.weight[q], [k], [v].
+    assert set(params) <= {n.partition("[")[0] for n in names}
     for s in weight_slots(model):
-        assert not torch.equal(s.param, before[s.name]), s.name
+        assert not torch.equal(s.param, before[s.name.partition("[")[0]]), s.name
 
 
 def test_offset_norms_get_unit_scale_as_weight_zero():
