@@ -15,11 +15,13 @@ Example:
 # Importing the scheme modules registers them, in this order (schemes() lists IDInit first).
 from isokit.init import standard, isometric, control, zero_gamma, tfixup, zero_scheme  # noqa: F401, I001
 from isokit.init import idinit, lsuv  # noqa: F401, I001
-from isokit.init.branches import find_branches
+from isokit.init.branches import BranchDiscoveryError, find_branches
 from isokit.init.identity import idi_, idiz_, loosening_representable, unused_input_channels
 from isokit.init.orthogonal import delta_orthogonal_, dirac_, eye_, orthogonal_
+from isokit.init.layers import parameter_roles
+from isokit.init.norms import register_norm
 from isokit.init.registry import Scheme, SchemeNotApplicable, apply, get_scheme, schemes
-from isokit.init.report import InitReport, InitRow
+from isokit.init.report import InitReport, InitRow, UnsupportedModuleError
 from isokit.init.variance import (
     fans,
     kaiming_normal_,
@@ -31,10 +33,12 @@ from isokit.init.variance import (
 from isokit.init.zero import hadamard, zero_, zero_matrix
 
 __all__ = [
+    "BranchDiscoveryError",
     "InitReport",
     "InitRow",
     "Scheme",
     "SchemeNotApplicable",
+    "UnsupportedModuleError",
     "apply",
     "delta_orthogonal_",
     "dirac_",
@@ -49,6 +53,8 @@ __all__ = [
     "kaiming_uniform_",
     "loosening_representable",
     "orthogonal_",
+    "parameter_roles",
+    "register_norm",
     "schemes",
     "torch_default_",
     "unused_input_channels",
