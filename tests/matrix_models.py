@@ -381,7 +381,10 @@ class Case:
     ``taps(model)`` are the residual blocks (module names in the model); ``view(model,
     inputs)`` returns the module the probe differentiates and its float input, with the model
     as its submodule ``prefix`` (``"model."`` for wrappers, ``""`` otherwise). ``pre_norm``
-    says whether each block is x + F(norm(x)) (then ``taps`` are those blocks). ``rtol`` is the
+    says whether each block is x + F(norm(x)); ``adds_last`` whether each block returns its
+    input plus its branches with nothing after the addition (pre-norm blocks, ConvNeXt,
+    MobileNetV2's linear bottlenecks); ``post_norm`` whether a norm follows each addition and
+    nothing else (BERT, DistilBERT, ``nn.Transformer``). ``rtol`` is the
     agreement of the exact probe with a dense float64 Jacobian, relative to the largest
     singular value: 1e-10, except where the model computes in float32 whatever its dtype (ViT's
     and Llama's eager attention take the softmax in float32, T5's norm the variance), there
@@ -396,6 +399,12 @@ class Case:
     hf: bool = True
     pre_norm: bool = False
     rtol: float = 1e-10
+    adds_last: bool = False
+    post_norm: bool = False
+
+    def __post_init__(self):
+        if self.pre_norm:
+            object.__setattr__(self, "adds_last", True)
 
 
 def _names(*patterns: str, n: int = 2) -> Callable:
@@ -407,9 +416,16 @@ def _TV_BLOCKS(model):
 
 
 CASES: dict[str, Case] = {
-    "bert": Case(bert, bert_branches, _names("encoder.layer.{}"), token_view, "model."),
+    "bert": Case(
+        bert, bert_branches, _names("encoder.layer.{}"), token_view, "model.", post_norm=True
+    ),
     "distilbert": Case(
-        distilbert, distilbert_branches, _names("transformer.layer.{}"), token_view, "model."
+        distilbert,
+        distilbert_branches,
+        _names("transformer.layer.{}"),
+        token_view,
+        "model.",
+        post_norm=True,
     ),
     "gpt2": Case(gpt2, gpt2_branches, _names("h.{}"), token_view, "model.", pre_norm=True),
     "vit": Case(vit, vit_branches, _names("layers.{}"), pre_norm=True, rtol=1e-6),
@@ -431,8 +447,10 @@ CASES: dict[str, Case] = {
     "resnet-bottleneck": Case(
         lambda: hf_resnet("bottleneck"), hf_resnet_branches, _names("encoder.stages.{}.layers.0")
     ),
-    "convnext": Case(convnext, convnext_branches, _names("encoder.stages.{}.layers.0")),
-    "mobilenet-v2": Case(mobilenet_v2, mobilenet_branches, mobilenet_blocks),
+    "convnext": Case(
+        convnext, convnext_branches, _names("encoder.stages.{}.layers.0"), adds_last=True
+    ),
+    "mobilenet-v2": Case(mobilenet_v2, mobilenet_branches, mobilenet_blocks, adds_last=True),
     "nn.Transformer": Case(
         transformer,
         transformer_branches,
@@ -440,6 +458,7 @@ CASES: dict[str, Case] = {
         source_view,
         "model.",
         hf=False,
+        post_norm=True,
     ),
     "tv-resnet": Case(tv_resnet, tv_branches, _TV_BLOCKS, hf=False),
     "tv-resnext": Case(tv_resnext, tv_branches, _TV_BLOCKS, hf=False),

@@ -177,6 +177,15 @@ def _block_deviation(model: nn.Module, inputs, blocks: list[str]) -> dict[str, f
     return {n: float((out - x).norm() / x.norm()) for n, (x, out) in seen.items()}
 
 
+def _starts_at_identity(case, scheme: str) -> bool:
+    """Whether every block is exactly the identity after ``scheme``: the identity-control schemes
+    zero each branch's output (a zero gate, a zero last layer) and remove the norms (so a
+    post-norm block is x + 0 too); ZerO zeroes the last layers but keeps the norms."""
+    if scheme in ("fixup", "skipinit", "rezero"):
+        return case.adds_last or case.post_norm
+    return scheme == "zero" and case.adds_last
+
+
 def _dense_svdvals(module: nn.Module, x: torch.Tensor, taps: list[str]) -> list[np.ndarray]:
     """Singular values of ∂tap/∂x for one example, from a dense float64 jacrev Jacobian."""
     module = copy.deepcopy(module).double().eval().requires_grad_(False)
@@ -250,6 +259,9 @@ def test_cell(name, scheme):
         said = any("attention branches" in note for note in report.notes)
         assert said == _has_attention(model), report.notes
     _check_rows(model, report, before)
+    if _starts_at_identity(case, scheme):
+        deviation = _block_deviation(model, inputs, case.taps(model))
+        assert set(deviation.values()) == {0.0}, deviation
     if case.pre_norm and scheme in ("idinit", "kaiming-normal"):
         deviation = _block_deviation(model, inputs, case.taps(model))
         if scheme == "idinit":
