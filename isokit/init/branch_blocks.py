@@ -96,3 +96,18 @@ def untraced_layers(model: nn.Module, trace: BlockTrace) -> list[str]:
     if "" in roots:
         return []
     return [n for n in weight_layers(model) if not any(n.startswith(r + ".") for r in roots)]
+
+
+def partly_traced(model: nn.Module, trace: BlockTrace) -> list[str]:
+    """Modules that did not trace yet hold both a traced branch and untraced weight layers.
+
+    Such a block was read only in part (T5's blocks: fx follows their feed-forward sub-layer
+    but not their attention), so the branches found there cannot be the block's branches.
+    """
+    stem = untraced_layers(model, trace)
+    on = [layer for b in trace.branches for layer in b.layers]
+    return [
+        f
+        for f, _ in trace.failed
+        if f and any(n.startswith(f + ".") for n in on) and any(n.startswith(f + ".") for n in stem)
+    ]

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Sequence
 
 from torch import nn
 
-from isokit.init.branch_blocks import reason, trace_blocks, untraced_layers
+from isokit.init.branch_blocks import partly_traced, reason, trace_blocks, untraced_layers
 from isokit.init.branch_errors import (
     EXAMPLE_INPUTS,
     HOWTO,
@@ -123,7 +123,15 @@ def _discover(model: nn.Module, example_inputs: object) -> list[ResidualBranch]:
         _warn_fallback(failed, "torch.fx traced it")
         return _validate(model, trace.branches, "torch.fx discovery")
     root = trace.failed[0][1]
-    if trace.branches:
+    partial = partly_traced(model, trace) if trace.branches else []
+    if partial:
+        inside = [n for n in untraced_layers(model, trace) if n.startswith(partial[-1] + ".")]
+        failed.append(
+            f"torch.fx could not trace {name} ({root}), and block by block it read {partial[-1]} "
+            f"only in part: its weight layers {inside[:3]}{'...' if len(inside) > 3 else ''} "
+            "sit in no traced module, so its branches would be incomplete"
+        )
+    elif trace.branches:
         stem = untraced_layers(model, trace)
         _warn_fallback(
             [*failed, f"torch.fx could not trace {name} ({root})"],
@@ -132,10 +140,11 @@ def _discover(model: nn.Module, example_inputs: object) -> list[ResidualBranch]:
             f"({stem[:4]}{'...' if len(stem) > 4 else ''}) count as main stem",
         )
         return _validate(model, trace.branches, "block-by-block torch.fx discovery")
-    failed.append(
-        f"torch.fx could not trace {name} ({root}) and block by block, the "
-        f"{len(trace.traced)} submodules it could trace hold no residual addition"
-    )
+    else:
+        failed.append(
+            f"torch.fx could not trace {name} ({root}) and block by block, the "
+            f"{len(trace.traced)} submodules it could trace hold no residual addition"
+        )
     found = _presets(model)
     if found:
         _warn_fallback(

@@ -24,7 +24,7 @@ from torch import nn
 
 from isokit.init.checks import check_choice
 from isokit.init.common import check_head_name, finish_biases, finish_norms, report_slot
-from isokit.init.layers import WeightSlot, head_layer
+from isokit.init.layers import WeightSlot, head_layer, is_transposed_linear
 from isokit.init.registry import Context, register
 from isokit.init.zero import zero_
 
@@ -38,20 +38,34 @@ def _zero_skip(module: nn.Module, args: tuple, output):
         return output
     skip = module.isokit_zero_skip
     x = args[0]
-    if isinstance(module, nn.Linear):
+    if not isinstance(module, _CONV):  # a Linear, or HF Conv1D: the skip is [out, in] either way
         return output + F.linear(x, skip)
     return output + module._conv_forward(x, skip, None)
 
 
-def add_zero_skip(module: nn.Module, kernel: torch.Tensor) -> None:
-    """Give ``module`` (a Linear or ConvNd) the fixed skip ``x ↦ layer_K(x)`` around it."""
-    if not isinstance(module, (nn.Linear, *_CONV)):
-        raise TypeError(f"add_zero_skip needs a Linear or ConvNd, got {type(module).__name__}")
+def _skippable(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Linear, *_CONV)) or is_transposed_linear(module)
+
+
+def add_zero_skip(module: nn.Module, kernel: torch.Tensor, rows: slice | None = None) -> None:
+    """Give ``module`` (a Linear, HF ``Conv1D`` or ConvNd) the fixed skip ``x ↦ layer_K(x)``
+    around it; ``K`` is ``[out, in, *kernel]`` (``rows``: only that row block of it, the rest
+    kept, for a packed q/k/v projection)."""
+    if not _skippable(module):
+        raise TypeError(
+            f"add_zero_skip needs a Linear, Conv1D or ConvNd, got {type(module).__name__}"
+        )
     if "isokit_zero_skip" not in module._buffers:
-        module.register_buffer("isokit_zero_skip", kernel, persistent=False)
+        full = kernel if rows is None else kernel.new_zeros(_layer_shape(module))
+        module.register_buffer("isokit_zero_skip", full, persistent=False)
         module.register_forward_hook(_zero_skip)
-    else:
-        module.isokit_zero_skip.copy_(kernel)
+    target = module.isokit_zero_skip if rows is None else module.isokit_zero_skip[rows]
+    target.copy_(kernel)
+
+
+def _layer_shape(module: nn.Module) -> tuple[int, ...]:
+    shape = tuple(module.weight.shape)
+    return shape[::-1] if is_transposed_linear(module) else shape
 
 
 def _check_zero(options: Mapping[str, object], where: str) -> None:
@@ -94,10 +108,10 @@ def zero(ctx: Context, *, head_name: str | None = None, skips: str = "augmented"
         if role == "last" or slot.module == head:
             slot.tensor.zero_()
             report_slot(ctx, slot, "zero", "head" if slot.module == head else "branch end")
-        elif role == "branch" and skips == "augmented" and isinstance(module, (nn.Linear, *_CONV)):
+        elif role == "branch" and skips == "augmented" and _skippable(module):
             kernel = torch.empty(slot.shape, dtype=slot.tensor.dtype)
             zero_(kernel, groups=slot.groups)
-            add_zero_skip(module, kernel.to(slot.tensor.device))
+            add_zero_skip(module, kernel.to(slot.tensor.device), slot.rows)
             slot.tensor.zero_()
             report_slot(ctx, slot, "zero", f"+ fixed {_rule(slot)} skip (added)")
             added += 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from isokit.init import apply
-from isokit.init.branches import find_branches
+from isokit.init.branches import BranchDiscoveryError, find_branches
 from isokit.structure import ResidualBranch
 
 transformers = pytest.importorskip("transformers")
@@ -200,6 +200,13 @@ def _t5_branches():
 
 def test_t5_encoder():
     assert find_branches(_t5(), example_inputs=IDS) == _t5_branches()
+
+
+def test_t5_without_example_inputs_is_refused_not_read_in_part():
+    # fx follows T5's feed-forward sub-layers but not its attention ones: 4 of the 10 branches
+    # would come back, and Fixup would leave each attention's output layer at torch default.
+    with pytest.raises(BranchDiscoveryError, match=r"only in part.*SelfAttention.*example_inputs"):
+        find_branches(_t5())
 
 
 @pytest.mark.parametrize("kind", ["basic", "bottleneck"])
