@@ -346,24 +346,17 @@ def test_fixup_identity_shortcut_takes_x_without_the_bias_and_scalars_are_report
 
 
 def _gpt2():
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.GPT2Config(
-        vocab_size=50,
-        n_positions=16,
-        n_embd=16,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
+    pytest.importorskip("transformers")
+    from tests.matrix_models import gpt2
+
     torch.manual_seed(0)
-    return transformers.GPT2Model(cfg), {"input_ids": torch.randint(0, 50, (1, 6))}
+    return gpt2()
 
 
 def test_t_fixup_on_gpt2_scales_only_the_value_third_of_the_packed_projection():
     model, ids = _gpt2()
     apply(model, "t-fixup", seed=0, example_inputs=ids)
-    d = 16
+    d = model.config.n_embd
     bound = math.sqrt(6 / (2 * d))  # Xavier-uniform of one [d, d] projection
     factor = 0.67 * 2**-0.25  # two encoder-rule layers
     w = model.h[0].attn.c_attn.weight.t()  # Conv1D: [in, 3d] stored, [3d, in] as a layer

@@ -193,27 +193,21 @@ def test_one_layer_relu_branches_are_named_in_the_report_as_untrainable():
 
 
 def test_gpt2_conv1d_branch_layers_get_the_added_skip_and_every_parameter_moves():
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.GPT2Config(
-        vocab_size=50,
-        n_positions=16,
-        n_embd=16,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
+    pytest.importorskip("transformers")
+    from tests.matrix_models import gpt2
+
     torch.manual_seed(0)
-    model = transformers.GPT2Model(cfg)
-    ids = {"input_ids": torch.randint(0, 50, (2, 6), generator=torch.Generator().manual_seed(0))}
+    model, ids = gpt2()
     _, report = apply(model, "zero", example_inputs=ids, return_report=True)
     assert report.rule_of("h.0.mlp.c_fc.weight") == "zero"
     assert report.rule_of("h.0.attn.c_attn.weight[v]") == "zero"
     skip = model.h[0].attn.c_attn.isokit_zero_skip  # [3d, d] as a layer: q, k, v identities
-    torch.testing.assert_close(skip, torch.eye(16).repeat(3, 1))
+    torch.testing.assert_close(skip, torch.eye(model.config.n_embd).repeat(3, 1))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    target = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(1))
+    target = torch.randn(
+        model(**ids).last_hidden_state.shape, generator=torch.Generator().manual_seed(1)
+    )
     for _ in range(3):
         opt.zero_grad()
         ((model(**ids).last_hidden_state - target) ** 2).mean().backward()
