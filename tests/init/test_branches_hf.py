@@ -72,16 +72,9 @@ def _vit():
 
 
 def _llama():
-    cfg = transformers.LlamaConfig(
-        vocab_size=99,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=16,
-    )
-    return transformers.LlamaModel(cfg)
+    from tests.matrix_models import llama
+
+    return llama()[0]
 
 
 def _t5():

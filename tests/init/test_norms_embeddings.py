@@ -104,18 +104,11 @@ def test_idinit_resets_t5_norms_and_keeps_relative_attention_biases():
 
 
 def _llama():
-    tr = _transformers()
-    config = tr.LlamaConfig(
-        vocab_size=99,
-        hidden_size=32,
-        intermediate_size=37,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=32,
-    )
+    _transformers()
+    from tests.matrix_models import llama
+
     torch.manual_seed(0)
-    return tr.LlamaModel(config)
+    return llama()[0]
 
 
 def test_rezero_removes_llama_norms():

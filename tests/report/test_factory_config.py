@@ -101,7 +101,10 @@ def test_bad_factory_entries_name_the_key_and_the_fix(change, key, fragment):
 
 def test_token_inputs_without_start_are_refused_at_start():
     model = {k: v for k, v in TOKENS.items() if k not in ("start", "taps")}
-    _refused(model, "models[0].start", "cannot be differentiated: pass start=")
+    err = _refused(model, "models[0].start", "cannot be differentiated: pass start=")
+    assert err.key == "models[0].start" and "token" in err.message
+    # The same token inputs with a start are accepted: the refusal is about start alone.
+    assert parse_config(_config(TOKENS)).models[0].start == TOKENS["start"]
 
 
 def test_a_factory_needs_an_input_shape_or_an_inputs_factory():
