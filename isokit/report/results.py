@@ -30,19 +30,17 @@ schema is refused with the advice to re-run the report.
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.metadata
 import json
-import platform
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from isokit.environment import environment
 from isokit.probe import Profile
 from isokit.report.config import Config
 from isokit.report.io import RESULTS
 from isokit.report.results_check import SCHEMA, STATUSES, ResultsError, check_results
+from isokit.train.result import TrainResult
 
 __all__ = [
     "SCHEMA",
@@ -73,6 +71,8 @@ class RunRecord:
     status: str  # one of STATUSES
     message: str = ""
     profile: Profile | None = None
+    #: The training run after the probes, when the config has a ``[train]`` section.
+    train: TrainResult | None = None
 
     @property
     def ok(self) -> bool:
@@ -217,40 +217,6 @@ def load_results(path: str | Path) -> Results:
             str(path), f"not valid JSON{where}; regenerate it with `isokit report`"
         ) from None
     return Results.from_dict(data, source=str(path))
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        module = sys.modules.get(dist)
-        return str(getattr(module, "__version__", "not installed"))
-
-
-def environment(
-    packages: Sequence[str] = ("torch", "numpy", "scipy", "matplotlib", "seaborn"),
-) -> dict[str, Any]:
-    """Versions, platform and device: enough to tell whether two results are comparable.
-
-    Example:
-        >>> sorted(environment(packages=()))[:3]
-        ['device', 'isokit', 'machine']
-    """
-    import torch
-
-    import isokit
-
-    env: dict[str, Any] = {"isokit": isokit.__version__}
-    for name in packages:
-        env[name] = _version(name)
-    env.update(
-        python=platform.python_version(),
-        platform=platform.platform(),
-        machine=platform.machine(),
-        device="cpu",
-        torch_threads=torch.get_num_threads(),
-    )
-    return env
 
 
 def now_utc() -> str:

@@ -19,7 +19,13 @@ import torch
 
 from isokit.train.idx import IDXFormatError, read_idx
 
-__all__ = ["DEFAULT_ROOT", "DatasetUnavailableError", "ImageSet", "load_fashion_mnist"]
+__all__ = [
+    "DEFAULT_ROOT",
+    "DatasetUnavailableError",
+    "ImageSet",
+    "fashion_mnist_data",
+    "load_fashion_mnist",
+]
 
 #: Where the Debian package puts the files; ``ISOKIT_FASHION_MNIST`` or ``root=`` override it.
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -124,3 +130,42 @@ def load_fashion_mnist(
         x = x.expand(-1, channels, -1, -1).contiguous()
     y = torch.from_numpy(labels.astype(np.int64))
     return ImageSet(images=x, labels=y, name="fashion-mnist", split=split)
+
+
+def fashion_mnist_data(
+    *,
+    seed: int = 0,
+    pad_to: int | None = 32,
+    channels: int = 1,
+    limit: int | None = None,
+    test_limit: int | None = None,
+    root: str | None = None,
+):
+    """Fashion-MNIST as :class:`isokit.train.TrainData`: 60 000 training and 10 000 held-out
+    images, padded to 32×32 by default for CIFAR-style ResNets (``pad_to=None`` keeps 28×28).
+
+    ``seed`` is unused (the files fix the data); ``limit`` and ``test_limit`` keep the first
+    examples of each split.
+    """
+    from isokit.train.data import DataError, Split, TrainData
+
+    del seed
+    try:
+        train = load_fashion_mnist(
+            "train", root=root, pad_to=pad_to, channels=channels, limit=limit
+        )
+        test = load_fashion_mnist(
+            "test", root=root, pad_to=pad_to, channels=channels, limit=test_limit
+        )
+    except ValueError as exc:
+        if isinstance(exc, IDXFormatError):
+            raise
+        raise DataError(str(exc)) from None
+    return TrainData(
+        name="fashion-mnist",
+        task="classification",
+        train=Split(inputs=train.images, targets=train.labels),
+        test=Split(inputs=test.images, targets=test.labels),
+        num_classes=N_CLASSES,
+        info={"pad_to": pad_to, "channels": channels, "limit": limit, "test_limit": test_limit},
+    )

@@ -1,0 +1,349 @@
+""":func:`train`: train an initialized model on a :class:`~isokit.train.TrainData`, measuring
+loss, accuracy, gradient norms and (at checkpoints) the Jacobian spectra along the way.
+
+The loop is the plain PyTorch one (forward, loss, backward, step) on batches indexed out of
+tensors held in memory, so it costs what a hand-written loop costs (``benchmarks/bench_train.py``
+measures it). Around it:
+
+- **Seeds.** The data order comes from a generator seeded by ``SeedSequence([seed, 0])`` and
+  every draw from torch's global generator during training (dropout) from one seeded by
+  ``SeedSequence([seed, 1])``, inside a forked RNG state, so the caller's RNG is left alone and
+  the same seed gives the same numbers on the CPU.
+- **Divergence** is an outcome: the first step whose training loss is NaN or inf is recorded as
+  ``diverged_at`` and training stops there, with the curves up to that step.
+- **Evaluations** at :meth:`TrainOptions.eval_steps` on the held-out split (in eval mode, without
+  gradients); ``steps_to_target`` is the first evaluated step whose accuracy reaches
+  ``target_accuracy``.
+- **Checkpoints**: at each step of ``checkpoints`` :func:`isokit.probe.profile` measures the
+  current weights on a fixed probe batch (the first ``probe_examples`` held-out inputs).
+- **Failure.** On any error other than divergence (a bad input shape, an interrupt), the model's
+  weights, buffers and mode are put back as they were, and the error propagates.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional
+
+from isokit.environment import environment
+from isokit.probe.taps import first_tensor, resolve_taps
+from isokit.train.data import Split, TrainData
+from isokit.train.grad_norms import TapGradients
+from isokit.train.options import TrainOptionError, TrainOptions
+from isokit.train.result import TrainResult
+from isokit.train.schedule import lr_factor
+
+__all__ = ["stream_seed", "train"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Streams of SeedSequence([seed, stream]): the data order and torch's global generator.
+DATA_STREAM, TORCH_STREAM = 0, 1
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """A torch seed for ``stream`` of the run's ``seed`` (< 2⁶³, distinct per stream).
+
+    Example:
+        >>> stream_seed(0, 0) != stream_seed(0, 1)
+        True
+    """
+    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, dtype=np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+def _loss_fn(task: str):
+    if task == "classification":
+        return functional.cross_entropy
+
+    def half_squared_error(output: Tensor, target: Tensor) -> Tensor:
+        diff = output.reshape(output.shape[0], -1) - target.reshape(target.shape[0], -1)
+        return 0.5 * diff.square().sum(dim=1).mean()
+
+    return half_squared_error
+
+
+def _optimizer(model: nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters (every requires_grad is False)")
+    if options.optimizer == "adam":
+        return torch.optim.Adam(params, lr=options.lr, weight_decay=options.weight_decay)
+    momentum = options.momentum if options.optimizer == "sgd-momentum" else 0.0
+    return torch.optim.SGD(
+        params, lr=options.lr, momentum=momentum, weight_decay=options.weight_decay
+    )
+
+
+def _on(split: Split, device: torch.device, dtype: torch.dtype, task: str) -> Split:
+    targets = split.targets.to(device)
+    if task == "regression":
+        targets = targets.to(dtype)
+    return Split(inputs=split.inputs.to(device=device, dtype=dtype), targets=targets)
+
+
+class _Batches:
+    """Batch ``s`` of the run: epoch ``s // per_epoch`` of a seeded permutation."""
+
+    def __init__(self, split: Split, batch_size: int, seed: int) -> None:
+        self.split = split
+        self.n = len(split)
+        self.batch_size = min(batch_size, self.n)
+        self.per_epoch = max(1, math.ceil(self.n / self.batch_size))
+        self.generator = torch.Generator().manual_seed(stream_seed(seed, DATA_STREAM))
+        self.order: Tensor | None = None
+
+    def __call__(self, step: int) -> tuple[Tensor, Tensor]:
+        if self.batch_size == self.n:  # full batch: no copy
+            return self.split.inputs, self.split.targets
+        within = step % self.per_epoch
+        if within == 0 or self.order is None:
+            self.order = torch.randperm(self.n, generator=self.generator)
+        index = self.order[within * self.batch_size : (within + 1) * self.batch_size]
+        index = index.to(self.split.inputs.device)
+        return self.split.inputs[index], self.split.targets[index]
+
+
+def _accuracy(output: Tensor, target: Tensor) -> Tensor:
+    return (output.argmax(dim=-1) == target).to(torch.float64).mean()
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, split: Split, loss_fn, task: str, chunk: int) -> tuple:
+    was_training = model.training
+    model.eval()
+    try:
+        total, correct = 0.0, 0.0
+        for start in range(0, len(split), chunk):
+            x = split.inputs[start : start + chunk]
+            y = split.targets[start : start + chunk]
+            out = first_tensor(model(x))
+            total += float(loss_fn(out, y)) * x.shape[0]
+            if task == "classification":
+                correct += float((out.argmax(dim=-1) == y).sum())
+    finally:
+        model.train(was_training)
+    n = len(split)
+    return total / n, (correct / n if task == "classification" else None)
+
+
+def _resolve(options: TrainOptions | None, overrides: Mapping[str, Any]) -> TrainOptions:
+    if options is not None and not isinstance(options, TrainOptions):
+        raise TrainOptionError(
+            "options", f"must be TrainOptions or None, got {type(options).__name__}"
+        )
+    return (options or TrainOptions()).replace(**dict(overrides))
+
+
+class _Log:
+    """The lists a run appends to, turned into :class:`TrainResult` arrays at the end."""
+
+    def __init__(self) -> None:
+        self.step: list[int] = []
+        self.loss: list[float] = []
+        self.accuracy: list[float] = []
+        self.lr: list[float] = []
+        self.grads: list[list[float]] = []
+        self.eval_step: list[int] = []
+        self.eval_loss: list[float] = []
+        self.eval_accuracy: list[float] = []
+        self.checkpoints: dict = {}
+
+
+def train(
+    model: nn.Module,
+    data: TrainData,
+    options: TrainOptions | None = None,
+    *,
+    probe_options: Any = None,
+    taps: Any = "auto",
+    device: str | torch.device | None = None,
+    meta: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    **overrides: Any,
+) -> TrainResult:
+    """Train ``model`` on ``data`` in place and return what was measured (module docstring).
+
+    Args:
+        model: an initialized ``nn.Module`` mapping a batch of ``data``'s inputs to logits
+            (classification) or predictions (regression); a mapping output's first tensor is
+            used. It is moved to ``device`` and ``options.dtype`` and trained in place.
+        data: the :class:`~isokit.train.TrainData` (:func:`~isokit.train.load_data`).
+        options: :class:`TrainOptions`; keyword ``overrides`` (``lr=0.05``) apply on top.
+        probe_options: :class:`isokit.probe.ProbeOptions` of the checkpoint probes (default:
+            the probe's defaults).
+        taps: the taps of the gradient norms (as in the probe; ``"auto"``: the model's own).
+        device: where to train (default: where the model's parameters are).
+        meta: labels copied into :attr:`TrainResult.meta` (model, scheme).
+        progress: a tqdm bar on stderr with the step, loss and accuracy.
+
+    Raises:
+        TrainOptionError: a bad option (also an unknown keyword), or checkpoints after the end.
+        ValueError: a model without trainable parameters, or one that does not fit the data.
+
+    Example:
+        >>> import torch
+        >>> from isokit.models import MLP
+        >>> from isokit.train import load_data, train
+        >>> data = load_data("linear-negative-identity", n_train=200, n_test=50)
+        >>> model = MLP(10, 10, depth=3, activation="linear", bias=False)
+        >>> result = train(model, data, optimizer="sgd-momentum", lr=0.05, steps=50, seed=0)
+        >>> result.steps, result.diverged
+        (50, False)
+    """
+    options = _resolve(options, overrides)
+    total = options.total_steps(len(data.train))
+    params = list(model.parameters())
+    device = torch.device(device) if device is not None else _device_of(params)
+    saved = (copy.deepcopy(model.state_dict()), model.training)
+    try:
+        return _run(model, data, options, total, device, probe_options, taps, meta, progress)
+    except BaseException:
+        model.load_state_dict(saved[0])
+        model.train(saved[1])
+        raise
+
+
+def _device_of(params: list[nn.Parameter]) -> torch.device:
+    return params[0].device if params else torch.device("cpu")
+
+
+def _run(model, data, options, total, device, probe_options, taps, meta, progress) -> TrainResult:
+    dtype = _DTYPES[options.dtype]
+    model.to(device=device, dtype=dtype)
+    train_split = _on(data.train, device, dtype, data.task)
+    test = _on(data.test, device, dtype, data.task)
+    if options.eval_examples is not None:
+        test = Split(
+            inputs=test.inputs[: options.eval_examples],
+            targets=test.targets[: options.eval_examples],
+        )
+    probe_batch = test.inputs[: options.probe_examples]
+    loss_fn = _loss_fn(data.task)
+    batches = _Batches(train_split, options.batch_size, options.seed)
+    optimizer = _optimizer(model, options)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: lr_factor(s, total=total, schedule=options.schedule, warmup=options.warmup_steps),
+    )
+    tap_names = resolve_taps(model, taps) if options.grad_norms else []
+    eval_at = set(options.eval_steps(total))
+    check_at = set(options.checkpoints)
+    log = _Log()
+    chunk = max(options.batch_size, 256)
+    start = time.perf_counter()
+    diverged_at = None
+
+    def measure(step: int) -> None:
+        if step in eval_at:
+            loss, acc = _evaluate(model, test, loss_fn, data.task, chunk)
+            log.eval_step.append(step)
+            log.eval_loss.append(loss)
+            log.eval_accuracy.append(math.nan if acc is None else acc)
+        if step in check_at:
+            log.checkpoints[step] = _probe(model, probe_batch, probe_options, step, meta)
+
+    from tqdm.auto import tqdm
+
+    model.train()
+    with (
+        torch.random.fork_rng(devices=[]),
+        TapGradients(model, tap_names) as grads,
+        tqdm(total=total, disable=not progress, unit="step", file=sys.stderr) as bar,
+    ):
+        torch.manual_seed(stream_seed(options.seed, TORCH_STREAM))
+        for step in range(total):
+            measure(step)
+            logged = step % options.log_every == 0 or step == total - 1
+            x, y = batches(step)
+            if logged and tap_names:
+                grads.arm(batch=x.shape[0])
+            output = first_tensor(model(x))
+            loss = loss_fn(output, y)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                diverged_at = step
+                log.step.append(step)
+                log.loss.append(loss_value)
+                if data.task == "classification":
+                    log.accuracy.append(math.nan)
+                log.lr.append(scheduler.get_last_lr()[0])
+                if tap_names:
+                    log.grads.append([math.nan] * len(tap_names))
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if logged:
+                log.step.append(step)
+                log.loss.append(loss_value)
+                if data.task == "classification":
+                    log.accuracy.append(float(_accuracy(output.detach(), y)))
+                log.lr.append(scheduler.get_last_lr()[0])
+                if tap_names:
+                    log.grads.append(grads.collect())
+                if progress:
+                    bar.set_postfix(loss=f"{loss_value:.4g}", refresh=False)
+            optimizer.step()
+            scheduler.step()
+            bar.update()
+        if diverged_at is None:
+            measure(total)
+    model.eval()
+    return _result(
+        options, data, log, total, diverged_at, tap_names, time.perf_counter() - start, device, meta
+    )
+
+
+def _probe(model, batch: Tensor, probe_options, step: int, meta) -> Any:
+    from isokit.probe import profile
+
+    was_training = model.training
+    # The probe draws from its own seeded generator; forking keeps the training stream intact.
+    with torch.random.fork_rng(devices=[]), np.errstate(divide="ignore", invalid="ignore"):
+        result = profile(model, batch, probe_options, meta={**dict(meta or {}), "step": step})
+    model.train(was_training)
+    return result
+
+
+def _steps_to_target(log: _Log, target: float | None) -> int | None:
+    if target is None:
+        return None
+    for step, acc in zip(log.eval_step, log.eval_accuracy, strict=True):
+        if acc >= target:
+            return step
+    return None
+
+
+def _result(options, data, log, total, diverged_at, tap_names, wall, device, meta) -> TrainResult:
+    classification = data.task == "classification"
+    env = {**environment(device=str(device)), "seed": options.seed}
+    return TrainResult(
+        options=options,
+        data=data.describe(),
+        steps=total if diverged_at is None else diverged_at,
+        step=np.asarray(log.step, dtype=np.int64),
+        loss=np.asarray(log.loss, dtype=np.float64),
+        accuracy=np.asarray(log.accuracy, dtype=np.float64) if classification else None,
+        lr=np.asarray(log.lr, dtype=np.float64),
+        eval_step=np.asarray(log.eval_step, dtype=np.int64),
+        eval_loss=np.asarray(log.eval_loss, dtype=np.float64),
+        eval_accuracy=np.asarray(log.eval_accuracy, dtype=np.float64) if classification else None,
+        grad_taps=list(tap_names),
+        grad_norms=np.asarray(log.grads, dtype=np.float64).reshape(len(log.step), len(tap_names))
+        if tap_names
+        else None,
+        steps_to_target=_steps_to_target(log, options.target_accuracy) if classification else None,
+        diverged_at=diverged_at,
+        wall_time_s=round(wall, 3),
+        checkpoints=log.checkpoints,
+        environment=env,
+        meta=dict(meta or {}),
+    )
