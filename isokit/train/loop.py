@@ -22,7 +22,6 @@ measures it). Around it:
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
@@ -187,7 +186,11 @@ def train(
 
     Raises:
         TrainOptionError: a bad option (also an unknown keyword), or checkpoints after the end.
-        ValueError: a model without trainable parameters, or one that does not fit the data.
+        ValueError: a model without trainable parameters, or one that does not fit the data
+            (checked on two held-out examples before the first step).
+
+    Any error (also an interrupt) puts the model back as it was: values, dtype and device of
+    every parameter and buffer, and every module's train/eval mode.
 
     Example:
         >>> import torch
@@ -203,17 +206,67 @@ def train(
     total = options.total_steps(len(data.train))
     params = list(model.parameters())
     device = torch.device(device) if device is not None else _device_of(params)
-    saved = (copy.deepcopy(model.state_dict()), model.training)
+    saved = _snapshot(model)
     try:
         return _run(model, data, options, total, device, probe_options, taps, meta, progress)
     except BaseException:
-        model.load_state_dict(saved[0])
-        model.train(saved[1])
+        _restore(model, *saved)
         raise
 
 
 def _device_of(params: list[nn.Parameter]) -> torch.device:
     return params[0].device if params else torch.device("cpu")
+
+
+def _tensors(model: nn.Module) -> dict[str, Tensor]:
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
+def _snapshot(model: nn.Module) -> tuple[dict[str, Tensor], dict[str, bool]]:
+    """Copies of every parameter and buffer (value, dtype, device) and every module's mode."""
+    tensors = {name: t.detach().clone() for name, t in _tensors(model).items()}
+    return tensors, {name: m.training for name, m in model.named_modules()}
+
+
+@torch.no_grad()
+def _restore(model: nn.Module, tensors: dict[str, Tensor], modes: dict[str, bool]) -> None:
+    # Assigning .data (as Module.to does) brings back the dtype and device as well as the values.
+    for name, t in _tensors(model).items():
+        if name in tensors:
+            t.data = tensors[name]
+    for name, module in model.named_modules():
+        module.training = modes.get(name, module.training)
+
+
+@torch.no_grad()
+def _check_fit(model: nn.Module, data: TrainData, x: Tensor, y: Tensor) -> None:
+    """Refuse a model whose output on two held-out examples cannot be scored against ``y``:
+    a wrong input shape, a wrong number of logits or outputs (which the loss would broadcast)."""
+    was_training = model.training
+    model.eval()  # no dropout draw, no BatchNorm update: the check leaves no trace
+    try:
+        output = first_tensor(model(x))
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:
+        raise ValueError(
+            f"the model does not accept {data.name}'s inputs of shape {list(data.input_shape)} "
+            f"per example ({type(exc).__name__}: {exc}); build it for that shape"
+        ) from exc
+    finally:
+        model.train(was_training)
+    got = list(output.shape[1:])
+    if data.task == "classification":
+        if got != [data.num_classes]:
+            raise ValueError(
+                f"the model outputs {got} per example; {data.name} has {data.num_classes} "
+                f"classes, so it needs [{data.num_classes}] logits"
+            )
+    elif output[0].numel() != y[0].numel():
+        raise ValueError(
+            f"the model outputs {got} per example; {data.name}'s targets are "
+            f"{list(y.shape[1:])}, so it needs {y[0].numel()} outputs"
+        )
 
 
 def _run(model, data, options, total, device, probe_options, taps, meta, progress) -> TrainResult:
@@ -227,6 +280,7 @@ def _run(model, data, options, total, device, probe_options, taps, meta, progres
             targets=test.targets[: options.eval_examples],
         )
     probe_batch = test.inputs[: options.probe_examples]
+    _check_fit(model, data, test.inputs[:2], test.targets[:2])
     loss_fn = _loss_fn(data.task)
     batches = _Batches(train_split, options.batch_size, options.seed)
     optimizer = _optimizer(model, options)
