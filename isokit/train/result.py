@@ -221,7 +221,8 @@ def _read_grads(value: Any, n: int) -> tuple[list[str], np.ndarray | None]:
         return [], None
     table = read_mapping("grad_norms", value, ("taps", "values"), "the grad_norms section")
     taps = [
-        read_str(f"grad_norms.taps[{i}]", t) for i, t in enumerate(read_list("g", table["taps"]))
+        read_str(f"grad_norms.taps[{i}]", t)
+        for i, t in enumerate(read_list("grad_norms.taps", table["taps"]))
     ]
     values = read_array("grad_norms.values", table["values"], (n, len(taps)))
     return taps, values
@@ -231,13 +232,34 @@ def _read_checkpoints(value: Any) -> dict[int, Profile]:
     out: dict[int, Profile] = {}
     for i, item in enumerate(read_list("checkpoints", value)):
         entry = read_mapping(f"checkpoints[{i}]", item, ("step", "profile"), "a checkpoint")
-        out[read_int(f"checkpoints[{i}].step", entry["step"], 0)] = Profile.from_dict(
-            entry["profile"]
-        )
+        step = read_int(f"checkpoints[{i}].step", entry["step"], 0)
+        if step in out:
+            raise TrainResultFormatError(f"checkpoints[{i}].step", f"step {step} appears twice")
+        try:
+            out[step] = Profile.from_dict(entry["profile"])
+        except ProfileFormatError as exc:  # name the field from the result's root
+            raise TrainResultFormatError(
+                f"checkpoints[{i}].profile.{exc.field}", exc.message
+            ) from None
     return out
 
 
+def _check_length(steps: int, diverged_at: int | None, last_logged: int | None) -> None:
+    if diverged_at is not None and diverged_at != steps:
+        raise TrainResultFormatError(
+            "diverged_at", f"is {diverged_at}, but a diverged run stops there (steps is {steps})"
+        )
+    if last_logged is not None and last_logged > steps:
+        raise TrainResultFormatError(
+            "train.step", f"logs step {last_logged}, after the run's last step {steps}"
+        )
+
+
 def _read(d: Any) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise TrainResultFormatError(
+            "result", f"must be an object (TrainResult.to_dict()), got {type(d).__name__}"
+        )
     d = read_mapping("", d, _FIELDS, "a training result")
     if d["schema"] != SCHEMA:
         raise TrainResultFormatError(
@@ -252,10 +274,14 @@ def _read(d: Any) -> dict[str, Any]:
     taps, grads = _read_grads(d["grad_norms"], train["step"].shape[0])
     for name in ("data", "environment", "meta"):
         read_mapping(name, d[name], tuple(d[name]) if isinstance(d[name], dict) else (), name)
+    steps = read_int("steps", d["steps"], 0)
+    diverged_at = _optional_int("diverged_at", d["diverged_at"])
+    logged = train["step"]
+    _check_length(steps, diverged_at, int(logged.max()) if logged.size else None)
     return {
         "options": options,
         "data": dict(d["data"]),
-        "steps": read_int("steps", d["steps"], 0),
+        "steps": steps,
         "step": train["step"],
         "loss": train["loss"],
         "accuracy": train["accuracy"],
@@ -266,7 +292,7 @@ def _read(d: Any) -> dict[str, Any]:
         "grad_taps": taps,
         "grad_norms": grads,
         "steps_to_target": _optional_int("steps_to_target", d["steps_to_target"]),
-        "diverged_at": _optional_int("diverged_at", d["diverged_at"]),
+        "diverged_at": diverged_at,
         "wall_time_s": read_number("wall_time_s", d["wall_time_s"]),
         "checkpoints": _read_checkpoints(d["checkpoints"]),
         "environment": dict(d["environment"]),

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from isokit.models import MLP
 from isokit.train import Split, TrainData
 from isokit.train.loop import stream_seed
 
@@ -127,6 +128,14 @@ def scalar_data(n: int = 1) -> TrainData:
         train=Split(inputs=ones, targets=zeros),
         test=Split(inputs=ones, targets=zeros),
     )
+
+
+def mlp(*args, seed: int = 0, **kwargs) -> MLP:
+    """An isokit MLP with torch's default init drawn from ``seed`` (the test's RNG untouched),
+    so that every test sees the same weights whatever ran before it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MLP(*args, **kwargs)
 
 
 def dropout_net(dim: int = 6, classes: int = 3, *, seed: int = 0) -> nn.Sequential:

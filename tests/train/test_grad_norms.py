@@ -9,15 +9,15 @@ import copy
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional
 
-from isokit.models import MLP
 from isokit.train import load_data, train
 from isokit.train.grad_norms import TapGradients
-from tests.train.reference import batch_order, blobs, reference_run
+from tests.train.reference import batch_order, blobs, mlp, reference_run
 
 
-def _by_hand(model: MLP, x: torch.Tensor, y: torch.Tensor, task: str) -> np.ndarray:
+def _by_hand(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str) -> np.ndarray:
     """RMS over the batch of the per-example gradient norm at acts.0.., head; the forward pass
     written out from the weights, not the module's forward."""
     h, outputs = x, []
@@ -41,7 +41,7 @@ def test_grad_norms_equal_per_example_autograd_at_the_taps(task):
         data = blobs()
     else:
         data = load_data("teacher-student", n_train=96, n_test=8, in_features=6, out_features=3)
-    model = MLP(6, 7, depth=3, out_features=3, activation="tanh").double()
+    model = mlp(6, 7, depth=3, out_features=3, activation="tanh").double()
     start = copy.deepcopy(model)
     steps, batch, seed = 5, 20, 1
     result = train(
@@ -70,7 +70,7 @@ def test_grad_norms_equal_per_example_autograd_at_the_taps(task):
 
 def test_a_tap_the_gradient_does_not_reach_reads_nan():
     """A frozen model head in no_grad: its output has no gradient, the others do."""
-    model = MLP(4, 5, depth=2, out_features=2)
+    model = mlp(4, 5, depth=2, out_features=2)
     with TapGradients(model, ["acts.0", "head"]) as grads:
         grads.arm(batch=3)
         x = torch.randn(3, 4)
@@ -83,6 +83,6 @@ def test_a_tap_the_gradient_does_not_reach_reads_nan():
 
 
 def test_hooks_are_removed_after_the_run():
-    model = MLP(6, 7, depth=2, out_features=3)
+    model = mlp(6, 7, depth=2, out_features=3)
     train(model, blobs(), steps=2, grad_norms=True)
     assert all(not m._forward_hooks for m in model.modules())

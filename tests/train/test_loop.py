@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 import isokit
-from isokit.models import MLP
 from isokit.probe import ProbeOptions, TapError
 from isokit.train import Split, TrainData, TrainOptionError, load_data, train
 from tests.train.reference import (
     blobs,
     dropout_net,
     loss_of,
+    mlp,
     reference_run,
     scalar_data,
     weights,
@@ -104,7 +104,7 @@ def test_divergence_is_recorded_at_the_first_non_finite_loss(dtype):
 
 def test_a_diverging_linear_network_stops_where_a_hand_written_loop_first_fails():
     data = load_data("linear-negative-identity", n_train=200, n_test=50)
-    model = isokit.init.apply(MLP(10, 10, depth=3, activation="linear", bias=False), "idinit")
+    model = isokit.init.apply(mlp(10, 10, depth=3, activation="linear", bias=False), "idinit")
     reference = reference_run(
         copy.deepcopy(model), data, optimizer="sgd", lr=1.0, steps=300, batch_size=200
     )
@@ -126,7 +126,7 @@ def test_a_diverging_linear_network_stops_where_a_hand_written_loop_first_fails(
 
 def test_evaluations_and_the_target_are_measured_on_the_held_out_split():
     data = blobs()
-    model = MLP(6, 12, depth=2, out_features=3, activation="tanh")
+    model = mlp(6, 12, depth=2, out_features=3, activation="tanh")
     result = train(model, data, lr=0.1, batch_size=32, steps=20, eval_every=4, target_accuracy=0.5)
     assert result.eval_step.tolist() == [0, 4, 8, 12, 16, 20]
     model.eval()
@@ -143,14 +143,14 @@ def test_evaluations_and_the_target_are_measured_on_the_held_out_split():
 
 def test_a_regression_run_has_no_accuracy_and_no_target():
     data = load_data("teacher-student", n_train=64, n_test=16, in_features=4, out_features=2)
-    result = train(MLP(4, 8, depth=2, out_features=2), data, steps=3, target_accuracy=0.9)
+    result = train(mlp(4, 8, depth=2, out_features=2), data, steps=3, target_accuracy=0.9)
     assert result.accuracy is None and result.eval_accuracy is None
     assert result.final_accuracy is None and result.steps_to_target is None
 
 
 def test_epochs_count_batches_per_pass_and_eval_examples_cut_the_held_out_split():
     data = blobs(n_train=100, n_test=40)
-    model = MLP(6, 8, depth=2, out_features=3)
+    model = mlp(6, 8, depth=2, out_features=3)
     result = train(model, data, epochs=2, batch_size=32, log_every=3, eval_examples=10)
     assert result.steps == 2 * math.ceil(100 / 32)
     assert result.step.tolist() == [0, 3, 6, 7]  # every log_every-th step and the last
@@ -162,7 +162,7 @@ def test_epochs_count_batches_per_pass_and_eval_examples_cut_the_held_out_split(
 
 
 def test_checkpoints_past_an_epoch_run_are_refused_before_training():
-    model = MLP(6, 8, depth=2, out_features=3)
+    model = mlp(6, 8, depth=2, out_features=3)
     before = weights(model)
     with pytest.raises(TrainOptionError, match="checkpoints") as info:
         train(model, blobs(n_train=100), epochs=1, batch_size=50, checkpoints=[0, 3])
@@ -180,7 +180,7 @@ def _assert_untouched(model: nn.Module, before: dict, *, training: bool) -> None
 
 def test_inputs_that_do_not_fit_the_model_are_refused_and_leave_it_as_it_was():
     data = load_data("linear-negative-identity", n_train=20, n_test=5, dim=12)
-    model = MLP(10, 10, depth=2).eval()
+    model = mlp(10, 10, depth=2).eval()
     before = weights(model)
     with pytest.raises(ValueError, match=r"inputs of shape \[12\]"):
         train(model, data, steps=3, dtype="float64")
@@ -191,12 +191,12 @@ def test_inputs_that_do_not_fit_the_model_are_refused_and_leave_it_as_it_was():
 def test_outputs_that_the_loss_would_broadcast_are_refused(outputs, match):
     data = load_data("linear-negative-identity", n_train=20, n_test=5)
     with pytest.raises(ValueError, match=match):
-        train(MLP(10, 4, depth=1, out_features=outputs), data, steps=2)
+        train(mlp(10, 4, depth=1, out_features=outputs), data, steps=2)
 
 
 def test_a_wrong_number_of_logits_is_refused():
     with pytest.raises(ValueError, match=r"3 classes, so it needs \[3\] logits"):
-        train(MLP(6, 4, depth=1, out_features=5), blobs(), steps=2)
+        train(mlp(6, 4, depth=1, out_features=5), blobs(), steps=2)
 
 
 class _FailsOnCall(nn.Module):
@@ -228,7 +228,7 @@ def test_an_error_during_training_puts_back_values_dtype_and_modes():
 
 
 def test_unknown_taps_are_refused_and_leave_the_model_as_it_was():
-    model = MLP(6, 8, depth=2, out_features=3)
+    model = mlp(6, 8, depth=2, out_features=3)
     before = weights(model)
     with pytest.raises(TapError):
         train(model, blobs(), steps=2, grad_norms=True, taps="nope.*", dtype="float64")
@@ -236,12 +236,12 @@ def test_unknown_taps_are_refused_and_leave_the_model_as_it_was():
 
 
 def test_bad_arguments_name_what_is_wrong():
-    model = MLP(6, 8, depth=2, out_features=3)
+    model = mlp(6, 8, depth=2, out_features=3)
     with pytest.raises(TrainOptionError, match="lrr: unknown training option; did you mean 'lr'"):
         train(model, blobs(), lrr=0.1)
     with pytest.raises(TrainOptionError, match="options: must be TrainOptions"):
         train(model, blobs(), {"lr": 0.1})
-    frozen = MLP(6, 8, depth=1, out_features=3).requires_grad_(False)
+    frozen = mlp(6, 8, depth=1, out_features=3).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
         train(frozen, blobs(), steps=2)
 
@@ -264,10 +264,10 @@ def test_full_batch_float32_training_takes_the_inputs_as_they_are():
 @pytest.mark.parametrize("task", ["classification", "regression"])
 def test_the_loss_is_the_documented_one(task):
     if task == "classification":
-        data, model = blobs(), MLP(6, 8, depth=2, out_features=3, activation="tanh")
+        data, model = blobs(), mlp(6, 8, depth=2, out_features=3, activation="tanh")
     else:
         data = load_data("teacher-student", n_train=40, n_test=8, in_features=6, out_features=3)
-        model = MLP(6, 8, depth=2, out_features=3, activation="tanh")
+        model = mlp(6, 8, depth=2, out_features=3, activation="tanh")
     twin = copy.deepcopy(model).double()
     result = train(model, data, batch_size=len(data.train), steps=1, dtype="float64")
     with torch.no_grad():

@@ -11,13 +11,13 @@ import pytest
 import torch
 
 import isokit
-from isokit.models import MLP
 from isokit.probe import ProbeOptions
 from isokit.train import load_data, train
 from tests.train.reference import (
     blobs,
     dropout_net,
     lr_formula,
+    mlp,
     reference_run,
     weights,
 )
@@ -62,7 +62,7 @@ def test_losses_and_weights_equal_a_hand_written_loop(optimizer, batch_size):
 
 def test_the_train_accuracy_is_that_of_the_logged_batch():
     data = blobs()
-    model = MLP(6, 8, depth=2, out_features=3, activation="tanh").double()
+    model = mlp(6, 8, depth=2, out_features=3, activation="tanh").double()
     twin = copy.deepcopy(model)
     result = train(model, data, lr=0.1, batch_size=96, steps=2, dtype="float64")
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_the_train_accuracy_is_that_of_the_logged_batch():
 )
 def test_the_logged_learning_rate_follows_the_schedule_formula(schedule, warmup):
     data = load_data("teacher-student", n_train=32, n_test=8, in_features=4, out_features=2)
-    model = MLP(4, 8, depth=2, out_features=2, activation="tanh")
+    model = mlp(4, 8, depth=2, out_features=2, activation="tanh")
     twin = copy.deepcopy(model)
     total, lr = 20, 0.05
     result = train(
@@ -115,7 +115,7 @@ def _taps(profile) -> list:
 
 def test_checkpoints_equal_the_probe_of_independently_trained_weights():
     data = load_data("teacher-student", n_train=48, n_test=12, in_features=5, out_features=3)
-    model = isokit.init.apply(MLP(5, 6, depth=3, out_features=3, activation="tanh"), "idinit")
+    model = isokit.init.apply(mlp(5, 6, depth=3, out_features=3, activation="tanh"), "idinit")
     start = copy.deepcopy(model)
     opts = {"optimizer": "sgd-momentum", "lr": 0.05, "batch_size": 16, "seed": 2}
     result = train(
