@@ -4,8 +4,10 @@
 2. and 3. statistics against depth, every scheme on one axis per model (:func:`stats_figure`),
    with theory lines where :func:`isokit.theory.overlay` has one;
 4. histograms of σ at the first, middle and last tap (:mod:`.histograms`);
-5. the forward signal q_l and c_l (:func:`signal_figure`);
-6. loss curves when results carry a ``training`` section (:func:`training_figure`).
+5. the forward signal q_l and c_l (:func:`signal_figure`).
+
+The training figures (results with training runs) are in :mod:`.training_figures` and
+:mod:`.training_scatter`.
 
 Each returns a :class:`matplotlib.figure.Figure` (Agg canvas, no pyplot); render it inside
 ``matplotlib.rc_context(style())``.
@@ -37,7 +39,6 @@ __all__ = [
     "signal_figure",
     "spectrum_figure",
     "stats_figure",
-    "training_figure",
 ]
 
 # (model, scheme) -> isokit.theory.Overlay (depth, the predicted lines, Overlay.statistic, law)
@@ -330,30 +331,4 @@ def signal_figure(
     fig.suptitle("Forward signal: activation size and input correlation", fontweight="bold")
     handles = palette.handles(present) + [EDGE_HANDLES[1]]
     legend_below(fig, handles, width_in=width)
-    return fig
-
-
-# ------------------------------------------------------------------------------ 6. training
-
-
-def training_figure(training: dict, palette: Palette) -> Figure | None:
-    """Loss curves from a ``training`` section: ``{"curves": [{model, scheme, step, loss}]}``."""
-    runs = [r for r in training.get("curves", []) if r.get("loss")]
-    if not runs:
-        return None
-    models = list(dict.fromkeys(r["model"] for r in runs))
-    width = min(3.8 * len(models) + 0.8, 17)
-    fig = new_figure(width, 3.8)
-    axes = fig.subplots(1, len(models), squeeze=False)[0]
-    for ax, model in zip(axes, models, strict=True):
-        for r in (r for r in runs if r["model"] == model):
-            loss = np.asarray(r["loss"], dtype=float)
-            step = np.asarray(r.get("step", np.arange(1, loss.size + 1)), dtype=float)
-            ax.plot(step, loss, color=palette.color(r["scheme"]), lw=1.4)
-        ax.set_yscale("log")
-        ax.set_title(model)
-        ax.set_xlabel("training step")
-    axes[0].set_ylabel("training loss (log scale)")
-    fig.suptitle("Loss curves", fontweight="bold")
-    legend_below(fig, palette.handles([r["scheme"] for r in runs]), width_in=width)
     return fig

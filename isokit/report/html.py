@@ -19,6 +19,7 @@ from isokit.report.series import RANK_STATS
 if TYPE_CHECKING:  # the view reads these; the code that computes them owns them
     from isokit.report.publish import FigureImage
     from isokit.report.series import RankRow
+    from isokit.report.training_series import TrainRow
 
 __all__ = ["render_html"]
 
@@ -111,6 +112,50 @@ def _ranking_table(rows: Sequence[RankRow]) -> str:
     return "\n".join(out)
 
 
+def _steps_cell(row: TrainRow) -> str:
+    if row.median_steps is None:
+        return "–"
+    reached = f" ({row.reached}/{row.runs} reached)"
+    if row.median_steps == float("inf"):
+        return "not reached" + reached
+    return _fmt(row.median_steps) + reached
+
+
+def _training_table(rows: Sequence[TrainRow]) -> str:
+    """Per model, one line per scheme: steps to the target, the final value, divergences."""
+    if not rows:
+        return ""
+    out = [
+        "<h2>Training</h2><p>Every model × scheme × seed trained after its probes. Steps to the "
+        "target: the median over seeds of the first evaluated step whose held-out accuracy "
+        "reached it (a run that never did counts as infinitely many). Final: the median over "
+        "the runs that did not diverge of the last held-out value.</p>"
+    ]
+    for model in dict.fromkeys(r.model for r in rows):
+        mine = [r for r in rows if r.model == model]
+        metric = mine[0].metric
+        targets = {r.target for r in mine if r.target is not None}
+        steps_head = "steps to target"
+        if len(targets) == 1:
+            steps_head += f" (accuracy ≥ {_fmt(targets.pop())})"
+        out.append(
+            f"<h3>{html.escape(model)}</h3><table class='training'><thead><tr><th>scheme</th>"
+            f"<th>optimizer and step size</th><th>{html.escape(steps_head)}</th>"
+            f"<th>final held-out {metric}</th><th>diverged / runs</th>"
+            "<th>training time (s)</th></tr></thead><tbody>"
+        )
+        for r in mine:
+            out.append(
+                f"<tr><td>{html.escape(r.scheme)}</td><td>{html.escape(r.step_size)}</td>"
+                f"<td class='num'>{html.escape(_steps_cell(r))}</td>"
+                f"<td class='num'>{_fmt(r.final)}</td>"
+                f"<td class='num'>{r.diverged}/{r.runs}</td>"
+                f"<td class='num'>{_fmt(r.wall_time_s)}</td></tr>"
+            )
+        out.append("</tbody></table>")
+    return "\n".join(out)
+
+
 def _figure(fig: FigureImage) -> str:
     data = base64.b64encode(fig.png).decode("ascii")
     files = ""
@@ -173,12 +218,14 @@ def render_html(
     created: str,
     notes: Sequence[str] = (),
     theory: Sequence[tuple[str, str, str, str | None]] = (),
+    training: Sequence[TrainRow] = (),
 ) -> str:
     """The whole page as a string.
 
     ``not_applicable`` holds ``(model, scheme, message)``; ``theory`` holds ``(model, scheme,
     label, citation)`` for every theory line drawn and ``(model, scheme, reason, None)`` for
-    every model × scheme without one.
+    every model × scheme without one; ``training`` the rows of the training table (none: no
+    training section).
     """
     na = ""
     if not_applicable:
@@ -210,6 +257,7 @@ def render_html(
 <p>Lower is closer to dynamical isometry (0 is perfect). Medians over seeds and inputs; schemes
 with equal (e.g. infinite) gaps are ordered by their scale-free variance.</p>
 {_ranking_table(ranking)}
+{_training_table(training)}
 <h2>How to read this report</h2>
 {_HOW_TO_READ}
 <h2>Figures</h2>

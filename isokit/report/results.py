@@ -1,20 +1,20 @@
 """The ``results.json`` schema: every Profile, the resolved config, the environment.
 
-Layout (``schema = "isokit.report.results/2"``)::
+Layout (``schema = "isokit.report.results/3"``)::
 
     {
-      "schema": "isokit.report.results/2",
+      "schema": "isokit.report.results/3",
       "created": "2025-01-01T00:00:00Z",        # UTC timestamp of the run
-      "elapsed_s": 61.2,                        # wall time of the probes
+      "elapsed_s": 61.2,                        # wall time of the probes (and training)
       "command": ["isokit", "report", ...],
       "environment": {"isokit": "0.1.0", "torch": ..., "python": ..., "platform": ..., ...},
       "config": {...},                          # Config.to_dict(): defaults filled in
       "runs": [
         {"model": "mlp-tanh-w64-d16", "scheme": "idinit", "seed": 0,
          "status": "ok" | "not applicable", "message": "...",
-         "profile": Profile.to_dict() | null}   # with its "signal" and "blocks" sections
-      ],
-      "training": {...}                         # optional; loss curves when present
+         "profile": Profile.to_dict() | null,   # with its "signal" and "blocks" sections
+         "train": TrainResult.to_dict() | null} # with a [train] section: the run's training
+      ]
     }
 
 ``created``, ``elapsed_s`` and ``environment`` describe the run; everything else is a function of
@@ -24,7 +24,8 @@ rank-deficient tap) are the strings ``"inf"``, ``"-inf"``, ``"nan"``, as in
 
 A file read back is checked field by field (:mod:`.results_check`), so a damaged or hand-edited
 file fails with the field that is wrong rather than half-way through plotting; a file of another
-schema is refused with the advice to re-run the report.
+schema is refused with the advice to re-run the report; a file of the schema before training
+(``isokit.report.results/2``, runs without ``train``) is still read.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class RunRecord:
             "status": self.status,
             "message": self.message,
             "profile": None if self.profile is None else self.profile.to_dict(),
+            "train": None if self.train is None else self.train.to_dict(),
         }
 
 
@@ -114,7 +116,6 @@ class Results:
     command: list[str] = field(default_factory=list)
     created: str = ""
     elapsed_s: float | None = None
-    training: dict[str, Any] | None = None
 
     def not_applicable(self) -> list[tuple[str, str, str]]:
         """``(model, scheme, message)`` once per model × scheme that did not apply."""
@@ -124,8 +125,13 @@ class Results:
                 seen.setdefault((r.model, r.scheme), r.message)
         return [(m, s, msg) for (m, s), msg in seen.items()]
 
+    @property
+    def trained(self) -> list[RunRecord]:
+        """The records that carry a training result, in run order."""
+        return [r for r in self.records if r.train is not None]
+
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        return {
             "schema": SCHEMA,
             "created": self.created,
             "elapsed_s": self.elapsed_s,
@@ -134,9 +140,6 @@ class Results:
             "config": self.config.to_dict(),
             "runs": [r.to_dict() for r in self.records],
         }
-        if self.training is not None:
-            out["training"] = self.training
-        return out
 
     def to_json(self) -> str:
         from isokit.probe.serialization import encode
@@ -158,6 +161,7 @@ class Results:
                 status=run["status"],
                 message=run["message"],
                 profile=run["profile"],
+                train=run["train"],
             )
             for run in checked["runs"]
         ]
@@ -168,7 +172,6 @@ class Results:
             command=checked["command"],
             created=checked["created"],
             elapsed_s=checked["elapsed_s"],
-            training=checked["training"],
         )
 
 

@@ -6,8 +6,14 @@ fails in one line instead of deep inside a figure. Nothing is coerced: a string 
 expected is an error, never iterated letter by letter, and ``true`` is not a seed. Each run's
 profile is read by :meth:`isokit.probe.Profile.from_dict`, which checks its fields (and that its
 blocks and signal describe its own taps); its :class:`~isokit.probe.ProfileFormatError` becomes
-an error at ``runs[i].profile.<field>``. A file of another schema, such as one written by an
-earlier isokit, is refused with the advice to re-run the report.
+an error at ``runs[i].profile.<field>``; its training result (``runs[i].train``, a
+:meth:`isokit.train.TrainResult.to_dict` or ``null``) is read by
+:meth:`~isokit.train.TrainResult.from_dict` the same way (``runs[i].train.<field>``).
+
+A file of schema ``isokit.report.results/2`` (written before training was part of a report) is
+read too: its runs have no ``train`` field. Its placeholder top-level ``training`` section, which
+no isokit ever filled, is refused with the advice to re-run. A file of any other schema, such as
+one written by an earlier isokit, is refused with the advice to re-run the report.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ from typing import Any
 from isokit.report.checks import ConfigError, type_name
 from isokit.report.config import parse_config
 
-__all__ = ["SCHEMA", "STATUSES", "ResultsError", "check_results"]
+__all__ = ["READABLE", "SCHEMA", "STATUSES", "ResultsError", "check_results"]
 
-SCHEMA = "isokit.report.results/2"
+SCHEMA = "isokit.report.results/3"
+#: The schemas read: this one, and the one before training results (runs without ``train``).
+READABLE = (SCHEMA, "isokit.report.results/2")
 #: What a run can end as: probed, or the scheme did not fit the model (with a message).
 STATUSES = ("ok", "not applicable")
-_RUN_KEYS = ("model", "scheme", "seed", "status", "message", "profile")
+_RUN_KEYS = ("model", "scheme", "seed", "status", "message", "profile", "train")
 
 
 class ResultsError(ConfigError):
@@ -49,34 +57,6 @@ def _strings(key: str, value: Any) -> list[str]:
     return [_field(f"{key}[{i}]", v, str, "a string") for i, v in enumerate(value)]
 
 
-def _numbers(key: str, value: Any) -> list[Any]:
-    """An array of numbers in the probe's JSON form (non-finite ones as ``"inf"``, ...)."""
-    from isokit.probe.serialization import ProfileFormatError, read_array
-
-    try:
-        read_array(key, value, (None,))
-    except ProfileFormatError as exc:
-        raise ConfigError(exc.field, exc.message) from None
-    return value
-
-
-def _training(value: Any) -> dict[str, Any] | None:
-    """The optional ``training`` section: ``{"curves": [{model, scheme, loss, step?}]}``."""
-    if value is None:
-        return None
-    _field("training", value, dict, "a table")
-    curves = _field("training.curves", value.get("curves", []), list, "an array of tables")
-    for j, curve in enumerate(curves):
-        key = f"training.curves[{j}]"
-        _field(key, curve, dict, "a table")
-        for name in ("model", "scheme"):
-            _field(f"{key}.{name}", curve.get(name), str, "a label")
-        loss = _numbers(f"{key}.loss", curve.get("loss"))
-        if "step" in curve and len(_numbers(f"{key}.step", curve["step"])) != len(loss):
-            raise ConfigError(f"{key}.step", f"must have one step per loss value ({len(loss)})")
-    return value
-
-
 def _read_profile(key: str, table: Any):
     """The run's Profile, read and checked by :meth:`isokit.probe.Profile.from_dict`."""
     from isokit.probe import Profile, ProfileFormatError
@@ -88,12 +68,30 @@ def _read_profile(key: str, table: Any):
         raise ConfigError(field, exc.message) from None
 
 
-def _run(i: int, run: Any, config) -> dict[str, Any]:
+def _read_train(key: str, table: Any, status: str):
+    """The run's TrainResult (or ``None``), read and checked by ``TrainResult.from_dict``."""
+    from isokit.train import TrainResult, TrainResultFormatError
+
+    if table is None:
+        return None
+    if status != "ok":
+        raise ConfigError(f"{key}.train", f"a run with status {status!r} was not trained")
+    _field(f"{key}.train", table, dict, "a table (a training result) or null")
+    try:
+        return TrainResult.from_dict(table)
+    except TrainResultFormatError as exc:
+        field = f"{key}.train.{exc.field}" if exc.field else f"{key}.train"
+        raise ConfigError(field, exc.message) from None
+
+
+def _run(i: int, run: Any, config, schema: str) -> dict[str, Any]:
     key = f"runs[{i}]"
     _field(key, run, dict, "a table")
+    # Schema /2 runs predate training results: ``train`` is not one of their fields.
+    keys = _RUN_KEYS if schema == SCHEMA else _RUN_KEYS[:-1]
     for name in run:
-        if name not in _RUN_KEYS:
-            raise ConfigError(f"{key}.{name}", f"unknown field; a run has {', '.join(_RUN_KEYS)}")
+        if name not in keys:
+            raise ConfigError(f"{key}.{name}", f"unknown field; a run has {', '.join(keys)}")
     for name, labels in (
         ("model", [m.label for m in config.models]),
         ("scheme", [s.label for s in config.schemes]),
@@ -127,6 +125,7 @@ def _run(i: int, run: Any, config) -> dict[str, Any]:
         "status": status,
         "message": message,
         "profile": profile,
+        "train": _read_train(key, run.get("train"), status),
     }
 
 
@@ -166,16 +165,18 @@ def _check_runs(runs: list[dict[str, Any]], config: Any) -> None:
                     )
 
 
-def _check_schema(data: Any, source: str) -> None:
-    """Refuse anything but a table of this :data:`SCHEMA`, saying what to do instead."""
+def _check_schema(data: Any, source: str) -> str:
+    """The file's schema, one of :data:`READABLE`; anything else is refused, saying what to do
+    instead."""
     found = data.get("schema") if isinstance(data, dict) else None
-    if found == SCHEMA:
-        return
+    if found in READABLE:
+        return found
     family = SCHEMA.rsplit("/", 1)[0] + "/"
     if isinstance(found, str) and found.startswith(family):
         raise ResultsError(
             source,
-            f"has schema {found!r}, another isokit version's, and this one reads {SCHEMA!r}; "
+            f"has schema {found!r}, another isokit version's, and this one reads "
+            f"{' and '.join(map(repr, READABLE))}; "
             "re-run the report (`isokit report CONFIG --out DIR`) to write it anew",
         )
     what = repr(found) if isinstance(data, dict) else type_name(data)
@@ -197,8 +198,15 @@ def check_results(data: Any, *, source: str) -> dict[str, Any]:
         ...     print(exc.key)
         r.json
     """
-    _check_schema(data, source)
+    schema = _check_schema(data, source)
     try:
+        if "training" in data:
+            raise ConfigError(
+                "training",
+                "is the placeholder section of isokit.report.results/2, which is not read any "
+                "more: training results are per run (runs[i].train); re-run the report with a "
+                "[train] section to write them",
+            )
         if "config" not in data:
             raise ConfigError("config", "missing; the file holds no config to re-render")
         _field("config", data["config"], dict, "a table")
@@ -209,7 +217,7 @@ def check_results(data: Any, *, source: str) -> dict[str, Any]:
         except ConfigError as exc:
             raise ConfigError(f"config.{exc.key}", exc.message) from None
         runs = _field("runs", data.get("runs"), list, "an array of runs")
-        checked = [_run(i, run, config) for i, run in enumerate(runs)]
+        checked = [_run(i, run, config, schema) for i, run in enumerate(runs)]
         _check_runs(checked, config)
         elapsed = data.get("elapsed_s")
         return {
@@ -223,7 +231,6 @@ def check_results(data: Any, *, source: str) -> dict[str, Any]:
             "elapsed_s": None
             if elapsed is None
             else _field("elapsed_s", elapsed, int | float, "a number of seconds"),
-            "training": _training(data.get("training")),
         }
     except ResultsError:
         raise
