@@ -18,7 +18,6 @@ characters a file name cannot hold never share a file (or an id on the page).
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Callable
@@ -43,17 +42,8 @@ from isokit.report.theory_lines import (
     theory_label,
     zero_atoms_for,
 )
-from isokit.report.training_figures import checkpoint_figure, curves_figure, steps_figure
-from isokit.report.training_scatter import isometry_figure
-from isokit.report.training_series import (
-    TRAINING_CSV,
-    checkpoint_curves,
-    collect_train_curves,
-    median_steps,
-    train_points,
-    training_csv,
-    training_rows,
-)
+from isokit.report.training_page import training_figures, training_notes
+from isokit.report.training_series import TRAINING_CSV, training_csv, training_rows
 
 __all__ = [
     "FigureImage",
@@ -130,68 +120,6 @@ _SIGNAL = (
     "q_l: mean squared activation per unit at each tap (log scale); c_l: mean cosine "
     "similarity between the activations of different inputs (1 = collapsed)."
 )
-
-
-_CURVES = (
-    "Training loss of each step's batch (solid: median over seeds, band: min–max over seeds; "
-    "dashed: held-out loss) and held-out accuracy against the number of updates, per scheme. "
-    "The legend gives each scheme's optimizer and learning rate η, and for momentum the "
-    "effective step η/(1−β). A diverged run (NaN or inf loss) is drawn up to its divergence "
-    "step and marked ×; after it the median and band are those of the seeds still training."
-)
-_STEPS = (
-    "Steps until the held-out accuracy first reached the target, one point per seed and the "
-    "median over seeds as a bar (a run that never reached it counts as infinitely many steps, "
-    "so the bar sits on the 'not reached' line when half the seeds or more never did). Hollow "
-    "points on the dashed line never reached the target; × marks a run that diverged."
-)
-_SCATTER = (
-    "Each point is one scheme and seed: its isometry at initialization (the probes of the "
-    "report at the last tap: {x} and the rank fraction) against how it trained. Points "
-    "of one colour are one scheme. Hollow points on the dashed line never reached the target; "
-    "× marks a diverged run (drawn at the edge of the final-value row). A log axis draws 0 at "
-    "its left edge and ∞ at its right."
-)
-_CHECKPOINTS = (
-    "The median singular value of the input–output Jacobian against depth (or m1 where the "
-    "probes kept no singular values) at each training checkpoint, on the fixed probe batch of "
-    "held-out inputs, pooled over seeds; darker lines are earlier steps. How long a scheme "
-    "stays near the dotted line σ = 1 is how long it keeps the network near isometry while it "
-    "learns."
-)
-_X_NAMES = {"gap_nonzero": "the isometry gap of the non-zero σ", "var": "the scale-free variance"}
-
-
-def _training(out: _Figures, results: Results, models, schemes, palette) -> None:
-    slugs = S.unique_slugs(models)
-    curves = collect_train_curves(results)
-    for model in models:
-        mc = [c for c in curves if c.model == model]
-        if mc:
-            fig = curves_figure(model, mc, palette)
-            out.add(fig, f"training_{slugs[model]}", f"Training curves: {model}", _CURVES)
-    points = train_points(results)
-    if any(p.target is not None for p in points):
-        fig = steps_figure(models, points, schemes, palette)
-        out.add(fig, "steps_to_target", "Steps to the target accuracy per scheme", _STEPS)
-    fig, xstat = isometry_figure(models, points, palette)
-    out.add(
-        fig,
-        "isometry_vs_training",
-        "Isometry at initialization against trainability",
-        _SCATTER.format(x=_X_NAMES[xstat]),
-    )
-    spectra = checkpoint_curves(results)
-    for model in models:
-        by_scheme = {s: spectra[(m, s)] for m, s in spectra if m == model}
-        if by_scheme:
-            fig = checkpoint_figure(model, by_scheme, schemes, palette)
-            out.add(
-                fig,
-                f"checkpoints_{slugs[model]}",
-                f"Spectra at the training checkpoints: {model}",
-                _CHECKPOINTS,
-            )
 
 
 def _spectra(out: _Figures, results: Results, curves: list[Curve], schemes, palette) -> None:
@@ -288,42 +216,18 @@ def build_figures(results: Results, curves: list[Curve] | None = None, overlays=
         if signals:
             fig = F.signal_figure(models, signals, palette)
             out.add(fig, "signal", "Forward signal q_l and c_l against depth", _SIGNAL)
-        if results.trained:
-            _training(out, results, models, schemes, palette)
+        for fig, name, title, caption in training_figures(results, palette):
+            out.add(fig, name, title, caption)
     return out.images
-
-
-def _steps_note(results: Results) -> list[str]:
-    """Per model, the measured median steps to the target per scheme (the training table's)."""
-    points = train_points(results)
-    notes = []
-    for model in (m.label for m in results.config.models):
-        parts = []
-        for scheme in (s.label for s in results.config.schemes):
-            med = median_steps([p for p in points if (p.model, p.scheme) == (model, scheme)])
-            if med is not None:
-                parts.append(f"{scheme} {'not reached' if math.isinf(med) else format_number(med)}")
-        if parts:
-            notes.append(f"Median steps to the target accuracy on {model}: {', '.join(parts)}.")
-    return notes
 
 
 def _notes(results: Results) -> list[str]:
     notes = []
-    trained = results.trained
     if results.elapsed_s is not None:
         took = format_number(results.elapsed_s)
-        what = "Probes and training" if trained else "Probes"
+        what = "Probes and training" if results.trained else "Probes"
         notes.append(f"{what} took {took} s for {len(results.records)} runs.")
-    if trained:
-        total = sum(r.train.wall_time_s for r in trained)
-        diverged = sum(r.train.diverged for r in trained)
-        notes.append(
-            f"Training took {format_number(total)} s for {len(trained)} runs (the sum of their "
-            f"wall times); {diverged} of them diverged."
-        )
-        notes += _steps_note(results)
-    return notes
+    return notes + training_notes(results)
 
 
 def write_report(results: Results, out: ReportDir) -> Path:
