@@ -1,4 +1,4 @@
-"""The ``isokit`` command: ``report``, ``probe`` and ``schemes``.
+"""The ``isokit`` command: ``report``, ``train``, ``probe`` and ``schemes``.
 
 This module only parses arguments and calls one function per subcommand; the work lives in
 :mod:`isokit.report`. The ``probe`` flags, their defaults and the config keys they set are
@@ -21,6 +21,7 @@ examples:
   isokit report --out out/report                  # the default comparison (~1 min, 2 cores)
   isokit report analyses/configs/resnet_schemes.toml --out out/resnet
   isokit report --from out/report/results.json --out out/rerender   # re-plot, no recompute
+  isokit train analyses/configs/train_fmnist_quick.toml --out out/train   # probe, train, report
   isokit probe --model mlp --depth 16 --activation tanh --scheme orthogonal
   isokit probe --model resnet --depth 20 --scheme idinit --examples 2
   isokit probe --factory isokit.models.hf:bert --inputs isokit.models.hf:token_ids \\
@@ -85,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(rep, default=argparse.SUPPRESS)
 
+    trn = sub.add_parser(
+        "train",
+        help="run a config with a [train] section: probe, train and report",
+        description="Run CONFIG, whose [train] section says how to train: every model × scheme "
+        "× seed is initialized, probed and trained; DIR/results.json holds every Profile and "
+        "TrainResult, and DIR/report.html the loss curves and the isometry-vs-training figures.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    trn.add_argument("config", metavar="CONFIG.toml", help="a config with a [train] section")
+    trn.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    _common(trn, default=argparse.SUPPRESS)
+
     probe = sub.add_parser(
         "probe",
         help="probe one model with one scheme and print statistics per tap",
@@ -102,13 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _dispatch(args: argparse.Namespace) -> int:
     from isokit import report
 
-    if args.command == "report":
+    command = sys.argv if args.argv is None else ["isokit", *args.argv]
+    if args.command in ("report", "train"):
         report.make_report(
             args.config,
             out=args.out,
-            from_results=args.from_results,
+            from_results=getattr(args, "from_results", None),
             quiet=args.quiet,
-            command=sys.argv if args.argv is None else ["isokit", *args.argv],
+            command=command,
+            require_train=args.command == "train",
         )
     elif args.command == "probe":
         from isokit.cli_probe import probe_from_args

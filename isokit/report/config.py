@@ -43,6 +43,7 @@ from isokit.report.modelspec import (
     parse_model,
 )
 from isokit.report.probe_keys import check_method_options, probe_option
+from isokit.report.train_spec import TrainSpec, check_train_models, parse_train
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -51,6 +52,7 @@ __all__ = [
     "InputSpec",
     "ModelSpec",
     "SchemeSpec",
+    "TrainSpec",
     "load_config",
     "parse_config",
 ]
@@ -181,6 +183,9 @@ class Config:
       default label is its function's name with the keyword arguments, sorted. Token ids or
       keyword inputs need a ``start`` (after the embeddings).
     - ``schemes``: names, or tables ``{name, label, options}``.
+    - ``[train]``: train every model × scheme × seed after probing it
+      (:mod:`isokit.report.train_spec`: ``data``, ``data_options`` and the fields of
+      :class:`isokit.train.TrainOptions`).
     """
 
     title: str
@@ -194,6 +199,7 @@ class Config:
     method_options: dict[str, Any] = field(default_factory=dict)
     formats: tuple[str, ...] = ("png", "svg")
     threads: int = 1
+    train: TrainSpec | None = None
     source: str = "<dict>"
 
     def to_dict(self) -> dict[str, Any]:
@@ -210,6 +216,7 @@ class Config:
             "output": {"formats": list(self.formats)},
             "models": [m.to_dict() for m in self.models],
             "schemes": [s.to_dict() for s in self.schemes],
+            **({} if self.train is None else {"train": self.train.to_dict()}),
         }
 
 
@@ -225,6 +232,7 @@ _TOP = (
     "threads",
     "method_options",
     "output",
+    "train",
 )
 
 
@@ -327,6 +335,9 @@ def parse_config(
             'is set per model; write start = "MODULE" in the [[models]] tables it applies to',
         )
     check_method_options(method_options)
+    train = parse_train(data["train"]) if "train" in data else None
+    if train is not None and check_resources:
+        check_train_models(train, models)
     return Config(
         title=title,
         models=models,
@@ -339,6 +350,7 @@ def parse_config(
         method_options=dict(method_options),
         formats=_parse_formats(data.get("output", {})),
         threads=threads,
+        train=train,
         source=source,
     )
 

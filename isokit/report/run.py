@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from isokit.models.factory import InputsFactory
     from isokit.probe import ProbeOptions
     from isokit.probe.taps import ModelInputs
+    from isokit.train import TrainData, TrainResult
 
 __all__ = ["draw_inputs", "make_report", "run_config", "run_one"]
 
@@ -103,8 +104,17 @@ def _probe_options(config: Config, seed: int) -> ProbeOptions:
     )
 
 
-def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
-    """Build, initialize and probe one model × scheme × seed of ``config`` (module docstring).
+def run_one(
+    config: Config,
+    model_spec,
+    scheme_spec,
+    seed: int,
+    *,
+    data: TrainData | None = None,
+    progress: bool = False,
+) -> RunRecord:
+    """Build, initialize and probe one model × scheme × seed of ``config`` (module docstring);
+    with a ``[train]`` section, then train it on ``data`` (loaded here when not given).
 
     Example:
         >>> from isokit.report.config import parse_config
@@ -189,7 +199,30 @@ def run_one(config: Config, model_spec, scheme_spec, seed: int) -> RunRecord:
         raise ConfigError(
             "method_options.taps", f"{exc}; name modules of {model_spec.label}"
         ) from None
-    return RunRecord(**base, status="ok", profile=result)
+    record = RunRecord(**base, status="ok", profile=result)
+    if config.train is not None:
+        record.train = _train(config, model, data, seed, meta, progress)
+    return record
+
+
+def _train(
+    config: Config, model, data: TrainData | None, seed: int, meta, progress: bool
+) -> TrainResult:
+    """Train the probed ``model`` with the config's ``[train]`` options and this run's seed;
+    the checkpoints are probed with the run's own probe options."""
+    from isokit.train import train
+
+    spec = config.train
+    data = spec.load() if data is None else data
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return train(
+            model,
+            data,
+            spec.options.replace(seed=seed),
+            probe_options=_probe_options(config, seed),
+            meta=meta,
+            progress=progress,
+        )
 
 
 def _index(config: Config, model_spec) -> int:
@@ -228,6 +261,7 @@ def run_config(
     combos = [(m, s, seed) for m in config.models for s in config.schemes for seed in config.seeds]
     start = time.perf_counter()
     records = []
+    data = config.train.load() if config.train is not None else None
     # A fixed thread count makes reductions (and so the last bits) the same on every run; one
     # thread is also the fastest for these small kernels on a shared machine.
     threads = torch.get_num_threads()
@@ -238,7 +272,9 @@ def run_config(
         ) as bar:
             for model_spec, scheme_spec, seed in combos:
                 bar.set_postfix_str(f"{model_spec.label} · {scheme_spec.label} · seed {seed}")
-                records.append(run_one(config, model_spec, scheme_spec, seed))
+                records.append(
+                    run_one(config, model_spec, scheme_spec, seed, data=data, progress=not quiet)
+                )
                 bar.update()
         env = {**environment(), "seeds": list(config.seeds)}
     finally:
@@ -260,8 +296,10 @@ def make_report(
     from_results: str | Path | None = None,
     quiet: bool = False,
     command: Sequence[str] | None = None,
+    require_train: bool = False,
 ) -> Path:
-    """``isokit report``: validate, run (or load ``from_results``), publish into ``out``.
+    """``isokit report``: validate, run (or load ``from_results``), publish into ``out``;
+    ``isokit train`` is the same with ``require_train`` (the config must have ``[train]``).
 
     Returns the path of ``report.html``. ``out``, the config (or the results file) are checked
     and ``out`` is locked before any probe runs; the report then replaces ``out`` as a whole
@@ -285,4 +323,10 @@ def make_report(
         return publish(target, lambda: loaded, quiet=quiet)
     cfg = config if isinstance(config, Config) else load_config(config)
     _require_profile(cfg)
+    if require_train and cfg.train is None:
+        raise ConfigError(
+            "train",
+            f"{cfg.source} has no [train] section; add one (data, optimizer, lr, steps, ...) or "
+            "run `isokit report` to probe without training",
+        )
     return publish(target, lambda: run_config(cfg, quiet=quiet, command=command), quiet=quiet)

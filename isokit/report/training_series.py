@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from isokit.report.formatting import format_number
+from isokit.report.io import TRAINING
 from isokit.report.results import Results, RunRecord
 from isokit.report.series import Curve, collect_curves, group_records
 from isokit.train import TrainOptions, TrainResult
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 #: The report's file of training curves (beside summary.csv).
-TRAINING_CSV = "training.csv"
+TRAINING_CSV = TRAINING
 #: Columns of training.csv: one row per run × logged step (``split="train"``, the batch's loss)
 #: and per run × evaluation (``split="test"``, the held-out loss).
 TRAINING_COLUMNS = ("model", "scheme", "seed", "step", "split", "loss", "accuracy")

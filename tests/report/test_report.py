@@ -307,27 +307,6 @@ def test_report_dir_refuses_names_that_leave_it(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_training_section_adds_loss_curves(small_report, tmp_path):
-    training = {
-        "curves": [
-            {
-                "model": "mlp-tanh-w6-d3",
-                "scheme": s,
-                "seed": 0,
-                "step": [1, 2, 3],
-                "loss": [2.0, 1.0 + i, 0.5],
-            }
-            for i, s in enumerate(("idinit", "orthogonal"))
-        ]
-    }
-    results = dataclasses.replace(small_report.results, training=training)
-    render(results, tmp_path / "trained", quiet=True)
-    assert "training" in _figure_names(tmp_path / "trained")
-    back = load_results(tmp_path / "trained")
-    assert back.training == training
-    assert "training" not in _figure_names(small_report.out)
-
-
 def test_the_theory_lines_list_says_why_a_line_is_not_drawn(small_report):
     from isokit.report.theory_lines import theory_for
 

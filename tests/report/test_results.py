@@ -128,12 +128,8 @@ BAD_FILES = {
     "environment a list": (("environment",), ["x"], "environment"),
     "created a number": (("created",), 3, "created"),
     "elapsed a string": (("elapsed_s",), "fast", "elapsed_s"),
-    "training curves a string": (("training",), {"curves": "abc"}, "training.curves"),
-    "training loss strings": (
-        ("training",),
-        {"curves": [{"model": "m", "scheme": "s", "loss": "abc"}]},
-        "training.curves[0].loss",
-    ),
+    "a placeholder training section": (("training",), {"curves": []}, "training"),
+    "train a string": (("runs", 0, "train"), "abc", "runs[0].train"),
 }
 
 
@@ -175,7 +171,7 @@ def test_a_file_that_is_not_json_or_not_a_table(tmp_path, capsys):
         assert expected in line
 
 
-@pytest.mark.parametrize("schema", ["isokit.report.results/1", "isokit.report.results/3"])
+@pytest.mark.parametrize("schema", ["isokit.report.results/1", "isokit.report.results/4"])
 def test_a_file_of_another_schema_says_to_rerun_the_report(schema, good, tmp_path, capsys):
     path = tmp_path / "results.json"
     path.write_text(json.dumps({**good, "schema": schema}), encoding="utf-8")
@@ -199,7 +195,8 @@ def test_rerendering_needs_no_memory_for_the_models(good, tmp_path, monkeypatch)
 
 def test_results_json_holds_one_profile_per_run(good):
     run = next(r for r in good["runs"] if r["status"] == "ok")
-    assert set(run) == {"model", "scheme", "seed", "status", "message", "profile"}
+    assert set(run) == {"model", "scheme", "seed", "status", "message", "profile", "train"}
+    assert run["train"] is None  # the config has no [train] section
     assert run["profile"]["signal"] is not None and run["profile"]["blocks"]
 
 

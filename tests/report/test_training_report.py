@@ -23,14 +23,12 @@ import torch
 from isokit.init import apply
 from isokit.report import render
 from isokit.report.config import parse_config
-from isokit.report.io import REPORT_ENTRIES
 from isokit.report.results import Results, ResultsError, load_results
 from isokit.report.run import run_one
 from isokit.report.style import Palette
 from isokit.report.training_figures import curves_figure, steps_figure
 from isokit.report.training_series import (
     TRAINING_COLUMNS,
-    TRAINING_CSV,
     collect_train_curves,
     train_points,
     training_rows,
@@ -280,11 +278,6 @@ def test_a_report_without_training_has_none_of_the_training_figures(classified, 
     assert "<h2>Training</h2>" not in page and "Training took" not in page
 
 
-@pytest.mark.xfail(
-    TRAINING_CSV not in REPORT_ENTRIES,
-    reason="isokit.report.io.REPORT_ENTRIES does not list training.csv yet",
-    strict=True,
-)
 def test_a_trained_report_re_renders_into_its_own_directory(classified_report):
     before = (classified_report / "training.csv").read_bytes()
     render(load_results(classified_report), classified_report, quiet=True)
