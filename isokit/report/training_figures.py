@@ -104,16 +104,27 @@ def _seed_line(ax, x: np.ndarray, y: np.ndarray, color, clip: tuple[float, float
 
 def _loss_panel(ax, curves: Sequence[TrainCurve], palette: Palette) -> None:
     # The axis spans the runs that kept training: an exploding run is drawn to its edge.
+    # A scheme whose every seed diverged is drawn only as its seeds' lines, clipped to the
+    # range of the others, so one explosion does not flatten every other curve.
+    kept = [c for c in curves if len(c.diverged) < len(c.seeds)] or list(curves)
     axis = LogAxis(floor=1e-300)
-    for c in curves:
+    for c in kept:
         axis.add(c.median("loss"), *c.band("loss"), c.median("eval_loss"))
     bottom, top = axis.limits()
     for c in curves:
         color = palette.color(c.scheme)
-        axis.draw(ax, c.step, c.median("loss"), *c.band("loss"), color=color, marker=None)
-        axis.draw(
-            ax, c.eval_step, c.median("eval_loss"), None, None, color=color, marker=None, ls="--"
-        )
+        if c in kept:
+            axis.draw(ax, c.step, c.median("loss"), *c.band("loss"), color=color, marker=None)
+            axis.draw(
+                ax,
+                c.eval_step,
+                c.median("eval_loss"),
+                None,
+                None,
+                color=color,
+                marker=None,
+                ls="--",
+            )
         for seed, step, _ in c.diverged:
             y = _seed_line(ax, c.step, c.column("loss", seed), color, (bottom, top))
             _diverged_x(ax, step, y, color, text=True)
