@@ -4,7 +4,7 @@ Data sets (:func:`load_data`): Fashion-MNIST from the Debian package ``dataset-f
 (read by a checked IDX reader, :func:`read_idx`), scikit-learn's digits, a teacher–student
 regression and the linear toy with target ``−I``. :class:`TrainOptions` holds every option of a
 run; the result carries the loss and accuracy curves, the gradient norms per tap, the divergence
-step and the probe's Profiles at checkpoints (``docs/training.md``).
+step and the probe's Profiles at checkpoints (``docs/training.md §1``).
 """
 
 from isokit.train.data import DATASETS, DataError, Split, TrainData, load_data

@@ -10,7 +10,7 @@ outputs) with its two splits held in memory as tensors. The named sets are built
 - ``digits``: scikit-learn's bundled 8×8 digits (the ``digits`` extra);
 - ``teacher-student``: Gaussian inputs regressed onto a random tanh teacher;
 - ``linear-negative-identity``: Gaussian inputs with target ``−x`` (the linear toy on which
-  identity-initialized gradient descent stalls, ``docs/training.md``).
+  identity-initialized gradient descent stalls, ``docs/training.md §5``).
 
 Each builder takes ``seed`` and its own keyword options and checks them.
 

@@ -1,5 +1,7 @@
 """:func:`train`: train an initialized model on a :class:`~isokit.train.TrainData`, measuring
-loss, accuracy, gradient norms and (at checkpoints) the Jacobian spectra along the way.
+loss, accuracy, gradient norms and (at checkpoints) the Jacobian spectra along the way. The
+contract (steps, seeds, divergence, evaluations, checkpoints, failure) is
+``docs/training.md §1``.
 
 The loop is the plain PyTorch one (forward, loss, backward, step) on batches indexed out of
 tensors held in memory, so it costs what a hand-written loop costs (``benchmarks/bench_train.py``
@@ -278,12 +280,12 @@ def _run(model, data, options, total, device, probe_options, taps, meta, progres
     model.to(device=device, dtype=dtype)
     train_split = _on(data.train, device, dtype, data.task)
     test = _on(data.test, device, dtype, data.task)
+    probe_batch = test.inputs[: options.probe_examples]  # whatever eval_examples keeps
     if options.eval_examples is not None:
         test = Split(
             inputs=test.inputs[: options.eval_examples],
             targets=test.targets[: options.eval_examples],
         )
-    probe_batch = test.inputs[: options.probe_examples]
     _check_fit(model, data, test.inputs[:2], test.targets[:2])
     loss_fn = _loss_fn(data.task)
     batches = _Batches(train_split, options.batch_size, options.seed)

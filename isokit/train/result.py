@@ -1,23 +1,14 @@
 """:class:`TrainResult`: what a training run measured, with an exact JSON round trip.
 
-Layout of :meth:`TrainResult.to_dict` (``schema = "isokit.train.result/1"``)::
+The JSON layout of :meth:`TrainResult.to_dict` (``schema = "isokit.train.result/1"``) is
+``docs/training.md §4``: options, data, run length, divergence step, steps-to-target, the logged
+training curves, the held-out evaluations, per-tap gradient norms, checkpoint Profiles,
+environment and labels.
 
-    {"schema": ..., "options": TrainOptions.to_dict(), "data": TrainData.describe(),
-     "steps": 300,                   # optimizer updates done (fewer when it diverged)
-     "diverged_at": null | 57,       # the step whose loss was NaN or inf
-     "steps_to_target": null | 120,  # first evaluated step with held-out accuracy ≥ target
-     "wall_time_s": 12.3,
-     "train": {"step": [...], "loss": [...], "accuracy": [...] | null,
-               "lr": [...]},         # logged steps (the loss of the batch at that step)
-     "eval": {"step": [...], "loss": [...], "accuracy": [...] | null},
-     "grad_norms": null | {"taps": [...], "values": [[...], ...]},  # [logged step, tap]
-     "checkpoints": [{"step": 0, "profile": Profile.to_dict()}, ...],
-     "environment": {...}, "meta": {...}}
-
-Step ``s`` is measured after ``s`` updates: the training loss at ``s`` is that of the ``s``-th
-batch before its update, and evaluations and checkpoints at ``s`` see the same weights. Numbers
-are written with :func:`isokit.probe.serialization.encode` (``"nan"``, ``"inf"`` as strings,
-floats at ``repr`` precision), so reading back gives every array bit for bit.
+Step ``s`` is measured after ``s`` updates (``docs/training.md §1``). Numbers are written with
+:func:`isokit.probe.serialization.encode` (``"nan"``, ``"inf"`` as strings, floats at ``repr``
+precision), so reading back gives every array bit for bit; reading checks every field and names
+the first bad one.
 """
 
 from __future__ import annotations
@@ -69,7 +60,7 @@ class TrainResultFormatError(ProfileFormatError):
 
 @dataclass(kw_only=True, eq=False)
 class TrainResult:
-    """A finished (or diverged) training run (module docstring for the layout).
+    """A finished (or diverged) training run (its JSON layout: ``docs/training.md §4``).
 
     Attributes:
         options: the :class:`TrainOptions` it ran with.

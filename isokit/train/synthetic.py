@@ -5,7 +5,7 @@ the linear toy with target ``−I``.
 one-hidden-layer teacher with ``h`` units (``U``, ``V`` standard normal), plus optional Gaussian
 label noise. ``linear-negative-identity``: ``x ~ N(0, I_d)`` and ``y = −x``; a deep linear
 network started at the identity must turn every direction around, which full-batch gradient
-descent cannot do (``docs/training.md``).
+descent cannot do (``docs/training.md §5``).
 
 Example:
     >>> data = teacher_student_data(seed=0, n_train=8, n_test=4, in_features=5, out_features=2)
