@@ -273,3 +273,25 @@ def test_the_loss_is_the_documented_one(task):
     with torch.no_grad():
         want = loss_of(task, twin(data.train.inputs), data.train.targets)
     assert result.loss[0] == pytest.approx(float(want), rel=1e-14, abs=0)
+
+
+def test_the_probe_batch_is_the_first_held_out_inputs_whatever_eval_examples_keeps():
+    data = blobs()
+    result = train(
+        mlp(6, 8, depth=2, out_features=3),
+        data,
+        steps=2,
+        eval_examples=2,
+        probe_examples=5,
+        checkpoints=[0],
+        probe_options=ProbeOptions(method="exact"),
+    )
+    assert result.checkpoints[0].meta["n_examples"] == 5
+
+
+def test_the_progress_bar_goes_to_stderr_and_does_not_stay(capsys):
+    train(mlp(6, 8, depth=2, out_features=3), blobs(), steps=3, progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == "" and "0/3" in captured.err and captured.err.endswith("\r")
+    train(mlp(6, 8, depth=2, out_features=3), blobs(), steps=3)
+    assert capsys.readouterr().err == ""
