@@ -5,6 +5,7 @@ Probe reports and training results both carry it, so two results can be told com
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import platform
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 __all__ = ["environment"]
 
 
+@functools.cache  # a metadata lookup costs ~80 ms, and every training run records one
 def _version(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)

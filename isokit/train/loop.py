@@ -162,6 +162,17 @@ class _Log:
         self.eval_accuracy: list[float] = []
         self.checkpoints: dict = {}
 
+    def add(self, step: int, loss: float, accuracy: float | None, lr: float, grads) -> None:
+        """One logged step; ``accuracy`` is ``None`` for regression, ``grads`` ``None`` when
+        gradient norms are off."""
+        self.step.append(step)
+        self.loss.append(loss)
+        if accuracy is not None:
+            self.accuracy.append(accuracy)
+        self.lr.append(lr)
+        if grads is not None:
+            self.grads.append(grads)
+
 
 def train(
     model: nn.Module,
@@ -330,28 +341,23 @@ def _run(model, data, options, total, device, probe_options, taps, meta, progres
             output = first_tensor(model(x))
             loss = loss_fn(output, y)
             loss_value = loss.item()
+            classify = data.task == "classification"
+            lr = scheduler.get_last_lr()[0]
             if not math.isfinite(loss_value):
                 diverged_at = step
-                log.step.append(step)
-                log.loss.append(loss_value)
-                if data.task == "classification":
-                    log.accuracy.append(math.nan)
-                log.lr.append(scheduler.get_last_lr()[0])
-                if tap_names:
-                    log.grads.append([math.nan] * len(tap_names))
+                nan_grads = [math.nan] * len(tap_names) if tap_names else None
+                log.add(step, loss_value, math.nan if classify else None, lr, nan_grads)
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if logged:
-                log.step.append(step)
-                log.loss.append(loss_value)
-                if data.task == "classification":
-                    log.accuracy.append(float(_accuracy(output.detach(), y)))
-                log.lr.append(scheduler.get_last_lr()[0])
-                if tap_names:
-                    log.grads.append(grads.collect())
+                acc = float(_accuracy(output.detach(), y)) if classify else None
+                log.add(step, loss_value, acc, lr, grads.collect() if tap_names else None)
                 if progress:
-                    bar.set_postfix(loss=f"{loss_value:.4g}", refresh=False)
+                    shown = {"loss": f"{loss_value:.4g}"}
+                    if acc is not None:
+                        shown["acc"] = f"{acc:.3f}"
+                    bar.set_postfix(shown, refresh=False)
             optimizer.step()
             scheduler.step()
             bar.update()
