@@ -193,7 +193,7 @@ def run_variant(case: Case, variant: str) -> tuple[float, float, list[float]]:
     return time.perf_counter() - wall, time.process_time() - cpu, losses
 
 
-def forward_time(case: Case, repeats: int = 20) -> float:
+def forward_time(case: Case, repeats: int = 5) -> float:
     """Median time of one training-mode forward pass of a batch, with autograd recording."""
     model = case.make_model().train()
     x = case.data.train.inputs[:BATCH]
@@ -205,6 +205,19 @@ def forward_time(case: Case, repeats: int = 20) -> float:
         times.append(time.perf_counter() - t0)
         del out
     return statistics.median(times[2:])
+
+
+def evaluation_time(case: Case, repeats: int = 3) -> float:
+    """Median time of one held-out evaluation, done as isokit does it (eval mode, no grad)."""
+    model = case.make_model()
+    classification = case.data.task == "classification"
+    loss_fn = functional.cross_entropy if classification else _half_squared_error
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _hand_evaluate(model, case.data.test, loss_fn, classification)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def _derived(times: dict[str, list[float]], steps: int, forward_s: float) -> dict:
@@ -234,6 +247,8 @@ def bench_case(case: Case, repeats: int) -> dict:
     wall: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     curves: dict[str, list[float]] = {}
+    forwards: list[float] = []
+    evaluations: list[float] = []
     for r in range(repeats + 1):  # round 0 is the warm-up
         this_round = {}
         for variant in VARIANTS:
@@ -242,12 +257,15 @@ def bench_case(case: Case, repeats: int) -> dict:
             if r:
                 wall[variant].append(this_round[variant])
                 cpu[variant].append(cpu_s)
+        if r:  # in every round, so that it sees the same load as the runs
+            forwards.append(forward_time(case))
+            evaluations.append(evaluation_time(case))
         print(
             f"  {case.name} round {r}{' (warm-up)' if r == 0 else ''}: "
             + ", ".join(f"{v} {t:.3f} s" for v, t in this_round.items()),
             flush=True,
         )
-    forward_s = forward_time(case)
+    forward_s = statistics.median(forwards)
     return {
         "case": case.name,
         "steps": case.steps,
@@ -255,6 +273,7 @@ def bench_case(case: Case, repeats: int) -> dict:
         "eval_examples": len(case.data.test),
         "evals_default": len(_eval_steps(case.steps)),
         "forward_s": forward_s,
+        "evaluation_s": statistics.median(evaluations),
         "max_loss_diff": max(
             abs(a - b) for a, b in zip(curves["hand"], curves["isokit"], strict=True)
         ),
@@ -286,9 +305,11 @@ def print_summary(row: dict) -> None:
         f"{c['grad_norms_extra_step_s'] * ms:.3f} ms) against a forward pass of "
         f"{row['forward_s'] * ms:.3f} ms ({w['grad_norms_extra_over_forward']:.2f} forwards, "
         f"CPU {c['grad_norms_extra_over_forward']:.2f})\n"
-        f"  evaluation of {row['eval_examples']} held-out examples: {w['eval_s'] * ms:.1f} ms "
-        f"({w['eval_over_step']:.2f} hand steps; CPU {c['eval_s'] * ms:.1f} ms); the default "
-        f"{row['evals_default']} evaluations are {100 * w['evals_share']:.1f} % of that run",
+        f"  evaluation of {row['eval_examples']} held-out examples: "
+        f"{row['evaluation_s'] * ms:.2f} ms timed alone "
+        f"({row['evaluation_s'] / w['hand_step_s']:.2f} hand steps), {w['eval_s'] * ms:.1f} ms "
+        f"from the runs' difference; the default {row['evals_default']} evaluations are "
+        f"{100 * w['evals_share']:.1f} % of that run",
         flush=True,
     )
 
