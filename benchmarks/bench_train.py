@@ -1,6 +1,7 @@
 """Benchmark of ``isokit.train.train`` against a hand-written PyTorch loop doing the same work.
 
-Run ``python benchmarks/bench_train.py [--quick] [--threads 2] [--repeats 5] [--json out.json]``.
+Run ``python benchmarks/bench_train.py [--quick] [--threads 2] [--repeats 5] [--mlp-repeats 15]
+[--resnet-steps 30] [--mlp-steps 300] [--json out.json]``.
 
 Cases (each skipped with a message when its data is not available):
 
@@ -18,13 +19,16 @@ load on a shared machine hits all of them; each time is the wall clock of the wh
   the same data tensors in memory, the same optimizer and lr, the same number of steps, batches
   indexed out of the tensors by a seeded ``randperm`` per epoch (the same seed as isokit's data
   stream, so both see the same batches), ``loss.item()`` and the batch accuracy every step, and
-  the two held-out evaluations isokit makes (step 0 and the end, ``--eval-examples`` examples).
+  the two held-out evaluations isokit makes (step 0 and the end, ``--eval-examples`` examples);
+  subnormal floats flushed to zero, as isokit's trainer does on the CPU.
 - **isokit**: ``train(model, data, ...)`` with checkpoints off, ``grad_norms=False`` and
   ``eval_every=steps`` (evaluations at step 0 and the end only), in float32.
 - **grad-norms**: the same with ``grad_norms=True`` (a tensor hook per tap, every step logged).
 - **evals**: the same with the default evaluation schedule (about ten held-out evaluations per
   run on ``--eval-examples`` examples); the difference to **isokit** divided by the extra
-  evaluations is the cost of one evaluation.
+  evaluations is the cost of one evaluation, which is also timed alone in every round.
+
+Every round also times one training-mode forward pass of a batch, under the same load.
 
 It prints the medians, the ratio isokit/hand (target < 1.10), the largest difference between
 the two loss curves (0 when both did the same arithmetic), the extra time per step of the
@@ -137,7 +141,20 @@ def _hand_evaluate(model: nn.Module, split: Split, loss_fn, classification: bool
 
 
 def hand_loop(case: Case, model: nn.Module) -> list[float]:
-    """The plain loop (module docstring); returns the loss per step."""
+    """The plain loop (module docstring); returns the loss per step.
+
+    Subnormal floats are flushed to zero during the run, as isokit's trainer does on the CPU:
+    without it the two loops differ in the last bits and, where activations collapse, in speed.
+    """
+    flushing = torch.set_flush_denormal(True)
+    try:
+        return _hand_steps(case, model)
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+
+
+def _hand_steps(case: Case, model: nn.Module) -> list[float]:
     data = case.data
     classification = data.task == "classification"
     loss_fn = functional.cross_entropy if classification else _half_squared_error
