@@ -47,6 +47,7 @@ from isokit.report.training_series import TRAINING_CSV, training_csv, training_r
 
 __all__ = [
     "FigureImage",
+    "FigureSet",
     "build_figures",
     "overlays_for",
     "publish",
@@ -76,7 +77,7 @@ class FigureImage:
 Images = list[tuple[FigureImage, dict[str, bytes]]]
 
 
-class _Figures:
+class FigureSet:
     """Encodes figures in page order, in the config's formats."""
 
     def __init__(self, formats) -> None:
@@ -122,7 +123,7 @@ _SIGNAL = (
 )
 
 
-def _spectra(out: _Figures, results: Results, curves: list[Curve], schemes, palette) -> None:
+def _spectra(out: FigureSet, results: Results, curves: list[Curve], schemes, palette) -> None:
     models = [m.label for m in results.config.models]
     slugs = S.unique_slugs(models)
     na = results.not_applicable()
@@ -140,7 +141,7 @@ def _spectra(out: _Figures, results: Results, curves: list[Curve], schemes, pale
 
 
 def _depth_figures(
-    out: _Figures, models, curves: list[Curve], overlays, zero_atoms, palette
+    out: FigureSet, models, curves: list[Curve], overlays, zero_atoms, palette
 ) -> None:
     moments = [("m1", "m1 = mean σ² (log)"), ("var", "scale-free variance m2/m1² − 1")]
     bulk = [("m1_bulk", "bulk m1 (without λmax)"), ("var_bulk", "bulk scale-free variance")]
@@ -199,7 +200,7 @@ def build_figures(results: Results, curves: list[Curve] | None = None, overlays=
     palette = S.Palette(tuple(schemes))
     curves = collect_curves(results) if curves is None else curves
     overlays = overlays_for(results, curves) if overlays is None else overlays
-    out = _Figures(cfg.formats)
+    out = FigureSet(cfg.formats)
     with rc_context(S.style()):
         _spectra(out, results, curves, schemes, palette)
         if curves:
