@@ -1,4 +1,4 @@
-"""The ``isokit`` command: ``report``, ``train``, ``probe`` and ``schemes``.
+"""The ``isokit`` command: ``report``, ``train``, ``sweep``, ``probe`` and ``schemes``.
 
 This module only parses arguments and calls one function per subcommand; the work lives in
 :mod:`isokit.report`. The ``probe`` flags, their defaults and the config keys they set are
@@ -22,6 +22,8 @@ examples:
   isokit report analyses/configs/resnet_schemes.toml --out out/resnet
   isokit report --from out/report/results.json --out out/rerender   # re-plot, no recompute
   isokit train analyses/configs/train_fmnist_quick.toml --out out/train   # probe, train, report
+  isokit sweep analyses/configs/depth_sweep.toml --out out/depth   # a grid on a LocalCluster
+  isokit report --from out/depth --out out/depth-report            # depth plots of the sweep
   isokit probe --model mlp --depth 16 --activation tanh --scheme orthogonal
   isokit probe --model resnet --depth 20 --scheme idinit --examples 2
   isokit probe --factory isokit.models.hf:bert --inputs isokit.models.hf:token_ids \\
@@ -43,6 +45,16 @@ def _common(parser: argparse.ArgumentParser, *, default: object) -> None:
     parser.add_argument(
         "--debug", action="store_true", default=default, help="show tracebacks on errors"
     )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument(
         "--from",
         dest="from_results",
-        metavar="RESULTS.json",
-        help="re-render an earlier results.json instead of recomputing",
+        metavar="RESULTS.json|SWEEP_DIR",
+        help="re-render an earlier results.json, or render a sweep directory, instead of "
+        "recomputing",
     )
     _common(rep, default=argparse.SUPPRESS)
 
@@ -98,6 +111,38 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("config", metavar="CONFIG.toml", help="a config with a [train] section")
     trn.add_argument("--out", required=True, metavar="DIR", help="output directory")
     _common(trn, default=argparse.SUPPRESS)
+
+    swp = sub.add_parser(
+        "sweep",
+        help="run a grid ([sweep] table) cell by cell on dask.distributed",
+        description="Expand CONFIG's [sweep] table into its grid and run every missing cell "
+        "(probe, then train with [train]) on a Dask LocalCluster, an existing cluster "
+        "(--scheduler) or in this process (--serial); each finished cell is written to "
+        "DIR/cells/KEY.json, so a rerun computes only the missing ones. Render it with "
+        "`isokit report --from DIR --out REPORT`.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    swp.add_argument("config", metavar="CONFIG.toml", help="a config with a [sweep] table")
+    swp.add_argument("--out", required=True, metavar="DIR", help="the sweep directory")
+    swp.add_argument(
+        "--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, tcp://host:8786"
+    )
+    swp.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="worker processes of the local cluster (default: one per CPU)",
+    )
+    swp.add_argument(
+        "--serial", action="store_true", help="run the cells one by one here, without Dask"
+    )
+    swp.add_argument(
+        "--resume",
+        action="store_true",
+        help="let this grid take over a DIR that holds another grid (shared cells are kept)",
+    )
+    _common(swp, default=argparse.SUPPRESS)
 
     probe = sub.add_parser(
         "probe",
@@ -126,6 +171,20 @@ def _dispatch(args: argparse.Namespace) -> int:
             command=command,
             require_train=args.command == "train",
         )
+    elif args.command == "sweep":
+        from isokit.sweep import load_sweep_config, run_sweep
+
+        summary = run_sweep(
+            load_sweep_config(args.config),
+            args.out,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            serial=args.serial,
+            resume=args.resume,
+            quiet=args.quiet,
+        )
+        print(summary.describe(), file=sys.stderr)
+        return 1 if summary.failed else 0
     elif args.command == "probe":
         from isokit.cli_probe import probe_from_args
 
@@ -155,8 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())  # keep Python's exit-time flush quiet
         return 141
     except KeyboardInterrupt:
+        kept = "; finished cells are kept" if args.command == "sweep" else ""
         print(
-            "isokit: interrupted; nothing partial was left under the output directory",
+            f"isokit: interrupted; nothing partial was left under the output directory{kept}",
             file=sys.stderr,
         )
         return 130

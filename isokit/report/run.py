@@ -112,9 +112,13 @@ def run_one(
     *,
     data: TrainData | None = None,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> RunRecord:
     """Build, initialize and probe one model × scheme × seed of ``config`` (module docstring);
     with a ``[train]`` section, then train it on ``data`` (loaded here when not given).
+
+    The model is built and initialized on the CPU, so its weights do not depend on the device,
+    then probed and trained on ``device`` (``"cuda"`` on a GPU).
 
     Example:
         >>> from isokit.report.config import parse_config
@@ -151,6 +155,9 @@ def run_one(
         index = [s.label for s in config.schemes].index(scheme_spec.label)
         options = get_scheme(scheme_spec.name).options
         raise scheme_option_error(f"schemes[{index}]", options, exc) from None
+    device = torch.device(device)
+    if device.type != "cpu":
+        model, inputs = model.to(device), _to(inputs, device)
     meta = {**base, "model_kind": model_spec.factory or model_spec.kind}
     meta["scheme_name"] = scheme_spec.name
     taps = {} if model_spec.taps is None else {"taps": model_spec.taps}
@@ -201,12 +208,21 @@ def run_one(
         ) from None
     record = RunRecord(**base, status="ok", profile=result)
     if config.train is not None:
-        record.train = _train(config, model, data, seed, meta, progress)
+        record.train = _train(config, model, data, seed, meta, progress, device)
     return record
 
 
+def _to(inputs: ModelInputs, device: torch.device) -> ModelInputs:
+    """``inputs`` (a tensor, a tuple or a dict of tensors) on ``device``."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.to(device)
+    if isinstance(inputs, dict):
+        return {k: _to(v, device) for k, v in inputs.items()}
+    return tuple(_to(v, device) for v in inputs)
+
+
 def _train(
-    config: Config, model, data: TrainData | None, seed: int, meta, progress: bool
+    config: Config, model, data: TrainData | None, seed: int, meta, progress: bool, device
 ) -> TrainResult:
     """Train the probed ``model`` with the config's ``[train]`` options and this run's seed;
     the checkpoints are probed with the run's own probe options."""
@@ -222,6 +238,7 @@ def _train(
             probe_options=_probe_options(config, seed),
             meta=meta,
             progress=progress,
+            device=device,
         )
 
 
@@ -300,6 +317,8 @@ def make_report(
 ) -> Path:
     """``isokit report``: validate, run (or load ``from_results``), publish into ``out``;
     ``isokit train`` is the same with ``require_train`` (the config must have ``[train]``).
+    ``from_results`` may also be a sweep directory (``isokit sweep --out DIR``): its report
+    plots every statistic against the swept axes (:mod:`isokit.report.sweep_page`).
 
     Returns the path of ``report.html``. ``out``, the config (or the results file) are checked
     and ``out`` is locked before any probe runs; the report then replaces ``out`` as a whole
@@ -319,6 +338,11 @@ def make_report(
     if from_results is not None:
         if config is not None:
             raise ConfigError("--from", "re-rendering takes no CONFIG; drop one of the two")
+        if (Path(from_results) / "sweep.json").is_file():
+            from isokit.report.sweep_page import publish_sweep
+            from isokit.sweep import load_sweep
+
+            return publish_sweep(target, load_sweep(from_results), quiet=quiet)
         loaded = load_results(from_results)
         return publish(target, lambda: loaded, quiet=quiet)
     cfg = config if isinstance(config, Config) else load_config(config)
