@@ -30,7 +30,6 @@ from isokit.report.formatting import format_number
 from isokit.report.series import RANK_STATS
 from isokit.report.style import (
     EDGE_HANDLES,
-    THEORY_HANDLE,
     LogAxis,
     Palette,
     grid_shape,
@@ -54,6 +53,10 @@ STAT_LABELS = {
     "m1_bulk": "bulk m1 (without λmax)",
     "var_bulk": "bulk scale-free variance",
 }
+# Theory values are marked too: a prediction at a single point draws no line.
+_THEORY_HANDLE = Line2D(
+    [], [], color="0.2", ls="--", lw=1.4, marker="x", label="theory at the last tap (same colour)"
+)
 #: Depth over ξ_c beyond which Schoenholz et al. found networks untrainable.
 XI_FACTOR = 6.0
 
@@ -81,7 +84,9 @@ def _panel(ax, series: AxisSeries, stat: str, palette: Palette) -> tuple[bool, b
             ax.fill_between(c.depth[ok], lo[ok], hi[ok], color=color, alpha=0.15, lw=0)
         for c, vals in theory:
             ok = ~np.isnan(vals)
-            ax.plot(c.depth[ok], vals[ok], color=palette.color(c.scheme), ls="--", lw=1.4)
+            ax.plot(
+                c.depth[ok], vals[ok], color=palette.color(c.scheme), ls="--", lw=1.4, marker="x"
+            )
         ax.set_ylim(-0.04, 1.04)
         return bool(theory), False
     axis = LogAxis(floor=1e-12)
@@ -97,7 +102,7 @@ def _panel(ax, series: AxisSeries, stat: str, palette: Palette) -> tuple[bool, b
         axis.draw(ax, c.depth, med, *c.band(stat), color=color, marker=marker)
     for c, vals in theory:
         color = palette.color(c.scheme)
-        axis.draw(ax, c.depth, vals, None, None, color=color, marker=None, ls="--", lw=1.4)
+        axis.draw(ax, c.depth, vals, None, None, color=color, marker="x", ls="--", lw=1.4)
     no_finite_values(ax, axis)
     return bool(theory), has_inf
 
@@ -134,7 +139,7 @@ def axis_figure(series: AxisSeries, palette: Palette) -> Figure:
         ax.set_xlabel(f"{series.axis} (log₂)")
     handles = palette.handles([c.scheme for c in series.curves])
     if has_theory:
-        handles.append(THEORY_HANDLE)
+        handles.append(_THEORY_HANDLE)
     if has_inf:
         handles.append(EDGE_HANDLES[0])
     handles.append(EDGE_HANDLES[1])
