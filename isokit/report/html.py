@@ -21,14 +21,14 @@ if TYPE_CHECKING:  # the view reads these; the code that computes them owns them
     from isokit.report.series import RankRow
     from isokit.report.training_series import TrainRow
 
-__all__ = ["render_html"]
+__all__ = ["PAGE_CSS", "figure_html", "kv_table", "render_html"]
 
 
 def _fmt(value: float | None) -> str:
     return format_number(value, html=True)
 
 
-_CSS = """
+PAGE_CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
  color:#1b1b1b;background:#fff;max-width:1180px;margin:0 auto;padding:24px}
 h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.25em;margin-top:1.8em;
@@ -156,7 +156,7 @@ def _training_table(rows: Sequence[TrainRow]) -> str:
     return "\n".join(out)
 
 
-def _figure(fig: FigureImage) -> str:
+def figure_html(fig: FigureImage) -> str:
     data = base64.b64encode(fig.png).decode("ascii")
     files = ""
     if fig.files:
@@ -199,7 +199,7 @@ def _theory_list(theory: Sequence[tuple[str, str, str, str | None]]) -> str:
     )
 
 
-def _kv_table(items: dict[str, Any]) -> str:
+def kv_table(items: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
         for k, v in items.items()
@@ -247,7 +247,7 @@ def render_html(
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title><style>{_CSS}</style></head>
+<title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="meta">Generated {html.escape(created)} by isokit
@@ -262,11 +262,11 @@ with equal (e.g. infinite) gaps are ordered by their scale-free variance.</p>
 {_HOW_TO_READ}
 <h2>Figures</h2>
 <ol>{toc}</ol>
-{"".join(_figure(f) for f in figures)}
+{"".join(figure_html(f) for f in figures)}
 {theory_html}
 {na}
 <h2>Environment</h2>
-{_kv_table(environment)}
+{kv_table(environment)}
 <h2>Configuration</h2>
 <pre>{html.escape(config_text)}</pre>
 </body></html>

@@ -47,6 +47,7 @@ __all__ = [
     "RESULTS",
     "SCREENSHOT",
     "SUMMARY",
+    "SWEEP",
     "TRAINING",
     "ReportDir",
     "check_out",
@@ -58,11 +59,12 @@ RESULTS = "results.json"
 SUMMARY = "summary.csv"
 RANKING = "ranking.csv"
 TRAINING = "training.csv"
+SWEEP = "sweep.csv"  # a sweep's report: one row per cell × statistic
 PAGE = "report.html"
 FIGURES = "figures"
 SCREENSHOT = "screenshot.png"
 #: What a report directory may hold: the files a report writes, and a screenshot of its page.
-REPORT_ENTRIES = frozenset({RESULTS, SUMMARY, RANKING, TRAINING, PAGE, FIGURES, SCREENSHOT})
+REPORT_ENTRIES = frozenset({RESULTS, SUMMARY, RANKING, TRAINING, SWEEP, PAGE, FIGURES, SCREENSHOT})
 # The temporary file of a screenshot that was killed while writing.
 _SCREENSHOT_TMP = temp_pattern(SCREENSHOT)
 

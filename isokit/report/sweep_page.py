@@ -33,8 +33,8 @@ from matplotlib import rc_context
 
 from isokit.report import style as S
 from isokit.report.formatting import format_number
-from isokit.report.html import _CSS, _figure, _kv_table
-from isokit.report.io import FIGURES, PAGE, ReportDir
+from isokit.report.html import PAGE_CSS, figure_html, kv_table
+from isokit.report.io import FIGURES, PAGE, SWEEP, ReportDir
 from isokit.report.publish import FigureImage, FigureSet
 from isokit.report.results import now_utc
 from isokit.report.series import STATS
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 __all__ = ["SWEEP_CSV", "SweepFigures", "build_sweep_figures", "publish_sweep", "sweep_csv"]
 
 #: The sweep report's tidy table.
-SWEEP_CSV = "sweep.csv"
+SWEEP_CSV = SWEEP
 #: The training outcomes of a cell in sweep.csv (empty for a cell that did not train).
 TRAIN_COLUMNS = ("final_accuracy", "final_loss", "steps_to_target", "diverged_at")
 
@@ -314,7 +314,7 @@ def render_sweep_html(sweep: SweepResults, figures: SweepFigures, created: str) 
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title><style>{_CSS}</style></head>
+<title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="meta">Sweep of {html.escape(sweep.source)} (grid {html.escape(sweep.grid_key)}).
@@ -326,12 +326,12 @@ Generated {html.escape(created)} by isokit {html.escape(str(env.get("isokit", ""
 {_HOW_TO_READ}
 <h2>Figures</h2>
 <ol>{toc or "<li>No cell has a profile to plot yet.</li>"}</ol>
-{"".join(_figure(f) for f in images)}
+{"".join(figure_html(f) for f in images)}
 {_depth_scales(figures.maps)}
 {_theory_reasons(figures.series)}
 {_not_applicable(sweep)}
 <h2>Environment (first cell)</h2>
-{_kv_table(env)}
+{kv_table(env)}
 <h2>Sweep configuration</h2>
 <pre>{html.escape(json.dumps(sweep.config, indent=2, default=str))}</pre>
 </body></html>

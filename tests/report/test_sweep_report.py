@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from isokit.cli import main
-from isokit.report.io import REPORT_ENTRIES, ReportDir
+from isokit.report.io import ReportDir
 from isokit.report.series import RANK_STATS
 from isokit.report.sweep_page import SWEEP_CSV, publish_sweep
 from isokit.report.sweep_series import axis_series, groups, map_axes, train_map
@@ -301,11 +301,6 @@ def test_a_failed_render_leaves_out_as_it_was(probe_dir, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no staging left behind
 
 
-@pytest.mark.xfail(
-    SWEEP_CSV not in REPORT_ENTRIES,
-    reason="isokit/report/io.py REPORT_ENTRIES does not list sweep.csv yet",
-    strict=True,
-)
 def test_a_sweep_report_can_be_rendered_again_into_the_same_out(probe_dir, tmp_path):
     sweep = _narrow(load_sweep(probe_dir))
     publish_sweep(ReportDir(tmp_path / "rep"), sweep, quiet=True)
