@@ -316,6 +316,11 @@ def parse_config(
         ('resnet20-w16-none', (3, 16, 16))
     """
     data = table_of("config", dict(data))
+    if "sweep" in data:
+        raise ConfigError(
+            "sweep",
+            "a [sweep] table makes a sweep config; run it with `isokit sweep CONFIG --out DIR`",
+        )
     check_keys("", data, _TOP)
     title = data.get("title", "isokit report")
     if not isinstance(title, str):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from isokit.init import schemes
 from isokit.report import DEFAULT_CONFIG, ConfigError, load_config, parse_config
+from isokit.sweep import load_sweep_config
 from tests.report.tables import with_value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +51,15 @@ def test_default_config_compares_the_required_schemes_and_models():
     assert DEFAULT_CONFIG.is_file()
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def _is_sweep(path: Path) -> bool:
+    return "sweep" in tomllib.loads(path.read_text())
+
+
+SWEEPS = [p for p in EXAMPLES if _is_sweep(p)]
+REPORTS = [p for p in EXAMPLES if not _is_sweep(p)]
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=[p.name for p in REPORTS])
 def test_example_configs_validate(path):
     cfg = load_config(path)
     assert cfg.models and cfg.schemes and cfg.seeds
@@ -58,6 +67,14 @@ def test_example_configs_validate(path):
     # a model fed by an inputs factory declares none.
     for m in cfg.models:
         assert m.input_shape is None or all(d > 0 for d in m.input_shape)
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.name for p in SWEEPS])
+def test_example_sweep_configs_validate_as_sweeps_and_are_refused_as_reports(path):
+    grid = load_sweep_config(path)
+    assert grid.cells and len({c.key for c in grid.cells}) == len(grid.cells)
+    with pytest.raises(ConfigError, match=r"^sweep: .*isokit sweep CONFIG"):
+        load_config(path)
 
 
 def test_example_configs_exist():
