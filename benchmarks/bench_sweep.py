@@ -1,6 +1,6 @@
 """Benchmark of ``isokit.sweep.run_sweep``: a grid serially against a LocalCluster of 2 workers.
 
-Run ``python benchmarks/bench_sweep.py [--quick] [--cells 24] [--depth 48] [--rounds 3]
+Run ``python benchmarks/bench_sweep.py [--quick] [--cells 24] [--depth 256] [--rounds 3]
 [--noop-cells 200] [--json out.json]``.
 
 Cases, each in fresh sweep directories, rounds interleaved (serial, cluster, serial, ...) so that
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run (small grids, 1 round)")
     parser.add_argument("--cells", type=int, default=24)
-    parser.add_argument("--depth", type=int, default=48)
+    parser.add_argument("--depth", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--noop-cells", type=int, default=200)
     parser.add_argument("--json", type=Path, help="also write the numbers here")

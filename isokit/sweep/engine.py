@@ -2,10 +2,11 @@
 
 Every cell is one Dask task (:func:`isokit.sweep.cell.run_cell`); Dask schedules them, moves them
 to workers and reschedules the running ones of a worker that dies. isokit only submits the
-missing cells and, as each finishes, writes its payload atomically into the sweep directory
-from this process, so the workers need no shared filesystem and a finished cell is on disk
-before the next one is awaited. A cell that raises is recorded with its traceback and the sweep
-goes on; Ctrl-C cancels the tasks still pending and leaves only complete files.
+missing cells and, as each finishes, writes its payload (encoded to JSON text on the worker)
+atomically into the sweep directory from this process, so the workers need no shared
+filesystem and a finished cell is on disk before the next one is awaited. A cell that raises
+is recorded with its traceback and the sweep goes on; Ctrl-C cancels the tasks still pending
+and leaves only complete files.
 
 By default the cells run on a :class:`dask.distributed.LocalCluster` of worker processes with one
 thread each (``workers`` of them, default: the CPU count), each running torch on the config's
@@ -28,7 +29,7 @@ from typing import Any
 
 from isokit.sweep.cell import run_cell
 from isokit.sweep.grid import Cell, Grid
-from isokit.sweep.store import SweepDir
+from isokit.sweep.store import EncodedCell, SweepDir, encode_cell
 
 __all__ = ["SweepSummary", "execute", "local_cluster", "run_sweep"]
 
@@ -73,17 +74,21 @@ def _worker_env() -> dict[str, str]:
 def local_cluster(workers: int | None = None) -> Iterator[Any]:
     """A client of a fresh :class:`~dask.distributed.LocalCluster`: ``workers`` processes with
     one thread each (default: one per CPU), no dashboard; closed on exit."""
+    import dask
     from dask.distributed import Client, LocalCluster
 
     n = workers if workers is not None else os.cpu_count() or 1
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        env=_worker_env(),
-        silence_logs=logging.ERROR,
-    )
+    # The workers' statistical profiler samples the task's stack every 10 ms under the GIL,
+    # which slowed a probe cell by a fifth; the workers take this config from here.
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env=_worker_env(),
+            silence_logs=logging.ERROR,
+        )
     try:
         client = Client(cluster)
         try:
@@ -134,33 +139,39 @@ def _failed(cell: Cell, exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _run_encoded(cell: Cell, task: Task) -> EncodedCell:
+    return encode_cell(task(cell))
+
+
 def execute(
     cells: list[Cell],
     task: Task,
-    on_done: Callable[[dict[str, Any]], None],
+    on_done: Callable[[EncodedCell], None],
     *,
     client: Any = None,
 ) -> None:
     """Run ``task`` on every cell (on ``client``'s cluster, or here when it is ``None``) and
-    hand each payload to ``on_done`` as it finishes; pending tasks are cancelled on any exit
-    that is not a normal one (Ctrl-C included)."""
+    hand each payload, encoded where it ran, to ``on_done`` as it finishes; pending tasks are
+    cancelled on any exit that is not a normal one (Ctrl-C included)."""
     if client is None:
         for cell in cells:
-            on_done(task(cell))
+            on_done(_run_encoded(cell, task))
         return
     from dask.distributed import as_completed
 
     # pure=False: a rerun must recompute, never reuse a result Dask remembers for the key.
-    futures = client.map(task, cells, key=[f"isokit-cell-{c.key}" for c in cells], pure=False)
+    futures = client.map(
+        _run_encoded, cells, task=task, key=[f"isokit-cell-{c.key}" for c in cells], pure=False
+    )
     by_key = {f.key: cell for f, cell in zip(futures, cells, strict=True)}
     try:
         for future in as_completed(futures):
             try:
-                payload = future.result()
+                encoded = future.result()
             except Exception as exc:  # KilledWorker, a payload that cannot be unpickled, ...
-                payload = _failed(by_key[future.key], exc)
+                encoded = encode_cell(_failed(by_key[future.key], exc))
             future.release()
-            on_done(payload)
+            on_done(encoded)
     finally:
         pending = [f for f in futures if not f.done()]
         if pending:
@@ -216,10 +227,10 @@ def run_sweep(
     counts = {"computed": 0, "failed": 0}
     with _bar(len(grid.cells), skipped, quiet) as bar:
 
-        def done(payload: dict[str, Any]) -> None:
-            store.write(payload)
+        def done(cell: EncodedCell) -> None:
+            store.write(cell)
             counts["computed"] += 1
-            counts["failed"] += payload["status"] == "error"
+            counts["failed"] += cell.status == "error"
             bar.set_postfix_str(f"failed {counts['failed']}, left {len(todo) - counts['computed']}")
             bar.update()
 
