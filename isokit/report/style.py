@@ -129,6 +129,14 @@ class Palette:
         marks = "osD^vP*Xp<>h"
         return marks[self.schemes.index(scheme) % len(marks)] if scheme in self.schemes else "o"
 
+    def width(self, scheme: str) -> float:
+        """Line width, widest for the first scheme: where two schemes give the same numbers
+        (IDInit and ZerO on square layers), the earlier one shows around the later."""
+        if scheme not in self.schemes:
+            return 1.8
+        rest = len(self.schemes) - 1 - self.schemes.index(scheme)
+        return 1.5 + 1.5 * rest / max(1, len(self.schemes) - 1)
+
     def handles(self, present: Sequence[str]) -> list[Line2D]:
         return [
             Line2D(

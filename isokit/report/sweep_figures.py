@@ -79,7 +79,8 @@ def _panel(ax, series: AxisSeries, stat: str, palette: Palette) -> tuple[bool, b
             color, med = palette.color(c.scheme), c.median(stat)
             lo, hi = c.band(stat)
             seen = ~np.isnan(med)
-            ax.plot(c.depth[seen], med[seen], color=color, marker=palette.marker(c.scheme), lw=1.8)
+            marker, lw = palette.marker(c.scheme), palette.width(c.scheme)
+            ax.plot(c.depth[seen], med[seen], color=color, marker=marker, lw=lw)
             ok = ~(np.isnan(lo) | np.isnan(hi))
             ax.fill_between(c.depth[ok], lo[ok], hi[ok], color=color, alpha=0.15, lw=0)
         for c, vals in theory:
@@ -99,7 +100,8 @@ def _panel(ax, series: AxisSeries, stat: str, palette: Palette) -> tuple[bool, b
         med = c.median(stat)
         has_inf |= bool(np.isposinf(med).any())
         color, marker = palette.color(c.scheme), palette.marker(c.scheme)
-        axis.draw(ax, c.depth, med, *c.band(stat), color=color, marker=marker)
+        lw = palette.width(c.scheme)
+        axis.draw(ax, c.depth, med, *c.band(stat), color=color, marker=marker, lw=lw)
     for c, vals in theory:
         color = palette.color(c.scheme)
         axis.draw(ax, c.depth, vals, None, None, color=color, marker="x", ls="--", lw=1.4)

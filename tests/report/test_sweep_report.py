@@ -306,3 +306,14 @@ def test_a_sweep_report_can_be_rendered_again_into_the_same_out(probe_dir, tmp_p
     publish_sweep(ReportDir(tmp_path / "rep"), sweep, quiet=True)
     publish_sweep(ReportDir(tmp_path / "rep"), sweep, quiet=True)
     assert (tmp_path / "rep" / SWEEP_CSV).is_file()
+
+
+def test_coincident_curves_stay_visible_the_earlier_scheme_drawn_wider():
+    # IDInit and ZerO give the same spectra on square MLPs; drawn in config order, the later
+    # line would hide the earlier one at equal width.
+    from isokit.report.style import Palette
+
+    palette = Palette(("idinit", "orthogonal", "zero"))
+    widths = [palette.width(s) for s in palette.schemes]
+    assert widths == sorted(widths, reverse=True) and len(set(widths)) == 3
+    assert widths[-1] >= 1.5 and palette.width("not-in-config") == 1.8
