@@ -6,7 +6,9 @@ no download, no network) and is meant to be named by import path, by a report co
 keyword not listed is passed to the model's config class. Attention is the eager
 implementation, which every probe transform can differentiate. :func:`token_ids` is the inputs
 factory of the language models (``inputs = "isokit.models.hf:token_ids"``), :func:`pixels` the
-one of ViT by keyword (``{"pixel_values": ...}``).
+one of ViT by keyword (``{"pixel_values": ...}``). :func:`vit_classifier` is a ViT with its
+classification head whose forward returns the logits tensor, so that :func:`isokit.train.train`
+(and a config's ``[train]`` section) can train it on images.
 
 ``transformers`` is the optional extra ``isokit[hf]``; it is imported when a model is built, so
 without it this module still imports and building a model raises ``ModuleNotFoundError``, which
@@ -33,7 +35,7 @@ import torch
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["bert", "gpt2", "pixels", "token_ids", "vit"]
+__all__ = ["Logits", "bert", "gpt2", "pixels", "token_ids", "vit", "vit_classifier"]
 
 #: The vocabulary of every model here, so that :func:`token_ids` fits them all by default.
 VOCAB = 99
@@ -119,6 +121,60 @@ def vit(
         **config,
     )
     return ViTModel(cfg, add_pooling_layer=False)
+
+
+class Logits(torch.nn.Module):
+    """A Hugging Face classifier as a plain ``tensor → logits`` module.
+
+    HF classifiers return an output object (``ImageClassifierOutput``); isokit's trainer and
+    probes need a tensor. ``forward(x)`` calls ``model(**{keyword: x})`` and returns its
+    ``.logits``. The wrapped model is the child ``model``, so its modules are named
+    ``model.<HF name>`` (``model.vit.layers.0``, ``model.classifier``).
+    """
+
+    def __init__(self, model: nn.Module, keyword: str = "pixel_values") -> None:
+        super().__init__()
+        self.model = model
+        self.keyword = keyword
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(**{self.keyword: x}).logits
+
+
+def vit_classifier(
+    *,
+    num_labels: int = 10,
+    image_size: int = 32,
+    patch_size: int = 4,
+    num_channels: int = 1,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 37,
+    **config: Any,
+) -> nn.Module:
+    """A ``ViTForImageClassification`` with random weights, as :class:`Logits`: input
+    ``[C, H, W]`` (default one 32×32 channel, Fashion-MNIST as :func:`isokit.train.load_data`
+    pads it), output ``num_labels`` logits read off the final ``[CLS]`` token.
+
+    Its blocks are ``"model.vit.layers.*"``, the patch embeddings ``"model.vit.embeddings"`` and
+    the head ``"model.classifier"``.
+    """
+    from transformers import ViTConfig, ViTForImageClassification
+
+    cfg = ViTConfig(
+        image_size=image_size,
+        patch_size=patch_size,
+        num_channels=num_channels,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        num_labels=num_labels,
+        attn_implementation="eager",
+        **config,
+    )
+    return Logits(ViTForImageClassification(cfg))
 
 
 def token_ids(
