@@ -1,0 +1,1 @@
+"""Helpers of analyses/conv_stem.py (figures); no command line."""
