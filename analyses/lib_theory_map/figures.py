@@ -11,6 +11,8 @@ from matplotlib.colors import Normalize
 
 
 def _edges(values: np.ndarray) -> np.ndarray:
+    if len(values) == 1:
+        return np.array([values[0] - 0.5, values[0] + 0.5])
     mid = (values[1:] + values[:-1]) / 2
     first, last = values[0] - (mid[0] - values[0]), values[-1] + (values[-1] - mid[-1])
     return np.concatenate([[first], mid, [last]])

@@ -71,7 +71,7 @@ def test_the_map_agrees_with_the_sweep_reports_and_with_its_cells(quick_run, tmp
     # ξ_c per row: the sweep report's own (from the scheme's law) equals the analysis'.
     report_xi = {p.y: p.xi_c for p in tm.xi if float(p.row).is_integer()}
     for row in m["rows"]:
-        assert report_xi[row["gain"]] == pytest.approx(row["xi_c"], rel=1e-9)
+        assert report_xi[row["gain"]] == pytest.approx(float(row["xi_c"]), rel=1e-9)
     # The accuracies: one seed in quick mode, none diverged, so the report's medians agree.
     for row in m["rows"]:
         j = tm.ys.index(row["gain"])

@@ -1,0 +1,1 @@
+"""Helpers of ``analyses/hf_models.py``: its verdict rules and figures."""
