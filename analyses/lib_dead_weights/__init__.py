@@ -1,0 +1,1 @@
+"""Helpers of analyses/dead_weights.py (figures); no command line."""
