@@ -27,6 +27,13 @@ from isokit.sweep import load_sweep, local_cluster, parse_sweep, run_cell, run_s
 
 VARIANTS = ("idinit", "idinit-zero-last", "idinit-channel")
 PLOTTED = ("var_nonzero", "gap_nonzero", "rank_fraction", "m1", "sigma_max")
+DESCRIBE = {
+    "var_nonzero": "Scale-free variance of the non-zero spectrum",
+    "gap_nonzero": "Isometry gap log(AM/GM) of the non-zero spectrum",
+    "rank_fraction": "Rank fraction",
+    "m1": "Mean squared singular value m1",
+    "sigma_max": "Largest singular value",
+}
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:
@@ -156,7 +163,13 @@ def training(run: Any, b: grids.Budget, address: str | None) -> dict[str, Any]:
         for step in (0, b.short_steps)
     }
     drift = {
-        name: {s: summary.growth({"depth": v["step"], **v}) for s, v in series.items()}
+        # NaN where the run diverged before the long checkpoint.
+        name: {
+            s: summary.growth({**v, "depth": v["step"]})
+            if v["step"][-1] == b.long_steps
+            else float("nan")
+            for s, v in series.items()
+        }
         for name, series in long.items()
     }
     return {"by_step": by_step, "long": long, "drift": drift, "curves": curves}
@@ -181,12 +194,12 @@ def train_verdict(drift: dict[str, dict[str, float]]) -> dict[str, str]:
 
 
 def draw(run: Any, init: dict, trained: dict | None, order: list, b: grids.Budget) -> None:
-    where = "last tap (last hidden layer; ResNet: logits)"
+    where = "last tap: last hidden layer; ResNet: logits"
     for stat in PLOTTED:
         figures.against(
             run,
             f"init_{stat}",
-            f"{stat} of the input-output Jacobian at initialization, {where}",
+            f"{DESCRIBE[stat]} of the input-output Jacobian at initialization ({where})",
             init,
             stat=stat,
             schemes=order,

@@ -15,13 +15,13 @@ __all__ = ["STAT_LABELS", "against", "loss_curves"]
 
 #: Axis labels (with what the statistic measures) of the plotted statistics.
 STAT_LABELS = {
-    "m1": "mean gain m1 = mean σ² (log)",
-    "var_nonzero": "scale-free variance of the non-zero part, var_nonzero (log)",
-    "gap_nonzero": "isometry gap of the non-zero part, gap_nonzero (log)",
-    "rank_fraction": "rank fraction k/r (1 = full rank)",
+    "m1": "m1 = mean σ² (log)",
+    "var_nonzero": "var_nonzero (log)",
+    "gap_nonzero": "gap_nonzero (log)",
+    "rank_fraction": "rank fraction k/r",
     "sigma_max": "σ_max (log)",
     "sigma_min": "σ_min (log)",
-    "cond_nonzero": "condition number of the non-zero part (log)",
+    "cond_nonzero": "cond_nonzero (log)",
 }
 LOG_STATS = {"m1", "var_nonzero", "gap_nonzero", "sigma_max", "sigma_min", "cond_nonzero"}
 FLOOR = 1e-14  # smaller values are drawn at the bottom edge (▼)
