@@ -28,6 +28,12 @@ def temp_pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"{prefix}.+{re.escape(_SUFFIX)}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same directory.
 
@@ -41,6 +47,9 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
         prefix=_PREFIX.format(name=path.name), suffix=_SUFFIX, dir=path.parent
     )
     try:
+        # mkstemp creates the file readable by its owner only; give it the mode a plain open()
+        # would, so a report or figure is as readable as any other file the user writes.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
             fh.flush()
