@@ -124,17 +124,20 @@ def verdicts(panels: dict[str, dict], residual: set[str]) -> tuple[dict, dict]:
     return per_family, claim
 
 
-def at_init(run: Any, b: grids.Budget, address: str | None) -> tuple[dict, set[str], list]:
-    panels, residual, order = {}, set(), []
+def at_init(run: Any, b: grids.Budget, address: str | None) -> tuple[dict, set, list, list]:
+    """The at-initialization grids: each family's series, the residual families, the scheme
+    order of the legends and the cells that raised."""
+    panels, residual, order, failed = {}, set(), [], []
     for fam in grids.families(b):
         results = sweep(
             run, f"init-{fam.label}", grids.init_config(fam, run.seeds, b.examples), address
         )
         panels[fam.label] = summary.mean_over_seeds(summary.collect(results))
+        failed += [{"grid": f"init-{fam.label}", **f} for f in summary.failures(results)]
         if fam.residual:
             residual.add(fam.label)
         order += [grids.scheme_label(s) for s in fam.schemes if grids.scheme_label(s) not in order]
-    return panels, residual, order
+    return panels, residual, order, failed
 
 
 def training(run: Any, b: grids.Budget, address: str | None) -> dict[str, Any]:
@@ -143,8 +146,10 @@ def training(run: Any, b: grids.Budget, address: str | None) -> dict[str, Any]:
     rows: dict[str, dict[int, list]] = {}
     long: dict[str, dict[str, dict]] = {}
     curves: dict[str, dict] = {}
+    failed: list[dict[str, Any]] = []
     for plan in grids.train_plans(b):
         results = sweep(run, plan.label, grids.train_config(plan, b, run.seeds), address)
+        failed += [{"grid": plan.label, **f} for f in summary.failures(results)]
         for step in plan.checkpoints:
             got = summary.collect(results, step)
             if step in (0, b.short_steps):
@@ -172,13 +177,13 @@ def training(run: Any, b: grids.Budget, address: str | None) -> dict[str, Any]:
         }
         for name, series in long.items()
     }
-    return {"by_step": by_step, "long": long, "drift": drift, "curves": curves}
+    return {"by_step": by_step, "long": long, "drift": drift, "curves": curves, "failed": failed}
 
 
 def train_verdict(drift: dict[str, dict[str, float]]) -> dict[str, str]:
     """IDInit keeps the logits' Jacobian as isometric after the long run as at step 0:
-    confirmed if its drift (1 + v(T))/(1 + v(0)) ≤ FLAT on every long-run model,
-    contradicted if ≥ GROWS on any, else unclear; per IDInit variant."""
+    confirmed if its drift (1 + v(T))/(1 + v(0)) ≤ 1.5 (FLAT) on every long-run model,
+    contradicted if ≥ 2 (GROWS) on any, else unclear; per IDInit variant."""
     out = {}
     for v in VARIANTS:
         found = [d[v] for d in drift.values() if v in d]
@@ -240,10 +245,10 @@ def main(argv: list[str] | None = None) -> None:
     run = start("depth", __doc__, seeds=(0, 1, 2), quick_seeds=(0,), options=add_flags, argv=argv)
     b = make_budget(run.args, run.quick)
     with scheduler(run) as address:
-        init, residual, order = at_init(run, b, address)
+        init, residual, order, failed = at_init(run, b, address)
         trained = None if run.args.no_train else training(run, b, address)
     per_family, claim = verdicts(init, residual)
-    numbers: dict[str, Any] = {"init": {"series": init, "families": per_family}}
+    numbers: dict[str, Any] = {"init": {"series": init, "families": per_family, "failed": failed}}
     verdict: dict[str, Any] = {"rule": summary.RULE, "claim A at initialization": claim}
     if trained is not None:
         fam_short, claim_short = verdicts(trained["by_step"].get(b.short_steps, {}), residual)

@@ -32,6 +32,7 @@ __all__ = [
     "STATS",
     "claim_verdict",
     "collect",
+    "failures",
     "family_verdict",
     "growth",
     "last_tap",
@@ -98,6 +99,16 @@ def collect(results: Any, step: int | None = None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def failures(results: Any) -> list[dict[str, Any]]:
+    """The cells that raised (e.g. a checkpoint probe of weights that training blew up to
+    overflow): their axes and the first line of the error; they contribute no row."""
+    return [
+        {**cell.axes, "error": (cell.error or {}).get("message", "").splitlines()[0][:300]}
+        for cell in results.results
+        if cell.status == "error"
+    ]
 
 
 def _mean(values: list[float]) -> float:
