@@ -136,6 +136,10 @@ def test_training_checkpoints_and_curves(quick_run):
     record, settings = run.record, run.record["settings"]
     short, long = settings["short_steps"], settings["long_steps"]
     train = record["numbers"]["train"]
+    # Every training cell either contributed or is listed with its error.
+    n_cells = sum(len(load_sweep(d).results) for d in _work(run).glob("train*"))
+    n_rows = sum(len(c) for c in train["curves"].values())
+    assert n_cells >= n_rows and all("error" in f for f in train["failed"])
     for name, by_scheme in train["long"].items():
         for scheme, s in by_scheme.items():
             diverged = train["curves"][name][scheme]["diverged_at"]
