@@ -257,10 +257,10 @@ def main() -> None:
     spec = spectra(spec_sweep)
     trained = training(train_sweep)
     for stat, stem, what in (
-        ("var_nonzero", "var", "scale-free variance of the non-zero λ = s² (log scale)"),
-        ("m1_nonzero", "m1", "mean non-zero λ = s² (log scale)"),
+        ("var_nonzero", "var", "var of the non-zero λ = s²"),
+        ("m1_nonzero", "m1", "mean non-zero λ = s²"),
     ):
-        fig = run.new_figure(11, 3.8)
+        fig = run.new_figure(12, 4.2)
         figures.spectra_figure(fig, spec, stat, RANDOM, what, settings["hidden"])
         run.save_figure(fig, f"spectra_{stem}")
     fig = run.new_figure(7.5, 4.8)

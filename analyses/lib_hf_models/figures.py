@@ -40,7 +40,7 @@ def spectra_figure(fig, spec, stat: str, random, what: str, hidden: int) -> None
             )
         ax.set_xticks(x)
         ax.set_yscale("log")
-        ax.set_xlabel("block (Jacobian from the embeddings' output)")
+        ax.set_xlabel("block (Jacobian from the embeddings)")
         ax.set_title(f"{model} (d = {hidden})")
         if skipped:
             ax.text(
@@ -52,10 +52,10 @@ def spectra_figure(fig, spec, stat: str, random, what: str, hidden: int) -> None
             )
     first = np.atleast_1d(axes)[0]
     first.set_ylabel(what)
-    first.legend(fontsize=7, loc="best")
+    np.atleast_1d(axes)[-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(
-        f"Hugging Face models at initialization: {stat} per block "
-        f"(values below {FLOOR:g} drawn at {FLOOR:g}; dashed: random-weight baselines)"
+        f"HF models at initialization: {stat} per block (dashed: random weights; an exact 0 "
+        f"is drawn at {FLOOR:g})"
     )
 
 
