@@ -11,7 +11,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 OUT ?= out/report
 
-.PHONY: install report test test-slow lint check-report bench clean
+.PHONY: install report test test-slow lint check-report bench clean analyses analyses-quick
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,15 @@ test-slow: install
 lint: install
 	$(VENV)/bin/ruff check isokit tests benchmarks analyses
 	$(VENV)/bin/ruff format --check isokit tests benchmarks analyses
+
+ANALYSES := nonsquare momentum_toy conv_stem depth dead_weights trainability ablation theory_map hf_models
+
+# The full analyses, one after the other (hours on 2 cores; each resumes where it stopped).
+analyses: install
+	for a in $(ANALYSES); do $(PY) analyses/$$a.py || exit 1; done
+
+analyses-quick: install
+	for a in $(ANALYSES); do $(PY) analyses/$$a.py --quick --out out/figures-quick || exit 1; done
 
 check-report: report
 	$(PY) -m isokit.report.screenshot $(OUT)

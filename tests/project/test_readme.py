@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -36,3 +37,35 @@ def test_snippet_runs(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     if "model" in namespace:
         assert isinstance(namespace["model"], torch.nn.Module)
     assert any(k in namespace for k in ("prof", "model")), "a snippet that produces nothing"
+
+
+def _findings() -> str:
+    text = README.read_text(encoding="utf-8")
+    return text.split("## Findings", 1)[1].split("\n## ", 1)[0]
+
+
+def _analysis_of(figure: Path) -> str:
+    """The analysis a figure belongs to: the longest ``NAME`` with ``figures/NAME.json`` whose
+    figures are named ``NAME_*``."""
+    parts = figure.stem.split("_")
+    for n in range(len(parts) - 1, 0, -1):
+        name = "_".join(parts[:n])
+        if (figure.parent / f"{name}.json").is_file():
+            return name
+    raise AssertionError(f"{figure} has no JSON record beside it")
+
+
+def test_every_findings_figure_and_record_is_committed_and_says_its_mode() -> None:
+    findings = _findings()
+    root = README.parent
+    links = set(re.findall(r"\]\((figures/[^)]+\.png)\)", findings))
+    assert len(links) >= 9
+    for link in links:
+        assert (root / link).is_file(), f"README Findings links {link}, which is not there"
+    rows = re.findall(r"^\| \*\*.*$", findings, flags=re.M)
+    assert len(rows) >= 9
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        mode, figure = cells[4], re.search(r"\((figures/[^)]+\.png)\)", cells[5]).group(1)
+        record = json.loads((root / "figures" / f"{_analysis_of(root / figure)}.json").read_text())
+        assert mode.split(",")[0] == record["mode"], (figure, mode, record["mode"])
