@@ -20,20 +20,13 @@ from lib_train import figures
 from lib_train.runs import CHANCE, Budget, Run, by_key, collect_runs, resnet_sweep, run_grid
 from lib_train.stats import bootstrap_spearman
 
+from isokit.report import load_config
 from isokit.report.style import Palette
 from isokit.report.training_scatter import isometry_x
 from isokit.report.training_series import TrainPoint
 
-SCHEMES = (
-    "idinit",
-    "kaiming-normal",
-    "xavier-normal",
-    "orthogonal",
-    "torch-default",
-    "fixup",
-    "rezero",
-    "zero",
-)
+#: Every scheme of the default report config, which owns the list.
+SCHEMES = tuple(s.label for s in load_config(None).schemes)
 #: Expected sign of ρ if isometry at init predicts trainability: a larger gap or variance
 #: (farther from isometry) gives lower accuracy and more steps; a larger rank fraction the
 #: opposite.

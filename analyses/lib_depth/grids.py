@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from isokit.report import load_config
+
 __all__ = [
     "DEFAULT_SCHEMES",
     "IDINIT_CHANNEL",
@@ -27,17 +29,8 @@ __all__ = [
     "train_plans",
 ]
 
-#: Every scheme of the default report config (isokit/report/default.toml).
-DEFAULT_SCHEMES: tuple[str, ...] = (
-    "idinit",
-    "kaiming-normal",
-    "xavier-normal",
-    "orthogonal",
-    "torch-default",
-    "fixup",
-    "rezero",
-    "zero",
-)
+#: Every scheme of the default report config, which owns the list.
+DEFAULT_SCHEMES: tuple[str, ...] = tuple(s.label for s in load_config(None).schemes)
 #: IDInit with a zero last layer on every branch instead of IDIZ_ε (uncertain point 3).
 IDINIT_ZERO_LAST = {
     "name": "idinit",
