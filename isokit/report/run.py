@@ -208,7 +208,7 @@ def run_one(
         ) from None
     record = RunRecord(**base, status="ok", profile=result)
     if config.train is not None:
-        record.train = _train(config, model, data, seed, meta, progress, device)
+        record.train = _train(config, model, model_spec, data, seed, meta, progress, device)
     return record
 
 
@@ -222,20 +222,23 @@ def _to(inputs: ModelInputs, device: torch.device) -> ModelInputs:
 
 
 def _train(
-    config: Config, model, data: TrainData | None, seed: int, meta, progress: bool, device
+    config: Config, model, model_spec, data: TrainData | None, seed, meta, progress, device
 ) -> TrainResult:
     """Train the probed ``model`` with the config's ``[train]`` options and this run's seed;
-    the checkpoints are probed with the run's own probe options."""
+    the checkpoints are probed with the run's own probe options and the model's own taps."""
     from isokit.train import train
 
     spec = config.train
     data = spec.load() if data is None else data
+    options = _probe_options(config, seed)
+    if model_spec.taps is not None:
+        options = options.replace(taps=model_spec.taps)
     with np.errstate(divide="ignore", invalid="ignore"):
         return train(
             model,
             data,
             spec.options.replace(seed=seed),
-            probe_options=_probe_options(config, seed),
+            probe_options=options,
             meta=meta,
             progress=progress,
             device=device,

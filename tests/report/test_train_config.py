@@ -228,3 +228,14 @@ def test_the_quick_fashion_mnist_config_trains_and_reports(tmp_path):
     assert not idinit.diverged and idinit.final_accuracy > 0.3
     figures = {p.stem for p in (out / "figures").glob("*.png")}
     assert {"isometry_vs_training", "steps_to_target"} <= figures, figures
+
+
+def test_checkpoints_probe_the_models_own_taps_like_the_probe_at_init():
+    table = json.loads(json.dumps(TABLE))
+    table["models"][0]["taps"] = ["acts.1", "head"]
+    cfg = parse_config(table)
+    record = run_one(cfg, cfg.models[0], cfg.schemes[1], 0, data=cfg.train.load())
+    at_init = [t.name for t in record.profile.taps]
+    assert at_init == ["acts.1", "head"]
+    for step, prof in record.train.checkpoints.items():
+        assert [t.name for t in prof.taps] == at_init, step
