@@ -85,7 +85,9 @@ def local_cluster(workers: int | None = None) -> Iterator[Any]:
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # None still serves the scheduler's HTTP endpoints on port 8787, and a second
+            # cluster on the machine then warns; a free port on loopback only.
+            dashboard_address="127.0.0.1:0",
             env=_worker_env(),
             silence_logs=logging.ERROR,
         )

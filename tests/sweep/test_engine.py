@@ -14,13 +14,11 @@ from tests.sweep.tasks import dying_once_at, failing_at, small_grid
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One LocalCluster of 2 single-threaded worker processes for the module's sweeps."""
-    from dask.distributed import LocalCluster
+    """isokit's LocalCluster of 2 single-threaded worker processes, for the module's sweeps."""
+    from isokit.sweep import local_cluster
 
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as local:
-        yield local.scheduler_address
+    with local_cluster(2) as client:
+        yield client.scheduler.address
 
 
 def _runs(out) -> dict[str, dict]:
