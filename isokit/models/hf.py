@@ -95,6 +95,14 @@ def gpt2(
     return GPT2Model(cfg)
 
 
+def _vit_config(**config: Any):
+    """The ``ViTConfig`` of :func:`vit` and :func:`vit_classifier`: eager attention, so that
+    forward-mode probes see plain matmuls."""
+    from transformers import ViTConfig
+
+    return ViTConfig(attn_implementation="eager", **config)
+
+
 def vit(
     *,
     image_size: int = 16,
@@ -107,9 +115,9 @@ def vit(
     **config: Any,
 ) -> nn.Module:
     """A ``ViTModel`` (pre-norm encoder on patches) with random weights; input ``[C, H, W]``."""
-    from transformers import ViTConfig, ViTModel
+    from transformers import ViTModel
 
-    cfg = ViTConfig(
+    cfg = _vit_config(
         image_size=image_size,
         patch_size=patch_size,
         num_channels=num_channels,
@@ -117,7 +125,6 @@ def vit(
         num_hidden_layers=num_hidden_layers,
         num_attention_heads=num_attention_heads,
         intermediate_size=intermediate_size,
-        attn_implementation="eager",
         **config,
     )
     return ViTModel(cfg, add_pooling_layer=False)
@@ -160,9 +167,9 @@ def vit_classifier(
     Its blocks are ``"model.vit.layers.*"``, the patch embeddings ``"model.vit.embeddings"`` and
     the head ``"model.classifier"``.
     """
-    from transformers import ViTConfig, ViTForImageClassification
+    from transformers import ViTForImageClassification
 
-    cfg = ViTConfig(
+    cfg = _vit_config(
         image_size=image_size,
         patch_size=patch_size,
         num_channels=num_channels,
@@ -171,7 +178,6 @@ def vit_classifier(
         num_attention_heads=num_attention_heads,
         intermediate_size=intermediate_size,
         num_labels=num_labels,
-        attn_implementation="eager",
         **config,
     )
     return Logits(ViTForImageClassification(cfg))
