@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 from common import start
 from lib_train import figures
-from lib_train.runs import CHANCE, Budget, Run, collect_runs, resnet_sweep, run_grid
+from lib_train.runs import (
+    CHANCE,
+    Budget,
+    Run,
+    add_budget_flags,
+    budget_from_flags,
+    collect_runs,
+    resnet_sweep,
+    run_grid,
+)
 from lib_train.stats import paired_effect
 
 from isokit.report.style import Palette
@@ -43,29 +52,13 @@ RULE = (
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--width", type=int, default=None, help="ResNet-20 width (full: 16)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (full: 469)")
-    p.add_argument("--batch-size", type=int, default=None, help="full: 128, quick: 32")
-    p.add_argument("--lr", type=float, default=0.02, help="peak lr η (momentum 0.9)")
-    p.add_argument("--target", type=float, default=None, help="target held-out accuracy")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per cell")
+    add_budget_flags(
+        p, width_help="ResNet-20 width (full: 16)", steps_help="training steps (full: 469)"
+    )
 
 
 def budget(run) -> Budget:
-    a, quick = run.args, run.quick
-    return Budget(
-        width=a.width or (8 if quick else 16),
-        steps=a.steps or (60 if quick else 469),
-        batch_size=a.batch_size or (32 if quick else 128),
-        lr=a.lr,
-        target=a.target or (0.3 if quick else 0.8),
-        eval_examples=500 if quick else 1000,
-        evals=6 if quick else 10,
-        train_limit=6400 if quick else None,
-        threads=a.threads or 1,
-        n_probes=4 if quick else 8,
-        lanczos_steps=16 if quick else 32,
-    )
+    return budget_from_flags(run.args, quick=run.quick, width=(8, 16), target=(0.3, 0.8))
 
 
 def label_runs(runs: list[Run]) -> list[Run]:

@@ -5,7 +5,10 @@ writes its figures as ``DIR/NAME_*.png`` and ``.svg`` (default ``figures/``) and
 ``DIR/NAME.json``, each file atomically, the JSON last: a run that stops early leaves the previous
 JSON in place. The JSON records the isokit and library versions, the device, the seeds, the mode
 and the wall time. ``--work`` (default ``out/analyses/NAME``, or ``.../NAME-quick``) holds the
-sweep directories of the heavy grids, so that an interrupted full run resumes where it stopped.
+sweep directories of the heavy grids, so that an interrupted full run resumes where it stopped;
+its ``invocations.json`` keeps the wall time of every invocation that worked there (interrupted
+ones included), so the record of a resumed run states the whole time it took, not only its last
+part.
 
 Example::
 
@@ -21,6 +24,9 @@ Example::
 from __future__ import annotations
 
 import argparse
+import atexit
+import datetime
+import itertools
 import json
 import sys
 import time
@@ -55,6 +61,37 @@ class Analysis:
     args: argparse.Namespace
     started: float = field(default_factory=time.perf_counter)
     files: list[str] = field(default_factory=list)
+    logged: bool = False
+
+    @property
+    def ledger(self) -> Path:
+        """``WORK/invocations.json``: one entry per invocation that used this work directory."""
+        return self.work / "invocations.json"
+
+    def _previous(self) -> list[dict[str, Any]]:
+        try:
+            entries = json.loads(self.ledger.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return entries if isinstance(entries, list) else []
+
+    def log_invocation(self, *, finished: bool) -> list[dict[str, Any]]:
+        """Append this invocation's wall time to the ledger (once); every entry, this one last.
+        Called by :meth:`finish`, and at exit for a run that stops before it (Ctrl-C, an error)."""
+        entries = self._previous()
+        if self.logged:
+            return entries
+        self.logged = True
+        entries.append(
+            {
+                "ended": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "run_time_s": round(time.perf_counter() - self.started, 1),
+                "finished": finished,
+                "command": _command(),
+            }
+        )
+        isokit.write_atomic(self.ledger, json.dumps(entries, indent=1) + "\n")
+        return entries
 
     def new_figure(self, width: float, height: float):
         """A figure in the report's style (seaborn whitegrid, the report's palette and fonts)."""
@@ -79,15 +116,23 @@ class Analysis:
 
     def finish(self, numbers: dict[str, Any], **sections: Any) -> Path:
         """Write ``OUT/NAME.json``: ``numbers`` and any named ``sections`` (a verdict, the
-        settings), with the versions, device, seeds, mode and wall time; returns its path."""
+        settings), with the versions, device, seeds, mode and wall time; returns its path.
+
+        ``run_time_s`` is this invocation's wall time; ``total_run_time_s`` sums every invocation
+        in the ledger since the work directory's last finished run (a resumed run's whole time).
+        """
+        entries = self.log_invocation(finished=True)
+        since = list(itertools.takewhile(lambda e: not e.get("finished"), entries[-2::-1]))
         record = {
             "schema": SCHEMA,
             "analysis": self.name,
             "mode": "quick" if self.quick else "full",
             "seeds": list(self.seeds),
             "device": self.device,
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "run_time_s": round(time.perf_counter() - self.started, 1),
+            "command": _command(),
+            "run_time_s": entries[-1]["run_time_s"],
+            "total_run_time_s": round(sum(e["run_time_s"] for e in [*since, entries[-1]]), 1),
+            "invocations": len(since) + 1,
             "environment": environment(device=self.device),
             "figures": sorted(self.files),
             **sections,
@@ -97,9 +142,14 @@ class Analysis:
         path = isokit.write_atomic(self.out / f"{self.name}.json", text)
         print(
             f"{self.name}: wrote {path} and {len(self.files)} figure files "
-            f"in {record['run_time_s']} s"
+            f"in {record['run_time_s']} s ({record['total_run_time_s']} s over "
+            f"{record['invocations']} invocation(s))"
         )
         return path
+
+
+def _command() -> str:
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 def start(
@@ -131,7 +181,7 @@ def start(
     work = args.work or ROOT / "out" / "analyses" / (f"{name}-quick" if args.quick else name)
     args.out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
-    return Analysis(
+    run = Analysis(
         name=name,
         quick=args.quick,
         out=args.out,
@@ -140,3 +190,5 @@ def start(
         seeds=chosen,
         args=args,
     )
+    atexit.register(run.log_invocation, finished=False)
+    return run

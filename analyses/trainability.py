@@ -17,7 +17,17 @@ from typing import Any
 
 from common import start
 from lib_train import figures
-from lib_train.runs import CHANCE, Budget, Run, by_key, collect_runs, resnet_sweep, run_grid
+from lib_train.runs import (
+    CHANCE,
+    Budget,
+    Run,
+    add_budget_flags,
+    budget_from_flags,
+    by_key,
+    collect_runs,
+    resnet_sweep,
+    run_grid,
+)
 from lib_train.stats import bootstrap_spearman
 
 from isokit.report import load_config
@@ -52,33 +62,18 @@ RULE = (
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--width", type=int, default=None, help="ResNet width (default 8)")
-    p.add_argument("--steps", type=int, default=None, help="ResNet-20 steps (full: 469)")
+    add_budget_flags(
+        p, width_help="ResNet width (default 8)", steps_help="ResNet-20 steps (full: 469)"
+    )
     p.add_argument("--deep-steps", type=int, default=None, help="ResNet-56 steps (full: 235)")
     p.add_argument("--deep-depth", type=int, default=56, help="the deeper ResNet's depth")
-    p.add_argument("--batch-size", type=int, default=None, help="full: 128, quick: 32")
-    p.add_argument("--lr", type=float, default=0.02, help="peak lr η (momentum 0.9)")
-    p.add_argument("--target", type=float, default=None, help="target held-out accuracy")
     p.add_argument("--resamples", type=int, default=10000, help="bootstrap resamples")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per cell")
 
 
 def budgets(run) -> list[Budget]:
     """ResNet-20 and the deeper ResNet: the full budget, or the quick one (module docs)."""
     a, quick = run.args, run.quick
-    base = Budget(
-        width=a.width or 8,
-        steps=a.steps or (60 if quick else 469),
-        batch_size=a.batch_size or (32 if quick else 128),
-        lr=a.lr,
-        target=a.target or (0.3 if quick else 0.75),
-        eval_examples=500 if quick else 1000,
-        evals=6 if quick else 10,
-        train_limit=6400 if quick else None,
-        threads=a.threads or 1,
-        n_probes=4 if quick else 8,
-        lanczos_steps=16 if quick else 32,
-    )
+    base = budget_from_flags(a, quick=quick, width=(8, 8), target=(0.3, 0.75))
     deep = replace(base, depth=a.deep_depth, steps=a.deep_steps or (20 if quick else 235))
     return [base, deep]
 

@@ -164,34 +164,47 @@ def families(b: Budget) -> list[Family]:
     padded size); their 1024 inputs make an exact probe of every block cost minutes, so they are
     probed exactly at the logits only (``fc``: 10 rows, in reverse mode, docs/probes.md §3.2).
     """
-    plain = [s for s in b.schemes if s not in ("fixup", "rezero")]  # no branches: n/a on MLPs
+    return _families(b, trained=False)
+
+
+def _families(b: Budget, *, trained: bool) -> list[Family]:
+    """The four families, at initialization on Gaussian inputs or trained on Fashion-MNIST."""
+    plain = tuple(s for s in b.schemes if s not in ("fixup", "rezero"))  # no branches on MLPs
+    if trained:
+        mlp_depths, resmlp_depths = b.train_mlp_depths, b.train_resmlp_depths
+        resnet_depths, transformer_depths = b.train_resnet_depths, ()
+        mlp_in, resmlp_in, head = 784, 784, {"out_features": 10}
+        flat, image = {"pad_to": None, "channels": 1}, {"pad_to": 32, "channels": 1}
+        head_taps: tuple[str, ...] | None = ("head",)
+    else:
+        mlp_depths, resmlp_depths = b.mlp_depths, b.resmlp_depths
+        resnet_depths, transformer_depths = b.resnet_depths, b.transformer_depths
+        mlp_in, resmlp_in, head = b.mlp_width, b.resmlp_width, {}
+        flat, image, head_taps = {}, {}, None
     out = [
         Family(
             label=f"mlp-{act}",
-            model={
-                "kind": "mlp",
-                "in_features": b.mlp_width,
-                "width": b.mlp_width,
-                "activation": act,
-            },
-            depths=b.mlp_depths,
-            schemes=tuple(plain),
+            model={"kind": "mlp", "in_features": mlp_in, "width": b.mlp_width, **head}
+            | {"activation": act},
+            probe_taps=head_taps,
+            depths=mlp_depths,
+            schemes=plain,
             residual=False,
+            data_options=flat,
         )
         for act in ("relu", "tanh")
     ]
     out.append(
         Family(
             label="residual-mlp",
-            model={
-                "kind": "residual-mlp",
-                "in_features": b.resmlp_width,
-                "width": b.resmlp_width,
-                "activation": "relu",
-            },
-            depths=b.resmlp_depths,
+            model={"kind": "residual-mlp", "in_features": resmlp_in, "width": b.resmlp_width}
+            | head
+            | {"activation": "relu"},
+            probe_taps=head_taps,
+            depths=resmlp_depths,
             schemes=_schemes(b, IDINIT_ZERO_LAST),
             residual=True,
+            data_options=flat,
         )
     )
     out.append(
@@ -205,9 +218,10 @@ def families(b: Budget) -> list[Family]:
                 "num_classes": 10,
             },
             probe_taps=("fc",),
-            depths=b.resnet_depths,
+            depths=resnet_depths,
             schemes=_schemes(b, IDINIT_ZERO_LAST, IDINIT_CHANNEL),
             residual=True,
+            data_options=image,
         )
     )
     d = b.d_model
@@ -222,7 +236,7 @@ def families(b: Budget) -> list[Family]:
                 "seq_len": 8,
                 "norm": "none",
             },
-            depths=b.transformer_depths,
+            depths=transformer_depths,
             schemes=_schemes(b, IDINIT_ZERO_LAST),
             residual=True,
         )
@@ -274,62 +288,7 @@ def train_families(b: Budget) -> list[Family]:
     inputs, 10 logits), ResNets on the images padded to 32×32. Every trained model is probed
     at its logits (``head``, ``fc``): exactly, in reverse mode, 10 rows of the input-output
     Jacobian, where an exact probe of every block on 784 or 1024 inputs would dominate the run."""
-    flat = {"pad_to": None, "channels": 1}
-    image = {"pad_to": 32, "channels": 1}
-    plain = [s for s in b.schemes if s not in ("fixup", "rezero")]
-    out = [
-        Family(
-            label=f"mlp-{act}",
-            model={
-                "kind": "mlp",
-                "in_features": 784,
-                "width": b.mlp_width,
-                "out_features": 10,
-                "activation": act,
-            },
-            probe_taps=("head",),
-            depths=b.train_mlp_depths,
-            schemes=tuple(plain),
-            residual=False,
-            data_options=flat,
-        )
-        for act in ("relu", "tanh")
-    ]
-    out.append(
-        Family(
-            label="residual-mlp",
-            model={
-                "kind": "residual-mlp",
-                "in_features": 784,
-                "width": b.resmlp_width,
-                "out_features": 10,
-                "activation": "relu",
-            },
-            probe_taps=("head",),
-            depths=b.train_resmlp_depths,
-            schemes=_schemes(b, IDINIT_ZERO_LAST),
-            residual=True,
-            data_options=flat,
-        )
-    )
-    out.append(
-        Family(
-            label="resnet",
-            model={
-                "kind": "resnet",
-                "width": b.resnet_width,
-                "norm": "none",
-                "in_channels": 1,
-                "num_classes": 10,
-            },
-            probe_taps=("fc",),
-            depths=b.train_resnet_depths,
-            schemes=_schemes(b, IDINIT_ZERO_LAST, IDINIT_CHANNEL),
-            residual=True,
-            data_options=image,
-        )
-    )
-    return [f for f in out if f.depths]
+    return _families(b, trained=True)
 
 
 def train_plans(b: Budget) -> list[TrainPlan]:

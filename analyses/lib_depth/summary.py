@@ -102,13 +102,22 @@ def collect(results: Any, step: int | None = None) -> list[dict[str, Any]]:
 
 
 def failures(results: Any) -> list[dict[str, Any]]:
-    """The cells that raised (e.g. a checkpoint probe of weights that training blew up to
-    overflow): their axes and the first line of the error; they contribute no row."""
-    return [
-        {**cell.axes, "error": (cell.error or {}).get("message", "").splitlines()[0][:300]}
-        for cell in results.results
-        if cell.status == "error"
-    ]
+    """The cells that raised, and the training checkpoints whose probe found NaN or inf (weights
+    that training blew up to overflow): their axes, the step, and the first line of the error;
+    they contribute no row."""
+    out = []
+    for cell in results.results:
+        if cell.status == "error":
+            out.append({**cell.axes, "error": _first_line((cell.error or {}).get("message", ""))})
+            continue
+        train = None if cell.record is None else cell.record.train
+        for step, error in sorted({} if train is None else train.checkpoint_errors.items()):
+            out.append({**cell.axes, "step": step, "error": _first_line(error)})
+    return out
+
+
+def _first_line(text: str) -> str:
+    return (text.splitlines() or [""])[0][:300]
 
 
 def _mean(values: list[float]) -> float:

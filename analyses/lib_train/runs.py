@@ -3,6 +3,7 @@ through :func:`isokit.sweep.run_sweep` (resumable), read back into one :class:`R
 
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 from collections.abc import Sequence
@@ -15,7 +16,16 @@ import numpy as np
 from isokit.report.training_series import isometry_statistic, lr_label
 from isokit.sweep import load_sweep, parse_sweep, run_cell, run_sweep
 
-__all__ = ["CHANCE", "Budget", "Run", "collect_runs", "resnet_sweep", "run_grid"]
+__all__ = [
+    "CHANCE",
+    "Budget",
+    "Run",
+    "add_budget_flags",
+    "budget_from_flags",
+    "collect_runs",
+    "resnet_sweep",
+    "run_grid",
+]
 
 #: Held-out accuracy of a diverged run: its weights are no longer finite, so it is counted as
 #: guessing among the 10 classes.
@@ -45,6 +55,37 @@ class Budget:
     @property
     def effective_lr(self) -> float:
         return self.lr / (1.0 - self.momentum)
+
+
+def add_budget_flags(p: argparse.ArgumentParser, *, width_help: str, steps_help: str) -> None:
+    """The budget flags the training analyses share (each defaults to the quick or full budget)."""
+    p.add_argument("--width", type=int, default=None, help=width_help)
+    p.add_argument("--steps", type=int, default=None, help=steps_help)
+    p.add_argument("--batch-size", type=int, default=None, help="full: 128, quick: 32")
+    p.add_argument("--lr", type=float, default=0.02, help="peak lr η (momentum 0.9)")
+    p.add_argument("--target", type=float, default=None, help="target held-out accuracy")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per cell")
+
+
+def budget_from_flags(
+    args: argparse.Namespace, *, quick: bool, width: tuple[int, int], target: tuple[float, float]
+) -> Budget:
+    """The ResNet-20 budget of :func:`add_budget_flags`' flags; ``width`` and ``target`` are the
+    (quick, full) defaults of the flags left unset."""
+    pick = 0 if quick else 1
+    return Budget(
+        width=args.width or width[pick],
+        steps=args.steps or (60 if quick else 469),
+        batch_size=args.batch_size or (32 if quick else 128),
+        lr=args.lr,
+        target=args.target or target[pick],
+        eval_examples=500 if quick else 1000,
+        evals=6 if quick else 10,
+        train_limit=6400 if quick else None,
+        threads=args.threads or 1,
+        n_probes=4 if quick else 8,
+        lanczos_steps=16 if quick else 32,
+    )
 
 
 def resnet_sweep(budget: Budget, sweep: dict[str, Any]) -> dict[str, Any]:

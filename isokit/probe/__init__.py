@@ -23,7 +23,7 @@ Example:
     'lanczos'
 """
 
-from isokit.probe.checks import ProbeOptionError
+from isokit.probe.checks import NonFiniteError, ProbeOptionError
 from isokit.probe.depth_profile import profile
 from isokit.probe.exact import ProbeMemoryError, estimate_exact_memory
 from isokit.probe.forward_signal import signal
@@ -40,6 +40,7 @@ from isokit.probe.taps import TapError, resolve_taps
 
 __all__ = [
     "LanczosResult",
+    "NonFiniteError",
     "ProbeMemoryError",
     "ProbeOptionError",
     "ProbeOptions",

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "NonFiniteError",
     "ProbeOptionError",
     "as_int",
     "boolean",
@@ -43,6 +44,26 @@ __all__ = [
     "finite_positive",
     "positive_int",
 ]
+
+
+class NonFiniteError(ValueError):
+    """The probe met NaN or inf in what it measures: the model's weights in the probe dtype, its
+    activations, or a Jacobian, Gram or trace moment that overflowed (the message names where).
+
+    Unlike a bad option or input, this is a property of the weights: a training checkpoint
+    records it and goes on (:func:`isokit.train.train`). A ``ValueError``, as before.
+
+    Example:
+        >>> import torch, isokit
+        >>> model = torch.nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.fill_(float("nan"))
+        >>> try:
+        ...     isokit.probe.profile(model, torch.randn(1, 2))
+        ... except isokit.probe.NonFiniteError as err:
+        ...     print("refused:", str(err)[:22])
+        refused: Linear parameter 'wei
+    """
 
 
 class ProbeOptionError(ValueError):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from isokit.probe.checks import NonFiniteError
 from isokit.probe.options import ProbeOptions, resolve_options
 from isokit.probe.prepare import Prepared, prepare
 from isokit.probe.result import Signal
@@ -139,7 +140,7 @@ def _backward(prep: Prepared, loss: Loss | None, generator: torch.Generator | No
             total = loss(output).sum()
             loss_kind = "custom"
         if not bool(torch.isfinite(total.detach()).all()):
-            raise ValueError(
+            raise NonFiniteError(
                 f"the {loss_kind} loss of {type(prep.model).__name__} is NaN or inf on this "
                 "batch; gradient norms cannot be measured (check the loss or the output scale)"
             )
@@ -165,7 +166,7 @@ def _zero_perturbation(name: str, dry: Tensor, B: int) -> Tensor:
 
 def _check_finite(name: str, what: str, T: Tensor) -> None:
     if not bool(torch.isfinite(T).all()):
-        raise ValueError(
+        raise NonFiniteError(
             f"the {what} at tap {name!r} hold NaN or inf for some example of the batch; the "
             "signal cannot be measured there (overflow: check the initialization's scale)"
         )
@@ -188,7 +189,7 @@ def _tap_signal(
         if gp is not None:
             sq += float((gp.to(torch.float64) / B).pow(2).sum())
     if not math.isfinite(sq):
-        raise ValueError(
+        raise NonFiniteError(
             f"the parameter gradients of the block ending at tap {name!r} overflow to NaN or inf"
         )
     return {

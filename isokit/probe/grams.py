@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from isokit.probe.checks import NonFiniteError
+
 __all__ = ["GRAM_RTOL"]
 
 #: ``λ_min/λ_max`` below this makes a Gram unreliable (§3.4): recompute with ``svdvals``.
@@ -86,7 +88,7 @@ def _from_gram(G: Tensor, name: str) -> tuple[Tensor, Tensor]:
     keeps every entry finite; reading ``r`` entries instead of ``r²`` matters beside ``eigvalsh``.
     """
     if not bool(torch.isfinite(G.diagonal(dim1=-2, dim2=-1)).all()):
-        raise ValueError(
+        raise NonFiniteError(
             f"the Jacobian at tap {name!r} holds NaN or inf for some example (the tangents "
             "overflow); its spectrum cannot be measured: check the initialization's scale, or "
             "probe in float64"

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from isokit.probe.checks import positive_int
+from isokit.probe.checks import NonFiniteError, positive_int
 from isokit.probe.moments import rademacher
 from isokit.probe.statistics import DEGENERATE_BELOW
 
@@ -207,7 +207,7 @@ def lanczos(
             w = w - torch.einsum("pk,pkd->pd", torch.einsum("pkd,pd->pk", basis, w), basis)
         b = w.to(_F64).norm(dim=1)
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-            raise ValueError(
+            raise NonFiniteError(
                 f"matvec returned NaN or inf at Lanczos step {j + 1}; check the operator "
                 "(overflow? then use float64 or renormalize, docs/probes.md §6)"
             )

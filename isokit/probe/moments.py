@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from isokit.probe.checks import positive_int
+from isokit.probe.checks import NonFiniteError, positive_int
 from isokit.probe.statistics import DEGENERATE_BELOW
 
 __all__ = ["TraceMoments", "rademacher", "trace_moments", "trace_moments_from_gram"]
@@ -180,7 +180,7 @@ def trace_moments_from_gram(G: Tensor, *, r: int, zero_tol: float | None = None)
     r = positive_int("r", r, why=_R_IS)
     G = G.detach().to(device="cpu", dtype=torch.float64)
     if not torch.isfinite(G).all():
-        raise ValueError(
+        raise NonFiniteError(
             "the probe Gram contains NaN or inf; check the probe images (overflow in the "
             "forward pass? then renormalize blocks, docs/probes.md §6)"
         )
@@ -208,7 +208,7 @@ def trace_moments_from_gram(G: Tensor, *, r: int, zero_tol: float | None = None)
     t1_f, t2_f, t3_f = float(t1), float(t2), float(t3)
     if not all(math.isfinite(t) for t in (t1_f, t2_f, t3_f)) or abs(t1_f) > _T1_MAX:
         # The Gram itself is finite, but m2 and m3 (its square and cube) are not in float64.
-        raise ValueError(
+        raise NonFiniteError(
             f"the Jacobian's trace moments overflow float64 (m1 ≈ {t1_f:.3g}: m2 and m3, of "
             "order its square and cube, do not fit); its spectrum cannot be measured: check "
             "the initialization's scale, or rescale the model (docs/probes.md §6)"

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from isokit.probe.checks import ProbeOptionError, check_inputs, describe
+from isokit.probe.checks import NonFiniteError, ProbeOptionError, check_inputs, describe
 from isokit.probe.hygiene import model_device, probe_context
 from isokit.probe.options import ProbeOptions
 from isokit.probe.start import StartView, check_start_module, split_taps
@@ -80,7 +80,7 @@ def _check_finite_state(copy: nn.Module, original: nn.Module, dtype: torch.dtype
     for kind, name, tensor in named:
         if not bool(torch.isfinite(tensor).all()):
             n_bad = int((~torch.isfinite(tensor)).sum())
-            raise ValueError(
+            raise NonFiniteError(
                 f"{type(original).__name__} {kind} {name!r} holds {n_bad} NaN or inf value(s) "
                 f"in the probe dtype {str(dtype).replace('torch.', '')}; a Jacobian spectrum "
                 "cannot be measured on it (re-initialize the model, or probe in float64 if the "

@@ -107,14 +107,23 @@ def _steps_notes(results: Results) -> list[str]:
 
 
 def training_notes(results: Results) -> list[str]:
-    """The page's notes on training: its time, the diverged runs, the median steps per scheme."""
+    """The page's notes on training: its time, the diverged runs, the checkpoints whose probe
+    failed, the median steps per scheme."""
     trained = results.trained
     if not trained:
         return []
     total = sum(r.train.wall_time_s for r in trained)
     diverged = sum(r.train.diverged for r in trained)
-    return [
+    notes = [
         f"Training took {format_number(total)} s for {len(trained)} runs (the sum of their wall "
-        f"times); {diverged} of them diverged.",
-        *_steps_notes(results),
+        f"times); {diverged} of them diverged."
     ]
+    failed = [(r, s) for r in trained for s in sorted(r.train.checkpoint_errors)]
+    if failed:
+        first, step = failed[0]
+        notes.append(
+            f"{len(failed)} checkpoint probe(s) found NaN or inf in the weights' Jacobian and are "
+            f"left out of the checkpoint spectra (first: {first.scheme} on {first.model} at step "
+            f"{step}: {first.train.checkpoint_errors[step].splitlines()[0]})."
+        )
+    return notes + _steps_notes(results)

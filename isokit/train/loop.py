@@ -39,10 +39,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
-from isokit.environment import environment
 from isokit.probe.taps import first_tensor, resolve_taps
+from isokit.train.checkpoints import probe_checkpoint
 from isokit.train.data import Split, TrainData
 from isokit.train.grad_norms import TapGradients
+from isokit.train.log import RunLog
 from isokit.train.options import TrainOptionError, TrainOptions
 from isokit.train.result import TrainResult
 from isokit.train.schedule import lr_factor
@@ -146,32 +147,6 @@ def _resolve(options: TrainOptions | None, overrides: Mapping[str, Any]) -> Trai
             "options", f"must be TrainOptions or None, got {type(options).__name__}"
         )
     return (options or TrainOptions()).replace(**dict(overrides))
-
-
-class _Log:
-    """The lists a run appends to, turned into :class:`TrainResult` arrays at the end."""
-
-    def __init__(self) -> None:
-        self.step: list[int] = []
-        self.loss: list[float] = []
-        self.accuracy: list[float] = []
-        self.lr: list[float] = []
-        self.grads: list[list[float]] = []
-        self.eval_step: list[int] = []
-        self.eval_loss: list[float] = []
-        self.eval_accuracy: list[float] = []
-        self.checkpoints: dict = {}
-
-    def add(self, step: int, loss: float, accuracy: float | None, lr: float, grads) -> None:
-        """One logged step; ``accuracy`` is ``None`` for regression, ``grads`` ``None`` when
-        gradient norms are off."""
-        self.step.append(step)
-        self.loss.append(loss)
-        if accuracy is not None:
-            self.accuracy.append(accuracy)
-        self.lr.append(lr)
-        if grads is not None:
-            self.grads.append(grads)
 
 
 def train(
@@ -308,7 +283,7 @@ def _run(model, data, options, total, device, probe_options, taps, meta, progres
     tap_names = resolve_taps(model, taps) if options.grad_norms else []
     eval_at = set(options.eval_steps(total))
     check_at = set(options.checkpoints)
-    log = _Log()
+    log = RunLog()
     chunk = max(options.batch_size, 256)
     start = time.perf_counter()
     diverged_at = None
@@ -320,7 +295,11 @@ def _run(model, data, options, total, device, probe_options, taps, meta, progres
             log.eval_loss.append(loss)
             log.eval_accuracy.append(math.nan if acc is None else acc)
         if step in check_at:
-            log.checkpoints[step] = _probe(model, probe_batch, probe_options, step, meta)
+            found, error = probe_checkpoint(model, probe_batch, probe_options, step=step, meta=meta)
+            if error is None:
+                log.checkpoints[step] = found
+            else:
+                log.checkpoint_errors[step] = error
 
     from tqdm.auto import tqdm
 
@@ -364,8 +343,16 @@ def _run(model, data, options, total, device, probe_options, taps, meta, progres
         if diverged_at is None:
             measure(total)
     model.eval()
-    return _result(
-        options, data, log, total, diverged_at, tap_names, time.perf_counter() - start, device, meta
+    wall = time.perf_counter() - start
+    return log.result(
+        options=options,
+        data=data,
+        steps=total if diverged_at is None else diverged_at,
+        diverged_at=diverged_at,
+        tap_names=tap_names,
+        wall=wall,
+        device=device,
+        meta=meta,
     )
 
 
@@ -384,50 +371,3 @@ def _flushing_denormals():
     finally:
         if supported:
             torch.set_flush_denormal(False)
-
-
-def _probe(model, batch: Tensor, probe_options, step: int, meta) -> Any:
-    from isokit.probe import profile
-
-    was_training = model.training
-    # The probe draws from its own seeded generator; forking keeps the training stream intact.
-    with torch.random.fork_rng(devices=[]), np.errstate(divide="ignore", invalid="ignore"):
-        result = profile(model, batch, probe_options, meta={**dict(meta or {}), "step": step})
-    model.train(was_training)
-    return result
-
-
-def _steps_to_target(log: _Log, target: float | None) -> int | None:
-    if target is None:
-        return None
-    for step, acc in zip(log.eval_step, log.eval_accuracy, strict=True):
-        if acc >= target:
-            return step
-    return None
-
-
-def _result(options, data, log, total, diverged_at, tap_names, wall, device, meta) -> TrainResult:
-    classification = data.task == "classification"
-    env = {**environment(device=str(device)), "seed": options.seed}
-    return TrainResult(
-        options=options,
-        data=data.describe(),
-        steps=total if diverged_at is None else diverged_at,
-        step=np.asarray(log.step, dtype=np.int64),
-        loss=np.asarray(log.loss, dtype=np.float64),
-        accuracy=np.asarray(log.accuracy, dtype=np.float64) if classification else None,
-        lr=np.asarray(log.lr, dtype=np.float64),
-        eval_step=np.asarray(log.eval_step, dtype=np.int64),
-        eval_loss=np.asarray(log.eval_loss, dtype=np.float64),
-        eval_accuracy=np.asarray(log.eval_accuracy, dtype=np.float64) if classification else None,
-        grad_taps=list(tap_names),
-        grad_norms=np.asarray(log.grads, dtype=np.float64).reshape(len(log.step), len(tap_names))
-        if tap_names
-        else None,
-        steps_to_target=_steps_to_target(log, options.target_accuracy) if classification else None,
-        diverged_at=diverged_at,
-        wall_time_s=round(wall, 3),
-        checkpoints=log.checkpoints,
-        environment=env,
-        meta=dict(meta or {}),
-    )

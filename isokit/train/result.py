@@ -77,6 +77,8 @@ class TrainResult:
         diverged_at: the step whose training loss was NaN or inf (training stopped there).
         wall_time_s: the run's wall time, evaluations and checkpoints included.
         checkpoints: step → :class:`isokit.probe.Profile` on the fixed probe batch.
+        checkpoint_errors: step → why its probe failed (:class:`isokit.probe.NonFiniteError`:
+            the weights' Jacobian overflowed, say); that step has no Profile, training went on.
         environment: versions, device, threads and seed.
         meta: free-form labels (model, scheme) given by the caller.
     """
@@ -97,6 +99,7 @@ class TrainResult:
     diverged_at: int | None = None
     wall_time_s: float = 0.0
     checkpoints: dict[int, Profile] = field(default_factory=dict)
+    checkpoint_errors: dict[int, str] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -146,9 +149,7 @@ class TrainResult:
                 "accuracy": None if self.eval_accuracy is None else encode(self.eval_accuracy),
             },
             "grad_norms": grads,
-            "checkpoints": [
-                {"step": s, "profile": p.to_dict()} for s, p in sorted(self.checkpoints.items())
-            ],
+            "checkpoints": _checkpoint_entries(self.checkpoints, self.checkpoint_errors),
             "environment": encode(self.environment),
             "meta": encode(self.meta),
         }
@@ -219,20 +220,34 @@ def _read_grads(value: Any, n: int) -> tuple[list[str], np.ndarray | None]:
     return taps, values
 
 
-def _read_checkpoints(value: Any) -> dict[int, Profile]:
-    out: dict[int, Profile] = {}
+def _checkpoint_entries(profiles: dict[int, Profile], errors: dict[int, str]) -> list[dict]:
+    """One entry per checkpoint in step order: ``{step, profile}``, or ``{step, error}`` where
+    the probe failed."""
+    entries = {s: {"step": s, "profile": p.to_dict()} for s, p in profiles.items()}
+    entries.update({s: {"step": s, "error": str(e)} for s, e in errors.items()})
+    return [entries[s] for s in sorted(entries)]
+
+
+def _read_checkpoints(value: Any) -> tuple[dict[int, Profile], dict[int, str]]:
+    profiles: dict[int, Profile] = {}
+    errors: dict[int, str] = {}
     for i, item in enumerate(read_list("checkpoints", value)):
-        entry = read_mapping(f"checkpoints[{i}]", item, ("step", "profile"), "a checkpoint")
+        failed = isinstance(item, dict) and "error" in item
+        keys = ("step", "error") if failed else ("step", "profile")
+        entry = read_mapping(f"checkpoints[{i}]", item, keys, "a checkpoint")
         step = read_int(f"checkpoints[{i}].step", entry["step"], 0)
-        if step in out:
+        if step in profiles or step in errors:
             raise TrainResultFormatError(f"checkpoints[{i}].step", f"step {step} appears twice")
+        if failed:
+            errors[step] = read_str(f"checkpoints[{i}].error", entry["error"])
+            continue
         try:
-            out[step] = Profile.from_dict(entry["profile"])
+            profiles[step] = Profile.from_dict(entry["profile"])
         except ProfileFormatError as exc:  # name the field from the result's root
             raise TrainResultFormatError(
                 f"checkpoints[{i}].profile.{exc.field}", exc.message
             ) from None
-    return out
+    return profiles, errors
 
 
 def _check_length(steps: int, diverged_at: int | None, last_logged: int | None) -> None:
@@ -269,6 +284,7 @@ def _read(d: Any) -> dict[str, Any]:
     diverged_at = _optional_int("diverged_at", d["diverged_at"])
     logged = train["step"]
     _check_length(steps, diverged_at, int(logged.max()) if logged.size else None)
+    profiles, checkpoint_errors = _read_checkpoints(d["checkpoints"])
     return {
         "options": options,
         "data": dict(d["data"]),
@@ -285,7 +301,8 @@ def _read(d: Any) -> dict[str, Any]:
         "steps_to_target": _optional_int("steps_to_target", d["steps_to_target"]),
         "diverged_at": diverged_at,
         "wall_time_s": read_number("wall_time_s", d["wall_time_s"]),
-        "checkpoints": _read_checkpoints(d["checkpoints"]),
+        "checkpoints": profiles,
+        "checkpoint_errors": checkpoint_errors,
         "environment": dict(d["environment"]),
         "meta": dict(d["meta"]),
     }

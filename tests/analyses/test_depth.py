@@ -23,6 +23,23 @@ def test_growth_is_the_ratio_of_second_normalized_moments_deepest_over_shallowes
     assert math.isnan(summary.growth({"depth": [4, 8], "var_nonzero": [0.1, math.inf]}))
 
 
+def test_failures_list_raised_cells_and_failed_checkpoints_of_finished_runs():
+    from types import SimpleNamespace as NS
+
+    train = NS(checkpoint_errors={100: "the Jacobian at tap 'head' holds NaN or inf\nmore"})
+    results = NS(
+        results=[
+            NS(axes={"seed": 0}, status="error", error={"message": "boom\ntrace"}, record=None),
+            NS(axes={"seed": 1}, status="ok", error=None, record=NS(train=train)),
+            NS(axes={"seed": 2}, status="ok", error=None, record=NS(train=None)),
+        ]
+    )
+    assert summary.failures(results) == [
+        {"seed": 0, "error": "boom"},
+        {"seed": 1, "step": 100, "error": "the Jacobian at tap 'head' holds NaN or inf"},
+    ]
+
+
 @pytest.mark.parametrize(
     ("g_idinit", "g_kaiming", "expected"),
     [

@@ -328,3 +328,17 @@ def test_the_table_medians_equal_numpy_medians_of_the_runs(classified, classifie
     # "not reached"; both schemes' medians are quoted in the notes.
     assert "Median steps to the target accuracy on " + MODEL in page
     assert "Training took" in page and "1 of them diverged" in page
+
+
+def test_failed_checkpoint_probes_are_counted_in_the_notes(classified):
+    import copy
+
+    from isokit.report.training_page import training_notes
+
+    assert not any("checkpoint probe" in n for n in training_notes(classified))
+    results = copy.deepcopy(classified)
+    record = results.trained[0]
+    record.train.checkpoint_errors[7] = "the Jacobian at tap 'head' holds NaN or inf\ntrace"
+    note = next(n for n in training_notes(results) if "checkpoint probe" in n)
+    assert note.startswith("1 checkpoint probe(s) found NaN or inf")
+    assert f"{record.scheme} on {record.model} at step 7: the Jacobian at tap 'head'" in note

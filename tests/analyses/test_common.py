@@ -1,0 +1,41 @@
+"""analyses/common.py: the record of a resumed run states the time of every invocation since
+the work directory's last finished run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.analyses.conftest import ANALYSES
+
+SCRIPT = f"""
+import sys, time
+sys.path.insert(0, {str(ANALYSES)!r})
+from common import start
+run = start("demo", "demo", seeds=(0,), quick_seeds=(0,), argv=sys.argv[2:])
+time.sleep(0.2)
+if sys.argv[1] == "stop":
+    raise KeyboardInterrupt
+run.finish({{"x": 1}})
+"""
+
+
+def _invoke(mode: str, tmp_path) -> None:
+    argv = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
+    subprocess.run([sys.executable, "-c", SCRIPT, mode, *argv], capture_output=True, check=False)
+
+
+def test_a_resumed_run_records_the_time_of_every_invocation_since_the_last_finished(tmp_path):
+    for mode in ("stop", "stop", "finish"):
+        _invoke(mode, tmp_path)
+    ledger = json.loads((tmp_path / "work" / "invocations.json").read_text())
+    assert [e["finished"] for e in ledger] == [False, False, True]
+    assert all(e["run_time_s"] >= 0.2 for e in ledger)
+    record = json.loads((tmp_path / "out" / "demo.json").read_text())
+    assert record["invocations"] == 3
+    assert record["run_time_s"] == ledger[-1]["run_time_s"]
+    assert record["total_run_time_s"] == round(sum(e["run_time_s"] for e in ledger), 1)
+    _invoke("finish", tmp_path)  # a rerun after a finished one counts on its own
+    record = json.loads((tmp_path / "out" / "demo.json").read_text())
+    assert record["invocations"] == 1 and record["total_run_time_s"] == record["run_time_s"]
