@@ -68,7 +68,8 @@ class Analysis:
         """``WORK/invocations.json``: one entry per invocation that used this work directory."""
         return self.work / "invocations.json"
 
-    def _previous(self) -> list[dict[str, Any]]:
+    def previous_invocations(self) -> list[dict[str, Any]]:
+        """The ledger's entries so far (none if it is missing or unreadable)."""
         try:
             entries = json.loads(self.ledger.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -78,7 +79,7 @@ class Analysis:
     def log_invocation(self, *, finished: bool) -> list[dict[str, Any]]:
         """Append this invocation's wall time to the ledger (once); every entry, this one last.
         Called by :meth:`finish`, and at exit for a run that stops before it (Ctrl-C, an error)."""
-        entries = self._previous()
+        entries = self.previous_invocations()
         if self.logged:
             return entries
         self.logged = True

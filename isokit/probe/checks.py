@@ -55,14 +55,14 @@ class NonFiniteError(ValueError):
 
     Example:
         >>> import torch, isokit
-        >>> model = torch.nn.Linear(2, 2)
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 2))
         >>> with torch.no_grad():
-        ...     _ = model.weight.fill_(float("nan"))
+        ...     _ = model[0].weight.fill_(float("nan"))
         >>> try:
         ...     isokit.probe.profile(model, torch.randn(1, 2))
         ... except isokit.probe.NonFiniteError as err:
-        ...     print("refused:", str(err)[:22])
-        refused: Linear parameter 'wei
+        ...     print("refused:", str(err)[:31])
+        refused: Sequential parameter '0.weight'
     """
 
 
