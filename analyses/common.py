@@ -8,7 +8,7 @@ and the wall time. ``--work`` (default ``out/analyses/NAME``, or ``.../NAME-quic
 sweep directories of the heavy grids, so that an interrupted full run resumes where it stopped;
 its ``invocations.json`` keeps the wall time of every invocation that worked there (interrupted
 ones included), so the record of a resumed run states the whole time it took, not only its last
-part.
+part (delete the work directory to start the count, and the cells, afresh).
 
 Example::
 
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime
-import itertools
 import json
 import sys
 import time
@@ -120,10 +119,10 @@ class Analysis:
         settings), with the versions, device, seeds, mode and wall time; returns its path.
 
         ``run_time_s`` is this invocation's wall time; ``total_run_time_s`` sums every invocation
-        in the ledger since the work directory's last finished run (a resumed run's whole time).
+        in the work directory's ledger: the time that went into its cached cells, so a resumed
+        run states its whole time and a re-render keeps the time of the run it renders.
         """
         entries = self.log_invocation(finished=True)
-        since = list(itertools.takewhile(lambda e: not e.get("finished"), entries[-2::-1]))
         record = {
             "schema": SCHEMA,
             "analysis": self.name,
@@ -132,8 +131,8 @@ class Analysis:
             "device": self.device,
             "command": _command(),
             "run_time_s": entries[-1]["run_time_s"],
-            "total_run_time_s": round(sum(e["run_time_s"] for e in [*since, entries[-1]]), 1),
-            "invocations": len(since) + 1,
+            "total_run_time_s": round(sum(e["run_time_s"] for e in entries), 1),
+            "invocations": len(entries),
             "environment": environment(device=self.device),
             "figures": sorted(self.files),
             **sections,

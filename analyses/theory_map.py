@@ -226,7 +226,7 @@ def main() -> None:
     judged = judge(m)
     eff = a.lr / (1 - 0.9)
     steps = settings["steps"]
-    fig = run.new_figure(7.5, 5.2)
+    fig = run.new_figure(7.5, 5.6)
     figures.accuracy_map(
         fig,
         m,

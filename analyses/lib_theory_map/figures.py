@@ -57,7 +57,8 @@ def accuracy_map(fig, m: dict[str, Any], curve: dict[str, list[float]], title: s
     ax.set_ylabel("σ_w² (weight variance × fan-in)")
     ax.set_title(title)
     fig.colorbar(mesh, ax=ax, label="final held-out accuracy (median over seeds)")
-    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    # Below the map, so that no cell's number is hidden.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=8)
 
 
 def boundary_figure(fig, m: dict[str, Any], k_best: float, title: str) -> None:
