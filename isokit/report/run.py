@@ -225,7 +225,8 @@ def _train(
     config: Config, model, model_spec, data: TrainData | None, seed, meta, progress, device
 ) -> TrainResult:
     """Train the probed ``model`` with the config's ``[train]`` options and this run's seed;
-    the checkpoints are probed with the run's own probe options and the model's own taps."""
+    the checkpoints are probed with the run's own probe options and the model's own taps and
+    ``start``, as at initialization."""
     from isokit.train import train
 
     spec = config.train
@@ -233,6 +234,8 @@ def _train(
     options = _probe_options(config, seed)
     if model_spec.taps is not None:
         options = options.replace(taps=model_spec.taps)
+    if model_spec.start is not None:
+        options = options.replace(start=model_spec.start)
     with np.errstate(divide="ignore", invalid="ignore"):
         return train(
             model,

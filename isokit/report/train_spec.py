@@ -122,11 +122,11 @@ def check_train_models(spec: TrainSpec, models: Sequence[ModelSpec]) -> None:
     want = data.input_shape
     for i, model_spec in enumerate(models):
         key = f"models[{i}]"
-        if model_spec.inputs is not None or model_spec.start is not None:
+        if model_spec.inputs is not None:
             raise ConfigError(
-                key,
-                f"{model_spec.label} takes token or keyword inputs (inputs/start); training "
-                f"feeds it {data.name}'s tensors, so train a model of those inputs",
+                f"{key}.inputs",
+                f"{model_spec.label} takes token or keyword inputs; training feeds it "
+                f"{data.name}'s tensors, so train a model of those inputs",
             )
         if model_spec.input_shape != want:
             raise ConfigError(

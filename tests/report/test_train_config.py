@@ -174,6 +174,28 @@ def test_each_run_trains_like_a_hand_built_model_with_its_seed():
     assert not np.array_equal(seeds[0].loss, seeds[1].loss)
 
 
+def test_a_model_with_a_start_trains_and_its_checkpoints_measure_from_there():
+    from isokit.init import apply
+    from isokit.models import MLP
+    from isokit.probe import profile
+
+    table = _with()
+    table["models"][0].update(depth=3, start="acts.0")
+    cfg = parse_config(table)
+    data = cfg.train.load()
+    record = run_one(cfg, cfg.models[0], cfg.schemes[0], 0, data=data)
+    assert record.ok and sorted(record.train.checkpoints) == [0, 12]
+    at_init = record.train.checkpoints[0]
+    assert at_init.names == record.profile.names == ["acts.1", "acts.2", "head"]
+    # The step-0 checkpoint is ∂h_l/∂h_start of the initialized weights on the probe batch.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = MLP(8, 8, depth=3, activation="tanh", out_features=3)
+    apply(model, "idinit", seed=0)
+    by_hand = profile(model, data.test.inputs[:2].float(), start="acts.0")
+    np.testing.assert_allclose(at_init.stat("m1"), by_hand.stat("m1"), rtol=1e-12)
+
+
 def test_isokit_train_writes_every_train_result_and_the_training_figures(tmp_path, capsys):
     config = tmp_path / "train.toml"
     config.write_text(TOML, encoding="utf-8")
