@@ -64,6 +64,22 @@ class SweepSummary:
         )
 
 
+#: Dask's nanny starts each worker with this glibc setting, which hands freed memory back to the
+#: kernel past 64 KiB; torch frees and reallocates its activations every step, and each
+#: reallocation then page-faults: a ResNet-20 step took 0.54 s of system time beside 0.52 s of
+#: user time in a worker, against 0.05 s without it (``benchmarks/bench_worker_memory.py``).
+MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
+
+
+def _pre_spawn_env() -> dict[str, Any]:
+    """Dask's environment for new worker processes with :data:`MALLOC_TRIM` unset (``None``:
+    Dask leaves it alone, so a value the user exported still reaches the workers)."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    return {**env, MALLOC_TRIM: None}
+
+
 def _worker_env() -> dict[str, str]:
     # Thread pools of BLAS and OpenMP sized to one core per worker: torch's own count is set
     # per cell, but a pool started before that would oversubscribe the cores.
@@ -80,7 +96,11 @@ def local_cluster(workers: int | None = None) -> Iterator[Any]:
     n = workers if workers is not None else os.cpu_count() or 1
     # The workers' statistical profiler samples the task's stack every 10 ms under the GIL,
     # which slowed a probe cell by a fifth; the workers take this config from here.
-    with dask.config.set({"distributed.worker.profile.enabled": False}):
+    settings = {
+        "distributed.worker.profile.enabled": False,
+        "distributed.nanny.pre-spawn-environ": _pre_spawn_env(),
+    }
+    with dask.config.set(settings):
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from isokit.sweep import SweepDirError, load_sweep, parse_sweep, run_sweep
 from tests.sweep.tasks import dying_once_at, failing_at, small_grid
+
+#: Whether the user exported glibc's trim threshold (the workers then inherit it, rightly).
+TRIM_EXPORTED = "MALLOC_TRIM_THRESHOLD_" in os.environ
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +34,18 @@ def _runs(out) -> dict[str, dict]:
             data["run"]["profile"]["meta"].pop("created")
         runs[data["key"]] = {"status": data["status"], "run": data["run"]}
     return runs
+
+
+@pytest.mark.skipif(TRIM_EXPORTED, reason="MALLOC_TRIM_THRESHOLD_ is exported by the user")
+def test_workers_start_without_dasks_malloc_trim_threshold(cluster):
+    """Dask's nanny would start them with MALLOC_TRIM_THRESHOLD_=65536, which makes every
+    reallocation of a training step page-fault (benchmarks/bench_worker_memory.py)."""
+    from dask.distributed import Client
+
+    with Client(cluster) as client:
+        seen = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert len(seen) == 2 and set(seen.values()) == {None}
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ  # nor exported into this process
 
 
 def test_two_workers_give_exactly_the_serial_numbers(tmp_path, cluster):
