@@ -79,7 +79,7 @@ class Analysis:
         """Append this invocation's wall time to the ledger (once); every entry, this one last.
         Called by :meth:`finish`, and at exit for a run that stops before it (Ctrl-C, an error)."""
         entries = self.previous_invocations()
-        if self.logged:
+        if self.logged:  # finish() logged it; the exit hook then has nothing to add
             return entries
         self.logged = True
         entries.append(

@@ -111,8 +111,9 @@ def failures(results: Any) -> list[dict[str, Any]]:
             out.append({**cell.axes, "error": _first_line((cell.error or {}).get("message", ""))})
             continue
         train = None if cell.record is None else cell.record.train
-        for step, error in sorted({} if train is None else train.checkpoint_errors.items()):
-            out.append({**cell.axes, "step": step, "error": _first_line(error)})
+        if train is not None:
+            for step, error in sorted(train.checkpoint_errors.items()):
+                out.append({**cell.axes, "step": step, "error": _first_line(error)})
     return out
 
 

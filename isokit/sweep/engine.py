@@ -66,8 +66,8 @@ class SweepSummary:
 
 #: Dask's nanny starts each worker with this glibc setting, which hands freed memory back to the
 #: kernel past 64 KiB; torch frees and reallocates its activations every step, and each
-#: reallocation then page-faults: a ResNet-20 step took 0.54 s of system time beside 0.52 s of
-#: user time in a worker, against 0.05 s without it (``benchmarks/bench_worker_memory.py``).
+#: reallocation then page-faults: a ResNet-20 step took 0.47 s of system time beside 0.55 s of
+#: user time in a worker, against 0.04 s without it (``benchmarks/bench_worker_memory.py``).
 MALLOC_TRIM = "MALLOC_TRIM_THRESHOLD_"
 
 
