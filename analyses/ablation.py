@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
-from common import start
+from common import main_guarded, start
 from lib_train import figures
 from lib_train.runs import (
     CHANCE,
@@ -186,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

@@ -12,13 +12,17 @@ part (delete the work directory to start the count, and the cells, afresh).
 
 Example::
 
-    from common import start  # analyses/ is the script's own directory
+    from common import main_guarded, start  # analyses/ is the script's own directory
 
-    run = start("momentum_toy", __doc__, seeds=(0, 1, 2), quick_seeds=(0,))
-    fig = run.new_figure(6, 4)
-    ...
-    run.save_figure(fig, "loss")
-    run.finish({"gd": {"final_loss": 4.96}}, verdict={"claim C": "confirmed"})
+    def main():
+        run = start("momentum_toy", __doc__, seeds=(0, 1, 2), quick_seeds=(0,))
+        fig = run.new_figure(6, 4)
+        ...
+        run.save_figure(fig, "loss")
+        run.finish({"gd": {"final_loss": 4.96}}, verdict={"claim C": "confirmed"})
+
+    if __name__ == "__main__":
+        main_guarded(main)  # Ctrl-C: one line, exit 130, the finished cells kept
 """
 
 from __future__ import annotations
@@ -192,3 +196,21 @@ def start(
     )
     atexit.register(run.log_invocation, finished=False)
     return run
+
+
+def main_guarded(main: Callable[[], None]) -> None:
+    """Run an analysis' ``main``; Ctrl-C ends it with one line and exit status 130.
+
+    A traceback after Ctrl-C would read as a failure, but an interrupted full run is expected
+    and safe to resume: its finished cells are on disk and the invocation is logged (``start``'s
+    exit hook).
+    """
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(
+            f"{_command()}: interrupted; finished cells are kept, "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from common import start
+from common import main_guarded, start
 from lib_conv_stem import figures
 
 import isokit
@@ -310,4 +310,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from common import start
+from common import main_guarded, start
 from lib_dead_weights import figures
 
 import isokit
@@ -303,4 +303,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from common import start
+from common import main_guarded, start
 from lib_depth import figures, grids, summary
 
 from isokit.sweep import load_sweep, local_cluster, parse_sweep, run_cell, run_sweep
@@ -265,4 +265,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

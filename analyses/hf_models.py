@@ -16,7 +16,7 @@ import statistics
 from typing import Any
 
 import numpy as np
-from common import start
+from common import main_guarded, start
 from lib_hf_models import figures
 from lib_hf_models.rule import SPECTRA_RULE, TRAIN_RULE, spectra_verdict, train_verdict
 
@@ -294,4 +294,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from common import start
+from common import main_guarded, start
 from lib_momentum_toy import figures
 
 import isokit
@@ -278,4 +278,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

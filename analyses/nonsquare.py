@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from common import start
+from common import main_guarded, start
 from lib_nonsquare import figures
 
 import isokit
@@ -344,4 +344,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

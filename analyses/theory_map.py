@@ -15,7 +15,7 @@ import statistics
 from typing import Any
 
 import numpy as np
-from common import start
+from common import main_guarded, start
 from lib_theory_map import figures
 from lib_theory_map.rule import (
     CLAIMED_MULTIPLE,
@@ -268,4 +268,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

@@ -15,7 +15,7 @@ import argparse
 from dataclasses import asdict, replace
 from typing import Any
 
-from common import start
+from common import main_guarded, start
 from lib_train import figures
 from lib_train.runs import (
     CHANCE,
@@ -238,4 +238,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main_guarded(main)

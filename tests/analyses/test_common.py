@@ -12,18 +12,24 @@ from tests.analyses.conftest import ANALYSES
 SCRIPT = f"""
 import sys, time
 sys.path.insert(0, {str(ANALYSES)!r})
-from common import start
-run = start("demo", "demo", seeds=(0,), quick_seeds=(0,), argv=sys.argv[2:])
-time.sleep(0.2)
-if sys.argv[1] == "stop":
-    raise KeyboardInterrupt
-run.finish({{"x": 1}})
+from common import main_guarded, start
+
+def main():
+    run = start("demo", "demo", seeds=(0,), quick_seeds=(0,), argv=sys.argv[2:])
+    time.sleep(0.2)
+    if sys.argv[1] == "stop":
+        raise KeyboardInterrupt
+    run.finish({{"x": 1}})
+
+main_guarded(main)
 """
 
 
-def _invoke(mode: str, tmp_path) -> None:
+def _invoke(mode: str, tmp_path) -> subprocess.CompletedProcess:
     argv = ["--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
-    subprocess.run([sys.executable, "-c", SCRIPT, mode, *argv], capture_output=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode, *argv], capture_output=True, text=True, check=False
+    )
 
 
 def test_a_resumed_run_records_the_time_of_every_invocation_in_its_work_directory(tmp_path):
@@ -40,3 +46,17 @@ def test_a_resumed_run_records_the_time_of_every_invocation_in_its_work_director
     again = json.loads((tmp_path / "out" / "demo.json").read_text())
     assert again["invocations"] == 4
     assert again["total_run_time_s"] >= record["total_run_time_s"] + 0.2
+
+
+def test_an_interrupted_run_exits_130_with_one_line_and_no_traceback(tmp_path):
+    stopped = _invoke("stop", tmp_path)
+    assert stopped.returncode == 130
+    lines = stopped.stderr.strip().splitlines()
+    assert len(lines) == 1, stopped.stderr
+    assert "interrupted" in lines[0] and "again to resume" in lines[0]
+    assert "Traceback" not in stopped.stderr
+    ledger = json.loads((tmp_path / "work" / "invocations.json").read_text())
+    assert [e["finished"] for e in ledger] == [False]
+    assert not (tmp_path / "out" / "demo.json").exists()
+    finished = _invoke("finish", tmp_path)
+    assert finished.returncode == 0, finished.stderr
