@@ -69,3 +69,15 @@ def test_every_findings_figure_and_record_is_committed_and_says_its_mode() -> No
         mode, figure = cells[4], re.search(r"\((figures/[^)]+\.png)\)", cells[5]).group(1)
         record = json.loads((root / "figures" / f"{_analysis_of(root / figure)}.json").read_text())
         assert mode.split(",")[0] == record["mode"], (figure, mode, record["mode"])
+
+
+def test_every_committed_figure_is_one_its_record_lists() -> None:
+    """A figure no record lists is left over from an earlier run (e.g. a quick mode's step
+    count in its name) and would be mistaken for a result."""
+    figures = README.parent / "figures"
+    records = {r.stem: json.loads(r.read_text()) for r in figures.glob("*.json")}
+    assert {"depth", "trainability", "dead_weights"} <= set(records)
+    for name, record in records.items():
+        images = {p.name for p in figures.glob(f"{name}_*") if p.suffix in (".png", ".svg")}
+        stale = images - set(record["figures"])
+        assert not stale, f"{name}: stale figures {sorted(stale)}: delete them or rerun {name}"
