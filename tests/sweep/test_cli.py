@@ -14,9 +14,11 @@ import pytest
 
 from isokit.cli import main
 
+# 32 probe examples make a cell take seconds, so that an interrupt sent after the
+# first two cells lands well before the twelfth, even on a quiet machine.
 SLOW_GRID = """
 method = "exact"
-inputs = {examples = 4}
+inputs = {examples = 32}
 [[models]]
 kind = "mlp"
 in_features = 64
